@@ -1,0 +1,62 @@
+# fapiao-hub: the two front-door commands are `make run` and `make test`.
+# Each creates the project virtualenv (.venv, Python 3.13) on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+# SAM's python3.13 build workflow looks for python3.13 on PATH: the venv provides it.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help run test unit integration lint sam-validate sam-build clean
+
+help:
+	@echo "make run    - run the hub locally (moto + HTTP API on 127.0.0.1:$${API_PORT:-3000})"
+	@echo "make test   - lint, unit and integration tests, sam validate --lint, sam build"
+	@echo "make lint   - ruff"
+	@echo "make clean  - remove the virtualenv and build output"
+
+# Find a Python 3.13: on PATH, or through pyenv (PYENV_VERSION / pyenv root).
+$(STAMP): pyproject.toml
+	@set -e; \
+	py=""; \
+	for cand in python3.13 "$$(command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/3.13"*/bin/python3.13; do \
+	  if [ -n "$$cand" ] && "$$cand" -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then py="$$cand"; break; fi; \
+	  if [ "$$cand" = python3.13 ] && PYENV_VERSION=3.13.0 python3.13 -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then \
+	    py="$$(PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)')"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then echo "error: Python 3.13 not found (on PATH as python3.13, or through pyenv). Install it, e.g. 'pyenv install 3.13'." >&2; exit 1; fi; \
+	echo "using $$py"; \
+	"$$py" -m venv $(VENV); \
+	$(PY) -m pip install --quiet --upgrade pip; \
+	$(PY) -m pip install --quiet -e '.[dev]'; \
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m local.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration -q
+
+sam-validate: $(STAMP)
+	$(VENV)/bin/sam validate --lint --template template.yaml
+
+sam-build: $(STAMP)
+	$(VENV)/bin/sam build --template template.yaml
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -n 2 --dist loadgroup
+	$(MAKE) --no-print-directory sam-validate
+	$(MAKE) --no-print-directory sam-build
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .hypothesis

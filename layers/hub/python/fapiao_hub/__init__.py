@@ -1,0 +1,1 @@
+"""fapiao-hub core: canonical model, tax rules, intake, channels, workflow, store."""

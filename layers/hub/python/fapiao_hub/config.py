@@ -1,0 +1,136 @@
+"""Settings (environment, parsed once) and the hub configuration (business systems, sellers).
+
+The environment says *where* things are (table names, queue URL, where the configuration lives);
+the hub configuration says *who* may call and *for whom* invoices are issued. In AWS the hub
+configuration is an SSM SecureString read through Powertools parameters (cached); locally it is
+a JSON file (``HUB_CONFIG_FILE``). Both hold the same JSON document (docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fapiao_hub.models import InvoiceType, Party
+
+# Seed 004 (intake) invoice-type codes -> canonical types. Documented in docs/intake.md; a
+# deployment overrides or extends it with "invoice_types" in the hub configuration.
+DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
+    # Codes shared with Ekuaibao / Baiwang (DOMAIN.md section 3, legacy column).
+    "01": InvoiceType.DIGITAL_SPECIAL,
+    "02": InvoiceType.DIGITAL_NORMAL,
+    "004": InvoiceType.VAT_SPECIAL_PAPER,
+    "007": InvoiceType.VAT_NORMAL_PAPER,
+    "026": InvoiceType.VAT_NORMAL_ELECTRONIC,
+    "028": InvoiceType.VAT_SPECIAL_ELECTRONIC,
+    # Seed 004's own four-character codes: the first two characters are the 数电 kind (01 special,
+    # 02 normal), the last two the platform's sub-kind. Seed 004's example uses 0112.
+    "0112": InvoiceType.DIGITAL_SPECIAL,
+    "0212": InvoiceType.DIGITAL_NORMAL,
+}
+
+# DOMAIN.md section 1: the rates in force, and the retired ones accepted on red reversals.
+DEFAULT_TAX_RATES = tuple(
+    Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13")
+)
+DEFAULT_RETIRED_TAX_RATES = tuple(Decimal(r) for r in ("0.04", "0.10", "0.11", "0.16", "0.17"))
+
+
+class Settings(BaseSettings):
+    """Environment of a function (template.yaml Globals), parsed once per container."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    stage: str = "dev"
+    applications_table: str
+    invoices_table: str
+    dispatch_queue_url: str
+    files_bucket: str
+    event_bus_name: str
+    # Exactly one of the two says where the hub configuration lives.
+    hub_config_parameter: str | None = None
+    hub_config_file: Path | None = None
+    hub_config_max_age_seconds: int = 300
+    strict_tax_numbers: bool = False
+    # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
+    max_body_bytes: int = 6 * 1024 * 1024
+
+
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Company(_Config):
+    """A seller as a business system knows it (seed 004 ``bukrs``, 账套编码)."""
+
+    seller: Party
+    channel: str | None = None  # default channel for this seller (routing may override)
+
+
+class BusinessSystem(_Config):
+    name: str | None = None
+    # SHA-256 (hex) of each bearer token this system may use; several allow rotation.
+    token_sha256: tuple[str, ...] = Field(min_length=1)
+    companies: dict[str, Company] = Field(default_factory=dict)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise ValueError("token_sha256 entries are lowercase hex SHA-256 digests")
+        return value
+
+
+class HubConfig(_Config):
+    business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
+    # Extends / overrides DEFAULT_INTAKE_INVOICE_TYPES.
+    invoice_types: dict[str, InvoiceType] = Field(default_factory=dict)
+    tax_rates: tuple[Decimal, ...] = DEFAULT_TAX_RATES
+    retired_tax_rates: tuple[Decimal, ...] = DEFAULT_RETIRED_TAX_RATES
+
+    @cached_property
+    def intake_invoice_types(self) -> dict[str, InvoiceType]:
+        return {**DEFAULT_INTAKE_INVOICE_TYPES, **self.invoice_types}
+
+    def authenticate(self, token: str) -> str | None:
+        """The business system a bearer token belongs to, or None.
+
+        Every stored digest is compared (constant time each), so timing says nothing about
+        which system or how many digits matched.
+        """
+        presented = token_sha256(token)
+        found = None
+        for system_id, system in self.business_systems.items():
+            for digest in system.token_sha256:
+                if hmac.compare_digest(presented, digest):
+                    found = system_id
+        return found
+
+
+def load_hub_config(settings: Settings) -> HubConfig:
+    """Read the hub configuration from wherever the settings say (cached in AWS)."""
+    if settings.hub_config_file is not None:
+        return HubConfig.model_validate_json(settings.hub_config_file.read_text(encoding="utf-8"))
+    if settings.hub_config_parameter:
+        # Imported here: the parameters utility is only needed where SSM is the source.
+        from aws_lambda_powertools.utilities import parameters
+
+        raw = parameters.get_parameter(
+            settings.hub_config_parameter,
+            decrypt=True,
+            max_age=settings.hub_config_max_age_seconds,
+        )
+        return HubConfig.model_validate(json.loads(raw))
+    raise RuntimeError("neither HUB_CONFIG_FILE nor HUB_CONFIG_PARAMETER is set")

@@ -1,0 +1,1 @@
+"""Intake shapes: what business systems send, mapped to the canonical model."""

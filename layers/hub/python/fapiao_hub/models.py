@@ -1,0 +1,224 @@
+"""The hub's canonical model: what an invoice application *is*, independent of any wire format.
+
+Intake shapes (seed 004) and channels (seeds 000-003) map to and from these models; the core
+(rules, workflow, store) only ever sees these. Money is ``Decimal`` end to end.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CENT = Decimal("0.01")
+
+
+def round_money(value: Decimal) -> Decimal:
+    """Round to 2 decimals, half up (DOMAIN.md section 1)."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class InvoiceType(StrEnum):
+    """DOMAIN.md section 3: one canonical enum; every intake shape and channel maps to it."""
+
+    DIGITAL_SPECIAL = "DIGITAL_SPECIAL"  # 数电专票
+    DIGITAL_NORMAL = "DIGITAL_NORMAL"  # 数电普票
+    VAT_SPECIAL_PAPER = "VAT_SPECIAL_PAPER"  # 增值税专用发票
+    VAT_NORMAL_PAPER = "VAT_NORMAL_PAPER"  # 增值税普通发票
+    VAT_NORMAL_ELECTRONIC = "VAT_NORMAL_ELECTRONIC"  # 增值税电子普通发票
+    VAT_SPECIAL_ELECTRONIC = "VAT_SPECIAL_ELECTRONIC"  # 增值税电子专用发票
+
+    @property
+    def is_special(self) -> bool:
+        """专票: buyer tax number required; reversed only by a special invoice."""
+        return self in {
+            InvoiceType.DIGITAL_SPECIAL,
+            InvoiceType.VAT_SPECIAL_PAPER,
+            InvoiceType.VAT_SPECIAL_ELECTRONIC,
+        }
+
+    @property
+    def is_digital(self) -> bool:
+        """数电: 20-digit number, no invoice code, cannot be voided (only reversed)."""
+        return self in {InvoiceType.DIGITAL_SPECIAL, InvoiceType.DIGITAL_NORMAL}
+
+    @property
+    def is_paper(self) -> bool:
+        return self in {InvoiceType.VAT_SPECIAL_PAPER, InvoiceType.VAT_NORMAL_PAPER}
+
+
+class Direction(StrEnum):
+    BLUE = "BLUE"  # 蓝字发票: an ordinary invoice
+    RED = "RED"  # 红字发票: reverses (part of) an issued blue invoice
+
+
+class LineNature(StrEnum):
+    """发票行性质 (DOMAIN.md section 2). Values are the codes every seed uses."""
+
+    NORMAL = "0"
+    DISCOUNT = "1"  # 折扣行: negative, immediately follows the line it discounts
+    DISCOUNTED = "2"  # 被折扣行
+
+
+class RedReason(StrEnum):
+    """Why a red invoice is issued (DOMAIN.md section 4); values are the national codes."""
+
+    ISSUING_ERROR = "01"  # full reversal only, same lines
+    GOODS_RETURNED = "02"  # quantity may shrink
+    SERVICE_STOPPED = "03"  # amount and quantity may shrink, not price
+    SALES_ALLOWANCE = "04"  # price and quantity empty
+
+
+class Status(StrEnum):
+    """Application lifecycle (ARCHITECTURE.md, State). Moves forward only."""
+
+    RECEIVED = "RECEIVED"
+    DISPATCHING = "DISPATCHING"
+    SUBMITTED = "SUBMITTED"
+    UNKNOWN = "UNKNOWN"
+    RETRY_WAIT = "RETRY_WAIT"
+    ISSUED = "ISSUED"
+    REJECTED = "REJECTED"
+    VOIDING = "VOIDING"
+    VOIDED = "VOIDED"
+    STUCK = "STUCK"
+    MANUAL_REVIEW = "MANUAL_REVIEW"
+
+    @property
+    def is_open(self) -> bool:
+        """Open applications are watched by the poller until they reach an outcome."""
+        return self in OPEN_STATUSES
+
+
+OPEN_STATUSES = frozenset(
+    {
+        Status.RECEIVED,
+        Status.DISPATCHING,
+        Status.SUBMITTED,
+        Status.UNKNOWN,
+        Status.RETRY_WAIT,
+        Status.VOIDING,
+    }
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class Party(_Model):
+    """Seller (销方) or buyer (购方)."""
+
+    name: str
+    tax_number: str | None = None
+    address: str | None = None
+    phone: str | None = None
+    bank_name: str | None = None
+    bank_account: str | None = None
+    # Personal data: never logged, never put in error messages.
+    email: str | None = None
+    mobile: str | None = None
+    # The caller's own code for this party (seed 004 purchaserTaxpayerCode).
+    code: str | None = None
+
+
+class Line(_Model):
+    """One invoice line in canonical form.
+
+    A discount always travels as its own line (nature DISCOUNT, negative amount) right after the
+    line it discounts (nature DISCOUNTED); shapes that carry the discount on the discounted line
+    are unfolded on the way in (rules.unfold_inline_discount).
+    """
+
+    index: int = Field(description="position in the caller's line list (for error paths)")
+    nature: LineNature = LineNature.NORMAL
+    goods_name: str
+    tax_code: str | None = None  # 税收分类编码, 19 digits
+    specification: str | None = None  # 规格型号
+    unit: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None  # in the basis given by Application.prices_include_tax
+    amount: Decimal  # tax-exclusive, 2 decimals
+    tax: Decimal  # 2 decimals
+    tax_rate: Decimal
+    zero_rate_flag: str | None = None  # 零税率标识: 1 exempt, 2 not taxable, 3 ordinary zero rate
+    preferential_policy: str | None = None  # 优惠政策名称; set means the policy is used
+    material_code: str | None = None
+    # Fields of the caller's shape that the hub carries through untouched.
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def amount_incl_tax(self) -> Decimal:
+        return self.amount + self.tax
+
+
+class RedReference(_Model):
+    """What a red application reverses (DOMAIN.md section 4)."""
+
+    blue_invoice_number: str
+    blue_invoice_code: str | None = None  # legacy invoices only
+    blue_invoice_date: str | None = None
+    reason: RedReason | None = None
+    confirmation_uuid: str | None = None  # 红字确认单 UUID (数电)
+    confirmation_number: str | None = None  # 红字确认单/信息表编号
+
+
+class SpecialBusiness(_Model):
+    """Special business sub-tables (特定业务): carried through and stored, not interpreted."""
+
+    building: list[dict[str, Any]] = Field(default_factory=list)  # 不动产 / 建筑服务
+    freight: list[dict[str, Any]] = Field(default_factory=list)  # 货物运输
+    passenger_transport: list[dict[str, Any]] = Field(default_factory=list)  # 旅客运输
+
+    def is_empty(self) -> bool:
+        return not (self.building or self.freight or self.passenger_transport)
+
+
+class Application(_Model):
+    """An invoice application (开票申请单) as the hub keeps it."""
+
+    source_system: str  # the business system that submitted it (from its token)
+    open_apply_code: str  # the caller's application number, unique per source system
+    direction: Direction
+    invoice_type: InvoiceType
+    company_code: str  # the seller's company code in the source system (seed 004 bukrs)
+    seller: Party
+    buyer: Party
+    lines: tuple[Line, ...]
+    prices_include_tax: bool = True
+    # Totals derived from the lines (the header totals a caller sent are checked, not stored).
+    amount: Decimal
+    tax: Decimal
+    remark: str | None = None
+    red: RedReference | None = None
+    special: SpecialBusiness = Field(default_factory=SpecialBusiness)
+    business_type_code: str | None = None
+    business_type_name: str | None = None
+    # Header fields of the caller's shape that the hub carries through untouched.
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def amount_incl_tax(self) -> Decimal:
+        return self.amount + self.tax
+
+    @property
+    def key(self) -> str:
+        return application_key(self.source_system, self.open_apply_code)
+
+
+def application_key(source_system: str, open_apply_code: str) -> str:
+    return f"{source_system}#{open_apply_code}"
+
+
+class Problem(_Model):
+    """One thing wrong with an application.
+
+    ``path`` is in canonical terms, e.g. ``("lines", 3, "tax")`` or ``("buyer", "tax_number")``;
+    each intake shape translates it into the caller's field names.
+    """
+
+    path: tuple[str | int, ...]
+    message: str
+    warning: bool = False
