@@ -37,9 +37,7 @@ DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
 }
 
 # DOMAIN.md section 1: the rates in force, and the retired ones accepted on red reversals.
-DEFAULT_TAX_RATES = tuple(
-    Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13")
-)
+DEFAULT_TAX_RATES = tuple(Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13"))
 DEFAULT_RETIRED_TAX_RATES = tuple(Decimal(r) for r in ("0.04", "0.10", "0.11", "0.16", "0.17"))
 
 

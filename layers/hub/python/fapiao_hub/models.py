@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 CENT = Decimal("0.01")
 
@@ -104,6 +104,22 @@ OPEN_STATUSES = frozenset(
 )
 
 
+def _plain_json(value: Any) -> Any:
+    """Opaque pass-through data keeps its JSON types: a number stays a number when stored."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+    if isinstance(value, dict):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+# Fields of a caller's shape that the hub carries through untouched.
+Extras = Annotated[dict[str, Any], PlainSerializer(_plain_json, when_used="json")]
+Records = Annotated[list[dict[str, Any]], PlainSerializer(_plain_json, when_used="json")]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
@@ -146,8 +162,7 @@ class Line(_Model):
     zero_rate_flag: str | None = None  # 零税率标识: 1 exempt, 2 not taxable, 3 ordinary zero rate
     preferential_policy: str | None = None  # 优惠政策名称; set means the policy is used
     material_code: str | None = None
-    # Fields of the caller's shape that the hub carries through untouched.
-    extras: dict[str, Any] = Field(default_factory=dict)
+    extras: Extras = Field(default_factory=dict)
 
     @property
     def amount_incl_tax(self) -> Decimal:
@@ -168,9 +183,9 @@ class RedReference(_Model):
 class SpecialBusiness(_Model):
     """Special business sub-tables (特定业务): carried through and stored, not interpreted."""
 
-    building: list[dict[str, Any]] = Field(default_factory=list)  # 不动产 / 建筑服务
-    freight: list[dict[str, Any]] = Field(default_factory=list)  # 货物运输
-    passenger_transport: list[dict[str, Any]] = Field(default_factory=list)  # 旅客运输
+    building: Records = Field(default_factory=list)  # 不动产 / 建筑服务
+    freight: Records = Field(default_factory=list)  # 货物运输
+    passenger_transport: Records = Field(default_factory=list)  # 旅客运输
 
     def is_empty(self) -> bool:
         return not (self.building or self.freight or self.passenger_transport)
@@ -196,8 +211,7 @@ class Application(_Model):
     special: SpecialBusiness = Field(default_factory=SpecialBusiness)
     business_type_code: str | None = None
     business_type_name: str | None = None
-    # Header fields of the caller's shape that the hub carries through untouched.
-    extras: dict[str, Any] = Field(default_factory=dict)
+    extras: Extras = Field(default_factory=dict)
 
     @property
     def amount_incl_tax(self) -> Decimal:

@@ -1,0 +1,193 @@
+"""Intake HTTP API: submit invoice applications (seed 004 shape) and read them back.
+
+Adapter only: authentication, body parsing, the seed 004 envelope ``{success, code, message,
+data}``, and turning the workflow's answers into status codes. Business rules live in
+``rules``/``intake.seed004``; orchestration in ``workflow``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fapiao_hub import jsonutil, runtime
+from fapiao_hub.intake import seed004
+from fapiao_hub.queues import QueueUnavailable
+from fapiao_hub.store import StoredApplication
+from fapiao_hub.workflow import ApplicationConflict
+
+logger = Logger(child=True)
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
+
+
+def envelope(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> Response:
+    """Seed 004's answer shape, for every answer of the intake API."""
+    body = {"success": 200 <= status < 300, "code": status, "message": message, "data": data}
+    return Response(status, "application/json", jsonutil.dumps(body), headers=headers)
+
+
+class _Refusal(Exception):
+    """A request refused before the workflow is involved."""
+
+    def __init__(self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.response = envelope(status, message, data, headers)
+
+
+@app.exception_handler(_Refusal)
+def _refused(refusal: _Refusal) -> Response:
+    metrics.add_metric(name=f"Refused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
+    return refusal.response
+
+
+@app.exception_handler(QueueUnavailable)
+def _queue_down(_: QueueUnavailable) -> Response:
+    logger.warning("dispatch queue unavailable; application stays RECEIVED")
+    return envelope(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "the application was stored but could not be queued for dispatch; send the same request again",
+        headers={"Retry-After": "5"},
+    )
+
+
+@app.exception_handler(ClientError)
+@app.exception_handler(BotoCoreError)
+def _aws_down(error: Exception) -> Response:
+    logger.exception("AWS call failed")
+    return envelope(
+        HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"}
+    )
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response:
+    return envelope(HTTPStatus.NOT_FOUND, "no such route")
+
+
+def _caller() -> str:
+    """The business system behind the bearer token, or a 401."""
+    header = app.current_event.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    system = runtime.hub_config().authenticate(token) if scheme.lower() == "bearer" and token else None
+    if system is None:
+        raise _Refusal(
+            HTTPStatus.UNAUTHORIZED,
+            "missing or invalid bearer token",
+            headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub"'},
+        )
+    return system
+
+
+def _json_body() -> Any:
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+    raw = event.body or ""
+    try:
+        body = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
+    except (binascii.Error, UnicodeEncodeError):
+        raise _Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded") from None
+    limit = runtime.settings().max_body_bytes
+    if len(body) > limit:
+        raise _Refusal(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}"
+        )
+    if not body.strip():
+        raise _Refusal(HTTPStatus.BAD_REQUEST, 'body is empty; expected {"invoiceOrder": {...}}')
+    try:
+        return jsonutil.loads(body)
+    except jsonutil.InvalidJson as error:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
+
+
+def _invalid(errors: list[seed004.FieldError]) -> _Refusal:
+    count = len(errors)
+    return _Refusal(
+        HTTPStatus.BAD_REQUEST,
+        f"invalid invoice order: {count} problem{'s' if count != 1 else ''}",
+        {"errors": [e.as_dict() for e in errors]},
+    )
+
+
+def _summary(stored: StoredApplication) -> dict[str, Any]:
+    return {
+        "openApplyCode": stored.application.open_apply_code,
+        "status": stored.status.value,
+        "warnings": list(stored.warnings),
+    }
+
+
+def submit() -> Response:
+    system_id = _caller()
+    body = _json_body()
+    config = runtime.hub_config()
+    result = seed004.to_application(
+        body,
+        source_system=system_id,
+        system=config.business_systems[system_id],
+        config=config,
+        policy=runtime.rule_policy(),
+    )
+    if result.errors or result.application is None:
+        logger.info("invoice order refused", extra={"problems": len(result.errors)})
+        metrics.add_metric(name="OrdersRefused", unit=MetricUnit.Count, value=1)
+        raise _invalid(result.errors)
+    application = result.application
+    logger.set_correlation_id(application.open_apply_code)
+    try:
+        submitted = runtime.intake().submit(
+            application,
+            payload_sha256=jsonutil.content_hash(body),
+            channel=result.channel,
+            warnings=[f"{w.field}: {w.message}" for w in result.warnings],
+        )
+    except ApplicationConflict:
+        return envelope(
+            HTTPStatus.CONFLICT,
+            f"openApplyCode {application.open_apply_code!r} was already received with different content",
+        )
+    logger.info(
+        "invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value}
+    )
+    metrics.add_metric(
+        name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1
+    )
+    message = "order received" if submitted.created else "order already received"
+    return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
+
+
+for _path in SUBMIT_PATHS:
+    app.post(_path)(submit)
+
+
+@app.get("/v1/invoice-orders/<open_apply_code>")
+def read(open_apply_code: str) -> Response:
+    system_id = _caller()
+    logger.set_correlation_id(open_apply_code)
+    stored = runtime.intake().get(system_id, open_apply_code)
+    if stored is None:  # also for another system's application: no existence is revealed
+        metrics.add_metric(name="OrdersNotFound", unit=MetricUnit.Count, value=1)
+        return envelope(HTTPStatus.NOT_FOUND, f"no invoice order {open_apply_code!r}")
+    metrics.add_metric(name="OrdersRead", unit=MetricUnit.Count, value=1)
+    data = {
+        **_summary(stored),
+        "version": stored.version,
+        "channel": stored.channel,
+        "createdAt": stored.created_at,
+        "updatedAt": stored.updated_at,
+        "history": [t.to_item() for t in stored.history],
+        "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
+    }
+    return envelope(HTTPStatus.OK, "ok", data)

@@ -1,0 +1,530 @@
+"""Seed 004 (FAW tax platform ``receiveInvoiceOrder``) <-> the canonical application.
+
+Business systems send ``{"invoiceOrder": {...}}``. This module validates that shape, builds the
+canonical :class:`Application` and reports every problem by the caller's own JSON path
+(``invoiceOrder.invoiceOrderSub[3].amtInclTax``). Fields the hub does not interpret are carried
+through (``extras``) so the way back reproduces what was sent. Assumptions where the seed is
+silent are written down in docs/intake.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from fapiao_hub import rules
+from fapiao_hub.config import DEFAULT_INTAKE_INVOICE_TYPES, BusinessSystem, HubConfig
+from fapiao_hub.models import (
+    Application,
+    Direction,
+    Line,
+    LineNature,
+    Party,
+    Problem,
+    RedReason,
+    RedReference,
+    SpecialBusiness,
+)
+
+ROOT = "invoiceOrder"
+LINES = "invoiceOrderSub"
+# Beyond any invoice (Xunlian caps totals at 14 characters); keeps every amount exact in JSON.
+MAX_MONEY = Decimal(10) ** 12
+
+
+# ---------------------------------------------------------------------------- value types
+def _money(value: Any) -> Decimal | None:
+    """Numbers, numeric strings and empty strings (DOMAIN.md section 1); never through float."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise PydanticCustomError("money", "must be a number, not a boolean")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise PydanticCustomError(
+                "money", "must be a number, got {value!r}", {"value": value[:40]}
+            ) from None
+    elif isinstance(value, int | Decimal):
+        number = Decimal(value)
+    elif isinstance(value, float):  # only from callers that bypass the Decimal JSON parser
+        number = Decimal(repr(value))
+    else:
+        raise PydanticCustomError("money", "must be a number or a numeric string")
+    if not number.is_finite():
+        raise PydanticCustomError("money", "must be a finite number")
+    if abs(number) >= MAX_MONEY:
+        raise PydanticCustomError("money", "is out of range (at most 12 integer digits)")
+    return number
+
+
+Money = Annotated[Decimal | None, BeforeValidator(_money)]
+Code = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class _Shape(BaseModel):
+    # Callers send codes as strings or numbers ("0" or 0): both are accepted as strings.
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, str_strip_whitespace=False)
+
+
+class Seed004Line(_Shape):
+    goods_name: str = Field(alias="goodsName", min_length=1)
+    nature: Literal["0", "1", "2"] = Field("0", alias="invoiceLineNature")
+    tax_code: str | None = Field(None, alias="taxonomyCode", pattern=r"^\d{19}$")
+    specification: str | None = Field(None, alias="model")
+    unit: str | None = None
+    quantity: Money = None
+    price: Money = None
+    amount_incl_tax: Money = Field(None, alias="amtInclTax")
+    # Tax-exclusive mode (amtInclTaxSign "2"): not in the seed's example; the hub accepts
+    # amt (and optionally tax) as documented in docs/intake.md.
+    amount: Money = Field(None, alias="amt")
+    tax: Money = None
+    tax_rate: Annotated[Decimal, BeforeValidator(_money)] = Field(alias="taxrate")
+    material_code: str | None = Field(None, alias="MaterialCode")
+    zero_rate_flag: Literal["1", "2", "3"] | None = Field(None, alias="zeroTaxRateFlag")
+    preferential_policy: str | None = Field(None, alias="favouredPolicyName")
+
+
+class Seed004RedLog(_Shape):
+    """redVatInvoiceInfoLog (销项红字增值税专用发票信息表): the seed's fields, all optional."""
+
+    apply_red_reasons: str | None = Field(None, alias="applyRedReasons")
+    blue_invoice_code: str | None = Field(None, alias="blueInvoiceCode")
+    blue_invoice_number: str | None = Field(None, alias="blueInvoiceNumber")
+    total_amt: Money = Field(None, alias="totalAmt")
+    total_amt_incl_tax: Money = Field(None, alias="totalAmtInclTax")
+    total_tax: Money = Field(None, alias="totalTax")
+    sub: list[dict[str, Any]] | None = Field(None, alias="redVatInvoiceInfoLogSub")
+
+
+class Seed004Order(_Shape):
+    open_apply_code: Code = Field(alias="openApplyCode")
+    company_code: Code = Field(alias="bukrs")
+    open_invoice_type: str = Field("0", alias="openInvoiceType")
+    invoice_type: str = Field(alias="invoiceType", min_length=1)
+    business_type_code: str | None = Field(None, alias="businessTypeCode")
+    business_type_name: str | None = Field(None, alias="businessTypeName")
+    buyer_tax_number: str | None = Field(None, alias="purchaserTaxpayerNo")
+    buyer_name: str = Field(alias="purchaserTaxpayerName", min_length=1)
+    buyer_code: str | None = Field(None, alias="purchaserTaxpayerCode")
+    buyer_address: str | None = Field(None, alias="purchaserAddress")
+    buyer_phone: str | None = Field(None, alias="purchaserPhone")
+    buyer_bank: str | None = Field(None, alias="purchaserBank")
+    buyer_bank_account: str | None = Field(None, alias="purchaserBankNo")
+    buyer_email: str | None = Field(None, alias="purchaserEmail", max_length=254)
+    buyer_mobile: str | None = Field(None, alias="purchaserCellphone", max_length=32)
+    invoice_amount_incl_tax: Money = Field(None, alias="invoiceAmtInclTax")
+    invoice_amount: Money = Field(None, alias="invoiceAmt")
+    invoice_tax: Money = Field(None, alias="invoiceTax")
+    remark: str | None = None
+    amounts_include_tax: Literal["1", "2"] | None = Field(None, alias="amtInclTaxSign")
+    red_confirm_uuid: str | None = Field(None, alias="redConfirmUuid")
+    red_info_no: str | None = Field(None, alias="redInvoiceInfoNo")
+    blue_invoice_code: str | None = Field(None, alias="blueInvoiceCode")
+    blue_invoice_number: str | None = Field(None, alias="blueInvoiceNumber")
+    blue_invoice_date: str | None = Field(None, alias="originInvoiceDate")
+    lines: list[Seed004Line] = Field(alias=LINES, min_length=1)
+    building: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderBuildingSub")
+    freight: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderTransportSub")
+    passenger_transport: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderPassengerTransportSub")
+    red_log: Seed004RedLog | None = Field(None, alias="redVatInvoiceInfoLog")
+
+
+class Seed004Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    invoice_order: Seed004Order = Field(alias=ROOT)
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass
+class IntakeResult:
+    application: Application | None = None
+    channel: str | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    warnings: list[FieldError] = field(default_factory=list)
+
+
+DIRECTIONS = {"0": Direction.BLUE, "1": Direction.RED}
+
+# Canonical field -> seed 004 field, for translating rule problems into the caller's paths.
+_BUYER_FIELDS = {
+    "name": "purchaserTaxpayerName",
+    "tax_number": "purchaserTaxpayerNo",
+    "address": "purchaserAddress",
+    "phone": "purchaserPhone",
+    "bank_name": "purchaserBank",
+    "bank_account": "purchaserBankNo",
+    "email": "purchaserEmail",
+    "mobile": "purchaserCellphone",
+    "code": "purchaserTaxpayerCode",
+}
+_RED_FIELDS = {
+    "blue_invoice_number": "blueInvoiceNumber",
+    "blue_invoice_code": "blueInvoiceCode",
+    "blue_invoice_date": "originInvoiceDate",
+    "reason": "redVatInvoiceInfoLog.applyRedReasons",
+    "confirmation_uuid": "redConfirmUuid",
+    "confirmation_number": "redInvoiceInfoNo",
+}
+_HEADER_FIELDS = {
+    "open_apply_code": "openApplyCode",
+    "company_code": "bukrs",
+    "invoice_type": "invoiceType",
+    "direction": "openInvoiceType",
+    "remark": "remark",
+    "lines": LINES,
+    "amount": "invoiceAmt",
+    "tax": "invoiceTax",
+    "amount_incl_tax": "invoiceAmtInclTax",
+    "business_type_code": "businessTypeCode",
+    "business_type_name": "businessTypeName",
+    "prices_include_tax": "amtInclTaxSign",
+}
+_SPECIAL_FIELDS = {
+    "building": "invoiceOrderBuildingSub",
+    "freight": "invoiceOrderTransportSub",
+    "passenger_transport": "invoiceOrderPassengerTransportSub",
+}
+
+
+def _line_fields(prices_include_tax: bool) -> dict[str, str]:
+    amount_field = "amtInclTax" if prices_include_tax else "amt"
+    return {
+        "goods_name": "goodsName",
+        "nature": "invoiceLineNature",
+        "tax_code": "taxonomyCode",
+        "specification": "model",
+        "unit": "unit",
+        "quantity": "quantity",
+        "unit_price": "price",
+        "amount": amount_field,
+        "amount_incl_tax": "amtInclTax" if prices_include_tax else amount_field,
+        "tax": amount_field if prices_include_tax else "tax",
+        "tax_rate": "taxrate",
+        "material_code": "MaterialCode",
+        "zero_rate_flag": "zeroTaxRateFlag",
+        "preferential_policy": "favouredPolicyName",
+    }
+
+
+def json_path(loc: tuple[str | int, ...]) -> str:
+    """('invoiceOrder', 'invoiceOrderSub', 3, 'amtInclTax') -> invoiceOrder.invoiceOrderSub[3].amtInclTax"""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or ROOT
+
+
+def caller_path(path: tuple[str | int, ...], prices_include_tax: bool) -> str:
+    """A canonical problem path in seed 004's field names."""
+    if not path:
+        return ROOT
+    head, rest = path[0], path[1:]
+    if head == "lines" and rest and isinstance(rest[0], int):
+        index, sub = rest[0], rest[1:]
+        base = f"{ROOT}.{LINES}[{index}]"
+        if not sub:
+            return base
+        if sub[0] == "extras":
+            return json_path((base, *sub[1:]))
+        return f"{base}.{_line_fields(prices_include_tax).get(str(sub[0]), str(sub[0]))}"
+    if head == "buyer":
+        return (
+            f"{ROOT}.{_BUYER_FIELDS.get(str(rest[0]), str(rest[0]))}"
+            if rest
+            else f"{ROOT}.purchaserTaxpayerName"
+        )
+    if head == "seller":
+        return f"{ROOT}.bukrs"
+    if head == "red":
+        return (
+            f"{ROOT}.{_RED_FIELDS.get(str(rest[0]), str(rest[0]))}" if rest else f"{ROOT}.blueInvoiceNumber"
+        )
+    if head == "special" and rest:
+        return json_path((ROOT, _SPECIAL_FIELDS.get(str(rest[0]), str(rest[0])), *rest[1:]))
+    if head == "extras":
+        return json_path((ROOT, *rest))
+    return f"{ROOT}.{_HEADER_FIELDS.get(str(head), str(head))}"
+
+
+def _shape_errors(error: ValidationError) -> list[FieldError]:
+    found = []
+    for detail in error.errors(include_url=False):
+        message = "is required" if detail["type"] == "missing" else detail["msg"]
+        found.append(FieldError(json_path(tuple(detail["loc"])), message))
+    return found
+
+
+# ---------------------------------------------------------------------------- seed 004 -> canonical
+def to_application(
+    body: Any,
+    *,
+    source_system: str,
+    system: BusinessSystem,
+    config: HubConfig,
+    policy: rules.RulePolicy,
+) -> IntakeResult:
+    """Validate a seed 004 body and build the canonical application, or say everything wrong."""
+    try:
+        order = Seed004Request.model_validate(body).invoice_order
+    except ValidationError as error:
+        return IntakeResult(errors=_shape_errors(error))
+
+    result = IntakeResult()
+    errors = result.errors
+    company = system.companies.get(order.company_code)
+    if company is None:
+        known = ", ".join(sorted(system.companies)) or "none configured"
+        errors.append(
+            FieldError(f"{ROOT}.bukrs", f"unknown company code {order.company_code!r} (known: {known})")
+        )
+    invoice_type = config.intake_invoice_types.get(order.invoice_type)
+    if invoice_type is None:
+        accepted = ", ".join(sorted(config.intake_invoice_types))
+        errors.append(
+            FieldError(
+                f"{ROOT}.invoiceType",
+                f"unknown invoice type code {order.invoice_type!r} (accepted: {accepted})",
+            )
+        )
+    direction = DIRECTIONS.get(order.open_invoice_type)
+    if direction is None:
+        errors.append(
+            FieldError(
+                f"{ROOT}.openInvoiceType", f"must be 0 (blue) or 1 (red), got {order.open_invoice_type!r}"
+            )
+        )
+    reason_code = order.red_log.apply_red_reasons if order.red_log else None
+    reason = None
+    if reason_code:
+        try:
+            reason = RedReason(reason_code)
+        except ValueError:
+            accepted = ", ".join(r.value for r in RedReason)
+            errors.append(
+                FieldError(
+                    f"{ROOT}.redVatInvoiceInfoLog.applyRedReasons",
+                    f"unknown red reason {reason_code!r} (accepted: {accepted})",
+                )
+            )
+
+    prices_include_tax = order.amounts_include_tax != "2"
+    lines = []
+    for index, raw in enumerate(order.lines):
+        line, line_errors = _to_line(index, raw, prices_include_tax)
+        errors.extend(line_errors)
+        if line is not None:
+            lines.append(line)
+    if errors:
+        return result
+
+    assert company is not None and invoice_type is not None and direction is not None
+    amount, tax = rules.totals(lines)
+    red = None
+    blue_number = order.blue_invoice_number or (order.red_log.blue_invoice_number if order.red_log else None)
+    if direction is Direction.RED and blue_number:
+        red = RedReference(
+            blue_invoice_number=blue_number,
+            blue_invoice_code=order.blue_invoice_code
+            or (order.red_log.blue_invoice_code if order.red_log else None),
+            blue_invoice_date=order.blue_invoice_date,
+            reason=reason,
+            confirmation_uuid=order.red_confirm_uuid,
+            confirmation_number=order.red_info_no,
+        )
+    application = Application(
+        source_system=source_system,
+        open_apply_code=order.open_apply_code,
+        direction=direction,
+        invoice_type=invoice_type,
+        company_code=order.company_code,
+        seller=company.seller,
+        buyer=Party(
+            name=order.buyer_name,
+            tax_number=order.buyer_tax_number or None,
+            address=order.buyer_address or None,
+            phone=order.buyer_phone or None,
+            bank_name=order.buyer_bank or None,
+            bank_account=order.buyer_bank_account or None,
+            email=order.buyer_email or None,
+            mobile=order.buyer_mobile or None,
+            code=order.buyer_code or None,
+        ),
+        lines=tuple(lines),
+        prices_include_tax=prices_include_tax,
+        amount=amount,
+        tax=tax,
+        remark=order.remark or None,
+        red=red,
+        special=SpecialBusiness(
+            building=order.building or [],
+            freight=order.freight or [],
+            passenger_transport=order.passenger_transport or [],
+        ),
+        business_type_code=order.business_type_code,
+        business_type_name=order.business_type_name,
+        extras=_header_extras(body[ROOT]),
+    )
+    problems: list[Problem] = rules.validate_application(application, policy)
+    problems += rules.check_header_totals(
+        lines,
+        amount=order.invoice_amount,
+        tax=order.invoice_tax,
+        amount_incl_tax=order.invoice_amount_incl_tax,
+        prices_include_tax=prices_include_tax,
+    )
+    for problem in problems:
+        entry = FieldError(caller_path(problem.path, prices_include_tax), problem.message)
+        (result.warnings if problem.warning else errors).append(entry)
+    if not errors:
+        result.application = application
+        result.channel = company.channel
+    return result
+
+
+def _to_line(index: int, raw: Seed004Line, prices_include_tax: bool) -> tuple[Line | None, list[FieldError]]:
+    base = f"{ROOT}.{LINES}[{index}]"
+    if prices_include_tax:
+        if raw.amount_incl_tax is None:
+            return None, [
+                FieldError(f"{base}.amtInclTax", "is required when amounts include tax (amtInclTaxSign 1)")
+            ]
+        amount, tax = rules.split_tax_inclusive(raw.amount_incl_tax, raw.tax_rate)
+    else:
+        if raw.amount is None:
+            return None, [
+                FieldError(f"{base}.amt", "is required when amounts exclude tax (amtInclTaxSign 2)")
+            ]
+        amount = raw.amount
+        tax = raw.tax if raw.tax is not None else rules.tax_for(raw.amount, raw.tax_rate)
+    line = Line(
+        index=index,
+        nature=LineNature(raw.nature),
+        goods_name=raw.goods_name,
+        tax_code=raw.tax_code,
+        specification=raw.specification or None,
+        unit=raw.unit or None,
+        quantity=raw.quantity,
+        unit_price=raw.price,
+        amount=amount,
+        tax=tax,
+        tax_rate=raw.tax_rate,
+        zero_rate_flag=raw.zero_rate_flag,
+        preferential_policy=raw.preferential_policy or None,
+        material_code=raw.material_code,
+        extras=dict(raw.model_extra or {}),
+    )
+    return line, []
+
+
+# Header fields that map to canonical fields; everything else is carried in extras (including the
+# caller's own invoiceType code, which several codes may share a canonical type).
+_MAPPED_HEADER = {
+    "openApplyCode", "bukrs", "openInvoiceType", "businessTypeCode", "businessTypeName",
+    *(_BUYER_FIELDS.values()), "invoiceAmtInclTax", "invoiceAmt", "invoiceTax", "remark", "amtInclTaxSign",
+    "redConfirmUuid", "redInvoiceInfoNo", "blueInvoiceCode", "blueInvoiceNumber", "originInvoiceDate",
+    LINES, *(_SPECIAL_FIELDS.values()),
+}  # fmt: skip
+
+
+def _header_extras(raw_order: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw_order.items() if k not in _MAPPED_HEADER}
+
+
+# ---------------------------------------------------------------------------- canonical -> seed 004
+def from_application(application: Application) -> dict[str, Any]:
+    """The application in seed 004's shape, with the line-derived totals the hub stored."""
+    order: dict[str, Any] = dict(application.extras)
+    inverse_directions = {v: k for k, v in DIRECTIONS.items()}
+    order.update(
+        {
+            "openApplyCode": application.open_apply_code,
+            "bukrs": application.company_code,
+            "openInvoiceType": inverse_directions[application.direction],
+            "invoiceType": _intake_code(application),
+            "invoiceAmt": application.amount,
+            "invoiceTax": application.tax,
+            "invoiceAmtInclTax": application.amount_incl_tax,
+            "amtInclTaxSign": "1" if application.prices_include_tax else "2",
+            "purchaserTaxpayerName": application.buyer.name,
+        }
+    )
+    buyer = application.buyer.model_dump()
+    for canonical, seed_name in _BUYER_FIELDS.items():
+        if buyer.get(canonical) is not None:
+            order[seed_name] = buyer[canonical]
+    optional = {
+        "businessTypeCode": application.business_type_code,
+        "businessTypeName": application.business_type_name,
+        "remark": application.remark,
+    }
+    if application.red is not None:
+        optional.update(
+            {
+                "blueInvoiceNumber": application.red.blue_invoice_number,
+                "blueInvoiceCode": application.red.blue_invoice_code,
+                "originInvoiceDate": application.red.blue_invoice_date,
+                "redConfirmUuid": application.red.confirmation_uuid,
+                "redInvoiceInfoNo": application.red.confirmation_number,
+            }
+        )
+    order.update({k: v for k, v in optional.items() if v is not None})
+    for canonical, seed_name in _SPECIAL_FIELDS.items():
+        records = getattr(application.special, canonical)
+        if records:
+            order[seed_name] = records
+    order[LINES] = [_from_line(line, application.prices_include_tax) for line in application.lines]
+    return {ROOT: order}
+
+
+def _intake_code(application: Application) -> str:
+    """The caller's own code when it sent one, else the default table's first code for the type."""
+    code = application.extras.get("invoiceType")
+    if code:
+        return str(code)
+    return next(k for k, v in DEFAULT_INTAKE_INVOICE_TYPES.items() if v == application.invoice_type)
+
+
+def _from_line(line: Line, prices_include_tax: bool) -> dict[str, Any]:
+    out: dict[str, Any] = dict(line.extras)
+    out.update(
+        {"goodsName": line.goods_name, "invoiceLineNature": line.nature.value, "taxrate": line.tax_rate}
+    )
+    if prices_include_tax:
+        out["amtInclTax"] = line.amount_incl_tax
+    else:
+        out["amt"] = line.amount
+        out["tax"] = line.tax
+    optional = {
+        "taxonomyCode": line.tax_code,
+        "model": line.specification,
+        "unit": line.unit,
+        "quantity": line.quantity,
+        "price": line.unit_price,
+        "MaterialCode": line.material_code,
+        "zeroTaxRateFlag": line.zero_rate_flag,
+        "favouredPolicyName": line.preferential_policy,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out

@@ -1,0 +1,104 @@
+"""Builds the hub's parts once per Lambda container (or local process) from the settings.
+
+Handlers ask for what they need; tests call ``reset()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import cache
+from pathlib import Path
+
+import boto3
+
+from fapiao_hub.config import HubConfig, Settings, load_hub_config
+from fapiao_hub.files import FileStore
+from fapiao_hub.queues import DispatchQueue
+from fapiao_hub.rules import RulePolicy
+from fapiao_hub.store import ApplicationStore
+from fapiao_hub.workflow import Intake
+
+
+@cache
+def settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # filled from the environment
+
+
+@cache
+def _boto_session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@cache
+def file_store() -> FileStore:
+    return FileStore(_boto_session().client("s3"), settings().files_bucket)
+
+
+@cache
+def application_store() -> ApplicationStore:
+    table = _boto_session().resource("dynamodb").Table(settings().applications_table)
+    return ApplicationStore(table, overflow=file_store())
+
+
+@cache
+def dispatch_queue() -> DispatchQueue:
+    return DispatchQueue(_boto_session().client("sqs"), settings().dispatch_queue_url)
+
+
+@cache
+def intake() -> Intake:
+    return Intake(application_store(), dispatch_queue())
+
+
+class _ConfigCache:
+    """The hub configuration, re-read when its file changes (locally) or its max age passes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._config: HubConfig | None = None
+        self._stamp: object = None
+
+    def get(self) -> HubConfig:
+        current = settings()
+        stamp = self._stamp_for(current.hub_config_file, current.hub_config_max_age_seconds)
+        with self._lock:
+            if self._config is None or stamp != self._stamp:
+                self._config = load_hub_config(current)
+                self._stamp = stamp
+            return self._config
+
+    @staticmethod
+    def _stamp_for(path: Path | None, max_age: int) -> object:
+        if path is not None:
+            stat = path.stat()
+            return (stat.st_mtime_ns, stat.st_size)
+        # SSM: Powertools caches the parameter itself; this only bounds re-validation.
+        return int(time.monotonic() // max(max_age, 1))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._config = None
+
+
+_config_cache = _ConfigCache()
+
+
+def hub_config() -> HubConfig:
+    return _config_cache.get()
+
+
+def rule_policy() -> RulePolicy:
+    config = hub_config()
+    return RulePolicy(
+        tax_rates=frozenset(config.tax_rates),
+        retired_tax_rates=frozenset(config.retired_tax_rates),
+        strict_tax_numbers=settings().strict_tax_numbers,
+    )
+
+
+def reset() -> None:
+    """Forget everything built (tests change the environment between cases)."""
+    for built in (settings, _boto_session, file_store, application_store, dispatch_queue, intake):
+        built.cache_clear()
+    _config_cache.clear()

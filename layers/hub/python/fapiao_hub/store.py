@@ -1,0 +1,238 @@
+"""DynamoDB repository: the only code that touches DynamoDB.
+
+Every state change is a conditional write: the write itself is the check (no read-then-write
+races). A failed condition becomes a domain error the workflow understands.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer
+from botocore.exceptions import ClientError
+
+from fapiao_hub.models import Application, Status, application_key
+
+# The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
+# applications carry due_bucket, so a poller's query reads due work, never the whole table.
+DUE_BUCKET = "OPEN"
+HISTORY_LIMIT = 50
+# DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
+INLINE_DOCUMENT_LIMIT = 300 * 1024
+
+
+class ApplicationExists(Exception):
+    """A conditional create found an application under the same key."""
+
+    def __init__(self, existing: StoredApplication):
+        super().__init__(existing.key)
+        self.existing = existing
+
+
+class StaleWrite(Exception):
+    """A conditional update lost: the application moved on (another writer, a newer state)."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Transition:
+    at: str
+    status: str
+    previous: str | None = None
+    note: str | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = {"at": self.at, "status": self.status}
+        if self.previous:
+            item["previous"] = self.previous
+        if self.note:
+            item["note"] = self.note
+        return item
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Transition:
+        return cls(at=item["at"], status=item["status"], previous=item.get("previous"), note=item.get("note"))
+
+
+@dataclass(frozen=True)
+class StoredApplication:
+    """An application as stored: the canonical document plus its lifecycle."""
+
+    application: Application
+    status: Status
+    version: int
+    payload_sha256: str
+    created_at: str
+    updated_at: str
+    channel: str | None = None
+    warnings: tuple[str, ...] = ()
+    history: tuple[Transition, ...] = ()
+    queued_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.application.key
+
+
+class DocumentOverflow:
+    """Where applications too large for a DynamoDB item go (implemented by files.FileStore)."""
+
+    def put_document(self, key: str, data: bytes) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def get_document(self, ref: str) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class ApplicationStore:
+    """Applications table (template.yaml ApplicationsTable)."""
+
+    def __init__(self, table: Any, overflow: DocumentOverflow | None = None, *, clock=time.time):
+        self._table = table
+        self._overflow = overflow
+        self._clock = clock
+
+    # ------------------------------------------------------------------ create / read
+    def create(
+        self,
+        application: Application,
+        *,
+        payload_sha256: str,
+        channel: str | None,
+        warnings: list[str],
+        requeue_after_seconds: int,
+    ) -> StoredApplication:
+        """Store a new application as RECEIVED, or raise ApplicationExists with what is there."""
+        now = utc_now()
+        document = self._encode_document(application)
+        first = Transition(at=iso(now), status=Status.RECEIVED.value, note="received")
+        item: dict[str, Any] = {
+            "pk": application.key,
+            "source_system": application.source_system,
+            "open_apply_code": application.open_apply_code,
+            "status": Status.RECEIVED.value,
+            "version": 1,
+            "payload_sha256": payload_sha256,
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "warnings": list(warnings),
+            "history": [first.to_item()],
+            # Until dispatch picks it up, the poller re-queues it if the queue message was lost.
+            "due_bucket": DUE_BUCKET,
+            "next_poll_at": int(self._clock()) + requeue_after_seconds,
+            **document,
+        }
+        if channel:
+            item["channel"] = channel
+        try:
+            self._table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                old = error.response.get("Item")
+                existing = self._from_item(_deserialize(old)) if old else self._require(application.key)
+                raise ApplicationExists(existing) from None
+            raise
+        return self._from_item(item)
+
+    def get(self, source_system: str, open_apply_code: str) -> StoredApplication | None:
+        response = self._table.get_item(
+            Key={"pk": application_key(source_system, open_apply_code)}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return self._from_item(item) if item else None
+
+    def _require(self, key: str) -> StoredApplication:
+        item = self._table.get_item(Key={"pk": key}, ConsistentRead=True).get("Item")
+        if not item:
+            raise StaleWrite(f"{key} vanished")
+        return self._from_item(item)
+
+    # ------------------------------------------------------------------ updates
+    def mark_queued(self, stored: StoredApplication) -> None:
+        """Record that the dispatch message was sent, so an identical repeat does not re-send it."""
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression="SET queued_at = :now",
+                ConditionExpression="#s = :received",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":now": iso(utc_now()), ":received": Status.RECEIVED.value},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return  # dispatch already moved it on: nothing to record
+            raise
+
+    # ------------------------------------------------------------------ encoding
+    def _encode_document(self, application: Application) -> dict[str, Any]:
+        packed = gzip.compress(application.model_dump_json().encode("utf-8"), mtime=0)
+        if len(packed) <= INLINE_DOCUMENT_LIMIT:
+            return {"document": Binary(packed)}
+        if self._overflow is None:
+            raise ValueError("application too large for DynamoDB and no overflow store configured")
+        ref = self._overflow.put_document(f"applications/{application.key.replace('#', '/')}.json.gz", packed)
+        return {"document_ref": ref}
+
+    def _from_item(self, item: dict[str, Any]) -> StoredApplication:
+        if "document" in item:
+            packed = bytes(
+                item["document"].value if isinstance(item["document"], Binary) else item["document"]
+            )
+        else:
+            if self._overflow is None:
+                raise ValueError("application stored in S3 but no overflow store configured")
+            packed = self._overflow.get_document(item["document_ref"])
+        application = Application.model_validate_json(gzip.decompress(packed))
+        known = {
+            "pk", "source_system", "open_apply_code", "status", "version", "payload_sha256",
+            "created_at", "updated_at", "warnings", "history", "channel", "queued_at",
+            "document", "document_ref", "due_bucket", "next_poll_at",
+        }  # fmt: skip
+        return StoredApplication(
+            application=application,
+            status=Status(item["status"]),
+            version=int(item["version"]),
+            payload_sha256=item["payload_sha256"],
+            created_at=item["created_at"],
+            updated_at=item["updated_at"],
+            channel=item.get("channel"),
+            warnings=tuple(item.get("warnings", ())),
+            history=tuple(Transition.from_item(t) for t in item.get("history", ())),
+            queued_at=item.get("queued_at"),
+            extra={k: _plain(v) for k, v in item.items() if k not in known},
+        )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else value
+    return value
+
+
+_DESERIALIZER = TypeDeserializer()
+
+
+def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
+    """A low-level item (as in a ClientError's response) in the resource API's form."""
+    return {k: _DESERIALIZER.deserialize(v) for k, v in raw.items()}
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

@@ -1,0 +1,392 @@
+"""The local run (``make run``, ``python -m local.run``): the whole hub on 127.0.0.1.
+
+1. a moto server on 127.0.0.1 (``MOTO_PORT``, default: a free port), with fake credentials and
+   ``AWS_ENDPOINT_URL`` set for this process (a developer's own AWS profile and endpoint settings
+   are masked, so nothing leaves the machine);
+2. tables, queues, bucket, bus and rules provisioned from template.yaml (local.provision);
+3. the hub configuration: local/hub-config.json (the committed sample) with a fresh random bearer
+   token's SHA-256, written to ``<state>/hub-config.json`` and given to the functions as
+   ``HUB_CONFIG_FILE`` (instead of the SSM parameter);
+4. every function's handler imported by file path with its template environment
+   (local.runtime explains how per-function environments share one process);
+5. the HTTP API on http://127.0.0.1:${API_PORT:-3000} (payload v2.0 events, local.gateway) and
+   pumps for SQS event sources, EventBridge rules and rate schedules (local.pumps);
+6. ``<state>/local.json`` with the API URL, token, moto endpoint, region and resource names,
+   written once everything is up (and removed on a clean stop).
+
+``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise.
+Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
+
+Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.gateway import HttpApiGateway, Route
+from local.provision import DEFAULT_PREFIX, DEFAULT_REGION, Resources, provision
+from local.pumps import BridgePump, Pump, SchedulePump, SqsPump
+from local.runtime import (
+    EnvironmentPlan,
+    LocalFunction,
+    apply_environments,
+    load_function,
+    setup_logging,
+    tag_log_handlers,
+    unload_functions,
+)
+
+log = logging.getLogger("local.run")
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+SAMPLE_HUB_CONFIG = Path(__file__).resolve().parent / "hub-config.json"
+LOCAL_SYSTEM = "sample-erp"  # the business system the generated token belongs to
+HOST = "127.0.0.1"
+
+# Masked for the run: they would send boto3 to a real account or another endpoint.
+_MASKED_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+)
+
+
+def state_dir_default() -> Path:
+    return Path(os.environ.get("FAPIAO_HUB_STATE_DIR") or ROOT / ".fapiao-hub")
+
+
+def write_hub_config(sample: Path, target: Path, token: str) -> Path:
+    """The sample configuration with ``token``'s SHA-256 for the local business system."""
+    from fapiao_hub.config import HubConfig, token_sha256
+
+    config = json.loads(sample.read_text(encoding="utf-8"))
+    systems = config.get("business_systems") or {}
+    if LOCAL_SYSTEM not in systems:
+        raise RuntimeError(f"{sample} has no business system {LOCAL_SYSTEM!r}")
+    systems[LOCAL_SYSTEM]["token_sha256"] = [token_sha256(token)]
+    HubConfig.model_validate(config)  # fail here, not in the first request
+    _write_private(target, json.dumps(config, ensure_ascii=False, indent=2))
+    return target
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write atomically, readable by the owner only (the files hold a bearer token)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    os.replace(tmp, path)
+
+
+class _ProcessEnv:
+    """Changes to os.environ made by the run, undone by :meth:`restore`."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, str | None] = {}
+
+    def set(self, key: str, value: str | None) -> None:
+        self._saved.setdefault(key, os.environ.get(key))
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+    def restore(self) -> None:
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved.clear()
+
+
+@dataclass
+class LocalHub:
+    api_url: str
+    token: str
+    aws_endpoint_url: str
+    region: str
+    state_dir: Path
+    local_json: Path
+    resources: Resources
+    functions: dict[str, LocalFunction]
+    gateway: HttpApiGateway
+    pumps: list[Pump] = field(default_factory=list)
+    _moto: Any = None
+    _env_plan: EnvironmentPlan | None = None
+    _process_env: _ProcessEnv | None = None
+    _stopped: bool = False
+
+    def stop(self) -> None:
+        """Stop the HTTP server, the pumps and moto; undo the environment changes."""
+        if self._stopped:
+            return
+        self._stopped = True
+        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto)
+        self.local_json.unlink(missing_ok=True)
+        log.info("stopped")
+
+    def __enter__(self) -> LocalHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _shutdown(
+    gateway: HttpApiGateway | None,
+    pumps: list[Pump],
+    env_plan: EnvironmentPlan | None,
+    process_env: _ProcessEnv | None,
+    moto: Any,
+) -> None:
+    if gateway is not None:
+        gateway.stop()
+    for pump in pumps:
+        pump._stop_event.set()
+    for pump in pumps:
+        pump.stop()
+    unload_functions()
+    if env_plan is not None:
+        env_plan.restore()
+    if process_env is not None:
+        process_env.restore()
+    if moto is not None:
+        moto.stop()
+
+
+def start(
+    api_port: int = 0,
+    *,
+    moto_port: int = 0,
+    state_dir: str | Path | None = None,
+    template_path: str | Path = TEMPLATE,
+    hub_config: str | Path = SAMPLE_HUB_CONFIG,
+    region: str = DEFAULT_REGION,
+    parameters: dict[str, Any] | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    token: str | None = None,
+) -> LocalHub:
+    """Start everything (see the module docstring); ``stop()`` the result, or use ``with``."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    state = Path(state_dir) if state_dir is not None else state_dir_default()
+    state.mkdir(parents=True, exist_ok=True)
+    local_json = state / "local.json"
+    local_json.unlink(missing_ok=True)
+    template_path = Path(template_path)
+    root = template_path.resolve().parent
+
+    moto = None
+    gateway = None
+    pumps: list[Pump] = []
+    env_plan = None
+    process_env = _ProcessEnv()
+    try:
+        moto = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
+        moto.start()
+        endpoint = "http://{}:{}".format(*moto.get_host_and_port())
+        log.info("moto server on %s", endpoint)
+
+        for key in [*_MASKED_AWS_VARIABLES, *(k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_"))]:
+            process_env.set(key, None)
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ENDPOINT_URL": endpoint,
+            # No shared config/credentials files: nothing in ~/.aws may redirect the run.
+            "AWS_CONFIG_FILE": str(state / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(state / "no-aws-credentials"),
+        }.items():
+            process_env.set(key, value)
+
+        resources = provision(
+            template_path,
+            session=boto3.Session(),
+            endpoint_url=endpoint,
+            region=region,
+            parameters=parameters,
+            prefix=prefix,
+        )
+
+        token = token or secrets.token_urlsafe(32)
+        hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token)
+
+        specs = resources.functions()
+        extra = {
+            "HUB_CONFIG_FILE": str(hub_config_file),
+            "HUB_CONFIG_PARAMETER": None,  # the file replaces the SSM parameter locally
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            # EMF metric blobs are print()ed without the function's name; CloudWatch is not here.
+            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+        }
+        environments = {spec.name: resources.function_environment(lid, extra) for lid, spec in specs.items()}
+        env_plan = apply_environments(environments)
+
+        functions: dict[str, LocalFunction] = {}
+        for lid, spec in specs.items():
+            functions[lid] = load_function(
+                spec,
+                root,
+                region=region,
+                account_id=resources.account_id,
+                overlay=env_plan.overlays.get(spec.name),
+            )
+            log.info("loaded %s (%s/%s)", spec.name, spec.code_uri, spec.handler)
+        tag_log_handlers()
+
+        routes = [
+            Route(route.method, route.path, functions[lid])
+            for lid, spec in specs.items()
+            for route in spec.http_routes
+        ]
+        gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
+
+        sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
+        for lid, spec in specs.items():
+            for source in spec.sqs_sources:
+                if source.enabled and source.queue_url:
+                    pumps.append(
+                        SqsPump(
+                            sqs,
+                            source.queue_url,
+                            source.queue_arn,
+                            functions[lid],
+                            batch_size=source.batch_size,
+                            report_batch_item_failures=source.report_batch_item_failures,
+                            region=region,
+                        )
+                    )
+            for schedule in spec.schedules:
+                if schedule.enabled:
+                    pumps.append(
+                        SchedulePump(
+                            functions[lid],
+                            schedule.expression,
+                            input=schedule.input,
+                            scheduler=schedule.kind == "ScheduleV2",
+                            region=region,
+                            account_id=resources.account_id,
+                        )
+                    )
+        for function_lid, schedule in resources.schedule_targets:
+            if schedule.enabled and function_lid in functions:
+                rule = resources.rules.get(schedule.event)
+                pumps.append(
+                    SchedulePump(
+                        functions[function_lid],
+                        schedule.expression,
+                        input=schedule.input,
+                        scheduler=schedule.kind == "AWS::Scheduler::Schedule",
+                        rule_arn=rule.arn if rule else "",
+                        region=region,
+                        account_id=resources.account_id,
+                    )
+                )
+        for bridge in resources.bridges:
+            if bridge.function in functions:
+                pumps.append(
+                    BridgePump(
+                        sqs,
+                        bridge.queue_url,
+                        functions[bridge.function],
+                        input=bridge.input,
+                        input_path=bridge.input_path,
+                    )
+                )
+        for pump in pumps:
+            pump.start()
+            log.info("pump %s", pump.name)
+
+        hub = LocalHub(
+            api_url=gateway.url,
+            token=token,
+            aws_endpoint_url=endpoint,
+            region=region,
+            state_dir=state,
+            local_json=local_json,
+            resources=resources,
+            functions=functions,
+            gateway=gateway,
+            pumps=pumps,
+            _moto=moto,
+            _env_plan=env_plan,
+            _process_env=process_env,
+        )
+        info = {
+            "api_url": hub.api_url,
+            "token": token,
+            "aws_endpoint_url": endpoint,
+            "region": region,
+            "hub_config_file": str(hub_config_file),
+            "routes": sorted(r.route_key + " -> " + r.function.name for r in gateway.routes),
+            "functions": {lid: f.name for lid, f in functions.items()},
+            **resources.as_dict(),
+        }
+        _write_private(local_json, json.dumps(info, indent=2))
+        return hub
+    except BaseException:
+        _shutdown(gateway, pumps, env_plan, process_env, moto)
+        raise
+
+
+def main() -> int:
+    setup_logging()
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        hub = start(
+            api_port=int(os.environ.get("API_PORT", "3000")),
+            moto_port=int(os.environ.get("MOTO_PORT", "0")),
+        )
+    except Exception:
+        log.exception("the local run could not start")
+        return 1
+    print(
+        "\n".join(
+            [
+                "",
+                "fapiao-hub local run is ready",
+                f"  API          {hub.api_url}",
+                f"  token        {hub.token}   (Authorization: Bearer <token>)",
+                f"  moto         {hub.aws_endpoint_url}",
+                f"  local.json   {hub.local_json}",
+                "  Ctrl-C to stop",
+                "",
+            ]
+        ),
+        flush=True,
+    )
+    while not stop.wait(1.0):
+        pass
+    hub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
