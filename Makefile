@@ -49,8 +49,15 @@ integration: $(STAMP)
 sam-validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --template template.yaml
 
+# Builds the artifacts, then imports every handler from them alone (no site-packages), as Lambda
+# would: a handler missing a dependency in the layer fails here, not in AWS.
 sam-build: $(STAMP)
 	$(VENV)/bin/sam build --template template.yaml
+	@for fn in .aws-sam/build/*Function; do \
+	  $(PY) -S -c "import sys; sys.path[:0] = ['$$fn', '.aws-sam/build/HubLayer/python']; import app" \
+	    || { echo "error: $$fn does not import from its built artifact" >&2; exit 1; }; \
+	  echo "imports from its artifact: $$fn"; \
+	done
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -172,6 +172,7 @@ def _input_path(event: Any, path: str) -> Any:
 
 class BridgePump(Pump):
     max_attempts = 3  # an asynchronous invocation is retried twice
+    retry_delay = 1  # seconds before a failed event is tried again
 
     def __init__(
         self,
@@ -212,7 +213,9 @@ class BridgePump(Pump):
                 if attempt < self.max_attempts:
                     log.exception("%s: attempt %d failed; retrying", self.name, attempt)
                     self.sqs.change_message_visibility(
-                        QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=1
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_delay,
                     )
                     continue
                 log.exception("%s: attempt %d failed; event dropped: %s", self.name, attempt, message["Body"])
