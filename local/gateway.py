@@ -231,7 +231,9 @@ class HttpApiGateway:
         return None
 
     def start(self) -> HttpApiGateway:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="http-api", daemon=True
+        )
         self._thread.start()
         return self
 

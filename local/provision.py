@@ -204,9 +204,7 @@ class Resources:
             "buckets": self.buckets,
             "event_buses": {k: v.as_dict() for k, v in self.event_buses.items()},
             "rules": {k: v.as_dict() for k, v in self.rules.items()},
-            "bridges": [
-                {"function": b.function, "rule": b.rule_name, "queue_url": b.queue_url} for b in self.bridges
-            ],
+            "bridges": [{"function": b.function, "rule": b.rule_name, "queue_url": b.queue_url} for b in self.bridges],
         }
 
     @property
@@ -243,9 +241,7 @@ class Resources:
             "AWS::Region": self.region,
             "AWS::AccountId": self.account_id,
             "AWS::StackName": self.prefix,
-            "AWS::StackId": (
-                f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.prefix}/local"
-            ),
+            "AWS::StackId": (f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/{self.prefix}/local"),
             "AWS::Partition": "aws",
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::NotificationARNs": [],
@@ -385,9 +381,7 @@ class Resources:
 
     # -------------------------------------------------------------- functions
 
-    def function_environment(
-        self, logical_id: str, extra: Mapping[str, str | None] | None = None
-    ) -> dict[str, str]:
+    def function_environment(self, logical_id: str, extra: Mapping[str, str | None] | None = None) -> dict[str, str]:
         """The function's environment as Lambda would see it (Globals merged with its own).
 
         ``extra`` adds or overrides variables; a value of None removes the variable.
@@ -451,9 +445,7 @@ class Resources:
                 path = props.get("Path")
                 method = str(props.get("Method", "ANY")).upper()
                 routes.append(
-                    HttpRoute(
-                        event_name, "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method, path
-                    )
+                    HttpRoute(event_name, "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method, path)
                 )
             elif kind == "SQS":
                 arn = props["Queue"]
@@ -609,9 +601,7 @@ class _Provisioner:
     def _ordered(self) -> list[str]:
         """Provisionable resources, each after the ones it refers to (DLQs before queues)."""
         candidates = {
-            k
-            for k, v in self.r.resources.items()
-            if v.get("Type") in PROVISIONED_TYPES and self.r.is_active(k)
+            k for k, v in self.r.resources.items() if v.get("Type") in PROVISIONED_TYPES and self.r.is_active(k)
         }
         order: list[str] = []
         visiting: set[str] = set()
@@ -762,11 +752,7 @@ class _Provisioner:
             rules = [
                 {
                     "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
-                    **(
-                        {"BucketKeyEnabled": _truthy(rule["BucketKeyEnabled"])}
-                        if "BucketKeyEnabled" in rule
-                        else {}
-                    ),
+                    **({"BucketKeyEnabled": _truthy(rule["BucketKeyEnabled"])} if "BucketKeyEnabled" in rule else {}),
                 }
                 for rule in encryption
             ]
@@ -968,9 +954,7 @@ def _index(index: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def effective_parameters(
-    template: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def effective_parameters(template: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Parameter values: overrides, else defaults. Unknown or disallowed values are errors."""
     declared = template.get("Parameters") or {}
     overrides = dict(overrides or {})

@@ -128,9 +128,7 @@ class SqsPump(Pump):
         try:
             response = self.function.invoke({"Records": records})
         except Exception:
-            log.exception(
-                "%s: batch of %d failed; it returns after the visibility timeout", self.name, len(records)
-            )
+            log.exception("%s: batch of %d failed; it returns after the visibility timeout", self.name, len(records))
             return len(records)
         succeeded = self._succeeded(records, response)
         for start in range(0, len(succeeded), 10):

@@ -22,6 +22,7 @@ Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -255,9 +256,7 @@ def start(
         tag_log_handlers()
 
         routes = [
-            Route(route.method, route.path, functions[lid])
-            for lid, spec in specs.items()
-            for route in spec.http_routes
+            Route(route.method, route.path, functions[lid]) for lid, spec in specs.items() for route in spec.http_routes
         ]
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
 
@@ -364,6 +363,11 @@ def main() -> int:
             api_port=int(os.environ.get("API_PORT", "3000")),
             moto_port=int(os.environ.get("MOTO_PORT", "0")),
         )
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        log.error("a port is in use (%s); set API_PORT (or MOTO_PORT) to a free one", error)
+        return 1
     except Exception:
         log.exception("the local run could not start")
         return 1

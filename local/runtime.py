@@ -47,6 +47,8 @@ log = logging.getLogger("local.runtime")
 Handler = Callable[[Any, Any], Any]
 
 current_function: ContextVar[str | None] = ContextVar("fapiao_local_function", default=None)
+# The Lambda context of the invocation running in this thread, and whether it is a cold start.
+current_invocation: ContextVar[tuple[LambdaContext, bool] | None] = ContextVar("fapiao_local_invocation", default=None)
 _overlay: ContextVar[dict[str, str] | None] = ContextVar("fapiao_local_env_overlay", default=None)
 
 
@@ -211,6 +213,7 @@ class LocalFunction:
         self.account_id = account_id
         self.overlay = overlay or {}
         self._lock = threading.Lock()
+        self._cold = True
 
     def context(self) -> LambdaContext:
         return LambdaContext(
@@ -224,10 +227,15 @@ class LocalFunction:
     def invoke(self, event: Any) -> Any:
         """Call the handler; exceptions propagate (callers map them as Lambda's caller would)."""
         with self._lock, function_scope(self.name, self.overlay):
+            tag_log_handlers()  # loggers a handler creates lazily get the function name too
+            context = self.context()
+            invocation = current_invocation.set((context, self._cold))
+            self._cold = False
             started = time.monotonic()
             try:
-                return self.handler(event, self.context())
+                return self.handler(event, context)
             finally:
+                current_invocation.reset(invocation)
                 elapsed = time.monotonic() - started
                 if elapsed > self.timeout:
                     log.warning(
@@ -290,9 +298,24 @@ LOG_FORMAT = "%(asctime)s %(function_name)-32s %(levelname)-7s %(name)s: %(messa
 
 
 class FunctionNameFilter(logging.Filter):
+    """Stamps each record with the function (and invocation) running in the current thread.
+
+    The function handlers share the layer's Powertools logger (one per service name), whose
+    formatter holds the keys ``inject_lambda_context`` appends: with functions running side by
+    side those would name whichever function was invoked last. The record attributes set here
+    take precedence in Powertools' output, so the Lambda context keys stay right.
+    """
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "function_name"):
             record.function_name = current_function.get() or "local"
+        invocation = current_invocation.get()
+        if invocation is not None and not hasattr(record, "function_request_id"):
+            context, cold_start = invocation
+            record.function_request_id = context.aws_request_id
+            record.function_arn = context.invoked_function_arn
+            record.function_memory_size = context.memory_limit_in_mb
+            record.cold_start = cold_start
         return True
 
 

@@ -121,6 +121,13 @@ class Hub:
             attributes["ApproximateNumberOfMessagesNotVisible"]
         )
 
+    def delayed(self) -> int:
+        """Dispatch requests waiting out their DelaySeconds (retries after a quiet period)."""
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=self.environment["DISPATCH_QUEUE_URL"], AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
     def snapshot(self) -> tuple[list[dict[str, Any]], int]:
         return self.applications(), self.queue_depth()
 

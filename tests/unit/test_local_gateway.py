@@ -335,9 +335,7 @@ def test_only_reported_failures_stay_and_end_in_the_dlq(sqs, queues: dict[str, s
         sqs.send_message(QueueUrl=queues["url"], MessageBody=body)
     seen: list[dict[str, Any]] = []
     function = LocalFunction("fn", batch_handler(seen))
-    pump = SqsPump(
-        sqs, queues["url"], queues["arn"], function, report_batch_item_failures=True, wait_seconds=0
-    )
+    pump = SqsPump(sqs, queues["url"], queues["arn"], function, report_batch_item_failures=True, wait_seconds=0)
     pump_until(pump, lambda: depth(sqs, queues["dlq"]) == 1)
     bodies = [r["body"] for r in seen]
     assert bodies.count("ok-1") == 1 and bodies.count("ok-2") == 1  # deleted after the first success
@@ -356,8 +354,9 @@ def test_an_exception_fails_the_whole_batch(sqs, queues: dict[str, str]) -> None
     def handler(event: dict[str, Any], context: Any) -> None:
         raise RuntimeError("down")
 
-    pump = SqsPump(sqs, queues["url"], queues["arn"], LocalFunction("fn", handler),
-                   report_batch_item_failures=True, wait_seconds=0)
+    pump = SqsPump(
+        sqs, queues["url"], queues["arn"], LocalFunction("fn", handler), report_batch_item_failures=True, wait_seconds=0
+    )
     assert pump.poll_once() == 2
     assert depth(sqs, queues["url"]) == 2
 
@@ -369,8 +368,9 @@ def test_an_invalid_failure_report_fails_the_whole_batch(sqs, queues: dict[str, 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
 
-    pump = SqsPump(sqs, queues["url"], queues["arn"], LocalFunction("fn", handler),
-                   report_batch_item_failures=True, wait_seconds=0)
+    pump = SqsPump(
+        sqs, queues["url"], queues["arn"], LocalFunction("fn", handler), report_batch_item_failures=True, wait_seconds=0
+    )
     pump.poll_once()
     assert depth(sqs, queues["url"]) == 2
 
@@ -386,8 +386,14 @@ def test_without_report_batch_item_failures_a_returned_list_is_ignored(sqs, queu
 
 def test_the_pump_thread_processes_and_stops(sqs, queues: dict[str, str]) -> None:
     seen: list[dict[str, Any]] = []
-    pump = SqsPump(sqs, queues["url"], queues["arn"], LocalFunction("fn", batch_handler(seen)),
-                   report_batch_item_failures=True, wait_seconds=1)
+    pump = SqsPump(
+        sqs,
+        queues["url"],
+        queues["arn"],
+        LocalFunction("fn", batch_handler(seen)),
+        report_batch_item_failures=True,
+        wait_seconds=1,
+    )
     pump.start()
     try:
         for n in range(15):

@@ -97,9 +97,9 @@ def test_queues_have_their_attributes_and_redrive_to_the_dlq(resources: Resource
     sqs = client("sqs")
     redriven = 0
     for logical_id, props in declared.items():
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=resources.queues[logical_id].url, AttributeNames=["All"]
-        )["Attributes"]
+        attributes = sqs.get_queue_attributes(QueueUrl=resources.queues[logical_id].url, AttributeNames=["All"])[
+            "Attributes"
+        ]
         for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
             if key in props:
                 assert attributes[key] == str(props[key])
@@ -216,9 +216,7 @@ def test_intrinsics_used_by_policies_resolve(resources: Resources) -> None:
     assert resources.resolve({"Fn::Select": [1, {"Fn::Split": ["/", {"Ref": "HubConfigParameterName"}]}]}) == (
         "fapiao-hub"
     )
-    assert resources.resolve({"Fn::GetAtt": ["DispatchQueue", "QueueName"]}) == resources.queues[
-        "DispatchQueue"
-    ].name
+    assert resources.resolve({"Fn::GetAtt": ["DispatchQueue", "QueueName"]}) == resources.queues["DispatchQueue"].name
     assert resources.resolve({"Fn::Sub": "${InvoiceFileBucket.Arn}/*"}) == (
         f"arn:aws:s3:::{resources.buckets['InvoiceFileBucket']}/*"
     )
@@ -239,9 +237,7 @@ def test_functions_list_code_and_routes(resources: Resources) -> None:
     assert intake.memory_size == RAW["Globals"]["Function"]["MemorySize"]
     assert intake.layers == ("layers/hub",)
     assert {(r.method, r.path) for r in intake.http_routes} == {
-        (e["Properties"]["Method"], e["Properties"]["Path"])
-        for e in raw["Events"].values()
-        if e["Type"] == "HttpApi"
+        (e["Properties"]["Method"], e["Properties"]["Path"]) for e in raw["Events"].values() if e["Type"] == "HttpApi"
     }
 
 
@@ -367,9 +363,7 @@ def test_rules_deliver_to_queues_and_bridge_functions(synthetic: Resources) -> N
     targets = events.list_targets_by_rule(Rule=synthetic.rules["ArchiveRule"].name, EventBusName="bus-dev")
     assert all(":sqs:" in t["Arn"] for t in targets["Targets"])
     events.put_events(
-        Entries=[
-            {"EventBusName": "bus-dev", "Source": "fapiao-hub", "DetailType": "InvoiceIssued", "Detail": "{}"}
-        ]
+        Entries=[{"EventBusName": "bus-dev", "Source": "fapiao-hub", "DetailType": "InvoiceIssued", "Detail": "{}"}]
     )
 
     def bodies(url: str) -> list[dict[str, Any]]:

@@ -42,9 +42,7 @@ from stdnum.cn import uscc
 
 D = Decimal
 POLICY = RulePolicy.default()
-STRICT = RulePolicy(
-    tax_rates=POLICY.tax_rates, retired_tax_rates=POLICY.retired_tax_rates, strict_tax_numbers=True
-)
+STRICT = RulePolicy(tax_rates=POLICY.tax_rates, retired_tax_rates=POLICY.retired_tax_rates, strict_tax_numbers=True)
 
 _USCC_BASE = "91310000631757739"
 VALID_USCC = _USCC_BASE + uscc.calc_check_digit(_USCC_BASE)  # 91310000631757739E
@@ -224,9 +222,7 @@ SEED_004 = (("48.0", DISCOUNTED), ("-38.00", DISCOUNT), ("48.0", DISCOUNTED), ("
 def seed_004_lines() -> list[Line]:
     rows = [*SEED_004, ("6000.0", NORMAL)]
     return [
-        incl_line(
-            i, incl, nature=nature, goods_name="CA7151HA6T智联旗悦版(2023款)", tax_code="1090305010300000000"
-        )
+        incl_line(i, incl, nature=nature, goods_name="CA7151HA6T智联旗悦版(2023款)", tax_code="1090305010300000000")
         for i, (incl, nature) in enumerate(rows)
     ]
 
@@ -292,12 +288,7 @@ def test_check_header_totals(field: str, value: str, incl: bool, ok: bool, figur
 
 
 def test_check_header_totals_reports_every_figure_and_accepts_none() -> None:
-    assert (
-        check_header_totals(
-            HEADER_LINES, amount=None, tax=None, amount_incl_tax=None, prices_include_tax=True
-        )
-        == []
-    )
+    assert check_header_totals(HEADER_LINES, amount=None, tax=None, amount_incl_tax=None, prices_include_tax=True) == []
     problems = check_header_totals(
         iter(HEADER_LINES), amount=D(1), tax=D(1), amount_incl_tax=D(1), prices_include_tax=False
     )
@@ -307,9 +298,7 @@ def test_check_header_totals_reports_every_figure_and_accepts_none() -> None:
 def test_header_tax_is_measured_against_amount_x_rate_not_line_taxes() -> None:
     # Line taxes sum to 39.06 but amount x rate is 39.00: a header of 40.33 is 1.33 off.
     lines = [mk_line(0, "100.00", "13.06"), mk_line(1, "200.00", "26.00")]
-    problems = check_header_totals(
-        lines, amount=None, tax=D("40.33"), amount_incl_tax=None, prices_include_tax=True
-    )
+    problems = check_header_totals(lines, amount=None, tax=D("40.33"), amount_incl_tax=None, prices_include_tax=True)
     assert [p.path for p in problems] == [("tax",)]
     assert "39.00" in problems[0].message
 
@@ -364,9 +353,7 @@ def test_price_x_quantity_tolerance(
     path: str | None,
     figures: tuple[str, ...],
 ) -> None:
-    app = mk_app(
-        [mk_line(2, amount, tax, quantity=D(quantity), unit_price=D(unit_price))], prices_include_tax=incl
-    )
+    app = mk_app([mk_line(2, amount, tax, quantity=D(quantity), unit_price=D(unit_price))], prices_include_tax=incl)
     if path is None:
         assert validate_application(app, POLICY) == []
     else:
@@ -377,13 +364,10 @@ def test_price_x_quantity_tolerance(
 
 
 def test_price_x_quantity_message_wording() -> None:
-    app = mk_app(
-        [mk_line(0, "47.00", "0.00", "0", quantity=D(1), unit_price=D("48.0"))], prices_include_tax=False
-    )
+    app = mk_app([mk_line(0, "47.00", "0.00", "0", quantity=D(1), unit_price=D("48.0"))], prices_include_tax=False)
     problem = only_error(app, "lines", 0, "amount")
     assert (
-        problem.message
-        == "unit price x quantity = 48.00 differs from the line amount 47.00 by 1.00 (tolerance 0.01)"
+        problem.message == "unit price x quantity = 48.00 differs from the line amount 47.00 by 1.00 (tolerance 0.01)"
     )
 
 
@@ -431,6 +415,8 @@ def test_tax_rate_must_be_in_the_list(rate: str, direction: Direction, ok: bool)
         assert "0.13" in problem.message and "0.015" in problem.message  # lists the allowed rates
         listed = problem.message.split("allowed rates: ")[1].split(", ")
         assert ("0.17" in listed) == (direction == Direction.RED)  # retired rates: red only
+        retired_on_blue = direction == Direction.BLUE and r in POLICY.retired_tax_rates
+        assert ("accepted only on red invoices" in problem.message) == retired_on_blue
 
 
 def test_rate_list_is_configurable() -> None:
@@ -534,9 +520,7 @@ def test_line_count_limits_are_configurable() -> None:
 # --------------------------------------------------------------------------- discount lines
 
 
-def pair(
-    index: int = 0, discount: str = "-10.00", discount_tax: str = "-1.30", **discount_fields: Any
-) -> list[Line]:
+def pair(index: int = 0, discount: str = "-10.00", discount_tax: str = "-1.30", **discount_fields: Any) -> list[Line]:
     return [
         mk_line(index, nature=DISCOUNTED),
         mk_line(index + 1, discount, discount_tax, nature=DISCOUNT, **discount_fields),
@@ -667,12 +651,8 @@ def test_red_carries_no_discount_lines() -> None:
     assert sorted(p.path for p in problems) == [("lines", 0, "nature"), ("lines", 1, "nature")]
 
 
-@pytest.mark.parametrize(
-    ("quantity", "unit_price", "field"), [(D(-1), D(113), "quantity"), (None, None, None)]
-)
-def test_red_sales_allowance_has_no_quantity_or_price(
-    quantity: Any, unit_price: Any, field: str | None
-) -> None:
+@pytest.mark.parametrize(("quantity", "unit_price", "field"), [(D(-1), D(113), "quantity"), (None, None, None)])
+def test_red_sales_allowance_has_no_quantity_or_price(quantity: Any, unit_price: Any, field: str | None) -> None:
     reference = RedReference(
         blue_invoice_number="24312000000012345678",
         reason=RedReason.SALES_ALLOWANCE,
@@ -756,9 +736,7 @@ def test_tax_numbers(role: str, tax_number: str, lenient: str | None, strict: st
 
 
 def test_checksum_warning_names_the_expected_character() -> None:
-    problem = only_problem(
-        mk_app(buyer=Party(name="买方", tax_number=WRONG_CHECK_USCC)), "buyer", "tax_number"
-    )
+    problem = only_problem(mk_app(buyer=Party(name="买方", tax_number=WRONG_CHECK_USCC)), "buyer", "tax_number")
     assert problem.warning
     assert repr(VALID_USCC[-1]) in problem.message and repr(WRONG_CHECK_USCC[-1]) in problem.message
 
@@ -781,9 +759,7 @@ def test_length_error_names_the_length() -> None:
         (InvoiceType.VAT_NORMAL_PAPER, None, True),
     ],
 )
-def test_buyer_tax_number_required_on_special(
-    invoice_type: InvoiceType, tax_number: str | None, ok: bool
-) -> None:
+def test_buyer_tax_number_required_on_special(invoice_type: InvoiceType, tax_number: str | None, ok: bool) -> None:
     app = mk_app(invoice_type=invoice_type, buyer=Party(name="买方", tax_number=tax_number))
     if ok:
         assert validate_application(app, POLICY) == []
@@ -791,9 +767,7 @@ def test_buyer_tax_number_required_on_special(
         only_error(app, "buyer", "tax_number")
 
 
-@pytest.mark.parametrize(
-    ("role", "name"), [("seller", ""), ("seller", "  "), ("buyer", ""), ("buyer", "\u3000")]
-)
+@pytest.mark.parametrize(("role", "name"), [("seller", ""), ("seller", "  "), ("buyer", ""), ("buyer", "\u3000")])
 def test_party_names_are_required(role: str, name: str) -> None:
     party = Party(name=name, tax_number=VALID_USCC if role == "seller" else None)
     only_error(mk_app(**{role: party}), role, "name")

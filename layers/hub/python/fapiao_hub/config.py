@@ -91,8 +91,42 @@ class BusinessSystem(_Config):
         return value
 
 
+class ChannelSettings(_Config):
+    """One configured channel (an entry of ``channels``; its key is the channel's name)."""
+
+    type: str  # the channel module: "xunlian", ...
+    base_url: str
+    # The vendor recognises a repeated request number (answers the first result, issues nothing).
+    # Only then is an Unknown outcome resolved by re-sending the same number (DOMAIN.md 6).
+    dedupes_request_number: bool = False
+    # How long after an Unknown outcome before the same number is sent again.
+    quiet_period_seconds: int = Field(default=60, ge=0)
+    connect_timeout_seconds: float = Field(default=3.05, gt=0)
+    read_timeout_seconds: float = Field(default=20.0, gt=0)
+    # Connection attempts before a request is sent (never after: a POST is not retried on read).
+    connect_retries: int = Field(default=2, ge=0, le=5)
+    # Channel-specific, non-secret settings (e.g. Xunlian companyDataResource, terminalCode).
+    options: dict[str, str] = Field(default_factory=dict)
+    # Secrets: inline only in a local file; in AWS the name of a Secrets Manager secret (JSON).
+    credentials: dict[str, str] = Field(default_factory=dict, repr=False)
+    credentials_secret: str | None = None
+
+
+class Route(_Config):
+    """Which channel issues for a seller (optionally only for one business type)."""
+
+    seller_tax_number: str
+    business_type_code: str | None = None
+    channel: str
+
+
 class HubConfig(_Config):
     business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
+    channels: dict[str, ChannelSettings] = Field(default_factory=dict)
+    # First match wins: seller + business type, then seller; then the company's own channel,
+    # then default_channel.
+    routes: tuple[Route, ...] = ()
+    default_channel: str | None = None
     # Extends / overrides DEFAULT_INTAKE_INVOICE_TYPES.
     invoice_types: dict[str, InvoiceType] = Field(default_factory=dict)
     tax_rates: tuple[Decimal, ...] = DEFAULT_TAX_RATES
@@ -101,6 +135,19 @@ class HubConfig(_Config):
     @cached_property
     def intake_invoice_types(self) -> dict[str, InvoiceType]:
         return {**DEFAULT_INTAKE_INVOICE_TYPES, **self.invoice_types}
+
+    def route(
+        self, *, seller_tax_number: str | None, business_type_code: str | None, company_channel: str | None
+    ) -> str | None:
+        """The channel that issues for this seller, or None (the application is then rejected)."""
+        candidates = [r for r in self.routes if r.seller_tax_number == seller_tax_number]
+        for route in candidates:
+            if route.business_type_code is not None and route.business_type_code == business_type_code:
+                return route.channel
+        for route in candidates:
+            if route.business_type_code is None:
+                return route.channel
+        return company_channel or self.default_channel
 
     def authenticate(self, token: str) -> str | None:
         """The business system a bearer token belongs to, or None.

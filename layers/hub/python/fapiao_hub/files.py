@@ -30,3 +30,15 @@ class FileStore(DocumentOverflow):
     def get_document(self, ref: str) -> bytes:
         bucket, _, key = ref.removeprefix("s3://").partition("/")
         return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def put_raw_answer(self, channel: str, request_number: str, at: str, data: bytes) -> str:
+        """Keep a channel's answer the hub could not read, for a person to look at."""
+        key = f"raw/{channel}/{request_number}/{at}.bin"
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=data,
+            ContentType="application/octet-stream",
+            ServerSideEncryption="AES256",
+        )
+        return f"s3://{self._bucket}/{key}"

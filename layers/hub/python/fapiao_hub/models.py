@@ -120,6 +120,30 @@ Extras = Annotated[dict[str, Any], PlainSerializer(_plain_json, when_used="json"
 Records = Annotated[list[dict[str, Any]], PlainSerializer(_plain_json, when_used="json")]
 
 
+# Forward-only lifecycle: every transition the hub may make. MANUAL_REVIEW and STUCK still accept
+# the facts (an invoice found issued, a rejection) because a result must never be lost.
+ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.REJECTED, Status.STUCK}),
+    Status.DISPATCHING: frozenset(
+        {
+            Status.ISSUED, Status.SUBMITTED, Status.UNKNOWN, Status.REJECTED, Status.RETRY_WAIT,
+            Status.MANUAL_REVIEW, Status.STUCK,
+        }
+    ),
+    Status.RETRY_WAIT: frozenset({Status.DISPATCHING, Status.REJECTED, Status.STUCK}),
+    Status.SUBMITTED: frozenset({Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK}),
+    Status.UNKNOWN: frozenset(
+        {Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.MANUAL_REVIEW, Status.STUCK}
+    ),
+    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED}),
+    Status.STUCK: frozenset({Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW}),
+    Status.ISSUED: frozenset({Status.VOIDING, Status.VOIDED}),
+    Status.VOIDING: frozenset({Status.VOIDED, Status.ISSUED}),
+    Status.REJECTED: frozenset(),
+    Status.VOIDED: frozenset(),
+}  # fmt: skip
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 

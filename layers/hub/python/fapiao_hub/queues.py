@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BaseModel, ConfigDict
+
+MAX_DELAY_SECONDS = 900
+
+
+class DispatchRequest(BaseModel):
+    """The dispatch queue's message: which application to advance (the rest is in the store)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    source_system: str
+    open_apply_code: str
 
 
 class QueueUnavailable(Exception):
@@ -17,9 +27,14 @@ class DispatchQueue:
         self._sqs = sqs_client
         self._url = queue_url
 
-    def request_dispatch(self, source_system: str, open_apply_code: str) -> None:
-        body = json.dumps({"source_system": source_system, "open_apply_code": open_apply_code})
+    def request_dispatch(self, source_system: str, open_apply_code: str, *, delay_seconds: int = 0) -> None:
+        """Ask for a dispatch now, or after up to 15 minutes (SQS's limit; longer waits are the poller's)."""
+        body = DispatchRequest(source_system=source_system, open_apply_code=open_apply_code).model_dump_json()
         try:
-            self._sqs.send_message(QueueUrl=self._url, MessageBody=body)
+            self._sqs.send_message(
+                QueueUrl=self._url,
+                MessageBody=body,
+                DelaySeconds=max(0, min(delay_seconds, MAX_DELAY_SECONDS)),
+            )
         except (ClientError, BotoCoreError) as error:
             raise QueueUnavailable(str(error)) from error

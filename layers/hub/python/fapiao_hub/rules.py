@@ -185,9 +185,7 @@ def check_header_totals(
 # --------------------------------------------------------------------------- discount shapes
 
 
-def unfold_inline_discount(
-    line: Line, *, discount_amount: Decimal, discount_tax: Decimal
-) -> tuple[Line, Line]:
+def unfold_inline_discount(line: Line, *, discount_amount: Decimal, discount_tax: Decimal) -> tuple[Line, Line]:
     """Seed-001 shape (discount carried on the discounted line, positive figures) -> canonical pair.
 
     The line becomes nature DISCOUNTED and is followed by a DISCOUNT line with the same goods
@@ -378,10 +376,7 @@ def check_byte_limit(path: tuple[str | int, ...], value: str | None, limit: int)
         return None
     return Problem(
         path=path,
-        message=(
-            f"is {size} bytes long (a Chinese character counts 2); the limit is {limit}, "
-            f"{size - limit} too long"
-        ),
+        message=(f"is {size} bytes long (a Chinese character counts 2); the limit is {limit}, {size - limit} too long"),
     )
 
 
@@ -514,8 +509,7 @@ def _check_line(
             yield Problem(
                 path=("lines", i, "tax"),
                 message=(
-                    f"tax {_fmt(line.tax)} is negative; on a blue invoice only a discount "
-                    "line (nature 1) is negative"
+                    f"tax {_fmt(line.tax)} is negative; on a blue invoice only a discount line (nature 1) is negative"
                 ),
             )
 
@@ -530,8 +524,7 @@ def _check_discounts(lines: Sequence[Line], red: bool) -> Iterator[Problem]:
             yield Problem(
                 path=("lines", i, "nature"),
                 message=(
-                    "a red invoice carries no discount or discounted lines; net the discount "
-                    "into the reversed line"
+                    "a red invoice carries no discount or discounted lines; net the discount into the reversed line"
                 ),
             )
             continue
@@ -541,8 +534,7 @@ def _check_discounts(lines: Sequence[Line], red: bool) -> Iterator[Problem]:
                 yield Problem(
                     path=("lines", i, "nature"),
                     message=(
-                        "a discounted line (nature 2) must be immediately followed by its "
-                        "discount line (nature 1)"
+                        "a discounted line (nature 2) must be immediately followed by its discount line (nature 1)"
                     ),
                 )
             continue
@@ -559,8 +551,7 @@ def _check_discounts(lines: Sequence[Line], red: bool) -> Iterator[Problem]:
             yield Problem(
                 path=("lines", i, "nature"),
                 message=(
-                    "a discount line (nature 1) must immediately follow the line it discounts, "
-                    "which has nature 2"
+                    "a discount line (nature 1) must immediately follow the line it discounts, which has nature 2"
                 ),
             )
             continue
@@ -573,8 +564,7 @@ def _check_discounts(lines: Sequence[Line], red: bool) -> Iterator[Problem]:
                 yield Problem(
                     path=("lines", i, name),
                     message=(
-                        f"a discount line must have the same {label} as the line it discounts "
-                        f"(line {previous.index})"
+                        f"a discount line must have the same {label} as the line it discounts (line {previous.index})"
                     ),
                 )
         if line.tax_rate != previous.tax_rate:
@@ -611,9 +601,7 @@ def _check_red(app: Application) -> Iterator[Problem]:
     ):
         yield Problem(
             path=("red", "confirmation_uuid"),
-            message=(
-                "a digital (数电) red invoice needs its red-confirmation form (confirmation UUID or number)"
-            ),
+            message=("a digital (数电) red invoice needs its red-confirmation form (confirmation UUID or number)"),
         )
 
 
@@ -623,9 +611,7 @@ def _check_parties(app: Application, policy: RulePolicy) -> Iterator[Problem]:
         if _blank(party.name):
             yield Problem(path=(role, "name"), message=f"{role} name is empty")
         if not _blank(party.tax_number):
-            problem = check_tax_number(
-                (role, "tax_number"), party.tax_number, strict=policy.strict_tax_numbers
-            )
+            problem = check_tax_number((role, "tax_number"), party.tax_number, strict=policy.strict_tax_numbers)
             if problem is not None:
                 yield problem
     if app.invoice_type.is_special and _blank(app.buyer.tax_number):
@@ -653,8 +639,7 @@ def validate_application(app: Application, policy: RulePolicy) -> list[Problem]:
             Problem(
                 path=("lines",),
                 message=(
-                    f"{count} lines; more than {policy.recommended_lines} is not recommended "
-                    "(some channels reject it)"
+                    f"{count} lines; more than {policy.recommended_lines} is not recommended (some channels reject it)"
                 ),
                 warning=True,
             )

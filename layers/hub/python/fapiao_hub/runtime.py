@@ -12,12 +12,14 @@ from pathlib import Path
 
 import boto3
 
+from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig, Settings, load_hub_config
+from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.rules import RulePolicy
 from fapiao_hub.store import ApplicationStore
-from fapiao_hub.workflow import Intake
+from fapiao_hub.workflow import Dispatcher, Intake
 
 
 @cache
@@ -38,7 +40,7 @@ def file_store() -> FileStore:
 @cache
 def application_store() -> ApplicationStore:
     table = _boto_session().resource("dynamodb").Table(settings().applications_table)
-    return ApplicationStore(table, overflow=file_store())
+    return ApplicationStore(table, overflow=file_store(), invoices_table_name=settings().invoices_table)
 
 
 @cache
@@ -49,6 +51,21 @@ def dispatch_queue() -> DispatchQueue:
 @cache
 def intake() -> Intake:
     return Intake(application_store(), dispatch_queue())
+
+
+@cache
+def event_publisher() -> EventPublisher:
+    return EventPublisher(_boto_session().client("events"), settings().event_bus_name)
+
+
+@cache
+def channel_registry() -> ChannelRegistry:
+    return ChannelRegistry(hub_config)
+
+
+@cache
+def dispatcher() -> Dispatcher:
+    return Dispatcher(application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store())
 
 
 class _ConfigCache:
@@ -99,6 +116,9 @@ def rule_policy() -> RulePolicy:
 
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
-    for built in (settings, _boto_session, file_store, application_store, dispatch_queue, intake):
+    for built in (
+        settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
+        channel_registry, dispatcher,
+    ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

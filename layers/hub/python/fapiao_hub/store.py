@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub.models import Application, Status, application_key
+from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Status, application_key
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
@@ -32,6 +32,14 @@ class ApplicationExists(Exception):
     def __init__(self, existing: StoredApplication):
         super().__init__(existing.key)
         self.existing = existing
+
+
+class IllegalTransition(Exception):
+    """A transition the lifecycle does not allow (state moves forward only)."""
+
+
+class InvoiceNumberTaken(Exception):
+    """A channel reported an invoice number the hub recorded for another application."""
 
 
 class StaleWrite(Exception):
@@ -80,6 +88,13 @@ class StoredApplication:
     warnings: tuple[str, ...] = ()
     history: tuple[Transition, ...] = ()
     queued_at: str | None = None
+    attempts: int = 0
+    request_number: str | None = None
+    lease_until: int | None = None  # epoch seconds; guards DISPATCHING
+    next_poll_at: int | None = None  # epoch seconds; when the application is due again
+    reason: str | None = None  # why it is in its status (rejection, unknown outcome, ...)
+    pending_event: dict[str, Any] | None = None  # an outcome event not yet known to be published
+    invoice_keys: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,9 +115,17 @@ class DocumentOverflow:
 class ApplicationStore:
     """Applications table (template.yaml ApplicationsTable)."""
 
-    def __init__(self, table: Any, overflow: DocumentOverflow | None = None, *, clock=time.time):
+    def __init__(
+        self,
+        table: Any,
+        overflow: DocumentOverflow | None = None,
+        *,
+        invoices_table_name: str | None = None,
+        clock=time.time,
+    ):
         self._table = table
         self._overflow = overflow
+        self._invoices_table_name = invoices_table_name
         self._clock = clock
 
     # ------------------------------------------------------------------ create / read
@@ -180,6 +203,138 @@ class ApplicationStore:
                 return  # dispatch already moved it on: nothing to record
             raise
 
+    def transition(
+        self,
+        stored: StoredApplication,
+        to: Status,
+        *,
+        note: str,
+        changes: dict[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        next_poll_at: int | None = None,
+        invoices: list[dict[str, Any]] | None = None,
+        pending_event: dict[str, Any] | None = None,
+    ) -> StoredApplication:
+        """Move an application on, if nobody else did: the condition is the status and version read.
+
+        Open statuses stay in the due-work index (at ``next_poll_at``); others leave it. Invoice
+        items, when given, are written in the same transaction: an outcome and its invoices are
+        recorded together or not at all. Raises StaleWrite when the condition fails.
+        """
+        if to not in ALLOWED_TRANSITIONS[stored.status]:
+            raise IllegalTransition(f"{stored.status.value} -> {to.value} is not a forward move")
+        now = utc_now()
+        history = [*(t.to_item() for t in stored.history)]
+        history.append(Transition(at=iso(now), status=to.value, previous=stored.status.value, note=note).to_item())
+        if len(history) > HISTORY_LIMIT:  # keep how it began and how it went lately
+            history = [history[0], *history[-(HISTORY_LIMIT - 1) :]]
+        changes = changes or {}
+        values: dict[str, Any] = {
+            "status": to.value,
+            "version": stored.version + 1,
+            "updated_at": iso(now),
+            "history": history,
+            **{k: v for k, v in changes.items() if v is not None},
+        }
+        removed = set(remove) | {k for k, v in changes.items() if v is None}
+        if to.is_open:
+            values["due_bucket"] = DUE_BUCKET
+            values["next_poll_at"] = next_poll_at if next_poll_at is not None else int(self._clock())
+        else:
+            removed |= {"due_bucket", "next_poll_at", "lease_until"}
+        if pending_event is not None:
+            values["pending_event"] = pending_event
+        if invoices:
+            values["invoice_keys"] = [
+                *stored.invoice_keys,
+                *(i["pk"] for i in invoices if i["pk"] not in stored.invoice_keys),
+            ]
+        removed -= set(values)
+        names = {f"#a{i}": name for i, name in enumerate([*values, *removed])}
+        alias = {name: placeholder for placeholder, name in names.items()}
+        expression = "SET " + ", ".join(f"{alias[name]} = :v{i}" for i, name in enumerate(values))
+        if removed:
+            expression += " REMOVE " + ", ".join(alias[name] for name in removed)
+        names["#status"], names["#version"] = "status", "version"
+        update = {
+            "Key": {"pk": stored.key},
+            "UpdateExpression": expression,
+            "ConditionExpression": "#status = :expected_status AND #version = :expected_version",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {
+                **{f":v{i}": value for i, value in enumerate(values.values())},
+                ":expected_status": stored.status.value,
+                ":expected_version": stored.version,
+            },
+        }
+        try:
+            if invoices:
+                self._transact(update, invoices, stored.key)
+            else:
+                self._table.update_item(**update)
+        except ClientError as error:
+            if _is_condition_failure(error) or _is_transaction_conflict(error):
+                raise StaleWrite(f"{stored.key} is no longer {stored.status.value} v{stored.version}") from None
+            raise
+        fields = {
+            "status": to,
+            "version": stored.version + 1,
+            "updated_at": iso(now),
+            "history": tuple(Transition.from_item(t) for t in history),
+            **{k: v for k, v in changes.items() if k in _STORED_FIELDS},
+            **{k: None for k in removed if k in _STORED_FIELDS},
+        }
+        if to.is_open:
+            fields["next_poll_at"] = values["next_poll_at"]
+        if pending_event is not None:
+            fields["pending_event"] = pending_event
+        if invoices:
+            fields["invoice_keys"] = tuple(values["invoice_keys"])
+        return replace(stored, **fields)
+
+    def _transact(self, update: dict[str, Any], invoices: list[dict[str, Any]], application_pk: str) -> None:
+        # The resource's own client: it takes plain Python values (boto3 serializes them).
+        client = self._table.meta.client
+        items: list[dict[str, Any]] = [{"Update": {"TableName": self._table.name, **update}}]
+        for invoice in invoices:
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self._invoices_table_name,
+                        "Item": invoice,
+                        # An invoice number belongs to one application; the same one again is fine.
+                        "ConditionExpression": "attribute_not_exists(pk) OR application_key = :app",
+                        "ExpressionAttributeValues": {":app": application_pk},
+                    }
+                }
+            )
+        try:
+            client.transact_write_items(TransactItems=items)
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons") or []
+            taken = [
+                invoices[i - 1]["pk"]
+                for i, reason in enumerate(reasons)
+                if i > 0 and reason.get("Code") == "ConditionalCheckFailed"
+            ]
+            if taken:
+                raise InvoiceNumberTaken(taken) from error
+            raise
+
+    def clear_pending_event(self, stored: StoredApplication) -> None:
+        """The outcome event is published: forget it (only if nothing moved on since)."""
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression="REMOVE pending_event",
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={"#version": "version"},
+                ExpressionAttributeValues={":version": stored.version},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:
         packed = gzip.compress(application.model_dump_json().encode("utf-8"), mtime=0)
@@ -192,9 +347,7 @@ class ApplicationStore:
 
     def _from_item(self, item: dict[str, Any]) -> StoredApplication:
         if "document" in item:
-            packed = bytes(
-                item["document"].value if isinstance(item["document"], Binary) else item["document"]
-            )
+            packed = bytes(item["document"].value if isinstance(item["document"], Binary) else item["document"])
         else:
             if self._overflow is None:
                 raise ValueError("application stored in S3 but no overflow store configured")
@@ -203,7 +356,8 @@ class ApplicationStore:
         known = {
             "pk", "source_system", "open_apply_code", "status", "version", "payload_sha256",
             "created_at", "updated_at", "warnings", "history", "channel", "queued_at",
-            "document", "document_ref", "due_bucket", "next_poll_at",
+            "document", "document_ref", "due_bucket", "next_poll_at", "attempts", "request_number",
+            "lease_until", "reason", "pending_event", "invoice_keys",
         }  # fmt: skip
         return StoredApplication(
             application=application,
@@ -216,8 +370,27 @@ class ApplicationStore:
             warnings=tuple(item.get("warnings", ())),
             history=tuple(Transition.from_item(t) for t in item.get("history", ())),
             queued_at=item.get("queued_at"),
+            attempts=int(item.get("attempts", 0)),
+            request_number=item.get("request_number"),
+            lease_until=_int_or_none(item.get("lease_until")),
+            next_poll_at=_int_or_none(item.get("next_poll_at")),
+            reason=item.get("reason"),
+            pending_event=_plain_tree(item["pending_event"]) if item.get("pending_event") else None,
+            invoice_keys=tuple(item.get("invoice_keys", ())),
             extra={k: _plain(v) for k, v in item.items() if k not in known},
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _plain_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_tree(v) for v in value]
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:
@@ -227,6 +400,7 @@ def _plain(value: Any) -> Any:
 
 
 _DESERIALIZER = TypeDeserializer()
+_STORED_FIELDS = {f.name for f in fields(StoredApplication)}
 
 
 def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
@@ -236,3 +410,11 @@ def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _is_transaction_conflict(error: ClientError) -> bool:
+    """A cancelled transaction whose reason was a failed condition (or a concurrent transaction)."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
+    return bool(reasons & {"ConditionalCheckFailed", "TransactionConflict"})

@@ -5,11 +5,41 @@ Ports (store, queue) are passed in, so unit tests run it with fakes or moto alik
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from aws_lambda_powertools import Logger
+
+from fapiao_hub import events
+from fapiao_hub.channels.base import (
+    Accepted,
+    Channel,
+    Issued,
+    IssuedInvoice,
+    NotFound,
+    NotSent,
+    Rejected,
+    Unknown,
+)
+from fapiao_hub.events import EventPublisher
+from fapiao_hub.files import FileStore
 from fapiao_hub.models import Application, Status
 from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.store import ApplicationExists, ApplicationStore, StoredApplication
+from fapiao_hub.store import (
+    ApplicationExists,
+    ApplicationStore,
+    IllegalTransition,
+    StaleWrite,
+    StoredApplication,
+    iso,
+    utc_now,
+)
+
+logger = Logger(child=True)
 
 # How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
 # queue message, or a queue failure the caller never retried).
@@ -69,3 +99,332 @@ class Intake:
 
     def get(self, source_system: str, open_apply_code: str) -> StoredApplication | None:
         return self._store.get(source_system, open_apply_code)
+
+
+# ============================================================================ dispatch
+def request_number_for(application_key: str) -> str:
+    """The one request number an application is sent under, on every attempt, for ever.
+
+    Derived from the application's key, so it cannot change between attempts or dispatchers:
+    20 characters (Nuonuo's orderNo limit), letters and digits only (every channel accepts them).
+    """
+    digest = hashlib.sha256(application_key.encode("utf-8")).digest()
+    return "FH" + base64.b32encode(digest).decode("ascii")[:18]
+
+
+def invoice_key(code: str | None, number: str) -> str:
+    """Invoices table key: the number, with the code for legacy invoices (DOMAIN.md section 3)."""
+    return f"{code}-{number}" if code else number
+
+
+@dataclass(frozen=True)
+class DispatchPolicy:
+    # A DISPATCHING lease outlives any attempt: the dispatch function's timeout is 30 s.
+    lease_seconds: int = 60
+    # Waits after a request that never left (NotSent), by attempt.
+    retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
+    max_attempts: int = 10
+
+
+class ChannelDirectory(Protocol):
+    """Routing and channel construction (channels.registry in production, fakes in tests)."""
+
+    def channel_for(self, application: Application, proposed: str | None) -> tuple[str | None, Channel | None]: ...
+
+    def quiet_period(self, name: str) -> int: ...
+
+
+class Dispatcher:
+    """Sends an application to its channel at most once per request number, and records the outcome.
+
+    Every step is a conditional write on the status and version it read, so any number of
+    dispatchers (duplicate SQS deliveries, retries, a crashed one's successor) can run the same
+    application: exactly one wins each step and the others do nothing.
+    """
+
+    def __init__(
+        self,
+        store: ApplicationStore,
+        queue: DispatchQueue,
+        events: EventPublisher,
+        channels: ChannelDirectory,
+        files: FileStore,
+        *,
+        policy: DispatchPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._store = store
+        self._queue = queue
+        self._events = events
+        self._channels = channels
+        self._files = files
+        self._policy = policy or DispatchPolicy()
+        self._clock = clock
+
+    # ------------------------------------------------------------------ entry point
+    def dispatch(self, source_system: str, open_apply_code: str) -> str:
+        """Advance one application as far as it can go now; says what happened (for logs and tests).
+
+        Raises only for infrastructure failures (the message is then retried by the queue).
+        """
+        stored = self._store.get(source_system, open_apply_code)
+        if stored is None:
+            logger.error("dispatch request for an unknown application")
+            return "missing"
+        if stored.pending_event:
+            self._publish(stored)
+        now = int(self._clock())
+        status = stored.status
+        if status is Status.DISPATCHING:
+            if stored.lease_until is not None and stored.lease_until > now:
+                return "leased"
+            # The holder died or overran: its request may have reached the channel. The quiet
+            # period counts from when that attempt began.
+            began = stored.lease_until - self._policy.lease_seconds if stored.lease_until else now
+            quiet_until = began + self._channels.quiet_period(stored.channel) if stored.channel else now
+            try:
+                stored = self._store.transition(
+                    stored,
+                    Status.UNKNOWN,
+                    note="dispatch lease expired: the earlier attempt may have reached the channel",
+                    changes={"reason": "dispatch attempt interrupted"},
+                    next_poll_at=max(now, quiet_until),
+                )
+            except StaleWrite:
+                return "lost race"
+            status = Status.UNKNOWN
+        if status in (Status.RECEIVED, Status.RETRY_WAIT):
+            if status is Status.RETRY_WAIT and (stored.next_poll_at or 0) > now:
+                return self._later(stored, stored.next_poll_at - now)
+            return self._attempt(stored)
+        if status is Status.UNKNOWN:
+            return self._resolve_unknown(stored, now)
+        return "nothing to do"  # SUBMITTED waits for its result; the rest are outcomes
+
+    # ------------------------------------------------------------------ steps
+    def _attempt(self, stored: StoredApplication) -> str:
+        application = stored.application
+        name, channel = self._channels.channel_for(application, stored.channel)
+        if channel is None:
+            reason = (
+                f"channel {name!r} is not configured"
+                if name
+                else f"no channel routes seller {application.seller.tax_number or application.company_code}"
+            )
+            return self._finish(stored, Status.REJECTED, reason, events.EventType.APPLICATION_REJECTED)
+        request_number = stored.request_number or request_number_for(stored.key)
+        now = int(self._clock())
+        try:
+            claimed = self._store.transition(
+                stored,
+                Status.DISPATCHING,
+                note=f"sending to {name} as {request_number} (attempt {stored.attempts + 1})",
+                changes={
+                    "lease_until": now + self._policy.lease_seconds,
+                    "attempts": stored.attempts + 1,
+                    "request_number": request_number,
+                    "channel": name,
+                },
+                next_poll_at=now + self._policy.lease_seconds,
+            )
+        except StaleWrite:
+            return "lost race"  # another dispatcher claimed it: that one sends, this one does not
+        try:
+            outcome = channel.issue(application, request_number)
+        except Exception as error:  # a channel bug after the request may have left: not a failure
+            logger.exception("channel raised")
+            outcome = Unknown(f"channel {name} raised {type(error).__name__}")
+        return self._apply(claimed, outcome, channel)
+
+    def _resolve_unknown(self, stored: StoredApplication, now: int) -> str:
+        """Never a fresh submission: query, or the same number again where the channel de-duplicates."""
+        name, channel = self._channels.channel_for(stored.application, stored.channel)
+        if channel is None:
+            return self._finish(stored, Status.MANUAL_REVIEW, f"outcome unknown and channel {name!r} is gone", _REVIEW)
+        if (stored.next_poll_at or 0) > now:
+            return self._later(stored, stored.next_poll_at - now)
+        if channel.can_query:
+            outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+            return self._apply(stored, outcome, channel, queried=True)
+        if channel.dedupes_request_number:
+            return self._attempt(stored)
+        return self._finish(
+            stored,
+            Status.MANUAL_REVIEW,
+            f"outcome unknown ({stored.reason}); {name} cannot be queried and does not de-duplicate",
+            _REVIEW,
+        )
+
+    def _apply(self, stored: StoredApplication, outcome: object, channel: Channel, *, queried: bool = False) -> str:
+        now = int(self._clock())
+        name = stored.channel or channel.name
+        match outcome:
+            case Issued(invoices=invoices, duplicate=duplicate):
+                note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
+                return self._issued(stored, invoices, note)
+            case Accepted(channel_ref=ref):
+                return self._move(
+                    stored, Status.SUBMITTED, f"accepted by {name}", {"channel_ref": ref} if ref else {}, now + 10
+                )
+            case Rejected(reason=reason, code=code):
+                text = f"{name} rejected it: {reason}" + (f" ({code})" if code else "")
+                return self._finish(stored, Status.REJECTED, text, events.EventType.APPLICATION_REJECTED)
+            case NotFound() if queried:
+                # The channel never received it; after the quiet period the same number may go again.
+                if stored.status is Status.UNKNOWN:
+                    return self._attempt(stored)
+                return "nothing to do"
+            case NotSent(reason=reason):
+                if stored.status is not Status.DISPATCHING:
+                    return self._later(stored, self._policy.retry_delays[0])  # a query that did not leave
+                if stored.attempts >= self._policy.max_attempts:
+                    return self._finish(
+                        stored, Status.STUCK, f"{name} unreachable after {stored.attempts} attempts: {reason}",
+                        events.EventType.APPLICATION_STUCK,
+                    )  # fmt: skip
+                delay = self._policy.retry_delays[min(stored.attempts, len(self._policy.retry_delays)) - 1]
+                moved = self._move(
+                    stored, Status.RETRY_WAIT, f"not sent ({reason}); retry in {delay}s", {}, now + delay
+                )
+                return moved if moved == "lost race" else self._later(stored, delay, moved)
+            case Unknown(reason=reason, raw=raw):
+                changes: dict[str, object] = {"reason": reason}
+                if raw is not None:
+                    changes["raw_answer"] = self._files.put_raw_answer(
+                        name, stored.request_number or request_number_for(stored.key), str(now), raw
+                    )
+                if not (channel.can_query or channel.dedupes_request_number):
+                    return self._finish(
+                        stored, Status.MANUAL_REVIEW,
+                        f"outcome unknown ({reason}); {name} cannot be queried and does not de-duplicate",
+                        _REVIEW, changes,
+                    )  # fmt: skip
+                quiet = self._channels.quiet_period(name)
+                if stored.status is Status.UNKNOWN:
+                    return self._later(stored, quiet)
+                moved = self._move(
+                    stored, Status.UNKNOWN, f"outcome unknown: {reason}; asking again in {quiet}s", changes, now + quiet
+                )
+                return moved if moved == "lost race" else self._later(stored, quiet, moved)
+        raise TypeError(f"not a channel outcome: {outcome!r}")
+
+    # ------------------------------------------------------------------ writing outcomes
+    def _issued(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str) -> str:
+        application = stored.application
+        request_number = stored.request_number or request_number_for(stored.key)
+        items = [self._invoice_item(stored, invoice, request_number, len(issued)) for invoice in issued]
+        event = events.outcome_event(
+            events.EventType.INVOICE_ISSUED,
+            source_system=application.source_system,
+            open_apply_code=application.open_apply_code,
+            status=Status.ISSUED.value,
+            channel=stored.channel,
+            request_number=request_number,
+            invoices=[
+                {k: items[i][k] for k in ("number", "code", "issued_on", "amount", "tax") if k in items[i]}
+                for i in range(len(items))
+            ],
+        )
+        for _ in range(3):  # a result must never be lost: re-read and apply it to whatever is there
+            if stored.status is Status.ISSUED:
+                return "already issued"
+            try:
+                done = self._store.transition(
+                    stored, Status.ISSUED, note=note, changes={"reason": None}, invoices=items, pending_event=event
+                )
+            except StaleWrite:
+                stored = self._store.get(application.source_system, application.open_apply_code)
+                continue
+            except IllegalTransition:
+                logger.error("issued result for an application in %s", stored.status.value)
+                return "ignored"
+            self._publish(done)
+            return "issued"
+        raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue
+
+    def _invoice_item(
+        self, stored: StoredApplication, invoice: IssuedInvoice, request_number: str, count: int
+    ) -> dict[str, object]:
+        application = stored.application
+        # One invoice for the whole application: figures the channel left out are the application's.
+        amount = invoice.amount if invoice.amount is not None else (application.amount if count == 1 else None)
+        tax = invoice.tax if invoice.tax is not None else (application.tax if count == 1 else None)
+        item: dict[str, object] = {
+            "pk": invoice_key(invoice.code, invoice.number),
+            "number": invoice.number,
+            "application_key": stored.key,
+            "source_system": application.source_system,
+            "open_apply_code": application.open_apply_code,
+            "seller_tax_number": application.seller.tax_number,
+            "direction": application.direction.value,
+            "invoice_type": (invoice.invoice_type or application.invoice_type).value,
+            "channel": stored.channel,
+            "request_number": request_number,
+            "status": Status.ISSUED.value,
+            "recorded_at": iso(utc_now()),
+        }
+        optional = {
+            "code": invoice.code,
+            "issued_on": invoice.issued_on.isoformat() if invoice.issued_on else None,
+            "amount": amount,
+            "tax": tax,
+            "check_code": invoice.check_code,
+            "channel_invoice_id": invoice.channel_invoice_id,
+        }
+        if application.red is not None:
+            optional["blue_invoice_key"] = invoice_key(
+                application.red.blue_invoice_code, application.red.blue_invoice_number
+            )
+        item.update({k: v for k, v in optional.items() if v is not None})
+        return item
+
+    def _finish(
+        self,
+        stored: StoredApplication,
+        to: Status,
+        reason: str,
+        event_type: events.EventType,
+        changes: dict[str, object] | None = None,
+    ) -> str:
+        application = stored.application
+        event = events.outcome_event(
+            event_type,
+            source_system=application.source_system,
+            open_apply_code=application.open_apply_code,
+            status=to.value,
+            channel=stored.channel,
+            reason=reason,
+        )
+        try:
+            done = self._store.transition(
+                stored, to, note=reason, changes={"reason": reason, **(changes or {})}, pending_event=event
+            )
+        except StaleWrite:
+            return "lost race"
+        self._publish(done)
+        return to.value.lower()
+
+    def _move(
+        self, stored: StoredApplication, to: Status, note: str, changes: dict[str, object], next_poll_at: int
+    ) -> str:
+        try:
+            self._store.transition(stored, to, note=note, changes=changes, next_poll_at=next_poll_at)
+        except StaleWrite:
+            return "lost race"
+        return to.value.lower()
+
+    def _later(self, stored: StoredApplication, delay: int, result: str = "waiting") -> str:
+        """Come back to this application after ``delay`` seconds (longer waits: the poller's)."""
+        application = stored.application
+        self._queue.request_dispatch(application.source_system, application.open_apply_code, delay_seconds=delay)
+        return result
+
+    def _publish(self, stored: StoredApplication) -> None:
+        """Publish the outcome's event; if EventBridge fails it stays pending for the next delivery."""
+        if not stored.pending_event:
+            return
+        self._events.publish(stored.pending_event)  # raises PublishFailed: the queue retries the message
+        self._store.clear_pending_event(stored)
+
+
+_REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW

@@ -64,9 +64,7 @@ def _queue_down(_: QueueUnavailable) -> Response:
 @app.exception_handler(BotoCoreError)
 def _aws_down(error: Exception) -> Response:
     logger.exception("AWS call failed")
-    return envelope(
-        HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"}
-    )
+    return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"})
 
 
 @app.not_found
@@ -101,9 +99,7 @@ def _json_body() -> Any:
         raise _Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded") from None
     limit = runtime.settings().max_body_bytes
     if len(body) > limit:
-        raise _Refusal(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}"
-        )
+        raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
     if not body.strip():
         raise _Refusal(HTTPStatus.BAD_REQUEST, 'body is empty; expected {"invoiceOrder": {...}}')
     try:
@@ -158,12 +154,8 @@ def submit() -> Response:
             HTTPStatus.CONFLICT,
             f"openApplyCode {application.open_apply_code!r} was already received with different content",
         )
-    logger.info(
-        "invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value}
-    )
-    metrics.add_metric(
-        name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1
-    )
+    logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
+    metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"
     return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
 

@@ -50,9 +50,7 @@ def _money(value: Any) -> Decimal | None:
         try:
             number = Decimal(text)
         except InvalidOperation:
-            raise PydanticCustomError(
-                "money", "must be a number, got {value!r}", {"value": value[:40]}
-            ) from None
+            raise PydanticCustomError("money", "must be a number, got {value!r}", {"value": value[:40]}) from None
     elif isinstance(value, int | Decimal):
         number = Decimal(value)
     elif isinstance(value, float):  # only from callers that bypass the Decimal JSON parser
@@ -250,17 +248,11 @@ def caller_path(path: tuple[str | int, ...], prices_include_tax: bool) -> str:
             return json_path((base, *sub[1:]))
         return f"{base}.{_line_fields(prices_include_tax).get(str(sub[0]), str(sub[0]))}"
     if head == "buyer":
-        return (
-            f"{ROOT}.{_BUYER_FIELDS.get(str(rest[0]), str(rest[0]))}"
-            if rest
-            else f"{ROOT}.purchaserTaxpayerName"
-        )
+        return f"{ROOT}.{_BUYER_FIELDS.get(str(rest[0]), str(rest[0]))}" if rest else f"{ROOT}.purchaserTaxpayerName"
     if head == "seller":
         return f"{ROOT}.bukrs"
     if head == "red":
-        return (
-            f"{ROOT}.{_RED_FIELDS.get(str(rest[0]), str(rest[0]))}" if rest else f"{ROOT}.blueInvoiceNumber"
-        )
+        return f"{ROOT}.{_RED_FIELDS.get(str(rest[0]), str(rest[0]))}" if rest else f"{ROOT}.blueInvoiceNumber"
     if head == "special" and rest:
         return json_path((ROOT, _SPECIAL_FIELDS.get(str(rest[0]), str(rest[0])), *rest[1:]))
     if head == "extras":
@@ -296,9 +288,7 @@ def to_application(
     company = system.companies.get(order.company_code)
     if company is None:
         known = ", ".join(sorted(system.companies)) or "none configured"
-        errors.append(
-            FieldError(f"{ROOT}.bukrs", f"unknown company code {order.company_code!r} (known: {known})")
-        )
+        errors.append(FieldError(f"{ROOT}.bukrs", f"unknown company code {order.company_code!r} (known: {known})"))
     invoice_type = config.intake_invoice_types.get(order.invoice_type)
     if invoice_type is None:
         accepted = ", ".join(sorted(config.intake_invoice_types))
@@ -311,9 +301,7 @@ def to_application(
     direction = DIRECTIONS.get(order.open_invoice_type)
     if direction is None:
         errors.append(
-            FieldError(
-                f"{ROOT}.openInvoiceType", f"must be 0 (blue) or 1 (red), got {order.open_invoice_type!r}"
-            )
+            FieldError(f"{ROOT}.openInvoiceType", f"must be 0 (blue) or 1 (red), got {order.open_invoice_type!r}")
         )
     reason_code = order.red_log.apply_red_reasons if order.red_log else None
     reason = None
@@ -346,8 +334,7 @@ def to_application(
     if direction is Direction.RED and blue_number:
         red = RedReference(
             blue_invoice_number=blue_number,
-            blue_invoice_code=order.blue_invoice_code
-            or (order.red_log.blue_invoice_code if order.red_log else None),
+            blue_invoice_code=order.blue_invoice_code or (order.red_log.blue_invoice_code if order.red_log else None),
             blue_invoice_date=order.blue_invoice_date,
             reason=reason,
             confirmation_uuid=order.red_confirm_uuid,
@@ -407,15 +394,11 @@ def _to_line(index: int, raw: Seed004Line, prices_include_tax: bool) -> tuple[Li
     base = f"{ROOT}.{LINES}[{index}]"
     if prices_include_tax:
         if raw.amount_incl_tax is None:
-            return None, [
-                FieldError(f"{base}.amtInclTax", "is required when amounts include tax (amtInclTaxSign 1)")
-            ]
+            return None, [FieldError(f"{base}.amtInclTax", "is required when amounts include tax (amtInclTaxSign 1)")]
         amount, tax = rules.split_tax_inclusive(raw.amount_incl_tax, raw.tax_rate)
     else:
         if raw.amount is None:
-            return None, [
-                FieldError(f"{base}.amt", "is required when amounts exclude tax (amtInclTaxSign 2)")
-            ]
+            return None, [FieldError(f"{base}.amt", "is required when amounts exclude tax (amtInclTaxSign 2)")]
         amount = raw.amount
         tax = raw.tax if raw.tax is not None else rules.tax_for(raw.amount, raw.tax_rate)
     line = Line(
@@ -508,9 +491,7 @@ def _intake_code(application: Application) -> str:
 
 def _from_line(line: Line, prices_include_tax: bool) -> dict[str, Any]:
     out: dict[str, Any] = dict(line.extras)
-    out.update(
-        {"goodsName": line.goods_name, "invoiceLineNature": line.nature.value, "taxrate": line.tax_rate}
-    )
+    out.update({"goodsName": line.goods_name, "invoiceLineNature": line.nature.value, "taxrate": line.tax_rate})
     if prices_include_tax:
         out["amtInclTax"] = line.amount_incl_tax
     else:

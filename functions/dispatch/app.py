@@ -1,0 +1,30 @@
+"""Dispatch function: SQS batches from the dispatch queue; only failed records return to the queue."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fapiao_hub import runtime
+from fapiao_hub.queues import DispatchRequest
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@tracer.capture_method
+def dispatch_record(record: SQSRecord) -> str:
+    request = DispatchRequest.model_validate_json(record.body)
+    logger.set_correlation_id(request.open_apply_code)
+    result = runtime.dispatcher().dispatch(request.source_system, request.open_apply_code)
+    logger.info("dispatch step", extra={"result": result, "receive_count": record.attributes.approximate_receive_count})
+    return result
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=dispatch_record, processor=processor, context=context)
