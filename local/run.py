@@ -185,7 +185,8 @@ def start(
 ) -> LocalHub:
     """Start everything (see the module docstring); ``stop()`` the result, or use ``with``."""
     import boto3
-    from moto.server import ThreadedMotoServer
+
+    from local.atomic_moto import AtomicMotoServer
 
     state = Path(state_dir) if state_dir is not None else state_dir_default()
     state.mkdir(parents=True, exist_ok=True)
@@ -200,8 +201,7 @@ def start(
     env_plan = None
     process_env = _ProcessEnv()
     try:
-        moto = ThreadedMotoServer(ip_address=HOST, port=moto_port, verbose=False)
-        moto.start()
+        moto = AtomicMotoServer(HOST, moto_port).start()
         endpoint = "http://{}:{}".format(*moto.get_host_and_port())
         log.info("moto server on %s", endpoint)
 
@@ -263,18 +263,22 @@ def start(
         sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
         for lid, spec in specs.items():
             for source in spec.sqs_sources:
-                if source.enabled and source.queue_url:
-                    pumps.append(
-                        SqsPump(
-                            sqs,
-                            source.queue_url,
-                            source.queue_arn,
-                            functions[lid],
-                            batch_size=source.batch_size,
-                            report_batch_item_failures=source.report_batch_item_failures,
-                            region=region,
-                        )
+                if not source.enabled:
+                    continue
+                if not source.queue_url:
+                    log.warning("%s: queue %s is not the template's; not pumped", spec.name, source.queue_arn)
+                    continue
+                pumps.append(
+                    SqsPump(
+                        sqs,
+                        source.queue_url,
+                        source.queue_arn,
+                        functions[lid],
+                        batch_size=source.batch_size,
+                        report_batch_item_failures=source.report_batch_item_failures,
+                        region=region,
                     )
+                )
             for schedule in spec.schedules:
                 if schedule.enabled:
                     pumps.append(

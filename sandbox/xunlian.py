@@ -42,8 +42,9 @@ Every validation failure is a business rejection, nothing issued: HTTP 200,
 each problem naming its field path, e.g. ``lines[0].itemName: 94 bytes in GBK (a Chinese character
 counts 2), limit 92, 2 too many``.
 
-A valid request is issued: deterministic ``invoiceCode`` (12 digits, ``05000`` + 2-digit year +
-``000`` + ``invoiceTypeCode``), ``invoiceNumber`` (8 digits, numbered from 00000001 per code),
+A valid request is issued: deterministic ``invoiceCode`` (12 digits: ``0`` + 4 digits derived from
+the seller's tax number + 2-digit year + ``0`` + ``invoiceTypeCode`` + ``0``, so every seller has its
+own codes as the bureau allocates them), ``invoiceNumber`` (8 digits, numbered from 00000001 per code),
 ``invoiceDate`` (today, local), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
 (a UUID5), ``docId`` (``ANI`` + yyyymmdd + 6-digit sequence), ``amount`` =
 ``totalAmountExcludeTax`` (derived from the lines when absent; a JSON number with 2 decimals), and
@@ -243,6 +244,7 @@ class Application:
     invoice_type: str
     amount: Decimal
     red: bool
+    seller_tax_id: str = ""
 
 
 class _Checker:
@@ -457,6 +459,7 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
         invoice_type=invoice_type,
         amount=amount.quantize(CENT, rounding=ROUND_HALF_UP),
         red=red,
+        seller_tax_id=header_text["sellerTaxId"] or "",
     )
 
 
@@ -514,7 +517,9 @@ class XunlianState:
                 return existing[0], True
             now = dt.datetime.now()
             self._sequence += 1
-            code = f"05000{now.year % 100:02d}000{app.invoice_type}"
+            # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
+            seller_part = int.from_bytes(hashlib.sha256(app.seller_tax_id.encode()).digest()[:4], "big") % 10**4
+            code = f"0{seller_part:04d}{now.year % 100:02d}0{app.invoice_type}0"
             number = self._numbers.get(code, 0) + 1
             self._numbers[code] = number
             invoice_number = f"{number:08d}"

@@ -1,6 +1,7 @@
 """Dispatch function: SQS batches from the dispatch queue; only failed records return to the queue."""
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -11,7 +12,8 @@ from fapiao_hub.queues import DispatchRequest
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is answered like any other (all listed), not by raising.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method
@@ -20,6 +22,7 @@ def dispatch_record(record: SQSRecord) -> str:
     logger.set_correlation_id(request.open_apply_code)
     result = runtime.dispatcher().dispatch(request.source_system, request.open_apply_code)
     logger.info("dispatch step", extra={"result": result, "receive_count": record.attributes.approximate_receive_count})
+    metrics.add_metric(name=f"Dispatch.{result.replace(' ', '_')}", unit=MetricUnit.Count, value=1)
     return result
 
 

@@ -106,3 +106,41 @@ def test_api_port_is_respected_and_sigterm_stops_cleanly(local_run_factory: Call
     digests = config["business_systems"]["sample-erp"]["token_sha256"]
     assert len(digests) == 1 and digests[0] != "0" * 64  # the fresh token's, not the placeholder
     assert run.stop(signal.SIGTERM) == 0, run.log()
+
+
+def test_start_in_process_serves_and_restores_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``local.run.start`` (for tests): the same hub in this process, undone by ``stop()``."""
+    import os
+
+    from local.run import start
+
+    monkeypatch.setenv("AWS_PROFILE", "a-developer-profile")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    environ_before = dict(os.environ)
+    try:
+        with start(api_port=0, state_dir=tmp_path / "state") as hub:
+            assert os.environ["AWS_ENDPOINT_URL"] == hub.aws_endpoint_url
+            assert "AWS_PROFILE" not in os.environ  # a real profile would win over the fake keys
+            assert hub.local_json.exists()
+            order = seed004_order()
+            url = urlsplit(hub.api_url)
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            try:
+                conn.request(
+                    "POST",
+                    "/v1/invoice-orders",
+                    body=json.dumps(order, ensure_ascii=False).encode(),
+                    headers={"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"},
+                )
+                response = conn.getresponse()
+                body = json.loads(response.read())
+            finally:
+                conn.close()
+            assert response.status == 200, body
+            assert body["data"]["status"] == "RECEIVED"
+        assert not hub.local_json.exists()
+        assert dict(os.environ) == environ_before
+    finally:
+        from fapiao_hub import runtime
+
+        runtime.reset()  # its caches point at the stopped moto

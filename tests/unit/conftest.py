@@ -13,10 +13,11 @@ from typing import Any
 
 import boto3
 import pytest
-from fapiao_hub import runtime
-from fapiao_hub.config import token_sha256
 from moto import mock_aws
 
+from fapiao_hub import runtime
+from fapiao_hub.config import token_sha256
+from local.atomic_moto import serialized_in_process
 from local.provision import provision
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,10 @@ def hub_config_document() -> dict[str, Any]:
                 "token_sha256": [token_sha256(FIXTURE_TOKEN)],
                 "companies": {
                     "VB5": {"seller": SELLER, "channel": "xunlian"},
-                    "W92": {"seller": {**SELLER, "name": "一汽解放销售有限公司"}, "channel": "xunlian"},
+                    "W92": {
+                        "seller": {**SELLER, "name": "一汽解放销售有限公司", "tax_number": "91110108MA01ABCD2H"},
+                        "channel": "xunlian",
+                    },
                 },
             },
             "other-erp": {
@@ -145,7 +149,7 @@ def aws_env(monkeypatch) -> None:
 
 @pytest.fixture
 def hub(aws_env, monkeypatch, tmp_path) -> Iterator[Hub]:
-    with mock_aws():
+    with mock_aws(), serialized_in_process():
         resources = provision(TEMPLATE, region=REGION)
         config_file = tmp_path / "hub-config.json"
         config_file.write_text(json.dumps(hub_config_document()), encoding="utf-8")

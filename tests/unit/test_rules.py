@@ -6,6 +6,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from stdnum.cn import uscc
+
 from fapiao_hub import config
 from fapiao_hub.models import (
     Application,
@@ -36,9 +40,6 @@ from fapiao_hub.rules import (
     unfold_inline_discount,
     validate_application,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from stdnum.cn import uscc
 
 D = Decimal
 POLICY = RulePolicy.default()

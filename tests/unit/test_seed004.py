@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from fapiao_hub import jsonutil, rules
 from fapiao_hub.config import BusinessSystem, Company, HubConfig, token_sha256
 from fapiao_hub.intake import seed004

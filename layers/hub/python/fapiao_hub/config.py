@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     hub_config_file: Path | None = None
     hub_config_max_age_seconds: int = 300
     strict_tax_numbers: bool = False
+    # Dispatch (workflow.DispatchPolicy): the DISPATCHING lease, waits after a request that never
+    # left, and how many such attempts before the application is STUCK.
+    dispatch_lease_seconds: int = 60
+    dispatch_retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
+    dispatch_max_attempts: int = 10
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

@@ -19,7 +19,7 @@ from fapiao_hub.files import FileStore
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.rules import RulePolicy
 from fapiao_hub.store import ApplicationStore
-from fapiao_hub.workflow import Dispatcher, Intake
+from fapiao_hub.workflow import Dispatcher, DispatchPolicy, Intake
 
 
 @cache
@@ -65,7 +65,15 @@ def channel_registry() -> ChannelRegistry:
 
 @cache
 def dispatcher() -> Dispatcher:
-    return Dispatcher(application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store())
+    current = settings()
+    policy = DispatchPolicy(
+        lease_seconds=current.dispatch_lease_seconds,
+        retry_delays=current.dispatch_retry_delays,
+        max_attempts=current.dispatch_max_attempts,
+    )
+    return Dispatcher(
+        application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy
+    )
 
 
 class _ConfigCache:

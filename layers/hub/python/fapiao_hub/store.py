@@ -218,8 +218,8 @@ class ApplicationStore:
         """Move an application on, if nobody else did: the condition is the status and version read.
 
         Open statuses stay in the due-work index (at ``next_poll_at``); others leave it. Invoice
-        items, when given, are written in the same transaction: an outcome and its invoices are
-        recorded together or not at all. Raises StaleWrite when the condition fails.
+        items, when given, are recorded first (record_invoices). Raises StaleWrite when the
+        condition fails.
         """
         if to not in ALLOWED_TRANSITIONS[stored.status]:
             raise IllegalTransition(f"{stored.status.value} -> {to.value} is not a forward move")
@@ -267,13 +267,12 @@ class ApplicationStore:
                 ":expected_version": stored.version,
             },
         }
+        if invoices:
+            self.record_invoices(stored.key, invoices)
         try:
-            if invoices:
-                self._transact(update, invoices, stored.key)
-            else:
-                self._table.update_item(**update)
+            self._table.update_item(**update)
         except ClientError as error:
-            if _is_condition_failure(error) or _is_transaction_conflict(error):
+            if _is_condition_failure(error):
                 raise StaleWrite(f"{stored.key} is no longer {stored.status.value} v{stored.version}") from None
             raise
         fields = {
@@ -292,34 +291,30 @@ class ApplicationStore:
             fields["invoice_keys"] = tuple(values["invoice_keys"])
         return replace(stored, **fields)
 
-    def _transact(self, update: dict[str, Any], invoices: list[dict[str, Any]], application_pk: str) -> None:
-        # The resource's own client: it takes plain Python values (boto3 serializes them).
-        client = self._table.meta.client
-        items: list[dict[str, Any]] = [{"Update": {"TableName": self._table.name, **update}}]
+    def record_invoices(self, application_pk: str, invoices: list[dict[str, Any]]) -> None:
+        """Record the invoices a channel issued for an application, before the application moves on.
+
+        Written first so that a result, once heard, is never lost: if the dispatcher dies before
+        the application's transition, the invoice is already on record and the next delivery
+        finishes the job. Idempotent for the same application; an invoice number recorded for
+        another application raises InvoiceNumberTaken.
+        """
+        table = self._table.meta.client  # the resource's client: it takes plain Python values
+        taken = []
         for invoice in invoices:
-            items.append(
-                {
-                    "Put": {
-                        "TableName": self._invoices_table_name,
-                        "Item": invoice,
-                        # An invoice number belongs to one application; the same one again is fine.
-                        "ConditionExpression": "attribute_not_exists(pk) OR application_key = :app",
-                        "ExpressionAttributeValues": {":app": application_pk},
-                    }
-                }
-            )
-        try:
-            client.transact_write_items(TransactItems=items)
-        except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            taken = [
-                invoices[i - 1]["pk"]
-                for i, reason in enumerate(reasons)
-                if i > 0 and reason.get("Code") == "ConditionalCheckFailed"
-            ]
-            if taken:
-                raise InvoiceNumberTaken(taken) from error
-            raise
+            try:
+                table.put_item(
+                    TableName=self._invoices_table_name,
+                    Item=invoice,
+                    ConditionExpression="attribute_not_exists(pk) OR application_key = :app",
+                    ExpressionAttributeValues={":app": application_pk},
+                )
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+                taken.append(invoice["pk"])
+        if taken:
+            raise InvoiceNumberTaken(taken)
 
     def clear_pending_event(self, stored: StoredApplication) -> None:
         """The outcome event is published: forget it (only if nothing moved on since)."""
@@ -410,11 +405,3 @@ def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _is_transaction_conflict(error: ClientError) -> bool:
-    """A cancelled transaction whose reason was a failed condition (or a concurrent transaction)."""
-    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-        return False
-    reasons = {r.get("Code") for r in error.response.get("CancellationReasons", [])}
-    return bool(reasons & {"ConditionalCheckFailed", "TransactionConflict"})

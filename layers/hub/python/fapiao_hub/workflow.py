@@ -33,6 +33,7 @@ from fapiao_hub.store import (
     ApplicationExists,
     ApplicationStore,
     IllegalTransition,
+    InvoiceNumberTaken,
     StaleWrite,
     StoredApplication,
     iso,
@@ -338,6 +339,11 @@ class Dispatcher:
             except IllegalTransition:
                 logger.error("issued result for an application in %s", stored.status.value)
                 return "ignored"
+            except InvoiceNumberTaken as taken:
+                # The channel reports an invoice the hub holds for another application: a person
+                # must look (the invoice stays recorded where it was; this one is not lost).
+                reason = f"{note}, but invoice {', '.join(taken.args[0])} is recorded for another application"
+                return self._finish(stored, Status.MANUAL_REVIEW, reason, _REVIEW)
             self._publish(done)
             return "issued"
         raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue

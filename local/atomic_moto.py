@@ -1,0 +1,71 @@
+"""moto with DynamoDB's atomicity: one AWS request at a time.
+
+DynamoDB evaluates a conditional write atomically, per item; the hub's exactly-once dispatch rests
+on that. moto's backends are plain Python objects without locks, so two threads can both pass the
+same condition (seen: two dispatchers both claiming one application). Serializing moto's request
+handling restores the guarantee the hub relies on, for the moto server of the local run and for
+moto in-process in tests. It costs nothing that matters here: moto answers in microseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+_LOCK = threading.RLock()
+
+
+def serialized_wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
+    """WSGI middleware: the wrapped app handles one request at a time (connections stay threaded)."""
+
+    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with _LOCK:
+            # Materialize the body inside the lock: moto builds it while handling.
+            return list(app(environ, start_response))
+
+    return application
+
+
+@contextlib.contextmanager
+def serialized_in_process() -> Iterator[None]:
+    """Inside ``mock_aws()``: every mocked call runs alone."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    original = BotocoreStubber.__call__
+
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _LOCK:
+            return original(self, *args, **kwargs)
+
+    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
+class AtomicMotoServer:
+    """moto's server on 127.0.0.1 (threaded connections, serialized handling)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = serialized_wsgi(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+
+    def start(self) -> AtomicMotoServer:
+        self._thread.start()
+        return self
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
