@@ -71,11 +71,30 @@ def state_dir_default() -> Path:
     return Path(os.environ.get("FAPIAO_HUB_STATE_DIR") or ROOT / ".fapiao-hub")
 
 
-def write_hub_config(sample: Path, target: Path, token: str) -> Path:
+# Channel type -> the sandbox simulating it (a "base_url": "sandbox" in the sample configuration).
+SANDBOXES = {"xunlian": "sandbox.xunlian"}
+
+
+def start_sandboxes(config: dict[str, Any]) -> dict[str, Any]:
+    """Start a sandbox for every channel whose base_url is "sandbox"; point the channel at it."""
+    import importlib
+
+    started = {}
+    for name, channel in (config.get("channels") or {}).items():
+        if channel.get("base_url") != "sandbox":
+            continue
+        module = importlib.import_module(SANDBOXES[channel["type"]])
+        started[name] = module.run(host=HOST, port=0)
+        channel["base_url"] = started[name].base_url
+        log.info("sandbox %s (%s) on %s", name, channel["type"], started[name].base_url)
+    return started
+
+
+def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
     """The sample configuration with ``token``'s SHA-256 for the local business system."""
     from fapiao_hub.config import HubConfig, token_sha256
 
-    config = json.loads(sample.read_text(encoding="utf-8"))
+    config = config if config is not None else json.loads(sample.read_text(encoding="utf-8"))
     systems = config.get("business_systems") or {}
     if LOCAL_SYSTEM not in systems:
         raise RuntimeError(f"{sample} has no business system {LOCAL_SYSTEM!r}")
@@ -129,6 +148,7 @@ class LocalHub:
     gateway: HttpApiGateway
     pumps: list[Pump] = field(default_factory=list)
     _moto: Any = None
+    _sandboxes: dict[str, Any] = field(default_factory=dict)
     _env_plan: EnvironmentPlan | None = None
     _process_env: _ProcessEnv | None = None
     _stopped: bool = False
@@ -138,7 +158,7 @@ class LocalHub:
         if self._stopped:
             return
         self._stopped = True
-        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto)
+        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto, self._sandboxes)
         self.local_json.unlink(missing_ok=True)
         log.info("stopped")
 
@@ -155,6 +175,7 @@ def _shutdown(
     env_plan: EnvironmentPlan | None,
     process_env: _ProcessEnv | None,
     moto: Any,
+    sandboxes: dict[str, Any] | None = None,
 ) -> None:
     if gateway is not None:
         gateway.stop()
@@ -169,6 +190,22 @@ def _shutdown(
         process_env.restore()
     if moto is not None:
         moto.stop()
+    for sandbox in (sandboxes or {}).values():
+        sandbox.shutdown()
+
+
+def _channel_info(config: dict[str, Any], sandboxes: dict[str, Any]) -> dict[str, Any]:
+    """Per sandbox channel: a company code routed to it and the sandbox's URL (for scripts)."""
+    info: dict[str, Any] = {}
+    for name, sandbox in sandboxes.items():
+        companies = [
+            code
+            for system in config["business_systems"].values()
+            for code, company in system.get("companies", {}).items()
+            if company.get("channel") == name
+        ]
+        info[name] = {"company_code": companies[0] if companies else None, "base_url": sandbox.base_url}
+    return info
 
 
 def start(
@@ -196,6 +233,7 @@ def start(
     root = template_path.resolve().parent
 
     moto = None
+    sandboxes: dict[str, Any] = {}
     gateway = None
     pumps: list[Pump] = []
     env_plan = None
@@ -230,7 +268,9 @@ def start(
         )
 
         token = token or secrets.token_urlsafe(32)
-        hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token)
+        config_document = json.loads(Path(hub_config).read_text(encoding="utf-8"))
+        sandboxes = start_sandboxes(config_document)
+        hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token, config_document)
 
         specs = resources.functions()
         extra = {
@@ -332,6 +372,7 @@ def start(
             gateway=gateway,
             pumps=pumps,
             _moto=moto,
+            _sandboxes=sandboxes,
             _env_plan=env_plan,
             _process_env=process_env,
         )
@@ -343,12 +384,13 @@ def start(
             "hub_config_file": str(hub_config_file),
             "routes": sorted(r.route_key + " -> " + r.function.name for r in gateway.routes),
             "functions": {lid: f.name for lid, f in functions.items()},
+            "channels": _channel_info(config_document, sandboxes),
             **resources.as_dict(),
         }
         _write_private(local_json, json.dumps(info, indent=2))
         return hub
     except BaseException:
-        _shutdown(gateway, pumps, env_plan, process_env, moto)
+        _shutdown(gateway, pumps, env_plan, process_env, moto, sandboxes)
         raise
 
 

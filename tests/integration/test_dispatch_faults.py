@@ -176,9 +176,7 @@ def test_faults_at_random_never_issue_twice_and_leave_nothing_silently_open(worl
             # Two dispatchers on the same messages at the same time.
             tallies["racing dispatchers"] += 1
             results: list = []
-            racers = [
-                threading.Thread(target=lambda b=batch, r=results: r.append(invoke(b))) for _ in range(2)
-            ]
+            racers = [threading.Thread(target=lambda b=batch, r=results: r.append(invoke(b))) for _ in range(2)]
             for racer in racers:
                 racer.start()
             for racer in racers:

@@ -144,3 +144,35 @@ def test_start_in_process_serves_and_restores_the_environment(tmp_path: Path, mo
         from fapiao_hub import runtime
 
         runtime.reset()  # its caches point at the stopped moto
+
+
+def test_an_order_routed_to_the_xunlian_sandbox_is_issued(local_run: LocalRun) -> None:
+    """The README's example: an order posted to the local run is ISSUED by the sandbox, once."""
+    import time
+
+    import requests
+
+    sandbox = local_run.info["channels"]["xunlian"]
+    order = json.loads((FIXTURES.parent.parent / "docs" / "examples" / "order-xunlian.json").read_text("utf-8"))
+    assert order["invoiceOrder"]["bukrs"] == sandbox["company_code"]
+    code = order["invoiceOrder"]["openApplyCode"]
+    status, body = call(local_run, "POST", "/v1/invoice-orders", order, token=local_run.token)
+    assert status == 200, body
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, body = call(local_run, "GET", f"/v1/invoice-orders/{code}", token=local_run.token)
+        if body["data"]["status"] not in ("RECEIVED", "DISPATCHING"):
+            break
+        time.sleep(0.2)
+    data = body["data"]
+    assert data["status"] == "ISSUED", (data, local_run.log())
+    assert [h["status"] for h in data["history"]] == ["RECEIVED", "DISPATCHING", "ISSUED"]
+    issued = requests.get(f"{sandbox['base_url']}/_sandbox/issued", timeout=5).json()
+    assert issued["total"] == 1 and list(issued["counts"].values()) == [1]
+    [number] = issued["counts"]
+    [sandbox_invoice] = requests.get(f"{sandbox['base_url']}/_sandbox/issued/{number}", timeout=5).json()["invoices"]
+    [invoice] = data["invoices"]
+    assert invoice["invoiceNumber"] == sandbox_invoice["invoiceNumber"]
+    assert invoice["invoiceCode"] == sandbox_invoice["invoiceCode"]
+    assert invoice["invoiceType"] == "VAT_SPECIAL_ELECTRONIC" and invoice["status"] == "ISSUED"
+    assert local_run.stop(signal.SIGINT) == 0, local_run.log()

@@ -131,6 +131,14 @@ def test_issued_records_the_invoice_and_publishes_once(world, hub):
     assert stored.invoice_keys == ("050002000205-12221761",)
     [(kind, detail)] = world.events()
     assert kind == "InvoiceIssued" and detail["invoices"][0]["number"] == "12221761"
+    # The business system reads it back with its invoice.
+    status, answer, _ = hub.call(event("intake-get.json"))
+    assert status == 200 and answer["data"]["status"] == "ISSUED"
+    assert answer["data"]["invoices"] == [
+        {"invoiceNumber": "12221761", "invoiceCode": "050002000205", "invoiceDate": "2026-11-21",
+         "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57, "checkCode": "1188",
+         "status": "ISSUED", "channel": "scripted"}
+    ]  # fmt: skip
     # A repeated delivery changes nothing and calls nobody.
     assert world.dispatch() == "nothing to do"
     assert world.channel.sent == [request_number_for(f"sample-erp#{CODE}")]

@@ -316,6 +316,22 @@ class ApplicationStore:
         if taken:
             raise InvoiceNumberTaken(taken)
 
+    def invoices(self, stored: StoredApplication) -> list[dict[str, Any]]:
+        """The invoices recorded for an application, in the order they were issued."""
+        if not stored.invoice_keys:
+            return []
+        client = self._table.meta.client
+        found: dict[str, dict[str, Any]] = {}
+        keys = [{"pk": key} for key in stored.invoice_keys]
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            request = {self._invoices_table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            while request:
+                answer = client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(self._invoices_table_name, []):
+                    found[item["pk"]] = item
+                request = answer.get("UnprocessedKeys") or {}
+        return [found[key] for key in stored.invoice_keys if key in found]
+
     def clear_pending_event(self, stored: StoredApplication) -> None:
         """The outcome event is published: forget it (only if nothing moved on since)."""
         try:

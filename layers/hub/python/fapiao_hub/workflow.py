@@ -101,6 +101,9 @@ class Intake:
     def get(self, source_system: str, open_apply_code: str) -> StoredApplication | None:
         return self._store.get(source_system, open_apply_code)
 
+    def invoices(self, stored: StoredApplication) -> list[dict]:
+        return self._store.invoices(stored)
+
 
 # ============================================================================ dispatch
 def request_number_for(application_key: str) -> str:

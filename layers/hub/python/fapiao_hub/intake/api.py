@@ -125,6 +125,23 @@ def _summary(stored: StoredApplication) -> dict[str, Any]:
     }
 
 
+_INVOICE_FIELDS = {
+    "number": "invoiceNumber",
+    "code": "invoiceCode",
+    "issued_on": "invoiceDate",
+    "invoice_type": "invoiceType",
+    "amount": "amount",
+    "tax": "tax",
+    "check_code": "checkCode",
+    "status": "status",
+    "channel": "channel",
+}
+
+
+def _invoice(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: item[field] for field, name in _INVOICE_FIELDS.items() if field in item}
+
+
 def submit() -> Response:
     system_id = _caller()
     body = _json_body()
@@ -179,7 +196,9 @@ def read(open_apply_code: str) -> Response:
         "channel": stored.channel,
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
+        "reason": stored.reason,
         "history": [t.to_item() for t in stored.history],
+        "invoices": [_invoice(i) for i in runtime.intake().invoices(stored)],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
     }
     return envelope(HTTPStatus.OK, "ok", data)
