@@ -118,9 +118,7 @@ def _parse_entry(entry: Any) -> Decision:
             known = ", ".join([*RATE_FAULTS, *_EXPLICIT_STATUS, OK])
             raise FaultConfigError(f"unknown fault {name!r} (known: {known})")
         if fault is not None:
-            raise FaultConfigError(
-                f"fault entry {entry!r} combines {fault!r} and {this!r}; only latency combines"
-            )
+            raise FaultConfigError(f"fault entry {entry!r} combines {fault!r} and {this!r}; only latency combines")
         fault, status = this, this_status
     return Decision(latency=latency, fault=fault, status=status, scripted=True)
 
@@ -170,17 +168,14 @@ class FaultInjector:
             rates = dict.fromkeys(RATE_FAULTS, 0.0)
             for name, rate in given.items():
                 if name not in rates:
-                    raise FaultConfigError(
-                        f"unknown fault {name!r} in rates (known: {', '.join(RATE_FAULTS)})"
-                    )
+                    raise FaultConfigError(f"unknown fault {name!r} in rates (known: {', '.join(RATE_FAULTS)})")
                 if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
                     raise FaultConfigError(f"rate of {name} must be a number in 0..1, got {rate!r}")
                 rates[name] = float(rate)
             exclusive = sum(rates[name] for name in EXCLUSIVE_FAULTS)
             if exclusive > 1 + 1e-9:
                 raise FaultConfigError(
-                    f"rates of {', '.join(EXCLUSIVE_FAULTS)} add up to {exclusive:g}; they are exclusive, "
-                    "so at most 1"
+                    f"rates of {', '.join(EXCLUSIVE_FAULTS)} add up to {exclusive:g}; they are exclusive, so at most 1"
                 )
         latency_ms = _milliseconds(config["latency_ms"], "latency_ms") if "latency_ms" in config else None
         timeout_ms = _milliseconds(config["timeout_ms"], "timeout_ms") if "timeout_ms" in config else None
@@ -256,9 +251,7 @@ class FaultInjector:
             for name in EXCLUSIVE_FAULTS:
                 edge += self._rates[name]
                 if u_fault < edge:
-                    status = (
-                        ERROR_STATUSES[int(u_status * len(ERROR_STATUSES))] if name == ERROR_5XX else None
-                    )
+                    status = ERROR_STATUSES[int(u_status * len(ERROR_STATUSES))] if name == ERROR_5XX else None
                     return Decision(latency=latency, fault=name, status=status)
             return Decision(latency=latency)
 

@@ -43,7 +43,7 @@ each problem naming its field path, e.g. ``lines[0].itemName: 94 bytes in GBK (a
 counts 2), limit 92, 2 too many``.
 
 A valid request is issued: deterministic ``invoiceCode`` (12 digits: ``0`` + 4 digits derived from
-the seller's tax number + 2-digit year + ``0`` + ``invoiceTypeCode`` + ``0``, so every seller has its
+the seller's tax number + 2-digit year + ``00`` + ``invoiceTypeCode`` + ``0``, so every seller has its
 own codes as the bureau allocates them), ``invoiceNumber`` (8 digits, numbered from 00000001 per code),
 ``invoiceDate`` (today, local), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
 (a UUID5), ``docId`` (``ANI`` + yyyymmdd + 6-digit sequence), ``amount`` =
@@ -270,8 +270,7 @@ class _Checker:
             return None
         if size > limit:
             self.fail(
-                f"{path}: {size} bytes in GBK (a Chinese character counts 2), limit {limit}, "
-                f"{size - limit} too many"
+                f"{path}: {size} bytes in GBK (a Chinese character counts 2), limit {limit}, {size - limit} too many"
             )
         return text or None
 
@@ -387,9 +386,7 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             discounted = True
             discount = num[discount_field]
             if discount is None or discount <= 0:
-                c.fail(
-                    f"{at}.{discount_field}: a discounted line (lineAttribute 2) needs a positive discount"
-                )
+                c.fail(f"{at}.{discount_field}: a discounted line (lineAttribute 2) needs a positive discount")
         c.code(text["zeroTaxRateFlag"], {"1", "2", "3"}, f"{at}.zeroTaxRateFlag")
         c.code(text["favouredPolicyMark"], {"0", "1"}, f"{at}.favouredPolicyMark")
         if text["favouredPolicyMark"] == "1":
@@ -405,16 +402,14 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             product = price * quantity
             if abs(product - amount) > AMOUNT_TOLERANCE:
                 c.fail(
-                    f"{at}: {price_field} x quantity = {product} differs from {amount_field} {amount} "
-                    "by more than 0.01"
+                    f"{at}: {price_field} x quantity = {product} differs from {amount_field} {amount} by more than 0.01"
                 )
         excl, tax = num["lineAmountExcludeTax"], num["taxAmount"]
         if excl is not None and tax is not None and rate is not None:
             expected = excl * rate
             if abs(expected - tax) > LINE_TAX_TOLERANCE:
                 c.fail(
-                    f"{at}.taxAmount: {tax} differs from lineAmountExcludeTax x taxRate = {expected} "
-                    "by more than 0.06"
+                    f"{at}.taxAmount: {tax} differs from lineAmountExcludeTax x taxRate = {expected} by more than 0.06"
                 )
         incl = num["lineAmountIncludeTax"]
         if excl is None and incl is not None and rate is not None and 0 <= rate < 1:
@@ -431,10 +426,7 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             if total is not None and all(v is not None for v in values):
                 line_sum = sum(values, Decimal(0))
                 if abs(line_sum - total) > AMOUNT_TOLERANCE:
-                    c.fail(
-                        f"{total_field}: {total} differs from the sum of the lines {line_sum} "
-                        "by more than 0.01"
-                    )
+                    c.fail(f"{total_field}: {total} differs from the sum of the lines {line_sum} by more than 0.01")
 
     given_totals = [t for t in totals.values() if t is not None]
     if given_totals:
@@ -519,7 +511,7 @@ class XunlianState:
             self._sequence += 1
             # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
             seller_part = int.from_bytes(hashlib.sha256(app.seller_tax_id.encode()).digest()[:4], "big") % 10**4
-            code = f"0{seller_part:04d}{now.year % 100:02d}0{app.invoice_type}0"
+            code = f"0{seller_part:04d}{now.year % 100:02d}00{app.invoice_type}0"
             number = self._numbers.get(code, 0) + 1
             self._numbers[code] = number
             invoice_number = f"{number:08d}"
@@ -528,9 +520,7 @@ class XunlianState:
             body = {
                 "requisitionApplyNo": app.requisition_apply_no,
                 "otherId": app.other_id,
-                "invoiceUuid": str(
-                    uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")
-                ),
+                "invoiceUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")),
                 "docId": f"ANI{now:%Y%m%d}{self._sequence:06d}",
                 "invoiceCode": code,
                 "invoiceNumber": invoice_number,
@@ -775,9 +765,7 @@ class _Handler(BaseHTTPRequestHandler):
             faults.abort_connection(self.connection, self.rfile)
             return
         if decision.fault == faults.REJECT:
-            self._send_json(
-                200, envelope(False, CODE_REJECTED, "开票失败: 税控设备繁忙 (sandbox reject fault)")
-            )
+            self._send_json(200, envelope(False, CODE_REJECTED, "开票失败: 税控设备繁忙 (sandbox reject fault)"))
             return
         if parse_error is not None:
             self._send_json(200, envelope(False, CODE_BAD_BODY, parse_error))
@@ -887,9 +875,7 @@ class XunlianServer(ThreadingHTTPServer):
         self.server_close()
 
 
-def run(
-    host: str = HOST, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False
-) -> XunlianServer:
+def run(host: str = HOST, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False) -> XunlianServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
     if host != HOST:
         raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")

@@ -95,6 +95,8 @@ class StoredApplication:
     reason: str | None = None  # why it is in its status (rejection, unknown outcome, ...)
     pending_event: dict[str, Any] | None = None  # an outcome event not yet known to be published
     invoice_keys: tuple[str, ...] = ()
+    # An earlier attempt's outcome was unknown: an invoice may exist whatever a later attempt hears.
+    uncertain: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -368,7 +370,7 @@ class ApplicationStore:
             "pk", "source_system", "open_apply_code", "status", "version", "payload_sha256",
             "created_at", "updated_at", "warnings", "history", "channel", "queued_at",
             "document", "document_ref", "due_bucket", "next_poll_at", "attempts", "request_number",
-            "lease_until", "reason", "pending_event", "invoice_keys",
+            "lease_until", "reason", "pending_event", "invoice_keys", "uncertain",
         }  # fmt: skip
         return StoredApplication(
             application=application,
@@ -388,6 +390,7 @@ class ApplicationStore:
             reason=item.get("reason"),
             pending_event=_plain_tree(item["pending_event"]) if item.get("pending_event") else None,
             invoice_keys=tuple(item.get("invoice_keys", ())),
+            uncertain=bool(item.get("uncertain", False)),
             extra={k: _plain(v) for k, v in item.items() if k not in known},
         )
 

@@ -191,7 +191,7 @@ class Dispatcher:
                     stored,
                     Status.UNKNOWN,
                     note="dispatch lease expired: the earlier attempt may have reached the channel",
-                    changes={"reason": "dispatch attempt interrupted"},
+                    changes={"reason": "dispatch attempt interrupted", "uncertain": True},
                     next_poll_at=max(now, quiet_until),
                 )
             except StaleWrite:
@@ -272,6 +272,20 @@ class Dispatcher:
                 )
             case Rejected(reason=reason, code=code):
                 text = f"{name} rejected it: {reason}" + (f" ({code})" if code else "")
+                if stored.uncertain and not queried:
+                    # A re-send was refused, but the attempt whose answer was lost may have issued
+                    # the invoice: not proof of anything. Ask again; a person decides in the end.
+                    if stored.attempts >= self._policy.max_attempts:
+                        return self._finish(
+                            stored, Status.MANUAL_REVIEW, f"{text}, but an earlier attempt's outcome is unknown",
+                            _REVIEW,
+                        )  # fmt: skip
+                    quiet = self._channels.quiet_period(name)
+                    moved = self._move(
+                        stored, Status.UNKNOWN, f"{text} on a re-send; an earlier outcome is unknown, asking again",
+                        {"reason": text}, now + quiet,
+                    )  # fmt: skip
+                    return moved if moved == "lost race" else self._later(stored, quiet, moved)
                 return self._finish(stored, Status.REJECTED, text, events.EventType.APPLICATION_REJECTED)
             case NotFound() if queried:
                 # The channel never received it; after the quiet period the same number may go again.
@@ -292,7 +306,7 @@ class Dispatcher:
                 )
                 return moved if moved == "lost race" else self._later(stored, delay, moved)
             case Unknown(reason=reason, raw=raw):
-                changes: dict[str, object] = {"reason": reason}
+                changes: dict[str, object] = {"reason": reason, "uncertain": True}
                 if raw is not None:
                     changes["raw_answer"] = self._files.put_raw_answer(
                         name, stored.request_number or request_number_for(stored.key), str(now), raw
