@@ -71,13 +71,7 @@ def order(code: str, company: str, rng: random.Random) -> dict:
 
 
 @pytest.fixture
-def world(monkeypatch, tmp_path):
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+def world(aws_env, monkeypatch, tmp_path):
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     deduping = run_xunlian(port=0)
     strict = run_xunlian(port=0)

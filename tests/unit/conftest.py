@@ -19,11 +19,11 @@ from fapiao_hub import runtime
 from fapiao_hub.config import token_sha256
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
+from tests.conftest import REGION
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "events"
-REGION = "ap-east-1"
 
 # Tokens of the test business systems (the fixtures in events/ carry FIXTURE_TOKEN).
 FIXTURE_TOKEN = "fixture-token-sample-erp"
@@ -121,9 +121,7 @@ class Hub:
             QueueUrl=self.environment["DISPATCH_QUEUE_URL"],
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def delayed(self) -> int:
         """Dispatch requests waiting out their DelaySeconds (retries after a quiet period)."""
@@ -134,17 +132,6 @@ class Hub:
 
     def snapshot(self) -> tuple[list[dict[str, Any]], int]:
         return self.applications(), self.queue_depth()
-
-
-@pytest.fixture
-def aws_env(monkeypatch) -> None:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "FapiaoHubTest")
 
 
 @pytest.fixture
