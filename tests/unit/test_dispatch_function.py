@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,12 @@ def test_only_failed_records_return_and_the_dlq_receives_what_exhausted_its_retr
     dead = hub.sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages", [])
     assert [m["Body"] for m in dead] == ["not a dispatch request"]
     assert hub.queue_depth() == 0
+
+
+def test_the_events_fixture_drives_the_handler(hub, dispatch_handler):
+    """events/dispatch-sqs.json (for sam local invoke) is a valid batch for the handler."""
+    assert hub.call(event("intake-post-blue.json"))[0] == 200
+    fixture = json.loads((Path(__file__).parents[2] / "events" / "dispatch-sqs.json").read_text(encoding="utf-8"))
+    assert dispatch_handler(fixture, Context()) == {"batchItemFailures": []}
+    [item] = hub.applications()
+    assert item["status"] == "REJECTED"  # the test configuration has no channel called "xunlian"
