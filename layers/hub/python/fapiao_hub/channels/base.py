@@ -23,9 +23,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from typing import Protocol
 
 from fapiao_hub.models import Application, InvoiceType
+
+
+class InvoiceState(StrEnum):
+    ISSUED = "ISSUED"
+    VOID_REQUESTED = "VOID_REQUESTED"  # 作废申请中
+    VOIDED = "VOIDED"  # 已作废
+
+
+@dataclass(frozen=True)
+class InvoiceFile:
+    """An invoice file as a channel hands it over: base64 text (decoded strictly by files.py, never
+    by the channel) or a URL to fetch. ``format_hint`` is what the channel claims (pdf, ofd, xml);
+    the file store trusts the magic bytes, not the hint."""
+
+    content_base64: str | None = None
+    url: str | None = None
+    format_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceLine:
+    """A line of an issued invoice as the channel reports it (for records and red reversals)."""
+
+    goods_name: str
+    amount: Decimal  # tax-exclusive
+    tax: Decimal
+    tax_rate: Decimal | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    unit: str | None = None
+    specification: str | None = None
+    tax_code: str | None = None
+    nature: str | None = None  # 0 normal, 1 discount, 2 discounted
 
 
 @dataclass(frozen=True)
@@ -40,6 +74,17 @@ class IssuedInvoice:
     check_code: str | None = None  # 校验码
     invoice_type: InvoiceType | None = None
     channel_invoice_id: str | None = None
+    state: InvoiceState = InvoiceState.ISSUED
+    files: tuple[InvoiceFile, ...] = ()
+    lines: tuple[InvoiceLine, ...] = ()
+    # What may still be reversed by red invoices, where the channel says (Kingdee canRedAmount).
+    red_remaining_amount: Decimal | None = None
+    red_remaining_tax: Decimal | None = None
+    # For a red invoice: the blue invoice it reverses, where the channel says.
+    original_number: str | None = None
+    original_code: str | None = None
+    # Channel facts kept as they are (express number and company, XML address, split/merge flag, ...).
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +125,21 @@ Outcome = Issued | Accepted | Rejected | Unknown | NotSent
 QueryOutcome = Issued | Accepted | Rejected | Unknown | NotSent | NotFound
 
 
+@dataclass(frozen=True)
+class CallbackResult:
+    """One result a channel pushed, identified by the request number the hub sent (or, where the
+    channel only echoes its own reference, by ``channel_ref``). ``outcome`` is Issued (the invoices,
+    whatever their state), Rejected, or Accepted (still in progress)."""
+
+    outcome: Issued | Rejected | Accepted
+    request_number: str | None = None
+    channel_ref: str | None = None
+
+
+class CallbackRejected(Exception):
+    """A pushed body that cannot be read as a result at all (the reason names the field)."""
+
+
 class Channel(Protocol):
     """What every channel module provides."""
 
@@ -96,4 +156,15 @@ class Channel(Protocol):
 
     def query(self, application: Application, request_number: str) -> QueryOutcome:
         """What the channel knows of this request number (only where can_query)."""
+        ...
+
+
+class PushingChannel(Protocol):
+    """A channel that pushes results to the hub (POST /v1/callbacks/{channel})."""
+
+    def parse_callback(self, body: bytes) -> list[CallbackResult]:
+        """The results in a pushed body (authentication is checked before, by the callback route).
+
+        Liberal where the vendor's own documents deviate (see each module), strict elsewhere;
+        raises CallbackRejected naming the field when the body is not a result at all."""
         ...
