@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
@@ -36,6 +37,15 @@ class ApplicationExists(Exception):
 
 class IllegalTransition(Exception):
     """A transition the lifecycle does not allow (state moves forward only)."""
+
+
+class RedLimitExceeded(Exception):
+    """A red application asks for more than its blue invoice has left to reverse."""
+
+    def __init__(self, remaining_amount: Decimal, remaining_tax: Decimal):
+        super().__init__(f"left to reverse: {remaining_amount} + tax {remaining_tax}")
+        self.remaining_amount = remaining_amount
+        self.remaining_tax = remaining_tax
 
 
 class InvoiceNumberTaken(Exception):
@@ -97,6 +107,8 @@ class StoredApplication:
     invoice_keys: tuple[str, ...] = ()
     # An earlier attempt's outcome was unknown: an invoice may exist whatever a later attempt hears.
     uncertain: bool = False
+    created_epoch: int | None = None
+    polls: int = 0  # queries made while waiting for a result (for growing intervals)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -139,6 +151,7 @@ class ApplicationStore:
         channel: str | None,
         warnings: list[str],
         requeue_after_seconds: int,
+        request_number: str,
     ) -> StoredApplication:
         """Store a new application as RECEIVED, or raise ApplicationExists with what is there."""
         now = utc_now()
@@ -152,7 +165,9 @@ class ApplicationStore:
             "version": 1,
             "payload_sha256": payload_sha256,
             "created_at": iso(now),
+            "created_epoch": int(self._clock()),
             "updated_at": iso(now),
+            "request_number": request_number,
             "warnings": list(warnings),
             "history": [first.to_item()],
             # Until dispatch picks it up, the poller re-queues it if the queue message was lost.
@@ -334,6 +349,91 @@ class ApplicationStore:
                 request = answer.get("UnprocessedKeys") or {}
         return [found[key] for key in stored.invoice_keys if key in found]
 
+    def find_by_request_number(self, request_number: str) -> StoredApplication | None:
+        """The application sent under a request number (GSI by-request-number, set at intake)."""
+        answer = self._table.query(
+            IndexName="by-request-number",
+            KeyConditionExpression=Key("request_number").eq(request_number),
+            Limit=2,
+        )
+        items = answer.get("Items", [])
+        if not items:
+            return None
+        return self._require(items[0]["pk"])
+
+    def due(self, now: int, limit: int) -> list[tuple[str, str]]:
+        """Open applications due by ``now``, oldest first: (source_system, open_apply_code).
+
+        Reads the sparse due-work index only: the cost follows the due work, not the table.
+        """
+        found: list[tuple[str, str]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": "due-work",
+            "KeyConditionExpression": Key("due_bucket").eq(DUE_BUCKET) & Key("next_poll_at").lte(now),
+            "ProjectionExpression": "source_system, open_apply_code",
+        }
+        while len(found) < limit:
+            answer = self._table.query(Limit=min(limit - len(found), 1000), **kwargs)
+            found += [(i["source_system"], i["open_apply_code"]) for i in answer.get("Items", [])]
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return found
+
+    def update_invoice(self, invoice_pk: str, changes: dict[str, Any]) -> None:
+        """Facts learnt about a recorded invoice later (its files, its state)."""
+        names = {f"#f{i}": k for i, k in enumerate(changes)}
+        self._table.meta.client.update_item(
+            TableName=self._invoices_table_name,
+            Key={"pk": invoice_pk},
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(changes.values())},
+        )
+
+    def invoice(self, invoice_pk: str) -> dict[str, Any] | None:
+        answer = self._table.meta.client.get_item(
+            TableName=self._invoices_table_name, Key={"pk": invoice_pk}, ConsistentRead=True
+        )
+        return answer.get("Item")
+
+    def reserve_red(self, blue_pk: str, amount: Decimal, tax: Decimal) -> None:
+        """Take a red application's (positive) amount and tax from what its blue invoice has left.
+
+        One conditional write: concurrent red applications can never together exceed the blue
+        invoice. Raises RedLimitExceeded with the figures left, or NotFound-like KeyError.
+        """
+        try:
+            self._table.meta.client.update_item(
+                TableName=self._invoices_table_name,
+                Key={"pk": blue_pk},
+                UpdateExpression="SET red_remaining_amount = red_remaining_amount - :a, "
+                "red_remaining_tax = red_remaining_tax - :t",
+                ConditionExpression="red_remaining_amount >= :a AND red_remaining_tax >= :t",
+                ExpressionAttributeValues={":a": amount, ":t": tax},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            blue = self.invoice(blue_pk)
+            if blue is None:
+                raise KeyError(blue_pk) from None
+            raise RedLimitExceeded(
+                Decimal(str(blue.get("red_remaining_amount", 0))), Decimal(str(blue.get("red_remaining_tax", 0)))
+            ) from None
+
+    def release_red(self, blue_pk: str, amount: Decimal, tax: Decimal) -> None:
+        """Give a red application's reservation back (it was rejected, or never stored)."""
+        self._table.meta.client.update_item(
+            TableName=self._invoices_table_name,
+            Key={"pk": blue_pk},
+            UpdateExpression="SET red_remaining_amount = red_remaining_amount + :a, "
+            "red_remaining_tax = red_remaining_tax + :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":a": amount, ":t": tax},
+        )
+
     def clear_pending_event(self, stored: StoredApplication) -> None:
         """The outcome event is published: forget it (only if nothing moved on since)."""
         try:
@@ -370,7 +470,7 @@ class ApplicationStore:
             "pk", "source_system", "open_apply_code", "status", "version", "payload_sha256",
             "created_at", "updated_at", "warnings", "history", "channel", "queued_at",
             "document", "document_ref", "due_bucket", "next_poll_at", "attempts", "request_number",
-            "lease_until", "reason", "pending_event", "invoice_keys", "uncertain",
+            "lease_until", "reason", "pending_event", "invoice_keys", "uncertain", "created_epoch", "polls",
         }  # fmt: skip
         return StoredApplication(
             application=application,
@@ -391,6 +491,8 @@ class ApplicationStore:
             pending_event=_plain_tree(item["pending_event"]) if item.get("pending_event") else None,
             invoice_keys=tuple(item.get("invoice_keys", ())),
             uncertain=bool(item.get("uncertain", False)),
+            created_epoch=_int_or_none(item.get("created_epoch")),
+            polls=int(item.get("polls", 0)),
             extra={k: _plain(v) for k, v in item.items() if k not in known},
         )
 

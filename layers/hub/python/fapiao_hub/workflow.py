@@ -82,6 +82,7 @@ class Intake:
                 channel=channel,
                 warnings=warnings,
                 requeue_after_seconds=REQUEUE_AFTER_SECONDS,
+                request_number=request_number_for(application.key),
             )
         except ApplicationExists as exists:
             existing = exists.existing

@@ -1,0 +1,584 @@
+"""Ekuaibao (易快报), seed 000: a channel pushes its invoicing result to the hub.
+
+Seed 000 documents one call, ``POST /api/openapi/v2/invoicing?accessToken=...``, in which an invoicing
+channel pushes the result of an application: ``channelCode``, ``serialNo`` (批次号), ``result``
+(0 issued, 1 rejected, 2 in progress), ``rejectMsg`` and ``data``, the invoices with their
+``details`` lines. The receiver answers ``{"value": true}``. The hub plays the receiver
+(``POST /v1/callbacks/{channel}``, authenticated by :mod:`fapiao_hub.callback_auth` before this module
+reads the body).
+
+The seed documents no submission and no query: applications reach the channel out of band, so
+:meth:`EkuaibaoChannel.issue` sends nothing and answers ``Accepted`` (the result comes by push), and
+:meth:`EkuaibaoChannel.query` answers ``Unknown``. ``dedupes_request_number`` and ``can_query`` are
+False.
+
+Public API
+----------
+- :class:`EkuaibaoChannel` (``name``, ``settings``): the Channel and PushingChannel.
+- :func:`parse_push`: a pushed body -> ``list[CallbackResult]`` (raises ``CallbackRejected``).
+- :func:`to_push_body`: neutral invoices -> a body in seed 000's shape (the write-back to business
+  systems); ``parse_push(json(to_push_body(...)))`` gives the same invoices back.
+
+Which application a push belongs to
+-----------------------------------
+``serialNo`` (批次号) is the hub's request number whenever it is present and not blank: one
+``CallbackResult`` carries every invoice of the body. Without it, each invoice's ``orderNo``
+(来源单号, "业务请求流水号") is the request number, and invoices are grouped by it (one result per
+distinct ``orderNo``, in order of first appearance). Invoices with neither, and pushes with no
+invoice at all (result 1 or 2 without ``data``), give a result with ``request_number=None``: the hub
+records them as unmatched results, never drops them. Seed 000's own example has neither field.
+
+Liberal where the seed's example deviates from its own table, strict elsewhere
+------------------------------------------------------------------------------
+- Keys are compared after stripping whitespace (the example's ``"taxTaxonomyCode "``); two keys
+  that differ only in whitespace must carry the same value.
+- A line's tax rate is ``taxrate`` (table) or ``taxRate`` (example); both present must agree.
+- ``""`` and ``null`` mean absent for every optional field (the example's ``invoicingDate: ""``).
+- Dates (``Long``) are milliseconds since the epoch, as a JSON integer or a string of digits,
+  read as a date in China Standard Time (UTC+8; China has no daylight saving time since 1991, so a
+  fixed offset is used and no tz database is needed). Values outside 2000-2099 are refused (a date
+  in seconds would otherwise silently become January 1970).
+- Money, rates, quantities and prices are JSON strings or numbers, read as ``Decimal`` (never
+  float): ``-?digits[.digits]`` for strings; NaN and infinities are refused.
+- ``data`` is a JSON list of invoices, or a JSON string holding that list (the table types it
+  ``String``); ``null``, ``""`` and an absent ``data`` mean no invoice.
+- ``result`` absent or blank is 0, the table's default: seed 000's example has no ``result`` (a
+  deviation the seeds README does not list).
+- ``result`` is 0, 1 or 2, as an integer or a string of that digit; ``channelCode`` is required;
+  with result 0 ``data`` must hold at least one invoice, each with ``invoiceNumber``,
+  ``invoiceTypeCode`` (one of the six codes), ``invoiceAmount`` and a non-empty ``details`` list whose
+  lines have ``goodsName``, ``goodsCost`` and ``goodsVat``. A violation raises ``CallbackRejected``
+  naming the JSON path, e.g. ``data[0].details[1].goodsVat: not a number``.
+- When the channel option ``channel_codes`` (comma-separated) is set, ``channelCode`` must be one of
+  them.
+- With result 1 or 2 the invoices in ``data`` (if any) are only read for ``orderNo``.
+
+Mapping (result 0)
+------------------
+========================================  ===================================================
+Ekuaibao                                  neutral (``IssuedInvoice`` / ``InvoiceLine``)
+========================================  ===================================================
+invoiceNumber / invoiceCode               number / code (``""`` -> None: 数电 invoices have no code)
+invoiceDate (else invoicingDate)          issued_on (ms epoch -> date in UTC+8)
+invoiceAmount / invoiceTaxAmount          amount (tax-exclusive) / tax
+checkCode                                 check_code
+invoiceTypeCode 004/007/026/028/01/02     VAT_SPECIAL_PAPER / VAT_NORMAL_PAPER /
+                                          VAT_NORMAL_ELECTRONIC / VAT_SPECIAL_ELECTRONIC /
+                                          DIGITAL_SPECIAL / DIGITAL_NORMAL
+invoicingStatus 00 / 03 (absent: 00)      state ISSUED / VOIDED
+invoiceType 0 / 1 (absent: 0)             blue / red: details["direction"] = "RED" for 1
+originalInvoiceNumber / Code              original_number / original_code
+originalsUrl, previewUrl (non-empty)      files: InvoiceFile(url=..., format_hint from the suffix)
+details[i].goodsName                      lines[i].goods_name
+details[i].goodsCost / goodsVat           lines[i].amount (tax-exclusive) / tax
+details[i].taxrate or taxRate             lines[i].tax_rate
+details[i].goodsNum / goodsPrice          lines[i].quantity / unit_price (tax-exclusive)
+details[i].goodsUnit / goodsSpecification lines[i].unit / specification
+details[i].taxTaxonomyCode                lines[i].tax_code
+details[i].invRowType 0/1/2               lines[i].nature "0"/"1"/"2" (normal/discount/discounted)
+========================================  ===================================================
+
+Kept in ``IssuedInvoice.details`` when not blank (:data:`DETAIL_FIELDS`): orderNo, buyerName,
+buyerTaxNo, sellerName, sellerTaxNo, invoiceTotalPriceTax, invoiceTaxRate, invoiceSpecialMark,
+invoiceListMark, systemName, systemId, invoicingRemark, payee, checker, drawer, originalSerialNo,
+originalInvoicingStatus, invoicingDate (as an ISO date) and ``ext`` (as JSON text). Not kept: the
+buyer's and seller's address, phone and bank fields (the hub has them from the application),
+``originals`` (implied by ``originalsUrl``), and the line fields ``billNumber``, ``detailRowNo``,
+``goodsSum``, ``goodsPriceWithTax``, ``preferPolicyName``, ``preferPolicySign``, ``zeroTaxSign``
+(``InvoiceLine`` has no place for them). Amounts are kept as the channel sends them; seed 000's red
+example (``invoiceType`` 1) carries positive amounts.
+
+result 1 is ``Rejected(rejectMsg)``; result 2 is ``Accepted`` (still in progress).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from fapiao_hub import jsonutil
+from fapiao_hub.channels.base import (
+    Accepted,
+    CallbackRejected,
+    CallbackResult,
+    InvoiceFile,
+    InvoiceLine,
+    InvoiceState,
+    Issued,
+    IssuedInvoice,
+    Outcome,
+    QueryOutcome,
+    Rejected,
+    Unknown,
+)
+from fapiao_hub.config import ChannelSettings
+from fapiao_hub.models import Application, InvoiceType
+
+#: The path the vendor documents (the hub's own route is ``/v1/callbacks/{channel}``).
+PUSH_PATH = "/api/openapi/v2/invoicing"
+
+#: What the receiver answers to a push it accepted (seed 000, 成功响应).
+SUCCESS_ANSWER: dict[str, Any] = {"value": True}
+
+RESULT_ISSUED = 0
+RESULT_REJECTED = 1
+RESULT_IN_PROGRESS = 2
+
+#: Seed 000 ``invoiceTypeCode`` -> canonical type (DOMAIN.md section 3, legacy column).
+INVOICE_TYPES_BY_CODE: dict[str, InvoiceType] = {
+    "004": InvoiceType.VAT_SPECIAL_PAPER,
+    "007": InvoiceType.VAT_NORMAL_PAPER,
+    "026": InvoiceType.VAT_NORMAL_ELECTRONIC,
+    "028": InvoiceType.VAT_SPECIAL_ELECTRONIC,
+    "01": InvoiceType.DIGITAL_SPECIAL,
+    "02": InvoiceType.DIGITAL_NORMAL,
+}
+INVOICE_TYPE_CODES: dict[InvoiceType, str] = {t: code for code, t in INVOICE_TYPES_BY_CODE.items()}
+
+#: ``invoicingStatus`` -> invoice state.
+STATES_BY_CODE: dict[str, InvoiceState] = {"00": InvoiceState.ISSUED, "03": InvoiceState.VOIDED}
+STATE_CODES: dict[InvoiceState, str] = {s: code for code, s in STATES_BY_CODE.items()}
+
+#: Invoice text fields kept as ``IssuedInvoice.details`` (Ekuaibao name -> details key).
+DETAIL_FIELDS: dict[str, str] = {
+    "orderNo": "order_no",
+    "buyerName": "buyer_name",
+    "buyerTaxNo": "buyer_tax_number",
+    "sellerName": "seller_name",
+    "sellerTaxNo": "seller_tax_number",
+    "invoiceTotalPriceTax": "total_incl_tax",
+    "invoiceTaxRate": "tax_rate",
+    "invoiceSpecialMark": "special_mark",
+    "invoiceListMark": "list_mark",
+    "systemName": "system_name",
+    "systemId": "system_id",
+    "invoicingRemark": "remark",
+    "payee": "payee",
+    "checker": "checker",
+    "drawer": "drawer",
+    "originalSerialNo": "original_serial_no",
+    "originalInvoicingStatus": "original_invoicing_status",
+}
+# Of those, the ones that are numbers (kept as the Decimal's text, checked to parse).
+_NUMERIC_DETAILS = frozenset({"invoiceTotalPriceTax", "invoiceTaxRate"})
+DIRECTION_KEY = "direction"  # details["direction"] == "RED" for invoiceType 1
+INVOICING_DATE_KEY = "invoicing_date"  # ISO date of invoicingDate
+EXT_KEY = "ext"  # ext as JSON text
+
+# China Standard Time; no daylight saving time since 1991.
+CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
+_MIN_MS = int(dt.datetime(2000, 1, 1, tzinfo=CHINA_TZ).timestamp() * 1000)
+_MAX_MS = int(dt.datetime(2100, 1, 1, tzinfo=CHINA_TZ).timestamp() * 1000)
+_DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_DIGITS = re.compile(r"-?[0-9]+")
+_FILE_SUFFIXES = {".pdf": "pdf", ".ofd": "ofd", ".xml": "xml"}
+
+
+# --------------------------------------------------------------------------- reading helpers
+
+
+def _fail(path: str, message: str) -> CallbackRejected:
+    return CallbackRejected(f"{path}: {message}")
+
+
+def _normalized(obj: Any, path: str) -> dict[str, Any]:
+    """An object with its keys stripped of whitespace (seed 000's ``"taxTaxonomyCode "``)."""
+    if not isinstance(obj, dict):
+        raise _fail(path or "body", "not a JSON object")
+    out: dict[str, Any] = {}
+    for raw_key, value in obj.items():
+        key = raw_key.strip()
+        if key in out and out[key] != value:
+            where = f"{path}.{key}" if path else key
+            raise _fail(where, "given twice (keys differing only in whitespace) with different values")
+        out[key] = value
+    return out
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
+    """A text field: strings as given (stripped); integers as their digits; blank -> None."""
+    value = obj.get(key)
+    where = f"{path}.{key}" if path else key
+    if _blank(value):
+        if required:
+            raise _fail(where, "required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _fail(where, "not a string")
+    return str(value).strip()
+
+
+def _required_text(obj: Mapping[str, Any], key: str, path: str) -> str:
+    return _text(obj, key, path, required=True) or ""
+
+
+def _required_decimal(obj: Mapping[str, Any], key: str, path: str) -> Decimal:
+    value = _decimal(obj, key, path, required=True)
+    return value if value is not None else Decimal(0)
+
+
+def _decimal(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> Decimal | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if _blank(value):
+        if required:
+            raise _fail(where, "required")
+        return None
+    if isinstance(value, bool):
+        raise _fail(where, "not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _fail(where, "not a finite number")
+        return value
+    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
+        return Decimal(value.strip())
+    raise _fail(where, "not a number")
+
+
+def _code(
+    obj: Mapping[str, Any],
+    key: str,
+    path: str,
+    allowed: tuple[str, ...],
+    default: str | None,
+    *,
+    required: bool = False,
+) -> str | None:
+    """A small code (``result``, ``invoiceType``, ``invRowType``, ``invoicingStatus``): a JSON integer
+    or a string; integers are compared by value (0 matches "00"); blank -> ``default``."""
+    value = obj.get(key)
+    where = f"{path}.{key}" if path else key
+    if _blank(value):
+        if required:
+            raise _fail(where, "required")
+        return default
+    if isinstance(value, str) and value.strip() in allowed:
+        return value.strip()
+    if isinstance(value, int | str) and not isinstance(value, bool) and _DIGITS.fullmatch(str(value).strip()):
+        for code in allowed:
+            if int(code) == int(str(value).strip()):
+                return code
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        for code in allowed:
+            if int(code) == int(value):
+                return code
+    raise _fail(where, f"must be one of {', '.join(allowed)}")
+
+
+def _date(obj: Mapping[str, Any], key: str, path: str) -> dt.date | None:
+    value = obj.get(key)
+    where = f"{path}.{key}"
+    if _blank(value):
+        return None
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        millis = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        millis = value
+    else:
+        raise _fail(where, "not a date (milliseconds since the epoch)")
+    if not _MIN_MS <= millis < _MAX_MS:
+        raise _fail(where, "not a date in milliseconds since the epoch between 2000 and 2099")
+    return dt.datetime.fromtimestamp(millis / 1000, tz=CHINA_TZ).date()
+
+
+def _list(value: Any, path: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _fail(path, "not a list")
+    return value
+
+
+def _data(body: Mapping[str, Any]) -> list[Any]:
+    """``data``: a list, or a JSON string holding the list (the table types it String)."""
+    value = body.get("data")
+    if _blank(value):
+        return []
+    if isinstance(value, str):
+        try:
+            value = jsonutil.loads(value)
+        except jsonutil.InvalidJson as error:
+            raise _fail("data", f"a string that is not a JSON list of invoices ({error})") from None
+    return _list(value, "data")
+
+
+def _tax_rate(line: Mapping[str, Any], path: str) -> Decimal | None:
+    lower = _decimal(line, "taxrate", path)
+    camel = _decimal(line, "taxRate", path)
+    if lower is not None and camel is not None and lower != camel:
+        raise _fail(f"{path}.taxrate", "taxrate and taxRate disagree")
+    return lower if lower is not None else camel
+
+
+def _format_hint(url: str) -> str | None:
+    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    for suffix, hint in _FILE_SUFFIXES.items():
+        if path.endswith(suffix):
+            return hint
+    return None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _line(raw: Any, path: str) -> InvoiceLine:
+    line = _normalized(raw, path)
+    nature = _code(line, "invRowType", path, ("0", "1", "2"), None)
+    return InvoiceLine(
+        goods_name=_required_text(line, "goodsName", path),
+        amount=_required_decimal(line, "goodsCost", path),
+        tax=_required_decimal(line, "goodsVat", path),
+        tax_rate=_tax_rate(line, path),
+        quantity=_decimal(line, "goodsNum", path),
+        unit_price=_decimal(line, "goodsPrice", path),
+        unit=_text(line, "goodsUnit", path),
+        specification=_text(line, "goodsSpecification", path),
+        tax_code=_text(line, "taxTaxonomyCode", path),
+        nature=nature,
+    )
+
+
+def _invoice(raw: Any, path: str) -> IssuedInvoice:
+    inv = _normalized(raw, path)
+    number = _required_text(inv, "invoiceNumber", path)
+    type_code = _required_text(inv, "invoiceTypeCode", path)
+    if type_code not in INVOICE_TYPES_BY_CODE:
+        raise _fail(f"{path}.invoiceTypeCode", f"must be one of {', '.join(INVOICE_TYPES_BY_CODE)}")
+    red = _code(inv, "invoiceType", path, ("0", "1"), "0") == "1"
+    state = STATES_BY_CODE[_code(inv, "invoicingStatus", path, tuple(STATES_BY_CODE), "00") or "00"]
+    amount = _required_decimal(inv, "invoiceAmount", path)
+    tax = _decimal(inv, "invoiceTaxAmount", path)
+    issued_on = _date(inv, "invoiceDate", path)
+    invoicing_date = _date(inv, "invoicingDate", path)
+
+    if _blank(inv.get("details")):
+        raise _fail(f"{path}.details", "required")
+    raw_lines = _list(inv["details"], f"{path}.details")
+    if not raw_lines:
+        raise _fail(f"{path}.details", "an issued invoice needs at least one line")
+    lines = tuple(_line(item, f"{path}.details[{i}]") for i, item in enumerate(raw_lines))
+
+    files = []
+    for key in ("originalsUrl", "previewUrl"):
+        url = _text(inv, key, path)
+        if url is not None:
+            files.append(InvoiceFile(url=url, format_hint=_format_hint(url)))
+
+    details: dict[str, str] = {}
+    for key, name in DETAIL_FIELDS.items():
+        if key in _NUMERIC_DETAILS:
+            value = _decimal(inv, key, path)
+            if value is not None:
+                details[name] = f"{value:f}"
+        else:
+            text = _text(inv, key, path)
+            if text is not None:
+                details[name] = text
+    if red:
+        details[DIRECTION_KEY] = "RED"
+    if invoicing_date is not None:
+        details[INVOICING_DATE_KEY] = invoicing_date.isoformat()
+    ext = inv.get("ext")
+    if not _blank(ext):
+        if not isinstance(ext, dict):
+            raise _fail(f"{path}.ext", "not a JSON object")
+        if ext:
+            details[EXT_KEY] = jsonutil.dumps(ext)
+
+    return IssuedInvoice(
+        number=number,
+        code=_text(inv, "invoiceCode", path),
+        issued_on=issued_on if issued_on is not None else invoicing_date,
+        amount=amount,
+        tax=tax,
+        check_code=_text(inv, "checkCode", path),
+        invoice_type=INVOICE_TYPES_BY_CODE[type_code],
+        state=state,
+        files=tuple(files),
+        lines=lines,
+        original_number=_text(inv, "originalInvoiceNumber", path),
+        original_code=_text(inv, "originalInvoiceCode", path),
+        details=details,
+    )
+
+
+def _group(keys: list[str | None]) -> dict[str | None, list[int]]:
+    groups: dict[str | None, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    return groups
+
+
+def parse_push(body: bytes | str, *, channel_codes: Iterable[str] = ()) -> list[CallbackResult]:
+    """The results in a pushed body (see the module docstring). Raises ``CallbackRejected``."""
+    try:
+        parsed = jsonutil.loads(body)
+    except jsonutil.InvalidJson as error:
+        raise CallbackRejected(f"body: {error}") from None
+    top = _normalized(parsed, "")
+    channel_code = _text(top, "channelCode", "", required=True)
+    allowed = {c.strip() for c in channel_codes if c.strip()}
+    if allowed and channel_code not in allowed:
+        raise _fail("channelCode", "not a channel code configured for this channel")
+    # Seed 000's example omits ``result``; the table's default is 0. A result 0 is only accepted
+    # with complete invoices (strict below), so a body without ``result`` cannot pass for anything else.
+    result = int(_code(top, "result", "", ("0", "1", "2"), "0") or "0")
+    serial_no = _text(top, "serialNo", "")
+    reject_msg = _text(top, "rejectMsg", "")
+    raw_invoices = _data(top)
+
+    if result == RESULT_ISSUED:
+        if not raw_invoices:
+            raise _fail("data", "result 0 (issued) carries no invoice")
+        invoices = [_invoice(item, f"data[{i}]") for i, item in enumerate(raw_invoices)]
+        if serial_no is not None:
+            return [CallbackResult(Issued(tuple(invoices)), request_number=serial_no)]
+        groups = _group([inv.details.get("order_no") for inv in invoices])
+        return [
+            CallbackResult(Issued(tuple(invoices[i] for i in members)), request_number=key)
+            for key, members in groups.items()
+        ]
+
+    if serial_no is not None:
+        numbers: list[str | None] = [serial_no]
+    else:
+        order_nos = [
+            _text(_normalized(item, f"data[{i}]"), "orderNo", f"data[{i}]") for i, item in enumerate(raw_invoices)
+        ]
+        numbers = list(_group(order_nos)) or [None]
+    if result == RESULT_REJECTED:
+        reason = reject_msg or "Ekuaibao rejected the application (no rejectMsg given)"
+        return [CallbackResult(Rejected(reason), request_number=n) for n in numbers]
+    return [CallbackResult(Accepted(channel_ref=n), request_number=n) for n in numbers]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _plain(value: Decimal | None) -> str:
+    return "" if value is None else f"{value:f}"
+
+
+def _millis(day: dt.date | None) -> int | str:
+    if day is None:
+        return ""
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp()) * 1000
+
+
+def _line_body(index: int, line: InvoiceLine) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "billNumber": str(index + 1),
+        "detailRowNo": str(index + 1),
+        "goodsCost": _plain(line.amount),
+        "goodsName": line.goods_name,
+        "goodsNum": _plain(line.quantity),
+        "goodsPrice": _plain(line.unit_price),
+        "goodsSpecification": line.specification or "",
+        "goodsSum": _plain(line.amount + line.tax),
+        "goodsUnit": line.unit or "",
+        "goodsVat": _plain(line.tax),
+        "taxTaxonomyCode": line.tax_code or "",
+        "taxrate": _plain(line.tax_rate),
+    }
+    if line.nature is not None:
+        entry["invRowType"] = int(line.nature)
+    return entry
+
+
+def _invoice_body(invoice: IssuedInvoice) -> dict[str, Any]:
+    if invoice.invoice_type is None:
+        raise ValueError(f"invoice {invoice.number}: invoice_type is required by Ekuaibao (invoiceTypeCode)")
+    if invoice.amount is None:
+        raise ValueError(f"invoice {invoice.number}: amount is required by Ekuaibao (invoiceAmount)")
+    urls = [f.url for f in invoice.files if f.url]
+    if len(urls) != len(invoice.files) or len(urls) > 2:
+        raise ValueError(f"invoice {invoice.number}: Ekuaibao carries at most two files, as URLs")
+    if invoice.state not in STATE_CODES:
+        raise ValueError(f"invoice {invoice.number}: state {invoice.state.value} has no Ekuaibao code")
+    details = invoice.details
+    invoicing_date = details.get(INVOICING_DATE_KEY)
+    body: dict[str, Any] = {
+        "invoiceType": 1 if details.get(DIRECTION_KEY) == "RED" else 0,
+        "invoiceTypeCode": INVOICE_TYPE_CODES[invoice.invoice_type],
+    }
+    for key, name in DETAIL_FIELDS.items():
+        body[key] = details.get(name, "")
+    body.update(
+        {
+            "originals": 1 if urls else 0,
+            "originalsUrl": urls[0] if urls else "",
+            "previewUrl": urls[1] if len(urls) > 1 else "",
+            "invoicingDate": _millis(dt.date.fromisoformat(invoicing_date)) if invoicing_date else "",
+            "invoicingStatus": STATE_CODES[invoice.state],
+            "originalInvoiceNumber": invoice.original_number or "",
+            "originalInvoiceCode": invoice.original_code or "",
+            "invoiceCode": invoice.code or "",
+            "invoiceNumber": invoice.number,
+            "invoiceDate": _millis(invoice.issued_on),
+            "invoiceAmount": _plain(invoice.amount),
+            "invoiceTaxAmount": _plain(invoice.tax),
+            "checkCode": invoice.check_code or "",
+            "ext": jsonutil.loads(details[EXT_KEY]) if EXT_KEY in details else {},
+            "details": [_line_body(i, line) for i, line in enumerate(invoice.lines)],
+        }
+    )
+    return body
+
+
+def to_push_body(
+    channel_code: str,
+    serial_no: str | None,
+    result: int,
+    reject_msg: str | None,
+    invoices: Iterable[IssuedInvoice],
+) -> dict[str, Any]:
+    """A body in seed 000's shape (for writing results back to business systems).
+
+    Money goes out as strings (``Decimal`` text), dates as milliseconds at 00:00 UTC+8, ``data`` as a
+    JSON list, and the line tax rate under the table's name ``taxrate``. ``serialNo`` and
+    ``rejectMsg`` are left out when None. Raises ``ValueError`` for an invoice Ekuaibao cannot carry
+    (no type, no amount, a file given inline or more than two files, a VOID_REQUESTED state).
+    """
+    if result not in (RESULT_ISSUED, RESULT_REJECTED, RESULT_IN_PROGRESS):
+        raise ValueError("result must be 0, 1 or 2")
+    body: dict[str, Any] = {"channelCode": channel_code}
+    if serial_no is not None:
+        body["serialNo"] = serial_no
+    body["result"] = result
+    if reject_msg is not None:
+        body["rejectMsg"] = reject_msg
+    body["data"] = [_invoice_body(invoice) for invoice in invoices]
+    return body
+
+
+# --------------------------------------------------------------------------- the channel
+
+
+class EkuaibaoChannel:
+    """Ekuaibao: results arrive by push (see the module docstring)."""
+
+    can_query = False
+    dedupes_request_number = False
+
+    def __init__(self, name: str, settings: ChannelSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self.channel_codes = tuple(c.strip() for c in settings.options.get("channel_codes", "").split(",") if c.strip())
+
+    def issue(self, application: Application, request_number: str) -> Outcome:
+        """Nothing is sent: seed 000 documents no submission (applications reach the channel out of
+        band); the result comes by push under this request number."""
+        return Accepted(channel_ref=request_number)
+
+    def query(self, application: Application, request_number: str) -> QueryOutcome:
+        return Unknown("Ekuaibao has no query (seed 000 documents only the result push)")
+
+    def parse_callback(self, body: bytes) -> list[CallbackResult]:
+        return parse_push(body, channel_codes=self.channel_codes)
