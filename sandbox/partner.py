@@ -52,7 +52,8 @@ Scripts
 ``POST /_sandbox/applications`` ``{"requestId": "R1", "script": [{"after_ms": 0, "status": 4},
 {"after_ms": 300, "status": 1, "invoices": 2}]}`` registers (or replaces) an application; its clock
 starts now. A step is ``after_ms`` (non-decreasing, 0..600000) and either ``status`` (1-6) with
-``invoices`` (how many items, default the config's ``invoices_per_application``) or ``statuses``
+``invoices`` (how many items; default as many as the step before, for the first step the config's
+``invoices_per_application``) or ``statuses``
 (one status per item, e.g. ``[1, 4]``), optionally ``message`` (the answer's message) and
 ``bad_file`` (true: ``invoiceFile`` is not base64). Optional ``digital`` overrides the config. The
 current step is the last one whose ``after_ms`` has passed; before the first, the requestId is
@@ -300,7 +301,8 @@ def parse_script(raw: Any, default_invoices: int) -> tuple[Step, ...]:
             statuses = tuple(_int(s, f"{at}.statuses[]", 1, 6) for s in given)
         else:
             status = _int(entry.get("status"), f"{at}.status", 1, 6)
-            count = _int(entry.get("invoices", default_invoices), f"{at}.invoices", 1, _MAX_INVOICES)
+            default = len(steps[-1].statuses) if steps else default_invoices
+            count = _int(entry.get("invoices", default), f"{at}.invoices", 1, _MAX_INVOICES)
             statuses = (status,) * count
         message = entry.get("message")
         if message is not None and not isinstance(message, str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -62,8 +63,10 @@ class Directory:
 
 
 class Clock:
-    def __init__(self, now: float = 1_800_000_000):
-        self.now = now
+    """The dispatcher's clock, starting now (the store stamps applications with the real time)."""
+
+    def __init__(self, now: float | None = None):
+        self.now = time.time() if now is None else now
 
     def __call__(self) -> float:
         return self.now

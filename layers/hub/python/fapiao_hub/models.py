@@ -123,22 +123,25 @@ Records = Annotated[list[dict[str, Any]], PlainSerializer(_plain_json, when_used
 # Forward-only lifecycle: every transition the hub may make. MANUAL_REVIEW and STUCK still accept
 # the facts (an invoice found issued, a rejection) because a result must never be lost.
 ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.REJECTED, Status.STUCK}),
+    # Facts (an invoice issued, a refusal) are accepted from every open state.
+    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.ISSUED, Status.REJECTED, Status.STUCK}),
     Status.DISPATCHING: frozenset(
         {
             Status.ISSUED, Status.SUBMITTED, Status.UNKNOWN, Status.REJECTED, Status.RETRY_WAIT,
             Status.MANUAL_REVIEW, Status.STUCK,
         }
     ),
-    Status.RETRY_WAIT: frozenset({Status.DISPATCHING, Status.REJECTED, Status.STUCK}),
-    Status.SUBMITTED: frozenset({Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK}),
+    Status.RETRY_WAIT: frozenset({Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK}),
+    Status.SUBMITTED: frozenset(
+        {Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED}
+    ),
     Status.UNKNOWN: frozenset(
         {Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.MANUAL_REVIEW, Status.STUCK}
     ),
-    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED}),
-    Status.STUCK: frozenset({Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW}),
+    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED, Status.VOIDING, Status.VOIDED}),
+    Status.STUCK: frozenset({Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW, Status.VOIDING, Status.VOIDED}),
     Status.ISSUED: frozenset({Status.VOIDING, Status.VOIDED}),
-    Status.VOIDING: frozenset({Status.VOIDED, Status.ISSUED}),
+    Status.VOIDING: frozenset({Status.VOIDED, Status.ISSUED, Status.STUCK}),
     Status.REJECTED: frozenset(),
     Status.VOIDED: frozenset(),
 }  # fmt: skip

@@ -349,6 +349,40 @@ class ApplicationStore:
                 request = answer.get("UnprocessedKeys") or {}
         return [found[key] for key in stored.invoice_keys if key in found]
 
+    def reschedule(self, stored: StoredApplication, *, next_poll_at: int, polls: int) -> None:
+        """When to look at an application again (no transition, no history entry)."""
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression="SET next_poll_at = :next, polls = :polls",
+                ConditionExpression="#status = :status AND #version = :version",
+                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeValues={
+                    ":next": next_poll_at, ":polls": polls, ":status": stored.status.value, ":version": stored.version,
+                },
+            )  # fmt: skip
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(stored.key) from None
+            raise
+
+    def add_invoice_keys(self, stored: StoredApplication, keys: list[str]) -> None:
+        self._table.update_item(
+            Key={"pk": stored.key},
+            UpdateExpression="SET invoice_keys = list_append(if_not_exists(invoice_keys, :empty), :keys)",
+            ExpressionAttributeValues={":keys": keys, ":empty": []},
+        )
+
+    def mark_files_pending(self, application_pk: str, pending: bool) -> None:
+        if pending:
+            self._table.update_item(
+                Key={"pk": application_pk},
+                UpdateExpression="SET files_pending = :t",
+                ExpressionAttributeValues={":t": True},
+            )
+        else:
+            self._table.update_item(Key={"pk": application_pk}, UpdateExpression="REMOVE files_pending")
+
     def find_by_request_number(self, request_number: str) -> StoredApplication | None:
         """The application sent under a request number (GSI by-request-number, set at intake)."""
         answer = self._table.query(

@@ -10,6 +10,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
@@ -18,6 +19,8 @@ from fapiao_hub import events
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
+    InvoiceFile,
+    InvoiceState,
     Issued,
     IssuedInvoice,
     NotFound,
@@ -129,6 +132,10 @@ class DispatchPolicy:
     # Waits after a request that never left (NotSent), by attempt.
     retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
     max_attempts: int = 10
+    # An application still open this long after it was received is STUCK (alarm; a person looks).
+    deadline_seconds: int = 24 * 3600
+    # Waits between queries while a channel is working on an application (SUBMITTED).
+    poll_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600)
 
 
 class ChannelDirectory(Protocol):
@@ -157,7 +164,9 @@ class Dispatcher:
         *,
         policy: DispatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        fetcher: Callable[[str], bytes] | None = None,
     ):
+        self._fetcher = fetcher or _http_get
         self._store = store
         self._queue = queue
         self._events = events
@@ -180,8 +189,15 @@ class Dispatcher:
             self._publish(stored)
         now = int(self._clock())
         status = stored.status
+        leased = status is Status.DISPATCHING and (stored.lease_until or 0) > now
+        if status.is_open and not leased and self._past_deadline(stored, now):
+            hours = self._policy.deadline_seconds / 3600
+            return self._finish(
+                stored, Status.STUCK, f"still {status.value} {hours:g} h after it was received; needs a person",
+                events.EventType.APPLICATION_STUCK,
+            )  # fmt: skip
         if status is Status.DISPATCHING:
-            if stored.lease_until is not None and stored.lease_until > now:
+            if leased:
                 return "leased"
             # The holder died or overran: its request may have reached the channel. The quiet
             # period counts from when that attempt began.
@@ -204,7 +220,38 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
-        return "nothing to do"  # SUBMITTED waits for its result; the rest are outcomes
+        if status in (Status.SUBMITTED, Status.VOIDING):
+            return self._ask(stored, now)
+        if status is Status.ISSUED and stored.extra.get("files_pending"):
+            return self._fetch_pending_files(stored)
+        return "nothing to do"  # outcomes
+
+    def apply_result(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
+        """A result the channel pushed (callback): applied like the answer to a query."""
+        return self._apply(stored, outcome, channel, queried=True, fetch_files=False)
+
+    def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
+        return stored.created_epoch is not None and now >= stored.created_epoch + self._policy.deadline_seconds
+
+    def _ask(self, stored: StoredApplication, now: int) -> str:
+        """A channel is working on it: query where the channel can be asked, else wait for its push."""
+        if (stored.next_poll_at or 0) > now:
+            return "waiting"
+        _, channel = self._channels.channel_for(stored.application, stored.channel)
+        if channel is None or not channel.can_query:
+            return self._reschedule(stored, now)
+        outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+        return self._apply(stored, outcome, channel, queried=True)
+
+    def _reschedule(self, stored: StoredApplication, now: int) -> str:
+        """Ask again later, each time a little later (poll_intervals); the poller brings it back."""
+        intervals = self._policy.poll_intervals
+        wait = intervals[min(stored.polls, len(intervals) - 1)]
+        try:
+            self._store.reschedule(stored, next_poll_at=now + wait, polls=stored.polls + 1)
+        except StaleWrite:
+            return "lost race"
+        return "waiting"
 
     # ------------------------------------------------------------------ steps
     def _attempt(self, stored: StoredApplication) -> str:
@@ -260,17 +307,35 @@ class Dispatcher:
             _REVIEW,
         )
 
-    def _apply(self, stored: StoredApplication, outcome: object, channel: Channel, *, queried: bool = False) -> str:
+    def _apply(
+        self,
+        stored: StoredApplication,
+        outcome: object,
+        channel: Channel,
+        *,
+        queried: bool = False,
+        fetch_files: bool = True,
+    ) -> str:
         now = int(self._clock())
         name = stored.channel or channel.name
+        settled = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
+        waiting = stored.status in (Status.SUBMITTED, Status.VOIDING)
         match outcome:
             case Issued(invoices=invoices, duplicate=duplicate):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
-                return self._issued(stored, invoices, note)
+                return self._issued(stored, invoices, note, fetch_files=fetch_files)
+            case _ if settled and stored.status is not Status.VOIDING:
+                return "already issued"  # an older state never overwrites a newer one
             case Accepted(channel_ref=ref):
+                if waiting:
+                    return self._reschedule(stored, now)
+                first_wait = self._policy.poll_intervals[0]
                 return self._move(
-                    stored, Status.SUBMITTED, f"accepted by {name}", {"channel_ref": ref} if ref else {}, now + 10
-                )
+                    stored, Status.SUBMITTED, f"accepted by {name}", {"channel_ref": ref} if ref else {},
+                    now + first_wait,
+                )  # fmt: skip
+            case NotFound() | NotSent() | Unknown() if waiting:
+                return self._reschedule(stored, now)  # keep asking until the deadline
             case Rejected(reason=reason, code=code):
                 text = f"{name} rejected it: {reason}" + (f" ({code})" if code else "")
                 if stored.uncertain and not queried:
@@ -328,29 +393,16 @@ class Dispatcher:
         raise TypeError(f"not a channel outcome: {outcome!r}")
 
     # ------------------------------------------------------------------ writing outcomes
-    def _issued(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str) -> str:
+    def _issued(
+        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str, *, fetch_files: bool = True
+    ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
         items = [self._invoice_item(stored, invoice, request_number, len(issued)) for invoice in issued]
-        event = events.outcome_event(
-            events.EventType.INVOICE_ISSUED,
-            source_system=application.source_system,
-            open_apply_code=application.open_apply_code,
-            status=Status.ISSUED.value,
-            channel=stored.channel,
-            request_number=request_number,
-            invoices=[
-                {k: items[i][k] for k in ("number", "code", "issued_on", "amount", "tax") if k in items[i]}
-                for i in range(len(items))
-            ],
-        )
+        target = _status_of(issued)
         for _ in range(3):  # a result must never be lost: re-read and apply it to whatever is there
-            if stored.status is Status.ISSUED:
-                return "already issued"
             try:
-                done = self._store.transition(
-                    stored, Status.ISSUED, note=note, changes={"reason": None}, invoices=items, pending_event=event
-                )
+                result = self._record_issued(stored, issued, items, target, note)
             except StaleWrite:
                 stored = self._store.get(application.source_system, application.open_apply_code)
                 continue
@@ -362,9 +414,108 @@ class Dispatcher:
                 # must look (the invoice stays recorded where it was; this one is not lost).
                 reason = f"{note}, but invoice {', '.join(taken.args[0])} is recorded for another application"
                 return self._finish(stored, Status.MANUAL_REVIEW, reason, _REVIEW)
-            self._publish(done)
-            return "issued"
+            self._store_files(stored, issued, items, fetch=fetch_files)
+            return result
         raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue
+
+    def _record_issued(
+        self,
+        stored: StoredApplication,
+        issued: tuple[IssuedInvoice, ...],
+        items: list[dict[str, object]],
+        target: Status,
+        note: str,
+    ) -> str:
+        application = stored.application
+        new_items = [i for i in items if i["pk"] not in stored.invoice_keys]
+        if stored.status is target or (stored.status is Status.VOIDED and target is not Status.VOIDED):
+            if not new_items:
+                self._update_invoice_states(issued)
+                return "already issued"
+            # More invoices for a settled application (a split result arriving in parts).
+            self._store.record_invoices(stored.key, new_items)
+            self._store.add_invoice_keys(stored, [str(i["pk"]) for i in new_items])
+            return "invoices added"
+        event_type = {
+            Status.ISSUED: events.EventType.INVOICE_ISSUED,
+            Status.VOIDED: events.EventType.INVOICE_VOIDED,
+        }.get(target)
+        event = None
+        if event_type is not None:
+            event = events.outcome_event(
+                event_type,
+                source_system=application.source_system,
+                open_apply_code=application.open_apply_code,
+                status=target.value,
+                channel=stored.channel,
+                request_number=stored.request_number,
+                invoices=[
+                    {k: item[k] for k in ("number", "code", "issued_on", "amount", "tax", "status") if k in item}
+                    for item in items
+                ],
+            )
+        if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
+            self._update_invoice_states(issued)
+        done = self._store.transition(
+            stored, target, note=note if target is Status.ISSUED else f"{note}: {target.value.lower()}",
+            changes={"reason": None}, invoices=new_items, pending_event=event,
+        )  # fmt: skip
+        self._publish(done)
+        return target.value.lower()
+
+    def _update_invoice_states(self, issued: tuple[IssuedInvoice, ...]) -> None:
+        for invoice in issued:
+            self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
+
+    def _store_files(
+        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
+    ) -> None:
+        """Each invoice's files to S3 (base64 decoded strictly; URLs fetched where allowed)."""
+        pending = False
+        for invoice, item in zip(issued, items, strict=True):
+            if not invoice.files:
+                continue
+            records = []
+            for file in invoice.files:
+                record = self._files.store_invoice_file(
+                    seller_tax_number=stored.application.seller.tax_number or stored.application.company_code,
+                    issued_on=invoice.issued_on,
+                    invoice_number=invoice.number,
+                    file=file,
+                    fetch=self._fetch if fetch else None,
+                )
+                pending = pending or (record.source == "url" and not record.ok and not fetch)
+                records.append(record.to_item())
+            self._store.update_invoice(str(item["pk"]), {"files": records})
+        if pending:
+            # Downloads are not done while a channel waits on its callback: the dispatch queue
+            # brings the application back to fetch them (see dispatch()).
+            self._store.mark_files_pending(stored.key, True)
+            self._later(stored, 0)
+
+    def _fetch_pending_files(self, stored: StoredApplication) -> str:
+        for item in self._store.invoices(stored):
+            files = item.get("files") or []
+            if not any(f.get("url") and not f.get("key") for f in files):
+                continue
+            refreshed = []
+            for f in files:
+                if f.get("url") and not f.get("key"):
+                    record = self._files.store_invoice_file(
+                        seller_tax_number=stored.application.seller.tax_number or stored.application.company_code,
+                        issued_on=_date_or_none(item.get("issued_on")),
+                        invoice_number=str(item["number"]),
+                        file=InvoiceFile(url=f["url"], format_hint=f.get("format")),
+                        fetch=self._fetch,
+                    )
+                    f = record.to_item()
+                refreshed.append(f)
+            self._store.update_invoice(str(item["pk"]), {"files": refreshed})
+        self._store.mark_files_pending(stored.key, False)
+        return "files fetched"
+
+    def _fetch(self, url: str) -> bytes:
+        return self._fetcher(url)
 
     def _invoice_item(
         self, stored: StoredApplication, invoice: IssuedInvoice, request_number: str, count: int
@@ -399,6 +550,17 @@ class Dispatcher:
             optional["blue_invoice_key"] = invoice_key(
                 application.red.blue_invoice_code, application.red.blue_invoice_number
             )
+        else:
+            # What red invoices may still reverse (DOMAIN.md section 4); the channel's figure wins.
+            optional["red_remaining_amount"] = (
+                invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
+            )
+            optional["red_remaining_tax"] = invoice.red_remaining_tax if invoice.red_remaining_tax is not None else tax
+        if invoice.details:
+            optional["details"] = dict(invoice.details)
+        if invoice.lines:
+            optional["lines"] = [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines]
+        item["status"] = invoice.state.value
         item.update({k: v for k, v in optional.items() if v is not None})
         return item
 
@@ -425,6 +587,10 @@ class Dispatcher:
             )
         except StaleWrite:
             return "lost race"
+        reserved_on = stored.extra.get("red_reserved_on")
+        if to is Status.REJECTED and reserved_on:
+            # Nothing was reversed: what it held of the blue invoice is free again.
+            self._store.release_red(str(reserved_on), -application.amount, -application.tax)
         self._publish(done)
         return to.value.lower()
 
@@ -452,3 +618,26 @@ class Dispatcher:
 
 
 _REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW
+
+
+def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
+    """Where the application stands given its invoices' states."""
+    states = {invoice.state for invoice in issued}
+    if states and states <= {InvoiceState.VOIDED}:
+        return Status.VOIDED
+    if InvoiceState.VOID_REQUESTED in states or InvoiceState.VOIDED in states:
+        return Status.VOIDING
+    return Status.ISSUED
+
+
+def _date_or_none(value: object) -> date | None:
+    return date.fromisoformat(str(value)) if value else None
+
+
+def _http_get(url: str) -> bytes:
+    """Fetch an invoice file a channel linked to (explicit timeouts; retries for idempotent GET)."""
+    import requests
+
+    response = requests.get(url, timeout=(3.05, 20))
+    response.raise_for_status()
+    return response.content

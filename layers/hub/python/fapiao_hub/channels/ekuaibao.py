@@ -55,28 +55,28 @@ Liberal where the seed's example deviates from its own table, strict elsewhere
 
 Mapping (result 0)
 ------------------
-========================================  ===================================================
-Ekuaibao                                  neutral (``IssuedInvoice`` / ``InvoiceLine``)
-========================================  ===================================================
-invoiceNumber / invoiceCode               number / code (``""`` -> None: 数电 invoices have no code)
-invoiceDate (else invoicingDate)          issued_on (ms epoch -> date in UTC+8)
-invoiceAmount / invoiceTaxAmount          amount (tax-exclusive) / tax
-checkCode                                 check_code
-invoiceTypeCode 004/007/026/028/01/02     VAT_SPECIAL_PAPER / VAT_NORMAL_PAPER /
-                                          VAT_NORMAL_ELECTRONIC / VAT_SPECIAL_ELECTRONIC /
-                                          DIGITAL_SPECIAL / DIGITAL_NORMAL
-invoicingStatus 00 / 03 (absent: 00)      state ISSUED / VOIDED
-invoiceType 0 / 1 (absent: 0)             blue / red: details["direction"] = "RED" for 1
-originalInvoiceNumber / Code              original_number / original_code
-originalsUrl, previewUrl (non-empty)      files: InvoiceFile(url=..., format_hint from the suffix)
-details[i].goodsName                      lines[i].goods_name
-details[i].goodsCost / goodsVat           lines[i].amount (tax-exclusive) / tax
-details[i].taxrate or taxRate             lines[i].tax_rate
-details[i].goodsNum / goodsPrice          lines[i].quantity / unit_price (tax-exclusive)
-details[i].goodsUnit / goodsSpecification lines[i].unit / specification
-details[i].taxTaxonomyCode                lines[i].tax_code
-details[i].invRowType 0/1/2               lines[i].nature "0"/"1"/"2" (normal/discount/discounted)
-========================================  ===================================================
+==========================================  =======================================================
+Ekuaibao                                    neutral (``IssuedInvoice`` / ``InvoiceLine``)
+==========================================  =======================================================
+invoiceNumber / invoiceCode                 number / code (``""`` -> None: 数电 invoices have no code)
+invoiceDate (else invoicingDate)            issued_on (ms epoch -> date in UTC+8)
+invoiceAmount / invoiceTaxAmount            amount (tax-exclusive) / tax
+checkCode                                   check_code
+invoiceTypeCode 004/007/026/028/01/02       VAT_SPECIAL_PAPER / VAT_NORMAL_PAPER /
+                                            VAT_NORMAL_ELECTRONIC / VAT_SPECIAL_ELECTRONIC /
+                                            DIGITAL_SPECIAL / DIGITAL_NORMAL
+invoicingStatus 00 / 03 (absent: 00)        state ISSUED / VOIDED
+invoiceType 0 / 1 (absent: 0)               blue / red: details["direction"] = "RED" for 1
+originalInvoiceNumber / Code                original_number / original_code
+originalsUrl, previewUrl (non-empty)        files: InvoiceFile(url=..., format_hint from the suffix)
+details[i].goodsName                        lines[i].goods_name
+details[i].goodsCost / goodsVat             lines[i].amount (tax-exclusive) / tax
+details[i].taxrate or taxRate               lines[i].tax_rate
+details[i].goodsNum / goodsPrice            lines[i].quantity / unit_price (tax-exclusive)
+details[i].goodsUnit / goodsSpecification   lines[i].unit / specification
+details[i].taxTaxonomyCode                  lines[i].tax_code
+details[i].invRowType 0/1/2                 lines[i].nature "0"/"1"/"2" (normal/discount/discounted)
+==========================================  =======================================================
 
 Kept in ``IssuedInvoice.details`` when not blank (:data:`DETAIL_FIELDS`): orderNo, buyerName,
 buyerTaxNo, sellerName, sellerTaxNo, invoiceTotalPriceTax, invoiceTaxRate, invoiceSpecialMark,

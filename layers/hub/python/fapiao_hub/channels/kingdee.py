@@ -76,7 +76,7 @@ issue: red without the blue invoice's number, a bad discount           Rejected 
 sequence, no seller tax number, ``sellerTaxpayerId`` over 20
 connection refused, DNS failure, connect timeout                       NotSent
 read timeout, reset after sending, any other error once sending began  Unknown
-HTTP 3xx (never followed), 408, 425, 429, 503, other 4xx                NotSent
+HTTP 3xx (never followed), 408, 425, 429, 503, other 4xx               NotSent
 HTTP 400/413/414/422 without an envelope                               issue: Rejected
                                                                        ``HTTP_<status>``; query:
                                                                        Unknown
@@ -140,6 +140,9 @@ Assumptions
   (as Ekuaibao / Baiwang), 01 数电专票, 02 数电普票.
 - A rejected ``access_token`` is Unknown, not Rejected: the bill was not looked at, and the
   application must not end REJECTED for a credentials problem.
+- ``success`` decides; ``errorCode`` is read only when it is false. The seed's page prints the
+  answer's ``data`` decoded, but says it travels encoded ("需要解密"): an answer whose ``data`` is
+  plain JSON rather than base64 text is Unknown, like any other unreadable ``data``.
 
 Retries and transport are those of :mod:`fapiao_hub.channels.xunlian` (connect retries only, no
 redirects). Reasons never carry the buyer's email, mobile, phone, tax number or bank account, nor

@@ -16,6 +16,14 @@ Public API
 - :func:`interpret_answer`: an HTTP status and answer bytes -> a query outcome (pure, never raises).
 - :func:`build_session`: the transport policy for the GET (timeouts are passed per request).
 
+Configuration
+-------------
+``credentials``: ``client_id`` (sent as ``channel``) and ``client_secret`` (the signing key, never
+sent). ``options`` (all optional): ``sign_algorithm`` (below), ``not_found_codes`` (default ``404``),
+``query_retries`` (default ``2``), ``file_format`` (the hint for ``invoiceFile``, default ``pdf``;
+the seed says only "电子发票文件"). ``dedupes_request_number`` in the settings is not read: it is
+always True here.
+
 Request
 -------
 ``GET {base_url}/partner/queryInvoice?channel=&timestamp=&requestId=&sign=`` with ``channel`` =

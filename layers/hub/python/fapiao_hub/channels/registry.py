@@ -19,6 +19,9 @@ from fapiao_hub.models import Application
 # type -> "module:class", imported on first use (a function loads only the channels it needs).
 CHANNEL_TYPES: dict[str, str] = {
     "xunlian": "fapiao_hub.channels.xunlian:XunlianChannel",
+    "partner": "fapiao_hub.channels.partner:PartnerChannel",
+    "kingdee": "fapiao_hub.channels.kingdee:KingdeeChannel",
+    "ekuaibao": "fapiao_hub.channels.ekuaibao:EkuaibaoChannel",
 }
 
 
