@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     dispatch_lease_seconds: int = 60
     dispatch_retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
     dispatch_max_attempts: int = 10
+    # An application still open this long after it was received is STUCK (alarm).
+    open_deadline_seconds: int = 24 * 3600
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

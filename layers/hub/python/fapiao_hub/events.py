@@ -26,6 +26,7 @@ class EventType(StrEnum):
     APPLICATION_NEEDS_REVIEW = "ApplicationNeedsReview"
     APPLICATION_STUCK = "ApplicationStuck"
     INVOICE_VOIDED = "InvoiceVoided"
+    RESULT_UNMATCHED = "ResultUnmatched"
 
 
 class PublishFailed(Exception):

@@ -25,7 +25,7 @@ import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -217,6 +217,19 @@ class FileStore(DocumentOverflow):
     def get_document(self, ref: str) -> bytes:
         bucket, _, key = ref.removeprefix("s3://").partition("/")
         return self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def put_raw_callback(self, channel: str, at: datetime, data: bytes) -> str:
+        """Archive a pushed body as it came, before anything reads it (no result may be lost)."""
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        key = f"raw/callbacks/{channel}/{at:%Y/%m/%d}/{at:%H%M%S%f}-{digest}.body"
+        self._s3.put_object(
+            Bucket=self._bucket,
+            Key=key,
+            Body=data,
+            ContentType="application/octet-stream",
+            ServerSideEncryption="AES256",
+        )
+        return f"s3://{self._bucket}/{key}"
 
     def put_raw_answer(self, channel: str, request_number: str, at: str, data: bytes) -> str:
         """Keep a channel's answer the hub could not read, for a person to look at."""

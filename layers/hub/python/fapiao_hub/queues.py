@@ -38,3 +38,19 @@ class DispatchQueue:
             )
         except (ClientError, BotoCoreError) as error:
             raise QueueUnavailable(str(error)) from error
+
+    def request_dispatch_batch(self, applications: list[tuple[str, str]]) -> None:
+        """Up to ten dispatch requests in one call (the poller's fan-out)."""
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": DispatchRequest(source_system=system, open_apply_code=code).model_dump_json(),
+            }
+            for i, (system, code) in enumerate(applications)
+        ]
+        try:
+            answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)
+        except (ClientError, BotoCoreError) as error:
+            raise QueueUnavailable(str(error)) from error
+        if answer.get("Failed"):
+            raise QueueUnavailable(f"{len(answer['Failed'])} of {len(entries)} dispatch requests refused")

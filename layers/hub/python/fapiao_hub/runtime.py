@@ -19,7 +19,7 @@ from fapiao_hub.files import FileStore
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.rules import RulePolicy
 from fapiao_hub.store import ApplicationStore
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy, Intake
+from fapiao_hub.workflow import CallbackReceiver, Dispatcher, DispatchPolicy, Intake, Poller
 
 
 @cache
@@ -70,10 +70,23 @@ def dispatcher() -> Dispatcher:
         lease_seconds=current.dispatch_lease_seconds,
         retry_delays=current.dispatch_retry_delays,
         max_attempts=current.dispatch_max_attempts,
+        deadline_seconds=current.open_deadline_seconds,
     )
     return Dispatcher(
         application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy
     )
+
+
+@cache
+def callback_receiver() -> CallbackReceiver:
+    return CallbackReceiver(
+        application_store(), file_store(), channel_registry(), dispatcher(), event_publisher(), hub_config
+    )
+
+
+@cache
+def poller() -> Poller:
+    return Poller(application_store(), dispatch_queue())
 
 
 class _ConfigCache:
@@ -126,7 +139,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher,
+        channel_registry, dispatcher, callback_receiver, poller,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

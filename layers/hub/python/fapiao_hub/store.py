@@ -152,6 +152,7 @@ class ApplicationStore:
         warnings: list[str],
         requeue_after_seconds: int,
         request_number: str,
+        extra_fields: dict[str, Any] | None = None,
     ) -> StoredApplication:
         """Store a new application as RECEIVED, or raise ApplicationExists with what is there."""
         now = utc_now()
@@ -177,6 +178,7 @@ class ApplicationStore:
         }
         if channel:
             item["channel"] = channel
+        item.update(extra_fields or {})
         try:
             self._table.put_item(
                 Item=item,
@@ -323,7 +325,9 @@ class ApplicationStore:
                 table.put_item(
                     TableName=self._invoices_table_name,
                     Item=invoice,
-                    ConditionExpression="attribute_not_exists(pk) OR application_key = :app",
+                    # Free, unmatched (reported before its application was known), or already ours.
+                    ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key) "
+                    "OR application_key = :app",
                     ExpressionAttributeValues={":app": application_pk},
                 )
             except ClientError as error:
@@ -382,6 +386,43 @@ class ApplicationStore:
             )
         else:
             self._table.update_item(Key={"pk": application_pk}, UpdateExpression="REMOVE files_pending")
+
+    def first_time(self, key: str, expires_at: int) -> bool:
+        """Replay guard for signed callbacks (callback_auth.ReplayGuard): one conditional write.
+
+        Kept in the applications table under its own key prefix; DynamoDB's TTL on expires_at
+        removes it once its timestamp can no longer pass the signature window.
+        """
+        try:
+            self._table.put_item(
+                Item={"pk": f"replay#{key}", "expires_at": expires_at},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
+
+    def record_unmatched(self, invoices: list[dict[str, Any]]) -> list[str]:
+        """Invoices a channel reported for no application the hub knows: kept, never dropped.
+
+        An application that later turns out to own one takes it over (record_invoices allows it).
+        """
+        kept = []
+        client = self._table.meta.client
+        for invoice in invoices:
+            try:
+                client.put_item(
+                    TableName=self._invoices_table_name,
+                    Item={**invoice, "unmatched": True},
+                    ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key)",
+                )
+                kept.append(invoice["pk"])
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+        return kept
 
     def find_by_request_number(self, request_number: str) -> StoredApplication | None:
         """The application sent under a request number (GSI by-request-number, set at intake)."""

@@ -16,8 +16,11 @@ from typing import Protocol
 from aws_lambda_powertools import Logger
 
 from fapiao_hub import events
+from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
+    CallbackRejected,
+    CallbackResult,
     Channel,
     InvoiceFile,
     InvoiceState,
@@ -28,6 +31,8 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
+from fapiao_hub.channels.registry import ChannelRegistry
+from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
 from fapiao_hub.models import Application, Status
@@ -74,10 +79,15 @@ class Intake:
     ) -> Submitted:
         """Store the application as RECEIVED and ask for its dispatch, exactly once per content.
 
-        Raises ApplicationConflict for the same number with other content, and
-        queues.QueueUnavailable when the dispatch request could not be sent: the application is
-        then stored and stays RECEIVED, and a repeat of the same body sends the request again.
+        Raises ApplicationConflict for the same number with other content, RedLimitExceeded when a
+        red application asks for more than its blue invoice has left, and queues.QueueUnavailable
+        when the dispatch request could not be sent: the application is then stored and stays
+        RECEIVED, and a repeat of the same body sends the request again.
         """
+        existing = self._store.get(application.source_system, application.open_apply_code)
+        if existing is not None:
+            return self._again(existing, payload_sha256)
+        reserved_on = self._reserve_red(application, warnings)
         try:
             stored = self._store.create(
                 application,
@@ -86,16 +96,37 @@ class Intake:
                 warnings=warnings,
                 requeue_after_seconds=REQUEUE_AFTER_SECONDS,
                 request_number=request_number_for(application.key),
+                extra_fields={"red_reserved_on": reserved_on} if reserved_on else None,
             )
-        except ApplicationExists as exists:
-            existing = exists.existing
-            if existing.payload_sha256 != payload_sha256:
-                raise ApplicationConflict(existing) from None
-            if existing.status is Status.RECEIVED and existing.queued_at is None:
-                self._request_dispatch(existing)
-            return Submitted(existing, created=False)
+        except BaseException as failure:
+            if reserved_on:  # not stored: what it held of the blue invoice is free again
+                self._store.release_red(reserved_on, -application.amount, -application.tax)
+            if isinstance(failure, ApplicationExists):
+                return self._again(failure.existing, payload_sha256)
+            raise
         self._request_dispatch(stored)
         return Submitted(stored, created=True)
+
+    def _again(self, existing: StoredApplication, payload_sha256: str) -> Submitted:
+        if existing.payload_sha256 != payload_sha256:
+            raise ApplicationConflict(existing)
+        if existing.status is Status.RECEIVED and existing.queued_at is None:
+            self._request_dispatch(existing)
+        return Submitted(existing, created=False)
+
+    def _reserve_red(self, application: Application, warnings: list[str]) -> str | None:
+        """Take a red application's amount from what its blue invoice has left (DOMAIN.md 4)."""
+        if application.red is None:
+            return None
+        blue = invoice_key(application.red.blue_invoice_code, application.red.blue_invoice_number)
+        if self._store.invoice(blue) is None:
+            warnings.append(
+                f"blue invoice {application.red.blue_invoice_number} was not issued through the hub: "
+                "what is left to reverse cannot be checked"
+            )
+            return None
+        self._store.reserve_red(blue, -application.amount, -application.tax)  # raises RedLimitExceeded
+        return blue
 
     def _request_dispatch(self, stored: StoredApplication) -> None:
         application = stored.application
@@ -641,3 +672,143 @@ def _http_get(url: str) -> bytes:
     response = requests.get(url, timeout=(3.05, 20))
     response.raise_for_status()
     return response.content
+
+
+# ============================================================================ callbacks
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """What the hub answers a pushing channel (its own envelope: Ekuaibao's ``{"value": ...}``)."""
+
+    status: int
+    body: dict
+
+
+class CallbackReceiver:
+    """A channel pushed results: authenticate, archive, read, apply — in that order.
+
+    Nothing is stored for a push that fails authentication. After that the raw body is archived
+    before it is read, so no pushed result can be lost: not to a parsing bug, not to an unknown
+    request number (those are recorded as unmatched and announced).
+    """
+
+    def __init__(
+        self,
+        store: ApplicationStore,
+        files: FileStore,
+        registry: ChannelRegistry,
+        dispatcher: Dispatcher,
+        events_publisher: EventPublisher,
+        config: Callable[[], HubConfig],
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._store = store
+        self._files = files
+        self._registry = registry
+        self._dispatcher = dispatcher
+        self._events = events_publisher
+        self._config = config
+        self._clock = clock
+
+    def receive(self, channel_name: str, *, query: dict, headers: dict, raw_body: bytes) -> CallbackAnswer:
+        settings = self._config().channels.get(channel_name)
+        channel = self._registry.channel(channel_name) if settings else None
+        if settings is None or channel is None or not hasattr(channel, "parse_callback"):
+            return CallbackAnswer(404, {"value": False, "message": "no such channel"})
+        auth = authenticate_callback(settings, query, headers, raw_body, self._clock(), self._store)
+        if not auth.ok:
+            logger.warning("callback refused", extra={"channel": channel_name, "reason": auth.reason})
+            return CallbackAnswer(401, {"value": False, "message": "unauthorized"})
+        raw_ref = self._files.put_raw_callback(channel_name, utc_now(), raw_body)
+        try:
+            results = channel.parse_callback(raw_body)
+        except CallbackRejected as rejected:
+            logger.warning("callback unreadable", extra={"channel": channel_name, "raw": raw_ref})
+            return CallbackAnswer(400, {"value": False, "message": str(rejected)})
+        unmatched = []
+        for result in results:
+            stored = self._store.find_by_request_number(result.request_number) if result.request_number else None
+            if stored is None:
+                unmatched.append(self._keep_unmatched(channel_name, result, raw_ref))
+                continue
+            logger.info("callback result", extra={"channel": channel_name, "status": stored.status.value})
+            self._dispatcher.apply_result(stored, result.outcome, channel)
+        if unmatched:
+            names = ", ".join(u or "(none)" for u in unmatched)
+            return CallbackAnswer(404, {"value": False, "message": f"no application for request number {names}"})
+        return CallbackAnswer(200, {"value": True})
+
+    def _keep_unmatched(self, channel_name: str, result: CallbackResult, raw_ref: str) -> str | None:
+        invoices = result.outcome.invoices if isinstance(result.outcome, Issued) else ()
+        items = [_unmatched_item(channel_name, result, invoice, raw_ref) for invoice in invoices]
+        kept = self._store.record_unmatched(items) if items else []
+        self._events.publish(
+            events.outcome_event(
+                events.EventType.RESULT_UNMATCHED,
+                source_system="",
+                open_apply_code="",
+                channel=channel_name,
+                request_number=result.request_number,
+                outcome=type(result.outcome).__name__,
+                invoices=kept,
+                raw=raw_ref,
+            )
+        )
+        return result.request_number
+
+
+def _unmatched_item(channel: str, result: CallbackResult, invoice: IssuedInvoice, raw_ref: str) -> dict:
+    item: dict[str, object] = {
+        "pk": invoice_key(invoice.code, invoice.number),
+        "number": invoice.number,
+        "channel": channel,
+        "status": invoice.state.value,
+        "raw": raw_ref,
+        "recorded_at": iso(utc_now()),
+    }
+    optional = {
+        "code": invoice.code,
+        "request_number": result.request_number,
+        "issued_on": invoice.issued_on.isoformat() if invoice.issued_on else None,
+        "amount": invoice.amount,
+        "tax": invoice.tax,
+        "check_code": invoice.check_code,
+        "invoice_type": invoice.invoice_type.value if invoice.invoice_type else None,
+        "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines] or None,
+        "details": dict(invoice.details) or None,
+    }
+    item.update({k: v for k, v in optional.items() if v is not None})
+    return item
+
+
+# ============================================================================ polling
+@dataclass(frozen=True)
+class PollReport:
+    due: int
+    queued: int
+
+
+class Poller:
+    """Finds due applications through the sparse due-work index and hands them to the dispatch queue.
+
+    The dispatch function advances each one (query a channel, re-send after a quiet period,
+    re-queue a stale RECEIVED one, mark STUCK past the deadline): one code path for every step, and
+    a burst of due work fans out over as many dispatchers as the queue's event source allows. Reads
+    grow with due work, never with the table.
+    """
+
+    def __init__(self, store: ApplicationStore, queue: DispatchQueue, *, clock: Callable[[], float] = time.time):
+        self._store = store
+        self._queue = queue
+        self._clock = clock
+
+    def run(self, *, limit: int = 5000, time_left_ms: Callable[[], int] | None = None) -> PollReport:
+        """One scheduled run: at most ``limit`` applications, stopping well before the deadline."""
+        due = self._store.due(int(self._clock()), limit)
+        queued = 0
+        for start in range(0, len(due), 10):
+            if time_left_ms is not None and time_left_ms() < 5000:
+                break  # the rest stays due: the next run takes it
+            self._queue.request_dispatch_batch(due[start : start + 10])
+            queued += len(due[start : start + 10])
+        return PollReport(due=len(due), queued=queued)

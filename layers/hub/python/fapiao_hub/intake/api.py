@@ -20,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fapiao_hub import jsonutil, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.queues import QueueUnavailable
-from fapiao_hub.store import StoredApplication
+from fapiao_hub.store import RedLimitExceeded, StoredApplication
 from fapiao_hub.workflow import ApplicationConflict
 
 logger = Logger(child=True)
@@ -171,6 +171,18 @@ def submit() -> Response:
             HTTPStatus.CONFLICT,
             f"openApplyCode {application.open_apply_code!r} was already received with different content",
         )
+    except RedLimitExceeded as exceeded:
+        red = application.red
+        raise _invalid(
+            [
+                seed004.FieldError(
+                    f"{seed004.ROOT}.blueInvoiceNumber",
+                    f"reverses {-application.amount} + tax {-application.tax}, but blue invoice "
+                    f"{red.blue_invoice_number if red else ''} has {exceeded.remaining_amount} + tax "
+                    f"{exceeded.remaining_tax} left to reverse",
+                )
+            ]
+        ) from None
     logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
     metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"

@@ -1,0 +1,21 @@
+"""Poller function: every minute, hands due applications to the dispatch queue."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fapiao_hub import runtime
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    report = runtime.poller().run(time_left_ms=context.get_remaining_time_in_millis)
+    metrics.add_metric(name="DueApplications", unit=MetricUnit.Count, value=report.due)
+    logger.info("poll run", extra={"due": report.due, "queued": report.queued})
+    return {"due": report.due, "queued": report.queued}
