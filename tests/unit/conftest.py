@@ -103,7 +103,9 @@ class Hub:
         return response["statusCode"], (json.loads(body) if body else None), response.get("headers", {})
 
     def applications(self) -> list[dict[str, Any]]:
-        return sorted(self.table.scan(ConsistentRead=True)["Items"], key=lambda i: i["pk"])
+        """Application items (the table also holds the callback replay guard's items)."""
+        items = self.table.scan(ConsistentRead=True)["Items"]
+        return sorted((i for i in items if not i["pk"].startswith("replay#")), key=lambda i: i["pk"])
 
     def queued(self) -> list[dict[str, Any]]:
         """Drain the dispatch queue (messages become visible again after the test: not needed)."""
