@@ -63,9 +63,7 @@ def test_same_code_with_other_content_is_a_conflict_and_changes_nothing(hub):
     changed["invoiceOrder"]["remark"] = "something else"
     status, answer, _ = hub.call(post(changed))
     assert status == 409
-    assert (
-        answer["success"] is False and CODE in answer["message"] and "different content" in answer["message"]
-    )
+    assert answer["success"] is False and CODE in answer["message"] and "different content" in answer["message"]
     assert hub.snapshot() == before
 
 
@@ -239,9 +237,7 @@ def test_get_returns_the_application_history_and_derived_totals(hub):
         Decimal("692.57"),
     )
     assert order["invoiceType"] == "0112" and order["purchaserTaxpayerNo"] == VALID_BUYER
-    assert (
-        len(order["invoiceOrderSub"]) == 5 and order["invoiceOrderSub"][0]["vehicleNo"] == "THFC1BLCC1Q1QD160"
-    )
+    assert len(order["invoiceOrderSub"]) == 5 and order["invoiceOrderSub"][0]["vehicleNo"] == "THFC1BLCC1Q1QD160"
 
 
 def test_get_is_scoped_to_the_callers_business_system(hub):

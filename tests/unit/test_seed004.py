@@ -153,9 +153,7 @@ def _numbers(value):
         ),
         (lambda o: o.update(purchaserTaxpayerName=""), "invoiceOrder.purchaserTaxpayerName", "at least 1"),
         (
-            lambda o: o["invoiceOrderSub"].__setitem__(
-                1, {**o["invoiceOrderSub"][1], "amtInclTax": Decimal("-60")}
-            ),
+            lambda o: o["invoiceOrderSub"].__setitem__(1, {**o["invoiceOrderSub"][1], "amtInclTax": Decimal("-60")}),
             "invoiceOrder.invoiceOrderSub[1]",
             "discount",
         ),
@@ -221,9 +219,7 @@ def test_checksum_failure_is_a_warning_by_default_and_an_error_in_strict_mode():
 
 
 def test_red_order_fixture_maps_to_a_red_application():
-    event = json.loads(
-        (FIXTURES.parent.parent / "events" / "intake-post-red.json").read_text(encoding="utf-8")
-    )
+    event = json.loads((FIXTURES.parent.parent / "events" / "intake-post-red.json").read_text(encoding="utf-8"))
     result = convert(jsonutil.loads(event["body"]))
     assert result.errors == []
     app = result.application

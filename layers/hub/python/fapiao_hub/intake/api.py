@@ -139,7 +139,26 @@ _INVOICE_FIELDS = {
 
 
 def _invoice(item: dict[str, Any]) -> dict[str, Any]:
-    return {name: item[field] for field, name in _INVOICE_FIELDS.items() if field in item}
+    shown = {name: item[field] for field, name in _INVOICE_FIELDS.items() if field in item}
+    if item.get("files"):
+        shown["files"] = [_file(f) for f in item["files"]]
+    return shown
+
+
+def _file(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored file with a short-lived download URL, or why there is none."""
+    if record.get("key"):
+        return {
+            "format": record["format"],
+            "size": int(record["size"]),
+            "sha256": record["sha256"],
+            "url": runtime.file_store().presigned_url(record["key"], PRESIGNED_URL_SECONDS),
+        }
+    return {"error": record.get("error"), "source": record.get("source")}
+
+
+# Download links in GET answers are good for five minutes.
+PRESIGNED_URL_SECONDS = 300
 
 
 def submit() -> Response:
