@@ -71,23 +71,101 @@ def state_dir_default() -> Path:
     return Path(os.environ.get("FAPIAO_HUB_STATE_DIR") or ROOT / ".fapiao-hub")
 
 
-# Channel type -> the sandbox simulating it (a "base_url": "sandbox" in the sample configuration).
-SANDBOXES = {"xunlian": "sandbox.xunlian"}
+def _start_xunlian(channel: dict[str, Any]) -> Any:
+    from sandbox import xunlian
+
+    return xunlian.run(host=HOST, port=0)
+
+
+def _start_partner(channel: dict[str, Any]) -> Any:
+    import requests
+
+    from sandbox import partner
+
+    credentials = channel["credentials"]
+    server = partner.run(
+        host=HOST, port=0, client_id=credentials["client_id"], client_secret=credentials["client_secret"]
+    )
+    # Every application the hub asks about is known ("applied"), then issued two seconds later.
+    config = {"auto": True, "issue_after_ms": 2000, "invoices_per_application": 1}
+    requests.post(f"{server.base_url}/_sandbox/config", json=config, timeout=5).raise_for_status()
+    return server
+
+
+def _start_kingdee(channel: dict[str, Any]) -> Any:
+    from sandbox import kingdee
+
+    return kingdee.run(host=HOST, port=0, access_token=channel["credentials"]["access_token"], issue_delay_ms=2000)
+
+
+def _start_ekuaibao(channel: dict[str, Any]) -> Any:
+    from sandbox import ekuaibao
+
+    credentials = channel["credentials"]
+    return ekuaibao.run(
+        host=HOST, port=0, access_token=credentials["access_token"], hmac_secret=credentials.get("hmac_secret")
+    )
+
+
+# Channel type -> how to start its sandbox (a "base_url": "sandbox" in the sample configuration).
+SANDBOXES = {
+    "xunlian": _start_xunlian,
+    "partner": _start_partner,
+    "kingdee": _start_kingdee,
+    "ekuaibao": _start_ekuaibao,
+}
+# Channels that push their results (the sandbox needs the hub's callback URL).
+PUSHING = {"ekuaibao"}
+# Scheduled functions fire this often locally (rate(1 minute) in AWS), so a demo does not wait.
+LOCAL_SCHEDULE_SECONDS = float(os.environ.get("LOCAL_SCHEDULE_SECONDS", "5"))
 
 
 def start_sandboxes(config: dict[str, Any]) -> dict[str, Any]:
     """Start a sandbox for every channel whose base_url is "sandbox"; point the channel at it."""
-    import importlib
-
     started = {}
     for name, channel in (config.get("channels") or {}).items():
         if channel.get("base_url") != "sandbox":
             continue
-        module = importlib.import_module(SANDBOXES[channel["type"]])
-        started[name] = module.run(host=HOST, port=0)
+        started[name] = SANDBOXES[channel["type"]](channel)
         channel["base_url"] = started[name].base_url
         log.info("sandbox %s (%s) on %s", name, channel["type"], started[name].base_url)
     return started
+
+
+class OutOfBandForwarder(Pump):
+    """Hands SUBMITTED applications of pushing channels to their sandbox.
+
+    Such channels (Ekuaibao) receive applications outside the hub's API: the business's own
+    integration hands them over. Locally this thread plays that part, once per application.
+    """
+
+    idle_wait = 1.0
+
+    def __init__(self, dynamodb: Any, table: str, sandboxes: dict[str, Any]) -> None:
+        super().__init__("out-of-band forwarder")
+        self._dynamodb = dynamodb
+        self._table = table
+        self._sandboxes = sandboxes
+        self._forwarded: set[str] = set()
+
+    def poll_once(self) -> int:
+        forwarded = 0
+        pages = self._dynamodb.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="#s = :submitted",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":submitted": {"S": "SUBMITTED"}},
+        )
+        for page in pages:
+            for item in page["Items"]:
+                channel = item.get("channel", {}).get("S")
+                number = item.get("request_number", {}).get("S")
+                if channel in self._sandboxes and number and number not in self._forwarded:
+                    self._sandboxes[channel].submit(number)
+                    self._forwarded.add(number)
+                    forwarded += 1
+        self._stop_event.wait(self.idle_wait)
+        return forwarded
 
 
 def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
@@ -194,17 +272,23 @@ def _shutdown(
         sandbox.shutdown()
 
 
-def _channel_info(config: dict[str, Any], sandboxes: dict[str, Any]) -> dict[str, Any]:
-    """Per sandbox channel: a company code routed to it and the sandbox's URL (for scripts)."""
+def _channel_info(config: dict[str, Any], sandboxes: dict[str, Any], api_url: str) -> dict[str, Any]:
+    """Per sandbox channel: a company code routed to it, the sandbox's URL, and for pushing
+    channels the hub's callback URL and the local credentials (for scripts)."""
     info: dict[str, Any] = {}
     for name, sandbox in sandboxes.items():
+        channel = config["channels"][name]
         companies = [
             code
             for system in config["business_systems"].values()
             for code, company in system.get("companies", {}).items()
             if company.get("channel") == name
         ]
-        info[name] = {"company_code": companies[0] if companies else None, "base_url": sandbox.base_url}
+        info[name] = {"type": channel["type"], "company_code": companies[0] if companies else None,
+                      "base_url": sandbox.base_url}  # fmt: skip
+        if channel["type"] in PUSHING:
+            info[name]["callback_url"] = f"{api_url}/v1/callbacks/{name}"
+            info[name]["credentials"] = channel.get("credentials", {})
     return info
 
 
@@ -299,6 +383,9 @@ def start(
             Route(route.method, route.path, functions[lid]) for lid, spec in specs.items() for route in spec.http_routes
         ]
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
+        for name, sandbox in sandboxes.items():
+            if config_document["channels"][name]["type"] in PUSHING:
+                sandbox.callback_url = f"{gateway.url}/v1/callbacks/{name}"
 
         sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
         for lid, spec in specs.items():
@@ -329,6 +416,7 @@ def start(
                             scheduler=schedule.kind == "ScheduleV2",
                             region=region,
                             account_id=resources.account_id,
+                            interval=LOCAL_SCHEDULE_SECONDS,
                         )
                     )
         for function_lid, schedule in resources.schedule_targets:
@@ -343,6 +431,7 @@ def start(
                         rule_arn=rule.arn if rule else "",
                         region=region,
                         account_id=resources.account_id,
+                        interval=LOCAL_SCHEDULE_SECONDS,
                     )
                 )
         for bridge in resources.bridges:
@@ -356,6 +445,10 @@ def start(
                         input_path=bridge.input_path,
                     )
                 )
+        pushing = {n: sb for n, sb in sandboxes.items() if config_document["channels"][n]["type"] in PUSHING}
+        if pushing:
+            dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint)
+            pumps.append(OutOfBandForwarder(dynamodb, resources.tables["ApplicationsTable"], pushing))
         for pump in pumps:
             pump.start()
             log.info("pump %s", pump.name)
@@ -384,7 +477,7 @@ def start(
             "hub_config_file": str(hub_config_file),
             "routes": sorted(r.route_key + " -> " + r.function.name for r in gateway.routes),
             "functions": {lid: f.name for lid, f in functions.items()},
-            "channels": _channel_info(config_document, sandboxes),
+            "channels": _channel_info(config_document, sandboxes, hub.api_url),
             **resources.as_dict(),
         }
         _write_private(local_json, json.dumps(info, indent=2))

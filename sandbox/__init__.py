@@ -6,5 +6,10 @@ after the invoice exists, connection resets, unreadable answers). Standard libra
 simulator must run wherever the tests run, with no extra dependencies.
 
 - :mod:`sandbox.xunlian` - Xunlian ``serverIssue`` (seed 001).
+- :mod:`sandbox.partner` - the partner's signed ``queryInvoice`` (seed 003), walking statuses over time.
+- :mod:`sandbox.kingdee` - Kingdee ``BILL.PUSH`` / ``BILL.INVOICE.QUERY`` with the base64 envelope (seed 002).
+- :mod:`sandbox.pusher` - a client that pushes Ekuaibao-shaped results (seed 000) to a callback URL
+  (uses requests: it is a client, not a server).
+- :mod:`sandbox.ekuaibao` - Ekuaibao for the local run: applications in out of band, pushes out.
 - :mod:`sandbox.faults` - fault switches shared by the simulators.
 """

@@ -176,3 +176,43 @@ def test_an_order_routed_to_the_xunlian_sandbox_is_issued(local_run: LocalRun) -
     assert invoice["invoiceCode"] == sandbox_invoice["invoiceCode"]
     assert invoice["invoiceType"] == "VAT_SPECIAL_ELECTRONIC" and invoice["status"] == "ISSUED"
     assert local_run.stop(signal.SIGINT) == 0, local_run.log()
+
+
+def test_orders_routed_to_each_async_channel_are_issued_with_a_downloadable_pdf(local_run: LocalRun) -> None:
+    """Partner (polled), Kingdee (pushed then polled), Ekuaibao (pushes its result): each order ends
+    ISSUED, and the PDF behind the URL that GET returns is a PDF."""
+    import time
+
+    import requests
+
+    channels = local_run.info["channels"]
+    assert {c["type"] for c in channels.values()} >= {"partner", "kingdee", "ekuaibao"}
+    assert channels["ekuaibao"]["callback_url"].startswith(local_run.api_url)
+    codes = {}
+    for name in ("partner", "kingdee", "ekuaibao"):
+        order = seed004_order()
+        code = f"async-{name}-1"
+        order["invoiceOrder"].update(openApplyCode=code, bukrs=channels[name]["company_code"])
+        status, body = call(local_run, "POST", "/v1/invoice-orders", order, token=local_run.token)
+        assert status == 200, body
+        codes[name] = code
+    pending = dict(codes)
+    deadline = time.monotonic() + 90
+    seen: dict[str, dict] = {}
+    while pending and time.monotonic() < deadline:
+        for name, code in list(pending.items()):
+            _, body = call(local_run, "GET", f"/v1/invoice-orders/{code}", token=local_run.token)
+            data = body["data"]
+            files = [f for i in data.get("invoices", []) for f in i.get("files", []) if f.get("url")]
+            if data["status"] == "ISSUED" and any(f["format"] == "pdf" for f in files):
+                seen[name] = data
+                del pending[name]
+        time.sleep(0.5)
+    assert not pending, ({n: call(local_run, "GET", f"/v1/invoice-orders/{c}", token=local_run.token)[1]
+                          for n, c in pending.items()}, local_run.log()[-4000:])  # fmt: skip
+    for name, data in seen.items():
+        [pdf] = [f for i in data["invoices"] for f in i["files"] if f.get("format") == "pdf"]
+        downloaded = requests.get(pdf["url"], timeout=10)
+        assert downloaded.status_code == 200 and downloaded.content.startswith(b"%PDF"), name
+        assert len(downloaded.content) == pdf["size"]
+    assert local_run.stop(signal.SIGINT) == 0, local_run.log()
