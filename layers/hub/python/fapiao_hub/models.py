@@ -124,7 +124,8 @@ Records = Annotated[list[dict[str, Any]], PlainSerializer(_plain_json, when_used
 # the facts (an invoice found issued, a rejection) because a result must never be lost.
 ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     # Facts (an invoice issued, a refusal) are accepted from every open state.
-    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.ISSUED, Status.REJECTED, Status.STUCK}),
+    # A channel reporting "in progress" for a RECEIVED application has it already (out of band).
+    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK}),
     Status.DISPATCHING: frozenset(
         {
             Status.ISSUED, Status.SUBMITTED, Status.UNKNOWN, Status.REJECTED, Status.RETRY_WAIT,

@@ -632,6 +632,10 @@ class Dispatcher:
             self._store.transition(stored, to, note=note, changes=changes, next_poll_at=next_poll_at)
         except StaleWrite:
             return "lost race"
+        except IllegalTransition:
+            # A late, out-of-order report (e.g. "in progress" after an outcome): nothing to change.
+            logger.info("ignored a report that would move %s back to %s", stored.status.value, to.value)
+            return "ignored"
         return to.value.lower()
 
     def _later(self, stored: StoredApplication, delay: int, result: str = "waiting") -> str:
