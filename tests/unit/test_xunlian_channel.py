@@ -328,7 +328,7 @@ def test_unexpected_answers_are_unknown(answer: bytes, expected: str) -> None:
 
 def test_ok_false_is_rejected_with_its_code_and_without_personal_data() -> None:
     message = f"buyerTaxId: '{BUYER_TAX_ID}' is invalid; receiveMsgEmail {BUYER_EMAIL} refused"
-    scrub = xunlian._scrubber([BUYER_TAX_ID, BUYER_EMAIL])
+    scrub = xunlian.scrubber([BUYER_TAX_ID, BUYER_EMAIL])
     outcome = interpret_answer(200, envelope(False, "4001", None, message), request_number="R-1", scrub=scrub)
     assert isinstance(outcome, Rejected)
     assert outcome.code == "4001"

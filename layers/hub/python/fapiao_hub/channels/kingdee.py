@@ -179,17 +179,17 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.channels.xunlian import (
-    _decimal,
-    _eight,
-    _join,
-    _money,
-    _no_scrub,
-    _nothing_sent,
-    _plain,
-    _scrubber,
-    _text,
-    build_session,
+from fapiao_hub.channels.wire import (
+    build_post_session,
+    eight_places,
+    join_text,
+    money_text,
+    no_scrub,
+    nothing_sent,
+    parse_decimal,
+    rate_text,
+    scrubber,
+    text_or_none,
 )
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application, Direction, InvoiceType, Line
@@ -299,13 +299,13 @@ class KingdeeOptions:
 
 def parse_options(options: Mapping[str, str], credentials: Mapping[str, str]) -> KingdeeOptions:
     """The channel options, checked; raises :class:`KingdeeConfigError` naming the setting."""
-    code = _text(options.get("business_system_code"))
+    code = text_or_none(options.get("business_system_code"))
     if code is None:
         raise KingdeeConfigError("options.business_system_code is required (Kingdee businessSystemCode)")
-    submit = (_text(options.get("submit")) or "out_of_band").strip()
+    submit = (text_or_none(options.get("submit")) or "out_of_band").strip()
     if submit not in _SUBMIT_MODES:
         raise KingdeeConfigError(f"options.submit must be one of {', '.join(_SUBMIT_MODES)}, got {submit!r}")
-    encryption = (_text(options.get("encryption")) or "none").strip().lower()
+    encryption = (text_or_none(options.get("encryption")) or "none").strip().lower()
     aes_key = None
     if encryption == "aes-gcm":
         aes_key = _aes_key(credentials.get("aes_key"))
@@ -407,7 +407,7 @@ def build_request(
 
 def _number(value: Decimal) -> Decimal:
     """An amount as a 2-decimal Decimal (jsonutil writes it as a JSON number, digit for digit)."""
-    return Decimal(_money(value))
+    return Decimal(money_text(value))
 
 
 def to_bill(application: Application, request_number: str, options: Mapping[str, str]) -> dict[str, Any]:
@@ -416,7 +416,7 @@ def to_bill(application: Application, request_number: str, options: Mapping[str,
     Raises :class:`KingdeeRequestError` for what cannot be sent. Absent values are left out.
     """
     seller, buyer = application.seller, application.buyer
-    seller_tax = _text(seller.tax_number)
+    seller_tax = text_or_none(seller.tax_number)
     if seller_tax is None:
         raise KingdeeRequestError("seller.tax_number is required (Kingdee sellerTaxpayerId)", MISSING_SELLER_TAX_NUMBER)
     if len(seller_tax) > SELLER_TAX_ID_LIMIT:
@@ -439,35 +439,35 @@ def to_bill(application: Application, request_number: str, options: Mapping[str,
         "billNo": request_number,
         "billDate": time.time_ns() // 1_000_000,
         "sellerTaxpayerId": seller_tax,
-        "sellerName": _text(seller.name),
-        "sellerAddressAndTel": _join(seller.address, seller.phone),
-        "sellerBankAndAccount": _join(seller.bank_name, seller.bank_account),
+        "sellerName": text_or_none(seller.name),
+        "sellerAddressAndTel": join_text(seller.address, seller.phone),
+        "sellerBankAndAccount": join_text(seller.bank_name, seller.bank_account),
         "buyerName": buyer.name,
-        "buyerTaxpayerId": _text(buyer.tax_number),
-        "buyerAddressAndTel": _join(buyer.address, buyer.phone),
-        "buyerBankAndAccount": _join(buyer.bank_name, buyer.bank_account),
-        "buyerRecipientMail": _text(buyer.email),
-        "buyerRecipientPhone": _text(buyer.mobile),
+        "buyerTaxpayerId": text_or_none(buyer.tax_number),
+        "buyerAddressAndTel": join_text(buyer.address, buyer.phone),
+        "buyerBankAndAccount": join_text(buyer.bank_name, buyer.bank_account),
+        "buyerRecipientMail": text_or_none(buyer.email),
+        "buyerRecipientPhone": text_or_none(buyer.mobile),
         "invoiceType": type_code,
-        "remark": _text(application.remark),
+        "remark": text_or_none(application.remark),
         "totalAmount": _number(application.amount),
         "totalTaxAmount": _number(application.tax),
         "includeTaxAmount": _number(application.amount_incl_tax),
         "taxFlag": "1" if application.prices_include_tax else "0",
-        "drawer": _text(options.get("drawer")),
-        "payee": _text(options.get("payee")),
-        "reviewer": _text(options.get("reviewer")),
+        "drawer": text_or_none(options.get("drawer")),
+        "payee": text_or_none(options.get("payee")),
+        "reviewer": text_or_none(options.get("reviewer")),
     }
     if application.direction == Direction.RED:
         red = application.red
-        if red is None or _text(red.blue_invoice_number) is None:
+        if red is None or text_or_none(red.blue_invoice_number) is None:
             raise KingdeeRequestError(
                 "a red bill needs the blue invoice's number (red.blue_invoice_number)", MISSING_BLUE_INVOICE
             )
         bill["originalInvoiceNumber"] = red.blue_invoice_number
-        bill["originalInvoiceCode"] = _text(red.blue_invoice_code)
+        bill["originalInvoiceCode"] = text_or_none(red.blue_invoice_code)
         bill["redReason"] = red.reason.value if red.reason is not None else None
-        bill["redInfoBillNo"] = _text(red.confirmation_number) or _text(red.confirmation_uuid)
+        bill["redInfoBillNo"] = text_or_none(red.confirmation_number) or text_or_none(red.confirmation_uuid)
     bill["billDetail"] = [
         _line_to_bill(seq, line, application.prices_include_tax) for seq, line in enumerate(application.lines)
     ]
@@ -475,26 +475,26 @@ def to_bill(application: Application, request_number: str, options: Mapping[str,
 
 
 def _line_to_bill(seq: int, line: Line, prices_include_tax: bool) -> dict[str, Any]:
-    policy = _text(line.preferential_policy)
+    policy = text_or_none(line.preferential_policy)
     entry: dict[str, Any] = {
         "seq": seq,
         "goodsName": line.goods_name,
-        "revenueCode": _text(line.tax_code),
-        "goodsCode": _text(line.material_code),
-        "specification": _text(line.specification),
-        "units": _text(line.unit),
-        "quantity": _eight(line.quantity) if line.quantity is not None else None,
+        "revenueCode": text_or_none(line.tax_code),
+        "goodsCode": text_or_none(line.material_code),
+        "specification": text_or_none(line.specification),
+        "units": text_or_none(line.unit),
+        "quantity": eight_places(line.quantity) if line.quantity is not None else None,
         "amount": _number(line.amount),
         "taxAmount": _number(line.tax),
         "includeTaxAmount": _number(line.amount_incl_tax),
-        "taxRate": _plain(line.tax_rate),
+        "taxRate": rate_text(line.tax_rate),
         "lineProperty": int(line.nature.value),
-        "zeroTaxRateFlag": _text(line.zero_rate_flag),
+        "zeroTaxRateFlag": text_or_none(line.zero_rate_flag),
         "privilegeFlag": 1 if policy else 0,
         "privilegeContent": policy,
     }
     if line.unit_price is not None:
-        entry["includeTaxPrice" if prices_include_tax else "price"] = _eight(line.unit_price)
+        entry["includeTaxPrice" if prices_include_tax else "price"] = eight_places(line.unit_price)
     return {k: v for k, v in entry.items() if v is not None}
 
 
@@ -503,7 +503,7 @@ def _line_to_bill(seq: int, line: Line, prices_include_tax: bool) -> dict[str, A
 
 def _number_or_none(value: Any) -> Decimal | None:
     try:
-        return _decimal(value, "number")
+        return parse_decimal(value, "number")
     except ValueError:
         return None
 
@@ -525,7 +525,7 @@ def _code_text(value: Any) -> str | None:
         return None
     if isinstance(value, Decimal):
         return str(int(value)) if value == value.to_integral_value() else f"{value:f}"
-    return _text(value) if isinstance(value, int | str) else None
+    return text_or_none(value) if isinstance(value, int | str) else None
 
 
 def _issued_on(value: Any) -> dt.date | None:
@@ -553,15 +553,15 @@ def _line(raw: Mapping[str, Any]) -> InvoiceLine | None:
         return None
     nature = _code_text(raw.get("lineProperty"))
     return InvoiceLine(
-        goods_name=_text(raw.get("goodsName")) or "",
+        goods_name=text_or_none(raw.get("goodsName")) or "",
         amount=amount,
         tax=tax,
         tax_rate=_number_or_none(raw.get("taxRate")),
         quantity=_number_or_none(raw.get("quantity")),
         unit_price=_number_or_none(raw.get("price")),
-        unit=_text(raw.get("units")),
-        specification=_text(raw.get("specification")),
-        tax_code=_text(raw.get("revenueCode")),
+        unit=text_or_none(raw.get("units")),
+        specification=text_or_none(raw.get("specification")),
+        tax_code=text_or_none(raw.get("revenueCode")),
         nature=nature if nature in ("0", "1", "2") else None,
     )
 
@@ -572,10 +572,10 @@ _IMAGE_HINTS = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".gif": "gif"}
 def _files(raw: Mapping[str, Any]) -> tuple[InvoiceFile, ...]:
     files: list[InvoiceFile] = []
     for field, hint in (("invoiceFileUrl", "pdf"), ("ofdFileUrl", "ofd"), ("xmlFileUrl", "xml")):
-        url = _text(raw.get(field))
+        url = text_or_none(raw.get(field))
         if url is not None:
             files.append(InvoiceFile(url=url.strip(), format_hint=hint))
-    image = _text(raw.get("invoiceImageUrl"))
+    image = text_or_none(raw.get("invoiceImageUrl"))
     if image is not None:
         path = image.strip().split("?", 1)[0].lower()
         hint = next((h for ext, h in _IMAGE_HINTS.items() if path.endswith(ext)), "image")
@@ -584,7 +584,7 @@ def _files(raw: Mapping[str, Any]) -> tuple[InvoiceFile, ...]:
 
 
 def _has_number(raw: Mapping[str, Any]) -> bool:
-    return _text(raw.get("invoiceNumber")) is not None or _text(raw.get("invoiceNum")) is not None
+    return text_or_none(raw.get("invoiceNumber")) is not None or text_or_none(raw.get("invoiceNum")) is not None
 
 
 def invoice_from_answer(
@@ -594,7 +594,7 @@ def invoice_from_answer(
     states: Mapping[str, InvoiceState] | None = None,
 ) -> IssuedInvoice | None:
     """One ``invoiceList`` element as an :class:`IssuedInvoice`; None while it has no number."""
-    number = _text(raw.get("invoiceNumber")) or _text(raw.get("invoiceNum"))
+    number = text_or_none(raw.get("invoiceNumber")) or text_or_none(raw.get("invoiceNum"))
     if number is None:
         return None
     states = states if states is not None else {DEFAULT_VOIDED_STATUSES: InvoiceState.VOIDED}
@@ -619,11 +619,11 @@ def invoice_from_answer(
         details["unreadable_goods"] = str(unreadable)
     return IssuedInvoice(
         number=number.strip(),
-        code=(_text(raw.get("invoiceCode")) or "").strip() or None,
+        code=(text_or_none(raw.get("invoiceCode")) or "").strip() or None,
         issued_on=_issued_on(raw.get("invoiceDate")),
         amount=_money_or_none(raw.get("totalAmount")),
         tax=_money_or_none(raw.get("totalTaxAmount")),
-        check_code=(_text(raw.get("checkCode")) or "").strip() or None,
+        check_code=(text_or_none(raw.get("checkCode")) or "").strip() or None,
         invoice_type=INVOICE_TYPES_BY_CODE.get(type_code) if type_code is not None else None,
         channel_invoice_id=_code_text(raw.get("id")),
         state=states.get(status, InvoiceState.ISSUED) if status is not None else InvoiceState.ISSUED,
@@ -631,8 +631,8 @@ def invoice_from_answer(
         lines=tuple(line for line in lines if line is not None),
         red_remaining_amount=_money_or_none(raw.get("canRedAmount")),
         red_remaining_tax=_money_or_none(raw.get("canRedTaxAmount")),
-        original_number=_text(raw.get("originalInvoiceNumber")),
-        original_code=_text(raw.get("originalInvoiceCode")),
+        original_number=text_or_none(raw.get("originalInvoiceNumber")),
+        original_code=text_or_none(raw.get("originalInvoiceCode")),
         details=details,
     )
 
@@ -680,7 +680,11 @@ def _read_answer(
             return Unknown(f"the answer's data cannot be read: {error}", raw=content)
     else:
         data = None
-    message = _text(answer.get("errorMsg")) or _text(answer.get("message")) or _text(answer.get("description"))
+    message = (
+        text_or_none(answer.get("errorMsg"))
+        or text_or_none(answer.get("message"))
+        or text_or_none(answer.get("description"))
+    )
     return _Answer(answer["success"], _code_text(answer.get("errorCode")), message, data)
 
 
@@ -701,7 +705,7 @@ def interpret_push_answer(
     aes_key: bytes | None = None,
     duplicates: frozenset[str] = _codes(DEFAULT_DUPLICATE_CODES),
     auth_codes: frozenset[str] = _codes(DEFAULT_AUTH_CODES),
-    scrub: Callable[[str], str] = _no_scrub,
+    scrub: Callable[[str], str] = no_scrub,
 ) -> Outcome:
     """What an answer to ``BILL.PUSH`` means (the module docstring's table). Never raises."""
     answer = _read_answer(status_code, content, aes_key=aes_key, issuing=True)
@@ -732,7 +736,7 @@ def interpret_query_answer(
     not_found_codes: frozenset[str] = _codes(DEFAULT_NOT_FOUND_CODES),
     auth_codes: frozenset[str] = _codes(DEFAULT_AUTH_CODES),
     states: Mapping[str, InvoiceState] | None = None,
-    scrub: Callable[[str], str] = _no_scrub,
+    scrub: Callable[[str], str] = no_scrub,
 ) -> QueryOutcome:
     """What an answer to ``BILL.INVOICE.QUERY`` means (the module docstring's table). Never raises."""
     answer = _read_answer(status_code, content, aes_key=aes_key, issuing=False)
@@ -797,10 +801,10 @@ class KingdeeChannel:
         self.options = parse_options(settings.options, settings.credentials)
         self.url = settings.base_url.rstrip("/") + API_PATH
         self.timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
-        token = _text(settings.credentials.get("access_token"))
+        token = text_or_none(settings.credentials.get("access_token"))
         self.params = {"access_token": token} if token is not None else {}
         # A session passed in is used as it is: its adapters decide retries.
-        self.session = session if session is not None else build_session(settings)
+        self.session = session if session is not None else build_post_session(settings)
 
     # -- Channel
 
@@ -828,7 +832,7 @@ class KingdeeChannel:
         return outcome
 
     def query(self, application: Application, request_number: str) -> QueryOutcome:
-        seller_tax = _text(application.seller.tax_number)
+        seller_tax = text_or_none(application.seller.tax_number)
         if seller_tax is None:
             return Unknown("cannot query Kingdee without the seller's tax number (sellerTaxpayerId)")
         sent = self._post(BILL_INVOICE_QUERY, {"sellerTaxpayerId": seller_tax, "serialNo": request_number})
@@ -870,7 +874,7 @@ class KingdeeChannel:
             )
         except requests.ConnectionError as error:
             # ConnectTimeout is a ConnectionError; a ReadTimeout is not (handled below).
-            if _nothing_sent(error):
+            if nothing_sent(error):
                 return NotSent(f"could not connect to Kingdee ({type(error).__name__}); nothing was sent")
             return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
         except requests.ReadTimeout:
@@ -895,7 +899,7 @@ class KingdeeChannel:
             buyer.bank_account,
             *self.settings.credentials.values(),
         ]
-        return _scrubber(values)
+        return scrubber(values)
 
     def _log(self, interface_code: str, request_number: str, outcome: QueryOutcome) -> None:
         logger.info(

@@ -14,7 +14,7 @@ Public API
   returning seconds since the epoch, ``time.time`` by default): the Channel.
 - :func:`canonical_string`, :func:`sign`, :func:`signed_params`: the request signature.
 - :func:`interpret_answer`: an HTTP status and answer bytes -> a query outcome (pure, never raises).
-- :func:`build_session`: the transport policy for the GET (timeouts are passed per request).
+- :func:`build_post_session`: the transport policy for the GET (timeouts are passed per request).
 
 Configuration
 -------------
@@ -132,7 +132,7 @@ from fapiao_hub.channels.base import (
 )
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.xunlian import _no_scrub, _nothing_sent, _scrubber, _text
+from fapiao_hub.channels.wire import no_scrub, nothing_sent, scrubber, text_or_none
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application
 
@@ -228,11 +228,11 @@ def _item_invoice(
     position: int, item: Mapping[str, Any], status: int, file_format: str, extra: Mapping[str, str]
 ) -> IssuedInvoice:
     at = f"data[{position}]"
-    number = _text(item.get("invoiceNumber"))
-    code = _text(item.get("invoiceCode"))
-    original_number = _text(item.get("originInvoiceNumber"))
-    original_code = _text(item.get("originInvoiceCode"))
-    invoice_id = _text(item.get("invoiceId"))
+    number = text_or_none(item.get("invoiceNumber"))
+    code = text_or_none(item.get("invoiceCode"))
+    original_number = text_or_none(item.get("originInvoiceNumber"))
+    original_code = text_or_none(item.get("originInvoiceCode"))
+    invoice_id = text_or_none(item.get("invoiceId"))
     if number is None and status == VOIDED and original_number is not None:
         # The voided invoice is the original itself.
         number, code, original_number, original_code = original_number, original_code, None, None
@@ -257,7 +257,7 @@ def _item_invoice(
         raise _BadItem(f"{at}.invoiceXml is not a string")
     if xml and xml.strip().lower().startswith(("http://", "https://")):
         files.append(InvoiceFile(url=xml.strip(), format_hint="xml"))
-    details = {name: text for name in _DETAIL_FIELDS if (text := _text(item.get(name))) is not None}
+    details = {name: text for name in _DETAIL_FIELDS if (text := text_or_none(item.get(name))) is not None}
     details.update(extra)
     return IssuedInvoice(
         number=number,
@@ -278,7 +278,7 @@ def interpret_answer(
     request_number: str,
     not_found: frozenset[str] = DEFAULT_NOT_FOUND_CODES,
     file_format: str = "pdf",
-    scrub: Callable[[str], str] = _no_scrub,
+    scrub: Callable[[str], str] = no_scrub,
 ) -> QueryOutcome:
     """What an HTTP answer to ``queryInvoice`` means (the module docstring's table). Never raises."""
     if 300 <= status_code < 400:
@@ -296,7 +296,7 @@ def interpret_answer(
         return Unknown(
             f"HTTP {status_code}: the answer is not the partner's envelope (no integer 'result')", raw=content
         )
-    message = scrub(_text(answer.get("message")) or "")
+    message = scrub(text_or_none(answer.get("message")) or "")
     success = 200 <= status_code < 300
     if result != 0:
         if str(result) in not_found and success:
@@ -336,7 +336,9 @@ def interpret_answer(
         return Rejected(reason, code=str(FAILED))
 
     failed = ",".join(
-        _text(item.get("invoiceId")) or f"data[{position}]" for position, item, status in items if status == FAILED
+        text_or_none(item.get("invoiceId")) or f"data[{position}]"
+        for position, item, status in items
+        if status == FAILED
     )
     extra = {"failedInvoiceIds": failed} if failed else {}
     invoices: list[IssuedInvoice] = []
@@ -362,7 +364,7 @@ def query_retries(options: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def build_session(settings: ChannelSettings) -> requests.Session:
+def build_post_session(settings: ChannelSettings) -> requests.Session:
     """A session for the query GET: connect, read and 502/503/504 retries (a GET issues nothing)."""
     again = query_retries(settings.options)
     retry = Retry(
@@ -417,7 +419,7 @@ class PartnerChannel:
         self.file_format = settings.options.get("file_format", "pdf")
         self.clock = clock
         # A session passed in is used as it is: its adapters decide retries.
-        self.session = session if session is not None else build_session(settings)
+        self.session = session if session is not None else build_post_session(settings)
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         """Nothing to send: the partner receives applications out of band; the hub polls."""
@@ -450,7 +452,7 @@ class PartnerChannel:
             )
         except requests.ConnectionError as error:
             # ConnectTimeout is a ConnectionError; so is a read timeout once the read retries are spent.
-            if _nothing_sent(error):
+            if nothing_sent(error):
                 return NotSent(f"could not connect to the partner ({type(error).__name__}); nothing was sent")
             cause = error.args[0] if error.args else None
             if isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError):
@@ -468,7 +470,7 @@ class PartnerChannel:
         except Exception as error:  # ChunkedEncodingError, and anything else once sending began
             return Unknown(f"the answer could not be read ({type(error).__name__})")
         buyer = application.buyer
-        scrub = _scrubber(
+        scrub = scrubber(
             [
                 buyer.email,
                 buyer.mobile,

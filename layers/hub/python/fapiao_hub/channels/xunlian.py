@@ -11,7 +11,7 @@ Public API
 - :func:`to_request` / :func:`from_request`: canonical ``Application`` <-> Xunlian request, both ways.
 - :func:`check_request`: seed 001's field limits (GBK bytes, BigDecimal digits), checked before sending.
 - :func:`interpret_answer`: an HTTP status and answer bytes -> an outcome (pure, never raises).
-- :func:`build_session`: the transport policy (timeouts are passed per request).
+- :func:`fapiao_hub.channels.wire.build_post_session`: the transport policy (timeouts are passed per request).
 
 Mapping notes
 -------------
@@ -77,15 +77,12 @@ import datetime as dt
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
-from urllib3.util.retry import Retry
 
 from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
@@ -96,6 +93,18 @@ from fapiao_hub.channels.base import (
     QueryOutcome,
     Rejected,
     Unknown,
+)
+from fapiao_hub.channels.wire import (
+    build_post_session,
+    eight_places,
+    join_text,
+    money_text,
+    no_scrub,
+    nothing_sent,
+    parse_decimal,
+    rate_text,
+    scrubber,
+    text_or_none,
 )
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import (
@@ -203,10 +212,6 @@ LINE_DECIMAL_LIMITS: dict[str, tuple[int, int, str]] = {
     "taxRate": (12, 3, "tax_rate"),
 }
 
-_CENT = Decimal("0.01")
-_EIGHT = Decimal("1E-8")
-_MAX_REASON = 500
-
 
 class XunlianRequestError(ValueError):
     """An application this channel cannot express (the channel answers ``Rejected``)."""
@@ -218,42 +223,6 @@ class XunlianRequestError(ValueError):
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-def _quantize(value: Decimal, exponent: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 100
-        return value.quantize(exponent, rounding=ROUND_HALF_UP)
-
-
-def _money(value: Decimal) -> str:
-    return f"{_quantize(value, _CENT):f}"
-
-
-def _eight(value: Decimal) -> str:
-    return f"{_quantize(value, _EIGHT):f}"
-
-
-def _plain(value: Decimal) -> str:
-    """A rate as written, trailing zeros dropped (0.130 -> 0.13, 0 -> 0)."""
-    if value == 0:
-        return "0"
-    return f"{value.normalize():f}"
-
-
-def _text(value: Any) -> str | None:
-    """A text field: None for absent or blank; numbers (the seed's integer ``otherId``) as digits."""
-    if value is None or isinstance(value, bool):
-        return None
-    text = str(value) if isinstance(value, int | str) else None
-    if text is None or not text.strip():
-        return None
-    return text
-
-
-def _join(first: str | None, second: str | None) -> str | None:
-    parts = [p for p in (first, second) if p is not None and p.strip()]
-    return " ".join(parts) if parts else None
 
 
 # --------------------------------------------------------------------------- to Xunlian
@@ -280,34 +249,34 @@ def to_request(application: Application, request_number: str, options: Mapping[s
 
     buyer, seller = application.buyer, application.seller
     payload: dict[str, Any] = {
-        "companyDataResource": _text(options.get("company_data_resource")),
+        "companyDataResource": text_or_none(options.get("company_data_resource")),
         "requisitionApplyNo": request_number,
         "otherId": request_number,
         "invoiceTypeCode": type_code,
         "buyerName": buyer.name,
-        "buyerTaxId": _text(buyer.tax_number),
-        "buyerAddress": _join(buyer.address, buyer.phone),
-        "buyerBankAndId": _join(buyer.bank_name, buyer.bank_account),
-        "note": _text(application.remark),
+        "buyerTaxId": text_or_none(buyer.tax_number),
+        "buyerAddress": join_text(buyer.address, buyer.phone),
+        "buyerBankAndId": join_text(buyer.bank_name, buyer.bank_account),
+        "note": text_or_none(application.remark),
         "sellerName": seller.name,
-        "sellerTaxId": _text(seller.tax_number),
-        "sellerAddress": _join(seller.address, seller.phone),
-        "sellerBankAndId": _join(seller.bank_name, seller.bank_account),
-        "totalAmountExcludeTax": _money(application.amount),
-        "totalTaxAmount": _money(application.tax),
-        "totalAmountIncludeTax": _money(application.amount_incl_tax),
+        "sellerTaxId": text_or_none(seller.tax_number),
+        "sellerAddress": join_text(seller.address, seller.phone),
+        "sellerBankAndId": join_text(seller.bank_name, seller.bank_account),
+        "totalAmountExcludeTax": money_text(application.amount),
+        "totalTaxAmount": money_text(application.tax),
+        "totalAmountIncludeTax": money_text(application.amount_incl_tax),
         "specialInvoiceMark": "00",
         "computeWithTax": 1 if application.prices_include_tax else 0,
-        "receiveMsgPhone": _text(buyer.mobile),
-        "receiveMsgEmail": _text(buyer.email),
-        "terminalCode": _text(options.get("terminal_code")),
-        "payee": _text(options.get("payee")),
-        "drawer": _text(options.get("drawer")),
-        "reviewer": _text(options.get("reviewer")),
+        "receiveMsgPhone": text_or_none(buyer.mobile),
+        "receiveMsgEmail": text_or_none(buyer.email),
+        "terminalCode": text_or_none(options.get("terminal_code")),
+        "payee": text_or_none(options.get("payee")),
+        "drawer": text_or_none(options.get("drawer")),
+        "reviewer": text_or_none(options.get("reviewer")),
     }
     if application.direction == Direction.RED:
         red = application.red
-        if red is None or _text(red.blue_invoice_number) is None or _text(red.blue_invoice_code) is None:
+        if red is None or text_or_none(red.blue_invoice_number) is None or text_or_none(red.blue_invoice_code) is None:
             raise XunlianRequestError(
                 "a red invoice on Xunlian needs the blue invoice's number and code "
                 "(red.blue_invoice_number, red.blue_invoice_code)",
@@ -325,32 +294,32 @@ def to_request(application: Application, request_number: str, options: Mapping[s
 def _line_to_request(
     line: Line, discount: Decimal | None, discount_tax: Decimal | None, prices_include_tax: bool
 ) -> dict[str, Any]:
-    policy = _text(line.preferential_policy)
+    policy = text_or_none(line.preferential_policy)
     entry: dict[str, Any] = {
         "id": str(line.index),
         "itemName": line.goods_name,
-        "unit": _text(line.unit),
-        "itemModelName": _text(line.specification),
+        "unit": text_or_none(line.unit),
+        "itemModelName": text_or_none(line.specification),
         "lineAttribute": "2" if discount is not None else "0",
     }
     if discount is not None:
         tax = discount_tax if discount_tax is not None else Decimal(0)
-        entry["discount"] = _money(discount + tax)
-        entry["lineDiscountExcludeTax"] = _money(discount)
-        entry["taxDiscount"] = _money(tax)
+        entry["discount"] = money_text(discount + tax)
+        entry["lineDiscountExcludeTax"] = money_text(discount)
+        entry["taxDiscount"] = money_text(tax)
     if line.unit_price is not None:
-        entry["priceIncludeTax" if prices_include_tax else "priceExcludeTax"] = _eight(line.unit_price)
+        entry["priceIncludeTax" if prices_include_tax else "priceExcludeTax"] = eight_places(line.unit_price)
     if line.quantity is not None:
-        entry["quantity"] = _eight(line.quantity)
+        entry["quantity"] = eight_places(line.quantity)
     entry.update(
         {
-            "lineAmountExcludeTax": _money(line.amount),
-            "lineAmountIncludeTax": _money(line.amount_incl_tax),
-            "taxAmount": _money(line.tax),
-            "taxRate": _plain(line.tax_rate),
-            "taxClassificationCode": _text(line.tax_code),
-            "materialCode": _text(line.material_code),
-            "zeroTaxRateFlag": _text(line.zero_rate_flag),
+            "lineAmountExcludeTax": money_text(line.amount),
+            "lineAmountIncludeTax": money_text(line.amount_incl_tax),
+            "taxAmount": money_text(line.tax),
+            "taxRate": rate_text(line.tax_rate),
+            "taxClassificationCode": text_or_none(line.tax_code),
+            "materialCode": text_or_none(line.material_code),
+            "zeroTaxRateFlag": text_or_none(line.zero_rate_flag),
             "favouredPolicyMark": "1" if policy else "0",
             "favouredPolicyName": policy,
         }
@@ -377,7 +346,7 @@ def _label(hub: str | None, xunlian: str, prefix: str = "") -> str:
 
 
 def _check_text(label: str, xunlian: str, value: Any, limit: int) -> LimitViolation | None:
-    text = _text(value)
+    text = text_or_none(value)
     if text is None:
         return None
     try:
@@ -446,7 +415,7 @@ def check_request(payload: Mapping[str, Any]) -> list[LimitViolation]:
     for position, line in enumerate(payload.get("lines") or ()):
         if not isinstance(line, Mapping):
             continue
-        index = _text(line.get("id")) or str(position)
+        index = text_or_none(line.get("id")) or str(position)
         for field, (limit, hub) in LINE_TEXT_LIMITS.items():
             label = _label(hub, field, f"lines[{index}]." if hub else f"lines[{index}] ")
             found.append(_check_text(label, field, line.get(field), limit))
@@ -463,35 +432,13 @@ _ACCOUNT_TAIL = re.compile(r"(?P<head>.*\S)\s+(?P<tail>[0-9\-]+)", re.DOTALL)
 
 
 def _split(value: Any, tail: re.Pattern[str]) -> tuple[str | None, str | None]:
-    text = _text(value)
+    text = text_or_none(value)
     if text is None:
         return None, None
     match = tail.fullmatch(text)
     if match is None:
         return text, None
     return match["head"], match["tail"]
-
-
-def _decimal(value: Any, field: str) -> Decimal | None:
-    """A seed-001 number: a JSON number, a numeric string, or empty / null (None)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal | int):
-        number = Decimal(value)
-    elif isinstance(value, float):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        if not value.strip():
-            return None
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise ValueError(f"{field}: not a number") from None
-    else:
-        raise ValueError(f"{field}: not a number")
-    if not number.is_finite():
-        raise ValueError(f"{field}: not a finite number")
-    return number
 
 
 def _with_tax(value: Any) -> bool:
@@ -512,10 +459,10 @@ def from_request(
     settings (``companyDataResource``, ``terminalCode``, payee / drawer / reviewer) are not kept.
     Raises ValueError on what cannot be mapped.
     """
-    type_code = _text(payload.get("invoiceTypeCode"))
+    type_code = text_or_none(payload.get("invoiceTypeCode"))
     if type_code not in INVOICE_TYPES_BY_CODE:
         raise ValueError("invoiceTypeCode: not one of 01, 04, 08, 10")
-    mark = _text(payload.get("specialInvoiceMark"))
+    mark = text_or_none(payload.get("specialInvoiceMark"))
     if mark not in (None, "00"):
         raise ValueError("specialInvoiceMark: only 00 (no special kind) is supported")
     prices_include_tax = _with_tax(payload.get("computeWithTax"))
@@ -534,31 +481,33 @@ def from_request(
     buyer_address, buyer_phone = _split(payload.get("buyerAddress"), _PHONE_TAIL)
     buyer_bank, buyer_account = _split(payload.get("buyerBankAndId"), _ACCOUNT_TAIL)
     seller = Party(
-        name=_text(payload.get("sellerName")) or "",
-        tax_number=_text(payload.get("sellerTaxId")),
+        name=text_or_none(payload.get("sellerName")) or "",
+        tax_number=text_or_none(payload.get("sellerTaxId")),
         address=seller_address,
         phone=seller_phone,
         bank_name=seller_bank,
         bank_account=seller_account,
     )
     buyer = Party(
-        name=_text(payload.get("buyerName")) or "",
-        tax_number=_text(payload.get("buyerTaxId")),
+        name=text_or_none(payload.get("buyerName")) or "",
+        tax_number=text_or_none(payload.get("buyerTaxId")),
         address=buyer_address,
         phone=buyer_phone,
         bank_name=buyer_bank,
         bank_account=buyer_account,
-        email=_text(payload.get("receiveMsgEmail")),
-        mobile=_text(payload.get("receiveMsgPhone")),
+        email=text_or_none(payload.get("receiveMsgEmail")),
+        mobile=text_or_none(payload.get("receiveMsgPhone")),
     )
 
     amount, tax = totals(lines)
-    blue_number = _text(payload.get("blueInvoiceNo"))
-    header_total = _decimal(payload.get("totalAmountIncludeTax"), "totalAmountIncludeTax")
+    blue_number = text_or_none(payload.get("blueInvoiceNo"))
+    header_total = parse_decimal(payload.get("totalAmountIncludeTax"), "totalAmountIncludeTax")
     negative = (header_total if header_total is not None else amount + tax) < 0
     red = None
     if blue_number is not None:
-        red = RedReference(blue_invoice_number=blue_number, blue_invoice_code=_text(payload.get("blueInvoiceCode")))
+        red = RedReference(
+            blue_invoice_number=blue_number, blue_invoice_code=text_or_none(payload.get("blueInvoiceCode"))
+        )
     return Application(
         source_system=source_system,
         open_apply_code=open_apply_code,
@@ -571,21 +520,21 @@ def from_request(
         prices_include_tax=prices_include_tax,
         amount=amount,
         tax=tax,
-        remark=_text(payload.get("note")),
+        remark=text_or_none(payload.get("note")),
         red=red,
     )
 
 
 def _line_from_request(position: int, raw: Mapping[str, Any], prices_include_tax: bool) -> list[Line]:
     at = f"lines[{position}]"
-    raw_id = _text(raw.get("id"))
+    raw_id = text_or_none(raw.get("id"))
     index = int(raw_id) if raw_id is not None and raw_id.isdigit() else position
-    rate = _decimal(raw.get("taxRate"), f"{at}.taxRate")
+    rate = parse_decimal(raw.get("taxRate"), f"{at}.taxRate")
     if rate is None:
         raise ValueError(f"{at}.taxRate: required")
-    excl = _decimal(raw.get("lineAmountExcludeTax"), f"{at}.lineAmountExcludeTax")
-    incl = _decimal(raw.get("lineAmountIncludeTax"), f"{at}.lineAmountIncludeTax")
-    tax = _decimal(raw.get("taxAmount"), f"{at}.taxAmount")
+    excl = parse_decimal(raw.get("lineAmountExcludeTax"), f"{at}.lineAmountExcludeTax")
+    incl = parse_decimal(raw.get("lineAmountIncludeTax"), f"{at}.lineAmountIncludeTax")
+    tax = parse_decimal(raw.get("taxAmount"), f"{at}.taxAmount")
     if excl is None:
         if incl is None:
             raise ValueError(f"{at}: lineAmountExcludeTax or lineAmountIncludeTax is required")
@@ -594,30 +543,30 @@ def _line_from_request(position: int, raw: Mapping[str, Any], prices_include_tax
     if tax is None:
         tax = incl - excl if incl is not None else tax_for(excl, rate)
     price_field = "priceIncludeTax" if prices_include_tax else "priceExcludeTax"
-    policy = _text(raw.get("favouredPolicyName")) if _text(raw.get("favouredPolicyMark")) == "1" else None
+    policy = text_or_none(raw.get("favouredPolicyName")) if text_or_none(raw.get("favouredPolicyMark")) == "1" else None
     line = Line(
         index=index,
-        goods_name=_text(raw.get("itemName")) or "",
-        tax_code=_text(raw.get("taxClassificationCode")),
-        specification=_text(raw.get("itemModelName")),
-        unit=_text(raw.get("unit")),
-        quantity=_decimal(raw.get("quantity"), f"{at}.quantity"),
-        unit_price=_decimal(raw.get(price_field), f"{at}.{price_field}"),
+        goods_name=text_or_none(raw.get("itemName")) or "",
+        tax_code=text_or_none(raw.get("taxClassificationCode")),
+        specification=text_or_none(raw.get("itemModelName")),
+        unit=text_or_none(raw.get("unit")),
+        quantity=parse_decimal(raw.get("quantity"), f"{at}.quantity"),
+        unit_price=parse_decimal(raw.get(price_field), f"{at}.{price_field}"),
         amount=excl,
         tax=tax,
         tax_rate=rate,
-        zero_rate_flag=_text(raw.get("zeroTaxRateFlag")),
+        zero_rate_flag=text_or_none(raw.get("zeroTaxRateFlag")),
         preferential_policy=policy,
-        material_code=_text(raw.get("materialCode")),
+        material_code=text_or_none(raw.get("materialCode")),
     )
-    attribute = _text(raw.get("lineAttribute")) or "0"
+    attribute = text_or_none(raw.get("lineAttribute")) or "0"
     if attribute == LineNature.NORMAL.value:
         return [line]
     if attribute != LineNature.DISCOUNTED.value:
         raise ValueError(f"{at}.lineAttribute: not 0 or 2")
-    d_incl = _decimal(raw.get("discount"), f"{at}.discount")
-    d_excl = _decimal(raw.get("lineDiscountExcludeTax"), f"{at}.lineDiscountExcludeTax")
-    d_tax = _decimal(raw.get("taxDiscount"), f"{at}.taxDiscount")
+    d_incl = parse_decimal(raw.get("discount"), f"{at}.discount")
+    d_excl = parse_decimal(raw.get("lineDiscountExcludeTax"), f"{at}.lineDiscountExcludeTax")
+    d_tax = parse_decimal(raw.get("taxDiscount"), f"{at}.taxDiscount")
     if d_excl is None:
         if d_incl is None:
             raise ValueError(f"{at}: a discounted line needs discount or lineDiscountExcludeTax")
@@ -639,46 +588,29 @@ def duplicate_codes(options: Mapping[str, str]) -> frozenset[str]:
     return DUPLICATE_CODES | {code.strip() for code in extra if code.strip()}
 
 
-def _scrubber(values: Iterable[str | None]) -> Callable[[str], str]:
-    secrets = sorted({v.strip() for v in values if v and len(v.strip()) >= 3}, key=len, reverse=True)
-
-    def scrub(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        if len(text) > _MAX_REASON:
-            text = text[:_MAX_REASON] + "..."
-        return text
-
-    return scrub
-
-
-def _no_scrub(text: str) -> str:
-    return text[:_MAX_REASON] + "..." if len(text) > _MAX_REASON else text
-
-
 def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> IssuedInvoice | None:
-    number = _text(body.get("invoiceNumber"))
+    number = text_or_none(body.get("invoiceNumber"))
     if number is None:
         return None
     issued_on = None
-    raw_date = _text(body.get("invoiceDate"))
+    raw_date = text_or_none(body.get("invoiceDate"))
     if raw_date is not None:
         try:
             issued_on = dt.date.fromisoformat(raw_date.strip()[:10])
         except ValueError:
             issued_on = None  # the invoice exists; an odd date does not change that
     try:
-        amount = _decimal(body.get("amount"), "amount")
+        amount = parse_decimal(body.get("amount"), "amount")
     except ValueError:
         amount = None
     return IssuedInvoice(
         number=number.strip(),
-        code=_text(body.get("invoiceCode")),
+        code=text_or_none(body.get("invoiceCode")),
         issued_on=issued_on,
         amount=amount,
-        check_code=_text(body.get("invoiceParityCode")),
+        check_code=text_or_none(body.get("invoiceParityCode")),
         invoice_type=invoice_type,
-        channel_invoice_id=_text(body.get("invoiceUuid")),
+        channel_invoice_id=text_or_none(body.get("invoiceUuid")),
     )
 
 
@@ -689,7 +621,7 @@ def interpret_answer(
     request_number: str,
     invoice_type: InvoiceType | None = None,
     duplicates: frozenset[str] = DUPLICATE_CODES,
-    scrub: Callable[[str], str] = _no_scrub,
+    scrub: Callable[[str], str] = no_scrub,
 ) -> Outcome:
     """What an HTTP answer to ``serverIssue`` means (the module docstring's table). Never raises."""
     if 300 <= status_code < 400:
@@ -712,9 +644,9 @@ def interpret_answer(
         return NotSent(f"HTTP {status_code}: the server did not process the request")
 
     status = answer.get("status") if isinstance(answer.get("status"), dict) else {}
-    code = _text(status.get("returnCode"))
+    code = text_or_none(status.get("returnCode"))
     body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
-    echoed = _text(body.get("requisitionApplyNo"))
+    echoed = text_or_none(body.get("requisitionApplyNo"))
     if echoed is not None and echoed != request_number:
         return Unknown("the answer is for another request number", raw=content)
     invoice = _invoice(body, invoice_type)
@@ -731,42 +663,11 @@ def interpret_answer(
         return Issued((invoice,), duplicate=True)
     if invoice is not None:
         return Unknown(f"ok is false with returnCode {code} but the answer carries an invoice", raw=content)
-    message = _text(status.get("message")) or _text(status.get("description")) or "rejected by Xunlian"
+    message = text_or_none(status.get("message")) or text_or_none(status.get("description")) or "rejected by Xunlian"
     return Rejected(scrub(message), code=code)
 
 
 # --------------------------------------------------------------------------- transport
-
-
-def build_session(settings: ChannelSettings) -> requests.Session:
-    """A session that retries only connecting (nothing sent yet), never a read, status or redirect."""
-    retries = settings.connect_retries
-    retry = Retry(
-        total=retries,
-        connect=retries,
-        read=False,  # a read error is raised at once, never retried (and stays a ReadTimeout)
-        status=0,
-        other=0,
-        redirect=False,
-        status_forcelist=(),
-        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,  # POST excluded; None would allow it
-        respect_retry_after_header=False,
-        raise_on_status=False,
-        backoff_factor=0.1,
-    )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _nothing_sent(error: requests.ConnectionError) -> bool:
-    """Connection refused / DNS / connect timeout: urllib3 gave up while connecting."""
-    if isinstance(error, requests.ConnectTimeout):
-        return True
-    cause = error.args[0] if error.args else None
-    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError | ConnectTimeoutError)
 
 
 class XunlianChannel:
@@ -782,7 +683,7 @@ class XunlianChannel:
         self.timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
         self.duplicates = duplicate_codes(settings.options)
         # A session passed in is used as it is: its adapters decide retries.
-        self.session = session if session is not None else build_session(settings)
+        self.session = session if session is not None else build_post_session(settings)
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         try:
@@ -812,7 +713,7 @@ class XunlianChannel:
             )
         except requests.ConnectionError as error:
             # ConnectTimeout is a ConnectionError; a ReadTimeout is not (handled below).
-            if _nothing_sent(error):
+            if nothing_sent(error):
                 return NotSent(f"could not connect to Xunlian ({type(error).__name__}); nothing was sent")
             return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
         except requests.ReadTimeout:
@@ -827,7 +728,7 @@ class XunlianChannel:
         except Exception as error:  # ChunkedEncodingError, and anything else once sending began
             return Unknown(f"the answer could not be read ({type(error).__name__})")
         buyer = application.buyer
-        scrub = _scrubber(
+        scrub = scrubber(
             [
                 buyer.email,
                 buyer.mobile,

@@ -1,0 +1,126 @@
+"""Wire helpers shared by the channel modules: decimal text as vendors want it, lenient reading of
+vendor numbers and text, secret scrubbing for reasons, and the HTTP session policy (retry only
+what never left the machine)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from fapiao_hub.config import ChannelSettings
+
+CENT = Decimal("0.01")
+EIGHT_PLACES = Decimal("1E-8")
+MAX_REASON = 500  # characters of a vendor message kept in a reason
+
+
+def quantize(value: Decimal, exponent: Decimal) -> Decimal:
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return value.quantize(exponent, rounding=ROUND_HALF_UP)
+
+
+def money_text(value: Decimal) -> str:
+    return f"{quantize(value, CENT):f}"
+
+
+def eight_places(value: Decimal) -> str:
+    return f"{quantize(value, EIGHT_PLACES):f}"
+
+
+def rate_text(value: Decimal) -> str:
+    """A rate as written, trailing zeros dropped (0.130 -> 0.13, 0 -> 0)."""
+    if value == 0:
+        return "0"
+    return f"{value.normalize():f}"
+
+
+def text_or_none(value: Any) -> str | None:
+    """A text field: None for absent or blank; numbers (the seed's integer ``otherId``) as digits."""
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value) if isinstance(value, int | str) else None
+    if text is None or not text.strip():
+        return None
+    return text
+
+
+def join_text(first: str | None, second: str | None) -> str | None:
+    parts = [p for p in (first, second) if p is not None and p.strip()]
+    return " ".join(parts) if parts else None
+
+
+def parse_decimal(value: Any, field: str) -> Decimal | None:
+    """A seed-001 number: a JSON number, a numeric string, or empty / null (None)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal | int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    elif isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise ValueError(f"{field}: not a number") from None
+    else:
+        raise ValueError(f"{field}: not a number")
+    if not number.is_finite():
+        raise ValueError(f"{field}: not a finite number")
+    return number
+
+
+def scrubber(values: Iterable[str | None]) -> Callable[[str], str]:
+    secrets = sorted({v.strip() for v in values if v and len(v.strip()) >= 3}, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        if len(text) > MAX_REASON:
+            text = text[:MAX_REASON] + "..."
+        return text
+
+    return scrub
+
+
+def no_scrub(text: str) -> str:
+    return text[:MAX_REASON] + "..." if len(text) > MAX_REASON else text
+
+
+def build_post_session(settings: ChannelSettings) -> requests.Session:
+    """A session that retries only connecting (nothing sent yet), never a read, status or redirect."""
+    retries = settings.connect_retries
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=False,  # a read error is raised at once, never retried (and stays a ReadTimeout)
+        status=0,
+        other=0,
+        redirect=False,
+        status_forcelist=(),
+        allowed_methods=Retry.DEFAULT_ALLOWED_METHODS,  # POST excluded; None would allow it
+        respect_retry_after_header=False,
+        raise_on_status=False,
+        backoff_factor=0.1,
+    )
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def nothing_sent(error: requests.ConnectionError) -> bool:
+    """Connection refused / DNS / connect timeout: urllib3 gave up while connecting."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    cause = error.args[0] if error.args else None
+    return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError | ConnectTimeoutError)
