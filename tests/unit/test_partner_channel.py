@@ -20,7 +20,7 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 
-from fapiao_hub.channels import partner
+from fapiao_hub.channels import partner, wire
 from fapiao_hub.channels.base import (
     Accepted,
     InvoiceFile,
@@ -396,7 +396,7 @@ def test_a_refused_signature_is_not_not_found() -> None:
 
 
 def test_messages_are_scrubbed() -> None:
-    scrub = partner.scrubber([BUYER_TAX_ID, CLIENT_SECRET])
+    scrub = wire.scrubber([BUYER_TAX_ID, CLIENT_SECRET])
     content = answer(result=500, message=f"bad buyer {BUYER_TAX_ID}, key {CLIENT_SECRET}")
     outcome = interpret(content, scrub=scrub)
     assert isinstance(outcome, Unknown)

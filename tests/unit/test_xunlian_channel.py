@@ -16,7 +16,7 @@ import urllib3.util.connection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from fapiao_hub import jsonutil
-from fapiao_hub.channels import xunlian
+from fapiao_hub.channels import wire, xunlian
 from fapiao_hub.channels.base import (
     Issued,
     IssuedInvoice,
@@ -328,7 +328,7 @@ def test_unexpected_answers_are_unknown(answer: bytes, expected: str) -> None:
 
 def test_ok_false_is_rejected_with_its_code_and_without_personal_data() -> None:
     message = f"buyerTaxId: '{BUYER_TAX_ID}' is invalid; receiveMsgEmail {BUYER_EMAIL} refused"
-    scrub = xunlian.scrubber([BUYER_TAX_ID, BUYER_EMAIL])
+    scrub = wire.scrubber([BUYER_TAX_ID, BUYER_EMAIL])
     outcome = interpret_answer(200, envelope(False, "4001", None, message), request_number="R-1", scrub=scrub)
     assert isinstance(outcome, Rejected)
     assert outcome.code == "4001"

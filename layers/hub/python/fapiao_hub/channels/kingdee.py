@@ -157,7 +157,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -182,13 +182,13 @@ from fapiao_hub.channels.base import (
 from fapiao_hub.channels.wire import (
     build_post_session,
     eight_places,
+    exchange,
     join_text,
     money_text,
     no_scrub,
-    nothing_sent,
     parse_decimal,
+    personal_data_scrubber,
     rate_text,
-    scrubber,
     text_or_none,
 )
 from fapiao_hub.config import ChannelSettings
@@ -863,43 +863,13 @@ class KingdeeChannel:
         )
         payload = jsonutil.dumps(body).encode("utf-8")
         headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-        try:
-            return self.session.post(
-                self.url,
-                params=self.params,
-                data=payload,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.ConnectionError as error:
-            # ConnectTimeout is a ConnectionError; a ReadTimeout is not (handled below).
-            if nothing_sent(error):
-                return NotSent(f"could not connect to Kingdee ({type(error).__name__}); nothing was sent")
-            return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
-        except requests.ReadTimeout:
-            return Unknown(f"no answer within the read timeout of {self.timeout[1]} s")
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidHeader,
-        ) as error:
-            return NotSent(f"the request could not be built ({type(error).__name__}); check the base_url")
-        except Exception as error:  # ChunkedEncodingError, and anything else once sending began
-            return Unknown(f"the answer could not be read ({type(error).__name__})")
+        return exchange(
+            self.session, "POST", self.url, vendor="Kingdee", timeout=self.timeout, params=self.params,
+            data=payload, headers=headers,
+        )  # fmt: skip
 
     def _scrub(self, application: Application) -> Callable[[str], str]:
-        buyer = application.buyer
-        values: Iterable[str | None] = [
-            buyer.email,
-            buyer.mobile,
-            buyer.phone,
-            buyer.tax_number,
-            buyer.bank_account,
-            *self.settings.credentials.values(),
-        ]
-        return scrubber(values)
+        return personal_data_scrubber(application, self.settings.credentials)
 
     def _log(self, interface_code: str, request_number: str, outcome: QueryOutcome) -> None:
         logger.info(

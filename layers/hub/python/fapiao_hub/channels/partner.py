@@ -113,7 +113,6 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from fapiao_hub import jsonutil
@@ -132,7 +131,7 @@ from fapiao_hub.channels.base import (
 )
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.wire import no_scrub, nothing_sent, scrubber, text_or_none
+from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application
 
@@ -442,44 +441,13 @@ class PartnerChannel:
         return outcome
 
     def _get(self, params: dict[str, str], application: Application, request_number: str) -> QueryOutcome:
-        try:
-            response = self.session.get(
-                self.url,
-                params=params,
-                headers={"Accept": "application/json"},
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.ConnectionError as error:
-            # ConnectTimeout is a ConnectionError; so is a read timeout once the read retries are spent.
-            if nothing_sent(error):
-                return NotSent(f"could not connect to the partner ({type(error).__name__}); nothing was sent")
-            cause = error.args[0] if error.args else None
-            if isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError):
-                return Unknown(f"no answer within the read timeout of {self.timeout[1]} s, retries included")
-            return Unknown(f"the connection failed after the query was sent ({type(error).__name__})")
-        except requests.ReadTimeout:
-            return Unknown(f"no answer within the read timeout of {self.timeout[1]} s")
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidHeader,
-        ) as error:
-            return NotSent(f"the request could not be built ({type(error).__name__}); check the base_url")
-        except Exception as error:  # ChunkedEncodingError, and anything else once sending began
-            return Unknown(f"the answer could not be read ({type(error).__name__})")
-        buyer = application.buyer
-        scrub = scrubber(
-            [
-                buyer.email,
-                buyer.mobile,
-                buyer.phone,
-                buyer.tax_number,
-                buyer.bank_account,
-                *self.settings.credentials.values(),
-            ]
-        )
+        response = exchange(
+            self.session, "GET", self.url, vendor="the partner", timeout=self.timeout, params=params,
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+        if isinstance(response, NotSent | Unknown):
+            return response
+        scrub = personal_data_scrubber(application, self.settings.credentials)
         return interpret_answer(
             response.status_code,
             response.content,

@@ -10,10 +10,12 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from fapiao_hub.channels.base import NotSent, Unknown
 from fapiao_hub.config import ChannelSettings
+from fapiao_hub.models import Application
 
 CENT = Decimal("0.01")
 EIGHT_PLACES = Decimal("1E-8")
@@ -124,3 +126,43 @@ def nothing_sent(error: requests.ConnectionError) -> bool:
         return True
     cause = error.args[0] if error.args else None
     return isinstance(cause, MaxRetryError) and isinstance(cause.reason, NewConnectionError | ConnectTimeoutError)
+
+
+def exchange(
+    session: requests.Session, method: str, url: str, *, vendor: str, timeout: tuple[float, float], **kwargs: Any
+) -> requests.Response | NotSent | Unknown:
+    """One HTTP exchange with a vendor; a transport failure becomes the outcome it means.
+
+    Nothing left the machine (refused, DNS, connect timeout, a request that could not be built):
+    NotSent. The request may have arrived (a read timeout, a reset after sending, an answer cut
+    short): Unknown. Redirects are never followed.
+    """
+    try:
+        return session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs)
+    except requests.ConnectionError as error:
+        # ConnectTimeout is a ConnectionError; so is a read timeout once a GET's read retries are spent.
+        if nothing_sent(error):
+            return NotSent(f"could not connect to {vendor} ({type(error).__name__}); nothing was sent")
+        cause = error.args[0] if error.args else None
+        if isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError):
+            return Unknown(f"no answer within the read timeout of {timeout[1]} s, retries included")
+        return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
+    except requests.ReadTimeout:
+        return Unknown(f"no answer within the read timeout of {timeout[1]} s")
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+    ) as error:
+        return NotSent(f"the request could not be built ({type(error).__name__}); check the base_url")
+    except Exception as error:  # ChunkedEncodingError, and anything else once sending began
+        return Unknown(f"the answer could not be read ({type(error).__name__})")
+
+
+def personal_data_scrubber(application: Application, credentials: dict[str, str]) -> Callable[[str], str]:
+    """Removes the buyer's personal data and the channel's secrets from what a vendor says."""
+    buyer = application.buyer
+    return scrubber(
+        [buyer.email, buyer.mobile, buyer.phone, buyer.tax_number, buyer.bank_account, *credentials.values()]
+    )

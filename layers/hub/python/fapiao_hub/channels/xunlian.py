@@ -97,13 +97,13 @@ from fapiao_hub.channels.base import (
 from fapiao_hub.channels.wire import (
     build_post_session,
     eight_places,
+    exchange,
     join_text,
     money_text,
     no_scrub,
-    nothing_sent,
     parse_decimal,
+    personal_data_scrubber,
     rate_text,
-    scrubber,
     text_or_none,
 )
 from fapiao_hub.config import ChannelSettings
@@ -707,37 +707,11 @@ class XunlianChannel:
     def _post(self, payload: dict[str, Any], request_number: str, application: Application) -> Outcome:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-        try:
-            response = self.session.post(
-                self.url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
-            )
-        except requests.ConnectionError as error:
-            # ConnectTimeout is a ConnectionError; a ReadTimeout is not (handled below).
-            if nothing_sent(error):
-                return NotSent(f"could not connect to Xunlian ({type(error).__name__}); nothing was sent")
-            return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
-        except requests.ReadTimeout:
-            return Unknown(f"no answer within the read timeout of {self.timeout[1]} s")
-        except (
-            requests.exceptions.InvalidURL,
-            requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema,
-            requests.exceptions.InvalidHeader,
-        ) as error:
-            return NotSent(f"the request could not be built ({type(error).__name__}); check the base_url")
-        except Exception as error:  # ChunkedEncodingError, and anything else once sending began
-            return Unknown(f"the answer could not be read ({type(error).__name__})")
-        buyer = application.buyer
-        scrub = scrubber(
-            [
-                buyer.email,
-                buyer.mobile,
-                buyer.phone,
-                buyer.tax_number,
-                buyer.bank_account,
-                *self.settings.credentials.values(),
-            ]
-        )
+        response = exchange(self.session, "POST", self.url, vendor="Xunlian", timeout=self.timeout, data=data,
+                            headers=headers)  # fmt: skip
+        if isinstance(response, NotSent | Unknown):
+            return response
+        scrub = personal_data_scrubber(application, self.settings.credentials)
         return interpret_answer(
             response.status_code,
             response.content,
