@@ -351,3 +351,25 @@ def test_repeated_refusals_after_an_unknown_outcome_end_in_manual_review(world):
         world.clock.now += 61
     stored = world.stored()
     assert stored.status is Status.MANUAL_REVIEW and "earlier attempt's outcome is unknown" in stored.reason
+
+
+def test_void_results_move_an_issued_application_to_voiding_then_voided(world):
+    """Seed 003 reports voids: 6 (void requested) then 2 (voided)."""
+    from fapiao_hub.channels.base import InvoiceState
+
+    world.channel.can_query = True
+    world.channel.script = [Issued((INVOICE,))]
+    assert world.dispatch() == "issued"
+    world.events()
+    requested = Issued((IssuedInvoice(**{**vars(INVOICE), "state": InvoiceState.VOID_REQUESTED}),))
+    voided = Issued((IssuedInvoice(**{**vars(INVOICE), "state": InvoiceState.VOIDED}),))
+    assert world.dispatcher().apply_result(world.stored(), requested, world.channel) == "voiding"
+    assert world.invoices()[0]["status"] == "VOID_REQUESTED"
+    world.channel.script = [voided]
+    world.clock.now += 61
+    assert world.dispatch() == "voided"  # the VOIDING application is polled for the outcome
+    stored = world.stored()
+    assert stored.status is Status.VOIDED
+    assert [t.status for t in stored.history][-2:] == ["VOIDING", "VOIDED"]
+    assert world.invoices()[0]["status"] == "VOIDED" and len(world.invoices()) == 1
+    assert [k for k, _ in world.events()] == ["InvoiceVoided"]
