@@ -14,6 +14,7 @@ import json
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     dispatch_queue_url: str
     files_bucket: str
     event_bus_name: str
+    notify_queue_url: str | None = None
+    notify_dlq_url: str | None = None
     # Exactly one of the two says where the hub configuration lives.
     hub_config_parameter: str | None = None
     hub_config_file: Path | None = None
@@ -83,8 +86,22 @@ class Company(_Config):
     channel: str | None = None  # default channel for this seller (routing may override)
 
 
+class Webhook(_Config):
+    """Where and how a business system is told of its applications' outcomes (the notifier)."""
+
+    url: str
+    # "hub": the hub's own JSON event, signed (HMAC-SHA256 over "{timestamp}.{body}", README);
+    # "ekuaibao": seed 000's push shape, so an Ekuaibao tenant gets results as its own API documents.
+    format: Literal["hub", "ekuaibao"] = "hub"
+    secret: str | None = Field(default=None, repr=False)  # hub format: the signing key
+    access_token: str | None = Field(default=None, repr=False)  # ekuaibao format: ?accessToken=
+    channel_code: str = "fapiao-hub"  # ekuaibao format: channelCode
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+
+
 class BusinessSystem(_Config):
     name: str | None = None
+    webhook: Webhook | None = None
     # SHA-256 (hex) of each bearer token this system may use; several allow rotation.
     token_sha256: tuple[str, ...] = Field(min_length=1)
     companies: dict[str, Company] = Field(default_factory=dict)
