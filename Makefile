@@ -10,12 +10,13 @@ STAMP     := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test unit integration lint sam-validate sam-build clean
+.PHONY: help run test unit integration lint sam-validate sam-build clean chromium openapi
 
 help:
 	@echo "make run    - run the hub locally (moto + HTTP API on 127.0.0.1:$${API_PORT:-3000})"
 	@echo "make test   - lint, unit and integration tests, sam validate --lint, sam build"
 	@echo "make lint   - ruff"
+	@echo "make openapi - regenerate docs/openapi.json (the HTTP API's OpenAPI document)"
 	@echo "make clean  - remove the virtualenv and build output"
 
 # Find a Python 3.13: on PATH, or through pyenv (PYENV_VERSION / pyenv root).
@@ -59,7 +60,19 @@ sam-build: $(STAMP)
 	  echo "imports from its artifact: $$fn"; \
 	done
 
-test: $(STAMP)
+# docs/openapi.json from the routes' declarations (tests/unit/test_openapi.py fails when it is stale).
+openapi: $(STAMP)
+	$(PY) -m fapiao_hub.openapi
+
+# The Swagger page test renders in Debian's Chromium; installed here when missing (root only).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the Swagger page test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "error: the Swagger page test needs chromium: apt-get install chromium" >&2; exit 1; fi; }
+
+test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory sam-validate

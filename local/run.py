@@ -168,6 +168,29 @@ class OutOfBandForwarder(Pump):
         return forwarded
 
 
+class ApiDocs:
+    """Local run only: ``GET /swagger`` (Swagger UI, no CDN) and ``GET /openapi.json`` (fapiao_hub.openapi)."""
+
+    name = "api-docs"
+    PATHS = ("/swagger", "/openapi.json")
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        from fapiao_hub import openapi
+
+        query = event.get("queryStringParameters") or {}
+        if event["rawPath"] == "/openapi.json" or query.get("format") == "json":  # Swagger UI links ?format=json
+            return {
+                "statusCode": 200,
+                "headers": {"content-type": "application/json"},
+                "body": openapi.to_json(openapi.document()),
+            }
+        return {
+            "statusCode": 200,
+            "headers": {"content-type": "text/html; charset=utf-8"},
+            "body": openapi.swagger_html(),
+        }
+
+
 def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
     """The sample configuration with ``token``'s SHA-256 for the local business system."""
     from fapiao_hub.config import HubConfig, token_sha256
@@ -382,6 +405,7 @@ def start(
         routes = [
             Route(route.method, route.path, functions[lid]) for lid, spec in specs.items() for route in spec.http_routes
         ]
+        routes += [Route("GET", path, ApiDocs()) for path in ApiDocs.PATHS]
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:
@@ -516,6 +540,7 @@ def main() -> int:
                 "",
                 "fapiao-hub local run is ready",
                 f"  API          {hub.api_url}",
+                f"  Swagger UI   {hub.api_url}/swagger",
                 f"  token        {hub.token}   (Authorization: Bearer <token>)",
                 f"  moto         {hub.aws_endpoint_url}",
                 f"  local.json   {hub.local_json}",

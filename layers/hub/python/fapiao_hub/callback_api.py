@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from fapiao_hub import jsonutil, runtime
+from fapiao_hub import jsonutil, openapi, runtime
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -28,8 +30,24 @@ def _answer(status: int, body: dict) -> Response:
     return Response(status, "application/json", jsonutil.dumps(body))
 
 
-@app.post("/v1/callbacks/<channel>")
-def receive(channel: str) -> Response:
+@app.post(
+    "/v1/callbacks/<channel>",
+    operation_id="receiveCallback",
+    summary="A channel pushes results (issued, rejected, voided invoices)",
+    description="Authenticated per channel (accessToken, and an HMAC signature where the channel has a secret); "
+    "the raw body is archived before it is read. An unknown request number is kept as unmatched and answered 404.",
+    tags=["callbacks"],
+    security=[{openapi.CALLBACK_TOKEN: []}],
+    openapi_extensions=openapi.request_body("the channel's own push format (Ekuaibao: seed 000)"),
+    responses={
+        200: openapi.answer("taken", openapi.CallbackAnswer),
+        400: openapi.answer("the body could not be decoded or read", openapi.CallbackAnswer),
+        401: openapi.answer("bad or missing credentials; nothing is stored", openapi.CallbackAnswer),
+        404: openapi.answer("no such channel, or no application for a pushed request number", openapi.CallbackAnswer),
+        413: openapi.answer(f"the body is over {MAX_CALLBACK_BYTES} bytes", openapi.CallbackAnswer),
+    },
+)
+def receive(channel: Annotated[str, Path(description="the channel's name in the hub configuration")]) -> Response[Any]:
     event = app.current_event
     try:
         raw = (

@@ -96,7 +96,8 @@ class Webhook(_Config):
     secret: str | None = Field(default=None, repr=False)  # hub format: the signing key
     access_token: str | None = Field(default=None, repr=False)  # ekuaibao format: ?accessToken=
     channel_code: str = "fapiao-hub"  # ekuaibao format: channelCode
-    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Below the notifier function's 30 s timeout, with room for the rest of its batch.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=20)
 
 
 class BusinessSystem(_Config):

@@ -16,6 +16,7 @@ from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig, Settings, load_hub_config
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
+from fapiao_hub.notifier import Notifier, sqs_ports
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.rules import RulePolicy
 from fapiao_hub.store import ApplicationStore
@@ -89,6 +90,13 @@ def poller() -> Poller:
     return Poller(application_store(), dispatch_queue())
 
 
+@cache
+def notifier() -> Notifier:
+    current = settings()
+    visibility, dead_letter = sqs_ports(_boto_session().client("sqs"), current.notify_queue_url, current.notify_dlq_url)
+    return Notifier(application_store(), hub_config, visibility=visibility, dead_letter=dead_letter)
+
+
 class _ConfigCache:
     """The hub configuration, re-read when its file changes (locally) or its max age passes."""
 
@@ -139,7 +147,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher, callback_receiver, poller,
+        channel_registry, dispatcher, callback_receiver, poller, notifier,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

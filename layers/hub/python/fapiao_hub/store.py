@@ -310,6 +310,29 @@ class ApplicationStore:
             fields["invoice_keys"] = tuple(values["invoice_keys"])
         return replace(stored, **fields)
 
+    def note(self, stored_or_key: StoredApplication | str, text: str) -> None:
+        """Add a history entry without a status change (e.g. the notifier's deliveries).
+
+        The entry carries the status as read (``stored``) or as it is now (a key); the version is
+        not touched, so no transition loses a race to a note. Raises StaleWrite if it vanished.
+        """
+        if isinstance(stored_or_key, StoredApplication):
+            key, status = stored_or_key.key, stored_or_key.status.value
+        else:
+            key, status = stored_or_key, self._require(stored_or_key).status.value
+        entry = Transition(at=iso(utc_now()), status=status, note=text).to_item()
+        try:
+            self._table.update_item(
+                Key={"pk": key},
+                UpdateExpression="SET history = list_append(if_not_exists(history, :empty), :entry)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":entry": [entry], ":empty": []},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(f"{key} vanished") from None
+            raise
+
     def record_invoices(self, application_pk: str, invoices: list[dict[str, Any]]) -> None:
         """Record the invoices a channel issued for an application, before the application moves on.
 

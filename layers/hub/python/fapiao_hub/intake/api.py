@@ -10,14 +10,15 @@ from __future__ import annotations
 import base64
 import binascii
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import jsonutil, runtime
+from fapiao_hub import jsonutil, openapi, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import RedLimitExceeded, StoredApplication
@@ -161,7 +162,7 @@ def _file(record: dict[str, Any]) -> dict[str, Any]:
 PRESIGNED_URL_SECONDS = 300
 
 
-def submit() -> Response:
+def submit() -> Response[Any]:
     system_id = _caller()
     body = _json_body()
     config = runtime.hub_config()
@@ -208,12 +209,63 @@ def submit() -> Response:
     return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
 
 
+# OpenAPI (fapiao_hub.openapi): what the routes take and answer. Documentation only: the body is
+# checked by submit() itself, after authentication.
+_UNAUTHORIZED = openapi.answer(
+    "missing or invalid bearer token", openapi.Envelope, {"WWW-Authenticate": 'Bearer realm="fapiao-hub"'}
+)
+_UNAVAILABLE = openapi.answer(
+    "temporarily unavailable (for a submission: stored but not yet queued); send the same request again",
+    openapi.Envelope,
+    {"Retry-After": "seconds to wait"},
+)
+_SUBMIT_DOCS: dict[str, Any] = {
+    "tags": ["intake"],
+    "description": "Validates the order (every problem is reported by the caller's JSON path), stores it once "
+    "per openApplyCode and queues it for dispatch. The same body again answers the same; other content under "
+    "the same openApplyCode is a 409.",
+    "security": [{openapi.BEARER: []}],
+    "openapi_extensions": openapi.request_body(
+        'the invoice application in seed 004\'s shape, {"invoiceOrder": {...}}; fields not described are '
+        "carried through, and codes may be sent as numbers too",
+        seed004.Seed004Request,
+    ),
+    "responses": {
+        200: openapi.answer(
+            "received (message: 'order received' or 'order already received')", openapi.OrderAcceptedAnswer
+        ),
+        400: openapi.answer("invalid invoice order (data.errors), or an unreadable body", openapi.OrderRefusedAnswer),
+        401: _UNAUTHORIZED,
+        409: openapi.answer("the openApplyCode was already received with different content", openapi.Envelope),
+        413: openapi.answer("the body is over the size limit", openapi.Envelope),
+        415: openapi.answer("Content-Type is not application/json", openapi.Envelope),
+        503: _UNAVAILABLE,
+    },
+}
+_SUBMIT_OPERATIONS = {
+    "/v1/invoice-orders": ("submitInvoiceOrder", "Submit an invoice application"),
+    "/extInvoiceOrder/receiveInvoiceOrder": ("receiveInvoiceOrder", "Submit an invoice application (seed 004's path)"),
+}
+
 for _path in SUBMIT_PATHS:
-    app.post(_path)(submit)
+    _operation_id, _summary_text = _SUBMIT_OPERATIONS[_path]
+    app.post(_path, operation_id=_operation_id, summary=_summary_text, **_SUBMIT_DOCS)(submit)
 
 
-@app.get("/v1/invoice-orders/<open_apply_code>")
-def read(open_apply_code: str) -> Response:
+@app.get(
+    "/v1/invoice-orders/<open_apply_code>",
+    operation_id="readInvoiceOrder",
+    summary="Read an invoice application: status, history, invoices and their files",
+    tags=["intake"],
+    security=[{openapi.BEARER: []}],
+    responses={
+        200: openapi.answer("the application", openapi.OrderDetailAnswer),
+        401: _UNAUTHORIZED,
+        404: openapi.answer("no such application for this business system", openapi.Envelope),
+        503: _UNAVAILABLE,
+    },
+)
+def read(open_apply_code: Annotated[str, Path(description="the openApplyCode it was submitted with")]) -> Response[Any]:
     system_id = _caller()
     logger.set_correlation_id(open_apply_code)
     stored = runtime.intake().get(system_id, open_apply_code)

@@ -1,0 +1,822 @@
+"""The ``fapiao-hub`` command: a client of the hub's HTTP API, plus the local run.
+
+    fapiao-hub local                    the local run (same as ``make run``)
+    fapiao-hub submit FILE_OR_DIR...    post seed 004 orders; a summary table
+    fapiao-hub status CODE              status, reason, history, invoices and files
+    fapiao-hub watch CODE...            follow applications until every one is final
+    fapiao-hub demo                     sample orders through every sandbox channel of the local run
+
+The API URL and bearer token come from ``--api-url``/``--token`` (``FAPIAO_HUB_API_URL``,
+``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes.
+
+Exit codes: 0 done; 1 usage or configuration; 2 the API refused (401, 400, 404, 409, ...);
+3 the API is unreachable; 4 ``watch``/``demo`` timed out with applications still open;
+5 ``demo``: a sample did not end in its expected state.
+Errors are one line on stderr, never a traceback (``FAPIAO_HUB_DEBUG=1`` shows it), never the token.
+
+Not part of the Lambda layer's runtime: no handler imports this module (it needs ``click``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import sys
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import click
+import requests
+
+from fapiao_hub import demo as samples
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_MISMATCH = 5
+
+FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "MANUAL_REVIEW", "STUCK"})
+ORDERS_PATH = "/v1/invoice-orders"
+REQUEST_TIMEOUT = 30.0
+DEFAULT_STATE_DIR = ".fapiao-hub"
+
+# Values that must never reach the terminal (the bearer token), whatever an error message says.
+_SECRETS: set[str] = set()
+
+
+_MIN_SECRET = 8  # shorter "tokens" are no secret worth mangling every message for
+
+
+def _redact(text: str) -> str:
+    for secret in _SECRETS:
+        if len(secret) >= _MIN_SECRET:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _say_error(message: str) -> None:
+    click.echo(f"error: {_redact(message)}", err=True)
+
+
+class CliError(click.ClickException):
+    """Ends the command with one line on stderr and ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        _say_error(self.format_message())
+
+
+class ApiError(CliError):
+    """The API answered, but not with success (``status`` is the HTTP status)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}", EXIT_REFUSED)
+        self.status = status
+
+
+# ---------------------------------------------------------------------------- HTTP client
+class _Bearer(requests.auth.AuthBase):
+    """The token as an auth object (so a ~/.netrc entry can never replace it)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+
+@dataclass
+class Answer:
+    status: int
+    success: bool
+    message: str
+    data: Any
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        errors = self.data.get("errors") if isinstance(self.data, dict) else None
+        return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _connection_reason(error: BaseException) -> str:
+    """What went wrong under a requests ConnectionError, in a few words."""
+    seen: set[int] = set()
+    pending: list[Any] = [error]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return "host not found"
+        if isinstance(current, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset"
+        if isinstance(current, TimeoutError):
+            return "timed out"
+        if isinstance(current, BaseException):
+            pending.extend([getattr(current, "reason", None), current.__cause__, current.__context__])
+            pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
+    text = str(error)
+    if "refused" in text.lower():
+        return "connection refused"
+    return "connection failed"
+
+
+class Client:
+    """The intake API: POST and GET invoice orders, answers in seed 004's envelope."""
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = REQUEST_TIMEOUT) -> None:
+        url = api_url.strip().rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise CliError(f"invalid API URL {api_url!r} (expected http://host:port or https://...)")
+        self.api_url = url
+        self.timeout = timeout
+        _SECRETS.add(token)
+        self._session = requests.Session()
+        self._session.auth = _Bearer(token)
+        self._session.headers["User-Agent"] = "fapiao-hub-cli"
+
+    def request(self, method: str, path: str, body: Any = None) -> Answer:
+        url = self.api_url + path
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8") if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        try:
+            response = self._session.request(method, url, data=data, headers=headers, timeout=self.timeout)
+        except requests.Timeout:
+            raise CliError(
+                f"cannot reach {self.api_url}: no answer within {self.timeout:g} s", EXIT_UNREACHABLE
+            ) from None
+        except requests.ConnectionError as error:
+            hint = " (is `make run` running?)" if _is_loopback(self.api_url) else ""
+            reason = _connection_reason(error)
+            raise CliError(f"cannot reach {self.api_url}: {reason}{hint}", EXIT_UNREACHABLE) from None
+        except requests.RequestException as error:
+            raise CliError(f"request to {self.api_url} failed: {type(error).__name__}", EXIT_UNREACHABLE) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ApiError(response.status_code, f"unexpected answer from {url} (not a JSON object)")
+        message = str(body.get("message") or response.reason or "")
+        answer = Answer(response.status_code, bool(body.get("success", response.ok)), message, body.get("data"))
+        if response.status_code in (401, 403):
+            raise ApiError(response.status_code, message or "not authorized")
+        return answer
+
+    def submit(self, order: Any) -> Answer:
+        return self.request("POST", ORDERS_PATH, order)
+
+    def get(self, code: str) -> dict[str, Any]:
+        """The application's data, or ApiError (404 for an unknown code)."""
+        answer = self.request("GET", f"{ORDERS_PATH}/{requests.utils.quote(code, safe='')}")
+        if answer.status != 200 or not isinstance(answer.data, dict):
+            raise ApiError(answer.status, answer.message or "unexpected answer")
+        return answer.data
+
+
+# ---------------------------------------------------------------------------- settings
+@dataclass
+class Settings:
+    api_url: str | None
+    token: str | None
+    state_dir: Path
+    _client: Client | None = field(default=None, repr=False)
+
+    @property
+    def local_json(self) -> Path:
+        return self.state_dir / "local.json"
+
+    def local_info(self, needed_for: str = "") -> dict[str, Any]:
+        path = self.local_json
+        if not path.is_file():
+            if needed_for:
+                how = f"{needed_for}; start it (`make run` or `fapiao-hub local`) or point --state-dir at its directory"
+            else:
+                how = (
+                    "start the local run (`make run` or `fapiao-hub local`), or give --api-url and --token "
+                    "(FAPIAO_HUB_API_URL, FAPIAO_HUB_TOKEN)"
+                )
+            raise CliError(f"{path} not found: {how}")
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CliError(f"{path} is not readable JSON ({type(error).__name__})") from None
+        if not isinstance(info, dict):
+            raise CliError(f"{path} is not a JSON object")
+        token = info.get("token")
+        if isinstance(token, str):
+            _SECRETS.add(token)
+        return info
+
+    def client(self) -> Client:
+        if self._client is None:
+            api_url, token = self.api_url, self.token
+            if not (api_url and token):
+                info = self.local_info()
+                api_url = api_url or info.get("api_url")
+                token = token or info.get("token")
+                if not api_url or not token:
+                    raise CliError(f"{self.local_json} has no api_url or token; start the local run again")
+            self._client = Client(api_url, token)
+        return self._client
+
+
+pass_settings = click.make_pass_decorator(Settings)
+
+
+# ---------------------------------------------------------------------------- output
+def _width(text: str) -> int:
+    """Terminal columns: CJK characters take two."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in text
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    return " ".join(str(value).split())  # one line per row
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "") -> str:
+    """Aligned plain text: a header row, then the rows; two spaces between columns."""
+    table = [[str(h) for h in headers], *([_cell(v) for v in row] for row in rows)]
+    widths = [max(_width(row[i]) for row in table) for i in range(len(headers))]
+    lines = []
+    for row in table:
+        cells = [cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return "\n".join(lines)
+
+
+def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "") -> None:
+    click.echo(_redact(format_table(headers, rows, indent)))
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _shorten(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------- submit
+@dataclass
+class Submitted:
+    label: str
+    code: str | None
+    result: str  # accepted / already received / rejected / conflict / error
+    reason: str
+    http_status: int | None = None
+    status: str | None = None  # the application's status when accepted
+
+    @property
+    def accepted(self) -> bool:
+        return self.result in ("accepted", "already received")
+
+
+def _reason(answer: Answer) -> str:
+    errors = answer.errors
+    if errors:
+        first = errors[0]
+        text = f"{first.get('field', '?')}: {first.get('message', '')}"
+        return text + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "")
+    return answer.message
+
+
+def classify(label: str, code: str | None, answer: Answer) -> Submitted:
+    """A POST answer as one summary row."""
+    if answer.status == 200:
+        data = answer.data if isinstance(answer.data, dict) else {}
+        already = "already" in answer.message
+        warnings = data.get("warnings") or []
+        reason = answer.message + (f"; warning: {warnings[0]}" if warnings else "")
+        return Submitted(
+            label,
+            data.get("openApplyCode") or code,
+            "already received" if already else "accepted",
+            reason,
+            answer.status,
+            data.get("status"),
+        )
+    result = {400: "rejected", 409: "conflict"}.get(answer.status, "error")
+    reason = _reason(answer) if answer.status == 400 else answer.message
+    if result == "error":
+        reason = f"{answer.status} {reason}"
+    return Submitted(label, code, result, reason, answer.status)
+
+
+def _order_code(order: Any) -> str | None:
+    header = order.get("invoiceOrder") if isinstance(order, dict) else None
+    code = header.get("openApplyCode") if isinstance(header, dict) else None
+    return str(code) if code is not None else None
+
+
+def submit_orders(client: Client, orders: Sequence[tuple[str, Any]], *, progress: bool = True) -> list[Submitted]:
+    """POST each (label, order); an order that is an exception instead (an unreadable file) is an
+    error row. A progress bar on stderr when there is more than one."""
+
+    def one(label: str, order: Any) -> Submitted:
+        if isinstance(order, Exception):
+            return Submitted(label, None, "error", str(order))
+        return classify(label, _order_code(order), client.submit(order))
+
+    if not progress or len(orders) <= 1:
+        return [one(label, order) for label, order in orders]
+    results = []
+    with click.progressbar(
+        orders,
+        label=f"submitting {len(orders)} orders",
+        item_show_func=lambda item: item[0] if item else None,
+        file=click.get_text_stream("stderr"),
+    ) as bar:
+        for label, order in bar:
+            results.append(one(label, order))
+    return results
+
+
+def echo_submitted(results: Sequence[Submitted], first: str = "file") -> None:
+    _echo_table([first, "openApplyCode", "result", "reason"], [(r.label, r.code, r.result, r.reason) for r in results])
+
+
+class _LocalFileError(Exception):
+    pass
+
+
+def _read_order(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return _LocalFileError(f"cannot read the file: {getattr(error, 'strerror', None) or type(error).__name__}")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        return _LocalFileError(f"not JSON: {error}")
+
+
+def _order_files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.json") if p.is_file())
+            if not found:
+                raise CliError(f"no *.json files in {path}")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+# ---------------------------------------------------------------------------- watch
+class Watcher:
+    """Polls applications, prints a line whenever one's status changes, until all are final."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        interval: float = 1.0,
+        timeout: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.interval = interval
+        self.timeout = timeout
+        self._clock = clock
+        self._sleep = sleep
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.open: list[str] = []
+        self._width = 0
+
+    def add(self, code: str) -> None:
+        if code not in self.open and code not in self.latest:
+            self.open.append(code)
+            self._width = max(self._width, len(code))
+
+    def status(self, code: str) -> str | None:
+        return (self.latest.get(code) or {}).get("status")
+
+    def _report(self, code: str, previous: str | None, data: dict[str, Any]) -> None:
+        status = data.get("status")
+        change = f"{previous} -> {status}" if previous else str(status)
+        line = f"{_clock()}  {code.ljust(self._width)}  {change}"
+        if status in FINAL_STATUSES and status != "ISSUED" and data.get("reason"):
+            line += f"  ({_shorten(str(data['reason']))})"
+        elif status == "ISSUED":
+            numbers = [str(i.get("invoiceNumber")) for i in data.get("invoices") or [] if i.get("invoiceNumber")]
+            if numbers:
+                line += f"  (invoice {', '.join(numbers)})"
+        click.echo(_redact(line))
+
+    def run(self, on_final: Callable[[str, dict[str, Any]], None] | None = None) -> bool:
+        """True once every application is final; False at the timeout (``open`` says which)."""
+        deadline = self._clock() + self.timeout
+        while True:
+            for code in list(self.open):
+                try:
+                    data = self.client.get(code)
+                except ApiError as error:
+                    if error.status >= 500:  # temporarily unavailable: ask again next round
+                        continue
+                    raise
+                previous = self.status(code)
+                self.latest[code] = data
+                if data.get("status") != previous:
+                    self._report(code, previous, data)
+                if data.get("status") in FINAL_STATUSES:
+                    self.open.remove(code)
+                    if on_final is not None:
+                        on_final(code, data)
+            if not self.open:
+                return True
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return False
+            self._sleep(min(self.interval, remaining))
+
+    def still_open(self) -> str:
+        return ", ".join(f"{code} ({self.status(code) or 'unknown'})" for code in self.open)
+
+
+# ---------------------------------------------------------------------------- the command
+class _Cli(click.Group):
+    """Runs commands in click's non-standalone mode, so every error is one line and the exit
+    codes are this command's (click's own usage errors would exit 2)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name or "fapiao-hub", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # click >= 8.2: no command given
+                error.show()
+                sys.exit(EXIT_USAGE)
+            hint = f" (see '{error.ctx.command_path} --help')" if error.ctx is not None else ""
+            _exit(f"{error.format_message()}{hint}", EXIT_USAGE)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _exit("interrupted", 130)
+        except Exception as error:
+            if os.environ.get("FAPIAO_HUB_DEBUG"):
+                raise
+            _exit(f"unexpected {type(error).__name__}: {error} (FAPIAO_HUB_DEBUG=1 shows the traceback)", EXIT_USAGE)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    _say_error(message)
+    sys.exit(code)
+
+
+@click.group("fapiao-hub", cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--api-url", envvar="FAPIAO_HUB_API_URL", metavar="URL", help="The hub's API (default: local.json's).")
+@click.option("--token", envvar="FAPIAO_HUB_TOKEN", metavar="TOKEN", help="Bearer token (default: local.json's).")
+@click.option(
+    "--state-dir",
+    envvar="FAPIAO_HUB_STATE_DIR",
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The local run's state directory (local.json).",
+)
+@click.pass_context
+def main(ctx: click.Context, api_url: str | None, token: str | None, state_dir: Path) -> None:
+    """fapiao-hub: submit invoice orders to the hub and follow them.
+
+    URL and token: --api-url/--token (FAPIAO_HUB_API_URL, FAPIAO_HUB_TOKEN), else the local
+    run's <state-dir>/local.json. Exit codes: 0 done, 1 usage/configuration, 2 refused by the
+    API, 3 API unreachable, 4 timed out, 5 demo sample not in its expected state.
+    """
+    if token:
+        _SECRETS.add(token)
+    ctx.obj = Settings(api_url or None, token or None, state_dir)
+
+
+@main.command("local")
+@click.pass_context
+def local_command(ctx: click.Context) -> int:
+    """Run the hub on this machine (the same as `make run`)."""
+    settings: Settings = ctx.find_object(Settings)
+    if ctx.find_root().get_parameter_source("state_dir") is click.core.ParameterSource.COMMANDLINE:
+        os.environ["FAPIAO_HUB_STATE_DIR"] = str(settings.state_dir.resolve())
+    run = _import_local_run()
+    return int(run.main() or 0)
+
+
+def _checkouts() -> list[Path]:
+    """Where a repository checkout may be: this file's (an editable install), the working directory."""
+    return samples.repository_checkouts()
+
+
+def _import_local_run() -> Any:
+    """local.run from the repository checkout (the `local` package sits at its root)."""
+    try:
+        from local import run
+    except ImportError:
+        root = next((c for c in _checkouts() if (c / "local" / "run.py").is_file()), None)
+        if root is None:
+            raise CliError(
+                "`fapiao-hub local` needs the fapiao-hub repository (its `local` package is not importable "
+                "here); run it from the repository root, or use `make run` there"
+            ) from None
+        sys.path.insert(0, str(root))
+        try:
+            from local import run
+        except ImportError as error:
+            raise CliError(f"the local run could not be imported from {root}: {error}") from None
+    return run
+
+
+@main.command()
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path), metavar="FILE_OR_DIR..."
+)
+@pass_settings
+def submit(settings: Settings, paths: tuple[Path, ...]) -> int:
+    """Post seed 004 orders (JSON files; directories: every *.json inside, sorted).
+
+    Exit 0 if every order was accepted (or already received), 2 if the API refused any,
+    1 if only local files could not be read.
+    """
+    files = _order_files(paths)
+    client = settings.client()
+    orders = [(str(path), _read_order(path)) for path in files]
+    results = submit_orders(client, orders)
+    echo_submitted(results)
+    if any(r.http_status is not None and not r.accepted for r in results):
+        return EXIT_REFUSED
+    if any(not r.accepted for r in results):
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+@main.command()
+@click.argument("code")
+@pass_settings
+def status(settings: Settings, code: str) -> int:
+    """Show an application: status, reason, history, invoices and their files."""
+    data = settings.client().get(code)
+    echo_status(data)
+    return EXIT_OK
+
+
+def echo_status(data: dict[str, Any]) -> None:
+    fields = [
+        ("openApplyCode", data.get("openApplyCode")),
+        ("status", data.get("status")),
+        ("reason", data.get("reason")),
+        ("channel", data.get("channel")),
+        ("created", data.get("createdAt")),
+        ("updated", data.get("updatedAt")),
+    ]
+    for warning in data.get("warnings") or []:
+        fields.append(("warning", warning))
+    for name, value in fields:
+        click.echo(_redact(f"{name:<14}{_cell(value)}"))
+    click.echo("\nhistory")
+    history = data.get("history") or []
+    if history:
+        _echo_table(["time", "status", "note"], [(h.get("at"), h.get("status"), h.get("note")) for h in history], "  ")
+    else:
+        click.echo("  none")
+    invoices = data.get("invoices") or []
+    click.echo("\ninvoices")
+    if not invoices:
+        click.echo("  none")
+        return
+    _echo_table(
+        ["number", "code", "date", "amount", "tax", "status"],
+        [
+            (
+                i.get("invoiceNumber"),
+                i.get("invoiceCode"),
+                i.get("invoiceDate"),
+                i.get("amount"),
+                i.get("tax"),
+                i.get("status"),
+            )
+            for i in invoices
+        ],
+        "  ",
+    )
+    files = [(i.get("invoiceNumber"), f) for i in invoices for f in i.get("files") or []]
+    click.echo("\nfiles")
+    if not files:
+        click.echo("  none")
+        return
+    rows = []
+    for number, f in files:
+        if "error" in f and not f.get("url"):
+            rows.append((number, f.get("format"), None, None, f"error: {f.get('error') or 'not stored'}"))
+        else:
+            rows.append((number, f.get("format"), f.get("size"), f.get("sha256"), f.get("url")))
+    _echo_table(["invoice", "format", "size", "sha256", "url"], rows, "  ")
+
+
+_interval_option = click.option(
+    "--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between polls."
+)
+
+
+@main.command()
+@click.argument("codes", nargs=-1, required=True, metavar="CODE...")
+@_interval_option
+@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Give up after (s).")
+@pass_settings
+def watch(settings: Settings, codes: tuple[str, ...], interval: float, timeout: float) -> int:
+    """Follow applications until every one is final (ISSUED, REJECTED, VOIDED, MANUAL_REVIEW,
+    STUCK): a line whenever a status changes. Exit 4 at the timeout."""
+    watcher = Watcher(settings.client(), interval=interval, timeout=timeout)
+    for code in codes:
+        watcher.add(code)
+    if not watcher.run():
+        raise CliError(f"timed out after {timeout:g} s; still open: {watcher.still_open()}", EXIT_TIMEOUT)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- demo
+REFUSED_400 = "refused (400)"
+
+
+@dataclass
+class Sample:
+    name: str
+    code: str
+    expected: str
+    order: Any = None
+    actual: str | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.actual == self.expected
+
+
+@main.command()
+@_interval_option
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Give up after (s).")
+@pass_settings
+def demo(settings: Settings, interval: float, timeout: float) -> int:
+    """Sample orders through every sandbox channel of the local run, live to their final states.
+
+    One order per channel (seed 004's example with its discount pairs), a 数电 (0112) order the
+    Xunlian channel rejects, an order for an unknown company (refused at intake, 400) and, once
+    the Xunlian order is ISSUED, a red reversal of part of its invoice. Ends with a table of
+    sample / expected / actual; exit 0 only if every sample ended as expected.
+    """
+    info = settings.local_info("the demo needs the local run's channels")
+    channels = {n: c for n, c in (info.get("channels") or {}).items() if isinstance(c, dict) and c.get("company_code")}
+    if not channels:
+        raise CliError(f"{settings.local_json} lists no sandbox channels with a company code")
+    client = settings.client()
+    suffix = samples.run_suffix()
+    plan: list[Sample] = []
+    red_channel = next((n for n, c in channels.items() if c.get("type") == "xunlian"), None)
+    blue_for_red: Sample | None = None
+    for name, channel in channels.items():
+        code = f"demo-{name}-{suffix}"
+        order, source = samples.blue_order(name, channel["company_code"], code)
+        pairs = samples.discount_pairs(order)
+        invoice_type = order["invoiceOrder"].get("invoiceType")
+        described = f"{name} ({channel['company_code']}, {invoice_type}" + (
+            f", {pairs} discount pairs)" if pairs else ")"
+        )
+        sample = Sample(f"blue {described}", code, "ISSUED", order, note=source)
+        plan.append(sample)
+        if name == red_channel:
+            blue_for_red = sample
+    if red_channel is not None:
+        code = f"demo-digital-{suffix}"
+        company = channels[red_channel]["company_code"]
+        plan.append(
+            Sample(f"数电 0112 to {red_channel} ({company})", code, "REJECTED", samples.digital_order(company, code))
+        )
+    code = f"demo-unknown-company-{suffix}"
+    known = {c["company_code"] for c in channels.values()}
+    plan.append(Sample("unknown company code", code, REFUSED_400, samples.unknown_company_order(code, known)))
+    red: Sample | None = None
+    if blue_for_red is not None:
+        red = Sample(f"red reversal of the {red_channel} invoice", f"demo-red-{suffix}", "ISSUED")
+        red.actual = "not submitted"
+    by_code = {s.code: s for s in plan}
+
+    click.echo(f"fapiao-hub demo against {client.api_url}: {len(plan) + (red is not None)} samples (run {suffix})\n")
+    results = submit_orders(client, [(s.name, s.order) for s in plan])
+    echo_submitted(results, first="sample")
+    watcher = Watcher(client, interval=interval, timeout=timeout)
+    for sample, result in zip(plan, results, strict=True):
+        if result.accepted:
+            watcher.add(sample.code)
+        else:
+            sample.actual = REFUSED_400 if result.http_status == 400 else f"{result.result} ({result.http_status})"
+            sample.note = result.reason
+
+    def on_final(code: str, data: dict[str, Any]) -> None:
+        sample = by_code.get(code)
+        if sample is not None:
+            sample.actual = data.get("status")
+            numbers = [
+                f"{i.get('invoiceCode') or '-'}/{i['invoiceNumber']}"
+                for i in data.get("invoices") or []
+                if i.get("invoiceNumber")
+            ]
+            if data.get("reason"):
+                sample.note = str(data["reason"])
+            elif numbers:
+                sample.note = "invoice " + ", ".join(numbers)
+        if red is None or blue_for_red is None or code != blue_for_red.code:
+            return
+        invoices = [i for i in data.get("invoices") or [] if i.get("invoiceNumber")]
+        if data.get("status") != "ISSUED" or not invoices:
+            red.actual = f"not submitted (blue {data.get('status')})"
+            return
+        invoice = invoices[0]
+        red.order = samples.red_order(blue_for_red.order, invoice, red.code)
+        amount = red.order["invoiceOrder"]["invoiceAmtInclTax"]
+        click.echo(
+            f"{_clock()}  submitting {red.code}: red {amount:.2f} against invoice "
+            f"{invoice.get('invoiceCode') or '-'}/{invoice['invoiceNumber']} (blue {invoice.get('amount')} + tax "
+            f"{invoice.get('tax')})"
+        )
+        [submitted] = submit_orders(client, [(red.name, red.order)], progress=False)
+        by_code[red.code] = red
+        if submitted.accepted:
+            red.actual = submitted.status or "RECEIVED"
+            watcher.add(red.code)
+        else:
+            red.actual = (
+                REFUSED_400 if submitted.http_status == 400 else f"{submitted.result} ({submitted.http_status})"
+            )
+            red.note = submitted.reason
+            click.echo(_redact(f"{_clock()}  {red.code}  {submitted.result}: {submitted.reason}"))
+
+    click.echo(f"\nfollowing {len(watcher.open)} applications until final (timeout {timeout:g} s)")
+    finished = watcher.run(on_final)
+    for code in watcher.open:
+        sample = by_code.get(code)
+        if sample is not None:
+            sample.actual = f"{watcher.status(code) or 'unknown'} (still open)"
+    if red is not None and red.actual == "not submitted" and blue_for_red is not None:
+        red.actual = f"not submitted (blue {watcher.status(blue_for_red.code) or 'unknown'})"
+
+    everything = [*plan, *([red] if red is not None else [])]
+    click.echo("")
+    _echo_table(
+        ["sample", "openApplyCode", "expected", "actual", "ok", "note"],
+        [
+            (s.name, s.code, s.expected, s.actual, "yes" if s.ok else "NO", _shorten(s.note, 90) if s.note else None)
+            for s in everything
+        ],
+    )
+    failed = [s for s in everything if not s.ok]
+    if not finished:
+        _say_error(f"timed out after {timeout:g} s; still open: {watcher.still_open()}")
+        return EXIT_TIMEOUT
+    if failed:
+        _say_error(
+            f"{len(failed)} of {len(everything)} samples did not end as expected: {', '.join(s.code for s in failed)}"
+        )
+        return EXIT_MISMATCH
+    click.echo(f"\nall {len(everything)} samples ended as expected")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    main(prog_name="fapiao-hub")

@@ -1,0 +1,205 @@
+"""Sample orders for ``fapiao-hub demo`` (seed 004 shape), built fresh for every run.
+
+The blue orders are docs/examples/order-<channel>.json when the repository is at hand, else the
+same order built here: seed 004's own example (five lines: two discount pairs and a car) as a
+增值税电子专用发票 (``028``) with a valid buyer tax number. Every order gets a code unique to the run.
+
+Not used by any Lambda handler (the CLI is a client of the API, nothing more).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import time
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = "invoiceOrder"
+LINES = "invoiceOrderSub"
+
+
+def repository_checkouts() -> list[Path]:
+    """Where a repository checkout may be: around this file (an editable install: the file is
+    layers/hub/python/fapiao_hub/demo.py), and the working directory."""
+    here = Path(__file__).resolve().parents
+    return [*([here[4]] if len(here) > 4 else []), Path.cwd()]
+
+
+VALID_BUYER_TAX_NUMBER = "91220101MA0Y5K3N4H"
+LEGACY_SPECIAL = "028"  # 增值税电子专用发票: every sandbox channel issues it
+DIGITAL_SPECIAL = "0112"  # 数电专票 (seed 004's own example): Xunlian refuses it
+UNKNOWN_COMPANY = "ZZ-DEMO"  # routed nowhere: refused at intake
+
+
+def _line(row: int, nature: str, amount: float, *, model: str, material: str, goods: str, vehicle: str) -> dict:
+    line: dict[str, Any] = {
+        "MaterialCode": material,
+        "amtInclTax": amount,
+        "businessScope": "H5-2",
+        "factoryPlateModel": "H5-2",
+        "goodsName": goods,
+        "invoiceLineNature": nature,
+        "materialGroup": "HQ",
+        "originRowNo": str(row),
+        "taxLevel2Code": "1090305",
+        "taxonomyCode": "1090305010300000000",
+        "taxrate": 0.13,
+        "vehicleNo": model,
+        "vehicleType": vehicle,
+    }
+    if nature != "1":  # discount lines (nature 1) carry no price, quantity, unit or model
+        line.update(model=model, price=abs(amount), quantity=1, unit="辆")
+    return line
+
+
+_H5 = {
+    "material": "HFC1BLCC1Q1QDY0000",
+    "goods": "CA7151HA6T智联旗悦版(2023款)",
+    "vehicle": "CA7151HA6T智联旗悦版(2023款)红旗H5-2 1.5T",
+}
+_HQ = {
+    "material": "HFCECMCC2J2JDY0001",
+    "goods": "CA7201HA6TA智联旗畅版(2024款)",
+    "vehicle": "CA7201HA6TA智联旗畅版(2024款)20TD-GPF",
+}
+
+# Seed 004's example, as docs/examples/order-*.json carry it (028, a valid buyer tax number).
+SEED_EXAMPLE: dict[str, Any] = {
+    ROOT: {
+        "amtInclTaxSign": "1",
+        "applyDate": "2024-08-20 17:40:48",
+        "billDate": "2024-08-20 17:40:48",
+        "bukrs": "VB5",
+        "businessTypeCode": "098",
+        "businessTypeName": "整车销售",
+        "createUser": "sunzhimin3",
+        "invoiceAmt": 5327.44,
+        "invoiceAmtInclTax": 6020.0,
+        "invoiceSource": "7",
+        "invoiceTax": 692.56,
+        "invoiceType": LEGACY_SPECIAL,
+        "openApplyCode": "demo-0001",
+        "openInvoiceType": "0",
+        "purchaserTaxpayerCode": "DJL606",
+        "purchaserTaxpayerName": "吉林省神州红旗汽车销售服务有限公司",
+        "purchaserTaxpayerNo": VALID_BUYER_TAX_NUMBER,
+        "receivePurchaserInfo": "1",
+        LINES: [
+            _line(0, "2", 48.0, model="THFC1BLCC1Q1QD160", **_H5),
+            _line(1, "1", -38.0, model="THFC1BLCC1Q1QD160", **_H5),
+            _line(2, "2", 48.0, model="THFC1BLCC1Q1QD009", **_H5),
+            _line(3, "1", -38.0, model="THFC1BLCC1Q1QD009", **_H5),
+            _line(4, "0", 6000.0, model="THFCECMCC2J2J1270", **_HQ),
+        ],
+    }
+}
+
+
+def run_suffix() -> str:
+    """Unique per run: a timestamp and a little randomness (two runs in one second differ)."""
+    return f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def example_path(channel: str) -> Path | None:
+    for root in repository_checkouts():
+        path = root / "docs" / "examples" / f"order-{channel}.json"
+        if path.is_file():
+            return path
+    return None
+
+
+def with_code(order: dict[str, Any], code: str, company_code: str | None = None) -> dict[str, Any]:
+    """A copy of ``order`` under another openApplyCode (lines too), optionally for another company."""
+    order = copy.deepcopy(order)
+    header = order[ROOT]
+    header["openApplyCode"] = code
+    if company_code is not None:
+        header["bukrs"] = company_code
+    for line in header.get(LINES) or []:
+        if "openApplyCode" in line:
+            line["openApplyCode"] = code
+    return order
+
+
+def blue_order(channel: str, company_code: str, code: str) -> tuple[dict[str, Any], str]:
+    """The channel's example order (or the seed's), for ``company_code`` under ``code``; and where
+    it came from."""
+    path = example_path(channel)
+    if path is not None:
+        try:
+            base = json.loads(path.read_text(encoding="utf-8"))
+            source = f"docs/examples/{path.name}"
+        except (OSError, ValueError):
+            base, source = SEED_EXAMPLE, "seed 004 example"
+    else:
+        base, source = SEED_EXAMPLE, "seed 004 example"
+    return with_code(base, code, company_code), source
+
+
+def digital_order(company_code: str, code: str) -> dict[str, Any]:
+    """Seed 004's example as published (a 数电专票, 0112), for a company whose channel refuses it."""
+    order = with_code(SEED_EXAMPLE, code, company_code)
+    order[ROOT]["invoiceType"] = DIGITAL_SPECIAL
+    return order
+
+
+def unknown_company_order(code: str, known: set[str]) -> dict[str, Any]:
+    company = UNKNOWN_COMPANY
+    while company in known:
+        company += "X"
+    return with_code(SEED_EXAMPLE, code, company)
+
+
+def discount_pairs(order: dict[str, Any]) -> int:
+    return sum(1 for line in order[ROOT].get(LINES) or [] if str(line.get("invoiceLineNature")) == "1")
+
+
+def _cents(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def red_order(blue: dict[str, Any], invoice: dict[str, Any], code: str) -> dict[str, Any]:
+    """A red order (goods returned, reason 02) against the issued ``invoice`` of ``blue``: its
+    largest normal line, quantity -1 (smaller than the blue total, which also has discount pairs),
+    like events/intake-post-red.json but pointing at the issued invoice."""
+    header = blue[ROOT]
+    normal = [line for line in header[LINES] if str(line.get("invoiceLineNature", "0")) == "0"]
+    line = max(normal or header[LINES], key=lambda item: Decimal(str(item.get("amtInclTax", 0))))
+    gross = _cents(Decimal(str(line["amtInclTax"])) / Decimal(str(line.get("quantity") or 1)))
+    rate = Decimal(str(line["taxrate"]))
+    net = _cents(gross / (1 + rate))
+    tax = gross - net
+    number, invoice_code = invoice["invoiceNumber"], invoice.get("invoiceCode")
+    reversed_line = {
+        key: line[key]
+        for key in ("goodsName", "taxonomyCode", "taxrate", "unit", "model", "MaterialCode")
+        if key in line
+    }
+    reversed_line.update(invoiceLineNature="0", amtInclTax=float(-gross), price=float(gross), quantity=-1)
+    red_log: dict[str, Any] = {"applyRedReasons": "02", "blueInvoiceNumber": number, "reason": "vehicle returned"}
+    order: dict[str, Any] = {
+        "openApplyCode": code,
+        "bukrs": header["bukrs"],
+        "openInvoiceType": "1",
+        "invoiceType": header["invoiceType"],
+        "amtInclTaxSign": "1",
+        "businessTypeCode": header.get("businessTypeCode"),
+        "businessTypeName": header.get("businessTypeName"),
+        "purchaserTaxpayerName": header["purchaserTaxpayerName"],
+        "purchaserTaxpayerNo": header.get("purchaserTaxpayerNo"),
+        "blueInvoiceNumber": number,
+        "invoiceAmtInclTax": float(-gross),
+        "invoiceAmt": float(-net),
+        "invoiceTax": float(-tax),
+        "redVatInvoiceInfoLog": red_log,
+        LINES: [reversed_line],
+    }
+    if invoice_code:
+        order["blueInvoiceCode"] = invoice_code
+        red_log["blueInvoiceCode"] = invoice_code
+    if invoice.get("invoiceDate"):
+        order["originInvoiceDate"] = str(invoice["invoiceDate"])[:10]
+    return {ROOT: {k: v for k, v in order.items() if v is not None}}
