@@ -1,10 +1,11 @@
-"""moto with DynamoDB's atomicity: one AWS request at a time.
+"""moto with DynamoDB's atomicity: one DynamoDB request at a time.
 
 DynamoDB evaluates a conditional write atomically, per item; the hub's exactly-once dispatch rests
 on that. moto's backends are plain Python objects without locks, so two threads can both pass the
-same condition (seen: two dispatchers both claiming one application). Serializing moto's request
-handling restores the guarantee the hub relies on, for the moto server of the local run and for
-moto in-process in tests. It costs nothing that matters here: moto answers in microseconds.
+same condition (seen: two dispatchers both claiming one application). Serializing moto's DynamoDB
+request handling restores the guarantee the hub relies on, for the moto server of the local run
+and for moto in-process in tests. Other services are left concurrent: an SQS long poll must not
+hold up everything else.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ _LOCK = threading.RLock()
 
 
 def serialized_wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
-    """WSGI middleware: the wrapped app handles one request at a time (connections stay threaded)."""
+    """WSGI middleware: the wrapped app handles one DynamoDB request at a time (the rest concurrently)."""
 
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+            return app(environ, start_response)
         with _LOCK:
             # Materialize the body inside the lock: moto builds it while handling.
             return list(app(environ, start_response))
@@ -30,14 +33,16 @@ def serialized_wsgi(app: Callable[..., Any]) -> Callable[..., Any]:
 
 @contextlib.contextmanager
 def serialized_in_process() -> Iterator[None]:
-    """Inside ``mock_aws()``: every mocked call runs alone."""
+    """Inside ``mock_aws()``: every mocked DynamoDB call runs alone."""
     from moto.core.botocore_stubber import BotocoreStubber
 
     original = BotocoreStubber.__call__
 
-    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def locked(self: Any, event_name: str, *args: Any, **kwargs: Any) -> Any:
+        if ".dynamodb." not in event_name:
+            return original(self, event_name, *args, **kwargs)
         with _LOCK:
-            return original(self, *args, **kwargs)
+            return original(self, event_name, *args, **kwargs)
 
     BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
     try:

@@ -16,7 +16,7 @@ COMMITTED = ROOT / "docs" / "openapi.json"
 OPERATIONS = {
     ("/v1/invoice-orders", "post"),
     ("/extInvoiceOrder/receiveInvoiceOrder", "post"),
-    ("/v1/invoice-orders/{open_apply_code}", "get"),
+    ("/v1/invoice-orders/{openApplyCode}", "get"),
     ("/v1/callbacks/{channel}", "post"),
 }
 SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
@@ -103,7 +103,7 @@ def test_answers_are_declared_with_their_models(doc: dict) -> None:
         assert set(schema(doc, errors)["properties"]) == {"field", "message"}
         for status in ("401", "409", "413", "415", "503"):
             assert answer(path, "post", status)["title"] == "Envelope"
-    detail = answer("/v1/invoice-orders/{open_apply_code}", "get", "200")
+    detail = answer("/v1/invoice-orders/{openApplyCode}", "get", "200")
     assert {"history", "invoices", "invoiceOrder"} <= set(schema(doc, detail["properties"]["data"])["properties"])
     callback = answer("/v1/callbacks/{channel}", "post", "200")
     assert callback["required"] == ["value"] and "message" in callback["properties"]

@@ -253,7 +253,7 @@ for _path in SUBMIT_PATHS:
 
 
 @app.get(
-    "/v1/invoice-orders/<open_apply_code>",
+    "/v1/invoice-orders/<openApplyCode>",
     operation_id="readInvoiceOrder",
     summary="Read an invoice application: status, history, invoices and their files",
     tags=["intake"],
@@ -265,8 +265,9 @@ for _path in SUBMIT_PATHS:
         503: _UNAVAILABLE,
     },
 )
-def read(open_apply_code: Annotated[str, Path(description="the openApplyCode it was submitted with")]) -> Response[Any]:
+def read(openApplyCode: Annotated[str, Path(description="the openApplyCode it was submitted with")]) -> Response[Any]:
     system_id = _caller()
+    open_apply_code = openApplyCode
     logger.set_correlation_id(open_apply_code)
     stored = runtime.intake().get(system_id, open_apply_code)
     if stored is None:  # also for another system's application: no existence is revealed
