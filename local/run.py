@@ -132,6 +132,20 @@ def start_sandboxes(config: dict[str, Any]) -> dict[str, Any]:
     return started
 
 
+def start_receivers(config: dict[str, Any]) -> dict[str, Any]:
+    """A webhook receiver for every business system whose webhook url is "sandbox"."""
+    from sandbox import receiver
+
+    started = {}
+    for name, system in (config.get("business_systems") or {}).items():
+        webhook = system.get("webhook")
+        if webhook and webhook.get("url") == "sandbox":
+            started[name] = receiver.run(host=HOST, port=0, secret=webhook.get("secret"))
+            webhook["url"] = started[name].url
+            log.info("webhook receiver of %s on %s", name, started[name].url)
+    return started
+
+
 class OutOfBandForwarder(Pump):
     """Hands SUBMITTED applications of pushing channels to their sandbox.
 
@@ -341,6 +355,7 @@ def start(
 
     moto = None
     sandboxes: dict[str, Any] = {}
+    helpers: dict[str, Any] = {}  # sandboxes and receivers, stopped with the run
     gateway = None
     pumps: list[Pump] = []
     env_plan = None
@@ -377,6 +392,9 @@ def start(
         token = token or secrets.token_urlsafe(32)
         config_document = json.loads(Path(hub_config).read_text(encoding="utf-8"))
         sandboxes = start_sandboxes(config_document)
+        receivers = start_receivers(config_document)
+        helpers.update(sandboxes)
+        helpers.update({f"receiver:{name}": r for name, r in receivers.items()})
         hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token, config_document)
 
         specs = resources.functions()
@@ -489,7 +507,7 @@ def start(
             gateway=gateway,
             pumps=pumps,
             _moto=moto,
-            _sandboxes=sandboxes,
+            _sandboxes=helpers,
             _env_plan=env_plan,
             _process_env=process_env,
         )
@@ -502,12 +520,16 @@ def start(
             "routes": sorted(r.route_key + " -> " + r.function.name for r in gateway.routes),
             "functions": {lid: f.name for lid, f in functions.items()},
             "channels": _channel_info(config_document, sandboxes, hub.api_url),
+            "webhooks": {
+                name: {"url": r.url, "notifications": f"{r.base_url}/_sandbox/notifications"}
+                for name, r in receivers.items()
+            },
             **resources.as_dict(),
         }
         _write_private(local_json, json.dumps(info, indent=2))
         return hub
     except BaseException:
-        _shutdown(gateway, pumps, env_plan, process_env, moto, sandboxes)
+        _shutdown(gateway, pumps, env_plan, process_env, moto, helpers)
         raise
 
 

@@ -80,4 +80,22 @@ def test_demo_takes_every_sample_to_its_expected_state(local_run_factory: Callab
     assert f"all {len(table)} samples ended as expected" in demo.stdout
     # The red order went in after its blue invoice was issued, against that invoice.
     assert re.search(r"submitting demo-red-\S+: red -\d+\.\d\d against invoice \d+/\d+", demo.stdout), report
+    # The business system's receiver holds exactly one notification per outcome, signed.
+    import requests
+
+    deadline = time.monotonic() + 30
+    finals = {row["openApplyCode"]: row["actual"] for row in table if row["actual"] in ("ISSUED", "REJECTED")}
+    receiver = run.info["webhooks"]["sample-erp"]["notifications"]
+    while True:
+        notes = requests.get(receiver, timeout=5).json()
+        got = {n["body"]["application"]["openApplyCode"]: n for n in notes if n["answered"] == 200}
+        if set(finals) <= set(got) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    kinds = {"ISSUED": "InvoiceIssued", "REJECTED": "ApplicationRejected"}
+    for code, state in finals.items():
+        mine = [n for n in notes if n["body"]["application"]["openApplyCode"] == code]
+        assert len({n["event_id"] for n in mine}) == 1, (code, mine)  # one outcome, one notification
+        assert len([n for n in mine if n["answered"] == 200]) == 1, (code, mine)
+        assert mine[0]["body"]["type"] == kinds[state] and mine[0]["signature_ok"] is True, (code, mine)
     assert run.stop(signal.SIGINT) == 0, run.log()

@@ -555,3 +555,22 @@ def _event_body(detail_type: str, **detail: Any) -> dict:
         "resources": [],
         "detail": {"schema_version": "1", "source_system": "sample-erp", "open_apply_code": CODE, **detail},
     }
+
+
+def test_the_readme_verification_snippet_verifies_a_real_signature():
+    """The README's snippet, executed as written, accepts what the notifier signs."""
+    import re as _re
+    import time as _time
+    from pathlib import Path as _Path
+
+    from fapiao_hub.notifier import sign_webhook
+
+    readme = (_Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = [b for b in _re.findall(r"```python\n(.*?)```", readme, _re.S) if "def verify_webhook" in b]
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - the documented snippet itself is what is tested
+    body, now = b'{"type": "InvoiceIssued"}', int(_time.time())
+    headers = {"X-Fapiao-Timestamp": str(now), "X-Fapiao-Signature": sign_webhook("s3cret", str(now), body)}
+    assert scope["verify_webhook"]("s3cret", headers, body) is True
+    assert scope["verify_webhook"]("s3cret", headers, body + b" ") is False
+    assert scope["verify_webhook"]("other", headers, body) is False
