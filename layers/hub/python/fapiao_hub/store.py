@@ -66,22 +66,33 @@ def iso(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Transition:
+    """A history entry: a status change, or (``is_note``) something that happened without one."""
+
     at: str
     status: str
     previous: str | None = None
     note: str | None = None
+    is_note: bool = False
 
     def to_item(self) -> dict[str, Any]:
-        item = {"at": self.at, "status": self.status}
+        item: dict[str, Any] = {"at": self.at, "status": self.status}
         if self.previous:
             item["previous"] = self.previous
         if self.note:
             item["note"] = self.note
+        if self.is_note:
+            item["kind"] = "note"
         return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Transition:
-        return cls(at=item["at"], status=item["status"], previous=item.get("previous"), note=item.get("note"))
+        return cls(
+            at=item["at"],
+            status=item["status"],
+            previous=item.get("previous"),
+            note=item.get("note"),
+            is_note=item.get("kind") == "note",
+        )
 
 
 @dataclass(frozen=True)
@@ -320,7 +331,7 @@ class ApplicationStore:
             key, status = stored_or_key.key, stored_or_key.status.value
         else:
             key, status = stored_or_key, self._require(stored_or_key).status.value
-        entry = Transition(at=iso(utc_now()), status=status, note=text).to_item()
+        entry = Transition(at=iso(utc_now()), status=status, note=text, is_note=True).to_item()
         try:
             self._table.update_item(
                 Key={"pk": key},
