@@ -1,0 +1,784 @@
+"""Load with faults (``make soak``): orders through the whole local run while everything misbehaves.
+
+``python -m local.soak --orders 10000`` (``make soak``; ``SOAK_ORDERS`` / ``SOAK_SEED`` there) runs the
+local run in this process (:func:`local.run.start`: moto, every function, the four channel
+sandboxes, the HTTP API) and pushes orders through it over HTTP, spread evenly over the four
+sandbox channels (Xunlian synchronous, partner polled, Kingdee pushed then polled, Ekuaibao pushing
+its results), from several concurrent clients, with:
+
+* the sandboxes injecting 5% 5xx answers and 2% timeouts *after issuing* (Xunlian on every
+  ``serverIssue``, the partner on every query, Kingdee on every push and query);
+* Ekuaibao's callbacks arriving twice (5%) and followed by a stale "in progress" push (5%);
+* dispatcher crashes at each step boundary, with probability ``crash_rate`` each:
+  ``after-claim`` (the DISPATCHING write is made, the channel is not called yet),
+  ``before-outcome-write`` (the channel answered, nothing recorded yet) and
+  ``before-event-publish`` (the outcome is written, its event not yet published). Half of them fail
+  only the record (:class:`SimulatedCrash`: the batch reports it, SQS delivers it again), half kill
+  the whole invocation (:class:`SimulatedKill`: like a Lambda timeout, the whole batch comes back,
+  records already done included). Crashes are raised in-process by wrapping
+  ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher._publish``, in dispatch
+  invocations only; no hub code is changed;
+* several dispatch "containers" taking from the one queue at once (``dispatchers``), as Lambda
+  scales an SQS event source, so duplicate deliveries race.
+
+Recovery is the hub's own: SQS redelivery (the dispatch queue's visibility timeout is shortened to
+``visibility_seconds`` for the soak), the DISPATCHING lease (``DISPATCH_LEASE_SECONDS``), the
+poller (every ``schedule_seconds``) and the channels' de-duplication and queries. Channel timeouts
+and quiet periods are shortened in the soak's copy of the hub configuration, and so are the
+dispatcher's poll intervals, so a run takes minutes rather than hours.
+
+The oracle (:meth:`SoakReport.problems`), as ``tests/integration/test_dispatch_faults.py``:
+
+* **never twice**: every sandbox issued at most one invoice per request number (Xunlian, partner
+  and Kingdee count per number; Ekuaibao is handed each number at most once), and the hub holds at
+  most one invoice per application, each one an invoice the channel issued for it;
+* **never lost**: every application ends final (ISSUED, REJECTED, VOIDED) or visibly flagged
+  (MANUAL_REVIEW, STUCK), with its outcome event published (no ``pending_event`` left); an
+  application the channel issued is ISSUED or flagged, never REJECTED; no result is unmatched;
+* **no 5xx** to a valid request: every order submission (and every repeat of one) answers 200,
+  every read 200, every Ekuaibao push 200.
+
+The tallies are printed; ``--json FILE`` also writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import dataclasses
+import json
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "docs" / "examples"
+CHANNELS = ("xunlian", "partner", "kingdee", "ekuaibao")
+FINAL = {"ISSUED", "REJECTED", "VOIDED"}
+FLAGGED = {"MANUAL_REVIEW", "STUCK"}
+BOUNDARIES = ("after-claim", "before-outcome-write", "before-event-publish")
+
+log = logging.getLogger("local.soak")
+
+
+@dataclasses.dataclass
+class SoakConfig:
+    orders: int = 10_000
+    seed: int = 1
+    clients: int = 8  # concurrent business-system clients submitting orders
+    dispatchers: int = 3  # dispatch "containers" taking from the queue at once
+    error_5xx: float = 0.05
+    timeout_after_issue: float = 0.02
+    duplicate_callbacks: float = 0.05
+    out_of_order_callbacks: float = 0.05
+    crash_rate: float = 0.02  # per step boundary
+    kill_share: float = 0.5  # of the crashes, those that kill the whole invocation
+    repeat_rate: float = 0.02  # orders sent twice (the same body: 200, nothing stored twice)
+    read_rate: float = 0.05  # orders read back right after they were submitted
+    lease_seconds: int = 8
+    visibility_seconds: int = 15
+    schedule_seconds: float = 5.0  # the poller's period (the local run's default)
+    channel_timeout_seconds: float = 1.0  # the hub's read timeout towards the sandboxes
+    sandbox_timeout_ms: int = 1500  # how long a "timeout after issue" holds the connection
+    drain_seconds: float = 1800  # give up waiting for final states after this long
+    quiet: bool = True  # the functions' own log lines: errors only
+    state_dir: Path | None = None
+
+
+# ------------------------------------------------------------------ crashes
+
+
+class SimulatedCrash(RuntimeError):
+    """A dispatcher died at a step boundary: its record fails and SQS delivers it again."""
+
+
+class SimulatedKill(BaseException):
+    """The whole dispatch invocation died (a Lambda timeout): every record of its batch comes back.
+
+    A BaseException, so Powertools' batch processor does not catch it per record; the wrapper
+    around the handler turns it into the failure of the invocation.
+    """
+
+
+class CrashInjector:
+    """Raises simulated crashes at the dispatcher's step boundaries, in dispatch invocations only."""
+
+    def __init__(self, rate: float, kill_share: float, seed: int, function_names: set[str]) -> None:
+        self.rate = rate
+        self.kill_share = kill_share
+        self.function_names = function_names
+        self._rng = random.Random(seed)  # noqa: S311 - fault draws, not secrets
+        self._lock = threading.Lock()
+        self.tallies: collections.Counter[str] = collections.Counter()
+        self._submitted: dict[str, list[str]] = collections.defaultdict(list)  # channel -> request numbers
+        self._seen: set[str] = set()
+
+    def note_submitted(self, channel: str | None, request_number: str | None) -> None:
+        with self._lock:
+            if channel and request_number and request_number not in self._seen:
+                self._seen.add(request_number)
+                self._submitted[channel].append(request_number)
+
+    def take_submitted(self, channel: str) -> list[str]:
+        with self._lock:
+            taken, self._submitted[channel] = self._submitted[channel], []
+            return taken
+
+    def _in_dispatch(self) -> bool:
+        from local.runtime import current_function
+
+        return current_function.get() in self.function_names
+
+    def maybe(self, boundary: str) -> None:
+        if self.rate <= 0 or not self._in_dispatch():
+            return
+        with self._lock:
+            crash = self._rng.random() < self.rate
+            kill = crash and self._rng.random() < self.kill_share
+            if crash:
+                self.tallies[f"{boundary} {'kill' if kill else 'crash'}"] += 1
+        if kill:
+            raise SimulatedKill(boundary)
+        if crash:
+            raise SimulatedCrash(boundary)
+
+    @contextmanager
+    def installed(self, poll_intervals: tuple[int, ...]) -> Iterator[None]:
+        """Wrap the step boundaries (and shorten the dispatcher's poll intervals) while inside."""
+        from fapiao_hub.models import Status
+        from fapiao_hub.store import ApplicationStore
+        from fapiao_hub.workflow import Dispatcher
+
+        injector = self
+        transition, apply, publish, init = (
+            ApplicationStore.transition,
+            Dispatcher._apply,
+            Dispatcher._publish,
+            Dispatcher.__init__,
+        )
+
+        def crashing_transition(self: Any, stored: Any, to: Any, *args: Any, **kwargs: Any) -> Any:
+            done = transition(self, stored, to, *args, **kwargs)
+            if to is Status.SUBMITTED:
+                injector.note_submitted(done.channel, done.request_number)
+            if to is Status.DISPATCHING:
+                injector.maybe("after-claim")
+            return done
+
+        def crashing_apply(self: Any, *args: Any, **kwargs: Any) -> Any:
+            injector.maybe("before-outcome-write")
+            return apply(self, *args, **kwargs)
+
+        def crashing_publish(self: Any, stored: Any) -> Any:
+            if stored.pending_event:
+                injector.maybe("before-event-publish")
+            return publish(self, stored)
+
+        def quick_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self._policy = dataclasses.replace(self._policy, poll_intervals=poll_intervals)
+
+        ApplicationStore.transition = crashing_transition  # type: ignore[method-assign]
+        Dispatcher._apply = crashing_apply  # type: ignore[method-assign]
+        Dispatcher._publish = crashing_publish  # type: ignore[method-assign]
+        Dispatcher.__init__ = quick_init  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            ApplicationStore.transition = transition  # type: ignore[method-assign]
+            Dispatcher._apply = apply  # type: ignore[method-assign]
+            Dispatcher._publish = publish  # type: ignore[method-assign]
+            Dispatcher.__init__ = init  # type: ignore[method-assign]
+
+
+def _killable(handler: Callable[[Any, Any], Any], deliveries: collections.Counter[str]) -> Callable[[Any, Any], Any]:
+    """A killed invocation fails as a whole (the SQS pump leaves the batch for redelivery)."""
+
+    def invoke(event: Any, context: Any) -> Any:
+        deliveries["invocations"] += 1
+        deliveries["records"] += len(event.get("Records") or [])
+        try:
+            return handler(event, context)
+        except SimulatedKill as kill:
+            raise RuntimeError(f"simulated kill of the dispatch invocation ({kill})") from None
+
+    return invoke
+
+
+def _not_simulated(record: logging.LogRecord) -> bool:
+    """Drops the SQS pump's report of a simulated kill (expected; tallied instead)."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, RuntimeError) and "simulated kill" in str(error))
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclasses.dataclass
+class SoakReport:
+    config: SoakConfig
+    elapsed_seconds: float = 0.0
+    submit_seconds: float = 0.0
+    intake_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    read_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    final_states: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    crashes: dict[str, int] = dataclasses.field(default_factory=dict)
+    sandboxes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    pushes: dict[str, int] = dataclasses.field(default_factory=dict)
+    notes: dict[str, int] = dataclasses.field(default_factory=dict)
+    dlq_depth: int = 0
+    deliveries: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    issued_twice: list[str] = dataclasses.field(default_factory=list)
+    lost: list[str] = dataclasses.field(default_factory=list)
+    open_left: dict[str, str] = dataclasses.field(default_factory=dict)
+    pending_events: list[str] = dataclasses.field(default_factory=list)
+    server_errors: list[str] = dataclasses.field(default_factory=list)
+    unmatched: int = 0
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.issued_twice:
+            found.append(f"issued twice: {self.issued_twice[:20]}")
+        if self.lost:
+            found.append(f"lost: {self.lost[:20]}")
+        if self.open_left:
+            found.append(f"left open: {dict(list(self.open_left.items())[:20])} ({len(self.open_left)} in all)")
+        if self.pending_events:
+            found.append(f"outcome events never published: {self.pending_events[:20]}")
+        if self.server_errors:
+            found.append(f"5xx or no answer to a valid request: {self.server_errors[:20]}")
+        if self.unmatched:
+            found.append(f"{self.unmatched} results matched no application")
+        return found
+
+    def tallies(self) -> dict[str, Any]:
+        c = self.config
+        issued = sum(s.get("ISSUED", 0) for s in self.final_states.values())
+        return {
+            "orders": c.orders,
+            "seed": c.seed,
+            "faults": {
+                "error_5xx": c.error_5xx,
+                "timeout_after_issue": c.timeout_after_issue,
+                "duplicate_callbacks": c.duplicate_callbacks,
+                "out_of_order_callbacks": c.out_of_order_callbacks,
+                "crash_rate_per_boundary": c.crash_rate,
+            },
+            "elapsed_seconds": round(self.elapsed_seconds, 1),
+            "submit_seconds": round(self.submit_seconds, 1),
+            "orders_per_second_to_final": round(c.orders / self.elapsed_seconds, 2) if self.elapsed_seconds else None,
+            "intake_answers": dict(sorted(self.intake_statuses.items())),
+            "read_answers": dict(sorted(self.read_statuses.items())),
+            "final_states": self.final_states,
+            "issued": issued,
+            "dispatcher_crashes": self.crashes,
+            "sandboxes": self.sandboxes,
+            "ekuaibao_pushes": self.pushes,
+            "history_notes": self.notes,
+            "dispatch_dlq_depth": self.dlq_depth,
+            "dispatch_invocations": self.deliveries["invocations"],
+            "dispatch_records": self.deliveries["records"],
+            "dispatch_records_per_order": round(self.deliveries["records"] / c.orders, 2) if c.orders else None,
+            "issued_twice": len(self.issued_twice),
+            "lost": len(self.lost),
+            "left_open": len(self.open_left),
+            "events_unpublished": len(self.pending_events),
+            "server_errors": len(self.server_errors),
+            "unmatched_results": self.unmatched,
+        }
+
+    def render(self) -> str:
+        t = self.tallies()
+        lines = [
+            f"soak: {t['orders']} orders, seed {t['seed']}, {t['elapsed_seconds']} s "
+            f"({t['orders_per_second_to_final']} orders/s submit to last final state; "
+            f"submitting took {t['submit_seconds']} s)",
+            f"  faults        {t['faults']}",
+            f"  intake        {t['intake_answers']}   reads {t['read_answers']}",
+        ]
+        for channel, states in t["final_states"].items():
+            lines.append(f"  {channel:<13} {states}   sandbox {t['sandboxes'].get(channel, {})}")
+        lines += [
+            f"  crashes       {t['dispatcher_crashes']}",
+            f"  ekuaibao      pushes answered {t['ekuaibao_pushes']}",
+            f"  history       {t['history_notes']}",
+            f"  dispatch      {t['dispatch_invocations']} invocations, {t['dispatch_records']} records "
+            f"({t['dispatch_records_per_order']} per order), DLQ {t['dispatch_dlq_depth']} messages",
+            f"  issued twice {t['issued_twice']}, lost {t['lost']}, left open {t['left_open']}, "
+            f"events unpublished {t['events_unpublished']}, 5xx to valid requests {t['server_errors']}, "
+            f"unmatched results {t['unmatched_results']}",
+        ]
+        problems = self.problems()
+        lines.append("  PASS" if not problems else "  FAIL: " + "; ".join(problems))
+        return "\n".join(lines)
+
+
+def order_templates() -> dict[str, dict[str, Any]]:
+    return {c: json.loads((EXAMPLES / f"order-{c}.json").read_text(encoding="utf-8")) for c in CHANNELS}
+
+
+def make_order(template: dict[str, Any], code: str) -> dict[str, Any]:
+    order = copy.deepcopy(template)
+    order["invoiceOrder"]["openApplyCode"] = code
+    for line in order["invoiceOrder"].get("invoiceOrderSub") or []:
+        if "openApplyCode" in line:
+            line["openApplyCode"] = code
+    return order
+
+
+def soak_hub_config(config: SoakConfig, target: Path) -> Path:
+    """The sample configuration with short channel timeouts and quiet periods."""
+    from local.run import SAMPLE_HUB_CONFIG
+
+    document = json.loads(SAMPLE_HUB_CONFIG.read_text(encoding="utf-8"))
+    for channel in document["channels"].values():
+        if channel["type"] in ("xunlian", "partner", "kingdee"):
+            channel["read_timeout_seconds"] = config.channel_timeout_seconds
+            channel["quiet_period_seconds"] = 1
+    target.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+    return target
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_soak(config: SoakConfig) -> SoakReport:
+    """Start the local run, push ``config.orders`` orders through it with faults, check, stop."""
+    import tempfile
+
+    import local.run as local_run
+    from fapiao_hub import runtime
+
+    report = SoakReport(config)
+    temp = None
+    if config.state_dir is None:
+        temp = tempfile.TemporaryDirectory(prefix="fapiao-soak-")
+        state = Path(temp.name)
+    else:
+        state = Path(config.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+    hub_config = soak_hub_config(config, state / "soak-hub-config.json")
+    schedule_before = local_run.LOCAL_SCHEDULE_SECONDS
+    local_run.LOCAL_SCHEDULE_SECONDS = config.schedule_seconds
+    environment = {
+        "DISPATCH_LEASE_SECONDS": str(config.lease_seconds),
+        "DISPATCH_RETRY_DELAYS": "[1, 2, 3, 5]",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+    injector = CrashInjector(config.crash_rate, config.kill_share, config.seed, set())
+    runtime.reset()
+    try:
+        with _environment(environment), injector.installed(poll_intervals=(2, 3, 5, 8, 13)):
+            hub = local_run.start(api_port=0, state_dir=state, hub_config=hub_config)
+            try:
+                with _quiet_logs(config.quiet):
+                    _drive(hub, config, injector, report)
+            finally:
+                hub.stop()
+    finally:
+        runtime.reset()  # its caches point at the stopped moto
+        local_run.LOCAL_SCHEDULE_SECONDS = schedule_before
+        if temp is not None:
+            temp.cleanup()
+    return report
+
+
+@contextmanager
+def _quiet_logs(quiet: bool) -> Iterator[None]:
+    """The functions' own log lines at ERROR, the pump's reports of simulated kills dropped; undone after."""
+    if not quiet:
+        yield
+        return
+    saved = {}
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        # Only loggers Powertools made (the service name and its children): making a placeholder
+        # parent a plain logger would orphan its children.
+        if isinstance(logger, logging.Logger) and (name == "fapiao-hub" or "fapiao_hub" in name):
+            saved[logger] = logger.level
+            logger.setLevel(logging.ERROR)
+    pumps = logging.getLogger("local.pumps")
+    pumps.addFilter(_not_simulated)
+    try:
+        yield
+    finally:
+        pumps.removeFilter(_not_simulated)
+        for logger, level in saved.items():
+            logger.setLevel(level)
+
+
+def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakReport) -> None:
+    from local.pumps import SqsPump
+    from local.run import OutOfBandForwarder
+    from local.runtime import load_function
+
+    info = json.loads(hub.local_json.read_text(encoding="utf-8"))
+    channels = info["channels"]
+    sandboxes = hub._sandboxes
+    sqs = boto3.client("sqs", region_name=hub.region, endpoint_url=hub.aws_endpoint_url)
+    dispatch_url = hub.resources.queues["DispatchQueue"].url
+    dlq_url = hub.resources.queues["DispatchDLQ"].url
+    sqs.set_queue_attributes(QueueUrl=dispatch_url, Attributes={"VisibilityTimeout": str(config.visibility_seconds)})
+
+    # Faults in the sandboxes.
+    rates = {"error_5xx": config.error_5xx, "timeout_after_issue": config.timeout_after_issue}
+    for index, name in enumerate(("xunlian", "partner", "kingdee")):
+        fault_config = {"seed": config.seed + index, "rates": rates, "timeout_ms": config.sandbox_timeout_ms}
+        # In process: Kingdee's POST /_sandbox/config reads numbers as Decimal and then refuses
+        # fractional rates ("must be a number in 0..1, got Decimal('0.05')").
+        sandboxes[name].configure(fault_config)
+    # Ekuaibao: each application handed over once (counted), its pushes duplicated / followed by a
+    # stale "in progress" at the configured rates.
+    ekuaibao = sandboxes["ekuaibao"]
+    handed_over: collections.Counter[str] = collections.Counter()
+    expected_pushes = collections.Counter()
+    push_rng = random.Random(config.seed + 7)  # noqa: S311
+    submit = ekuaibao.submit
+
+    def submit_with_switches(number: str, outcome: str = "issued", switches: str = "") -> Any:
+        chosen = [s for s in switches.split(",") if s]
+        if push_rng.random() < config.duplicate_callbacks:
+            chosen.append("duplicate")
+        if push_rng.random() < config.out_of_order_callbacks:
+            chosen.append("out_of_order")
+        handed_over[number] += 1
+        expected_pushes["result"] += 1
+        for switch in chosen:
+            expected_pushes[switch] += 1
+        return submit(number, outcome, ",".join(chosen))
+
+    ekuaibao.submit = submit_with_switches
+    # The local run's out-of-band forwarder finds SUBMITTED Ekuaibao applications by scanning the
+    # whole applications table every second: fine for a demo, quadratic for thousands of orders.
+    # Here it hands over what the SUBMITTED writes announced (injector.submitted), once each.
+    for pump in hub.pumps:
+        if isinstance(pump, OutOfBandForwarder):
+            pump.poll_once = lambda pump=pump: _hand_over(pump, injector, ekuaibao)
+
+    # Powertools keeps the event being resolved on a class (BaseRouter.current_event), so two
+    # HTTP functions running at once in one process read each other's request (seen: a valid order
+    # answered 400 "invoiceOrder is required" while an Ekuaibao push was being handled). Lambda
+    # runs each function in its own process; here the intake and callback functions take turns.
+    http_lock = hub.functions["IntakeFunction"]._lock
+    hub.functions["CallbackFunction"]._lock = http_lock
+
+    # Dispatch containers: the run's own plus config.dispatchers - 1 more, each with its own module.
+    dispatch = hub.functions["DispatchFunction"]
+    injector.function_names.add(dispatch.name)
+    dispatch.handler = _killable(dispatch.handler, report.deliveries)
+    spec = hub.resources.functions()["DispatchFunction"]
+    [source] = [s for s in spec.sqs_sources if s.enabled]
+    for n in range(1, config.dispatchers):
+        extra = load_function(
+            dataclasses.replace(spec, logical_id=f"DispatchFunctionSoak{n}"),
+            ROOT,
+            region=hub.region,
+            account_id=hub.resources.account_id,
+            overlay=dispatch.overlay,
+        )
+        extra.handler = _killable(extra.handler, report.deliveries)
+        pump = SqsPump(
+            sqs,
+            dispatch_url,
+            source.queue_arn,
+            extra,
+            batch_size=source.batch_size,
+            report_batch_item_failures=source.report_batch_item_failures,
+            region=hub.region,
+        )
+        hub.pumps.append(pump)
+        pump.start()
+
+    started = time.monotonic()
+    codes = _submit_all(hub, config, channels, report)
+    report.submit_seconds = time.monotonic() - started
+    print(f"soak: {len(codes)} orders submitted in {report.submit_seconds:.1f} s; waiting for final states", flush=True)
+    items = _wait_final(hub, config, codes, ekuaibao, expected_pushes)
+    report.elapsed_seconds = time.monotonic() - started
+    _check(hub, config, codes, items, channels, handed_over, ekuaibao, sqs, dlq_url, report)
+    report.crashes = dict(sorted(injector.tallies.items()))
+
+
+def _hand_over(pump: Any, injector: CrashInjector, ekuaibao: Any) -> int:
+    handed = 0
+    for number in injector.take_submitted("ekuaibao"):
+        ekuaibao.submit(number)
+        handed += 1
+    pump._stop_event.wait(0.5)
+    return handed
+
+
+def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: SoakReport) -> dict[str, str]:
+    """Every order over HTTP from ``config.clients`` threads; code -> channel."""
+    templates = order_templates()
+    for name, template in templates.items():
+        template["invoiceOrder"]["bukrs"] = channels[name]["company_code"]
+    rng = random.Random(config.seed + 3)  # noqa: S311
+    plan = []
+    for i in range(config.orders):
+        channel = CHANNELS[i % len(CHANNELS)]
+        code = f"soak-{config.seed}-{i:05d}"
+        plan.append((code, channel, rng.random() < config.repeat_rate, rng.random() < config.read_rate))
+    lock = threading.Lock()
+    local = threading.local()
+    headers = {"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"}
+
+    def session() -> requests.Session:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return local.session
+
+    def record(kind: str, code: str, status: int | None, text: str = "") -> None:
+        with lock:
+            (report.intake_statuses if kind == "submit" else report.read_statuses)[str(status)] += 1
+            if status is None or status >= 500:
+                report.server_errors.append(f"{kind} {code}: {status} {text[:200]}")
+
+    def post(code: str, body: bytes) -> None:
+        try:
+            answer = session().post(f"{hub.api_url}/v1/invoice-orders", data=body, headers=headers, timeout=60)
+        except requests.RequestException as error:
+            record("submit", code, None, repr(error))
+            return
+        record("submit", code, answer.status_code, answer.text)
+        if answer.status_code != 200:
+            log.error("order %s answered %s: %s", code, answer.status_code, answer.text[:500])
+
+    def one(entry: tuple[str, str, bool, bool]) -> None:
+        code, channel, repeat, read = entry
+        body = json.dumps(make_order(templates[channel], code), ensure_ascii=False).encode("utf-8")
+        post(code, body)
+        if repeat:
+            post(code, body)
+        if read:
+            try:
+                answer = session().get(f"{hub.api_url}/v1/invoice-orders/{code}", headers=headers, timeout=60)
+                record("read", code, answer.status_code, answer.text)
+            except requests.RequestException as error:
+                record("read", code, None, repr(error))
+
+    with ThreadPoolExecutor(max_workers=config.clients) as pool:
+        for done, _ in enumerate(pool.map(one, plan), start=1):
+            if done % 1000 == 0:
+                print(f"soak: {done} orders submitted", flush=True)
+    return {code: channel for code, channel, _, _ in plan}
+
+
+def _applications(hub: Any) -> dict[str, dict[str, Any]]:
+    table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
+        hub.resources.tables["ApplicationsTable"]
+    )
+    return {i["open_apply_code"]: i for i in _scan(table) if not str(i["pk"]).startswith("replay#")}
+
+
+def _open_count(hub: Any) -> int:
+    ddb = boto3.client("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url)
+    total, kwargs = 0, {}
+    while True:
+        page = ddb.query(
+            TableName=hub.resources.tables["ApplicationsTable"],
+            IndexName="due-work",
+            KeyConditionExpression="due_bucket = :open",
+            ExpressionAttributeValues={":open": {"S": "OPEN"}},
+            Select="COUNT",
+            **kwargs,
+        )
+        total += page["Count"]
+        if "LastEvaluatedKey" not in page:
+            return total
+        kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def _wait_final(
+    hub: Any, config: SoakConfig, codes: dict[str, str], ekuaibao: Any, expected_pushes: collections.Counter[str]
+) -> dict[str, dict[str, Any]]:
+    """Until every application is out of the due-work index, its event published, every push made."""
+    deadline = time.monotonic() + config.drain_seconds
+    last_print = 0.0
+    items: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        open_now = _open_count(hub)
+        pushes_left = sum(expected_pushes.values()) - len(ekuaibao.pushes())
+        if time.monotonic() - last_print > 15:
+            print(f"soak: {open_now} applications open, {pushes_left} Ekuaibao pushes to come", flush=True)
+            last_print = time.monotonic()
+        if open_now == 0 and pushes_left <= 0:
+            items = _applications(hub)
+            waiting = [c for c, i in items.items() if i.get("pending_event") or i["status"] not in FINAL | FLAGGED]
+            if len(items) >= len(codes) and not waiting:
+                time.sleep(config.schedule_seconds)  # a late push or delivery still under way
+                return _applications(hub)
+        time.sleep(2.0 if config.orders > 1000 else 0.5)
+    return items or _applications(hub)
+
+
+def _check(
+    hub: Any,
+    config: SoakConfig,
+    codes: dict[str, str],
+    items: dict[str, dict[str, Any]],
+    channels: dict[str, Any],
+    handed_over: collections.Counter[str],
+    ekuaibao: Any,
+    sqs: Any,
+    dlq_url: str,
+    report: SoakReport,
+) -> None:
+    from fapiao_hub.workflow import request_number_for
+
+    invoices_table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
+        hub.resources.tables["InvoicesTable"]
+    )
+    invoices = _scan(invoices_table)
+    by_application = collections.defaultdict(list)
+    for invoice in invoices:
+        if invoice.get("application_key"):
+            by_application[invoice["application_key"]].append(invoice)
+        else:
+            report.unmatched += 1
+
+    counts: dict[str, dict[str, int]] = {}
+    for name in ("xunlian", "partner", "kingdee"):
+        summary = requests.get(f"{channels[name]['base_url']}/_sandbox/issued", timeout=30).json()
+        counts[name] = {k: int(v) for k, v in summary["counts"].items()}
+        report.sandboxes[name] = {"issued": sum(counts[name].values()), "numbers": len(counts[name])}
+        for kind in ("attempts", "pushes"):  # requests per number (Xunlian, partner) / bill pushes (Kingdee)
+            if summary.get(kind):
+                report.sandboxes[name][kind] = sum(int(v) for v in summary[kind].values())
+    counts["ekuaibao"] = dict(handed_over)
+    report.sandboxes["ekuaibao"] = {"issued": sum(handed_over.values()), "numbers": len(handed_over)}
+
+    pushes = ekuaibao.pushes()
+    report.pushes = dict(collections.Counter(f"{p['kind']} {p['status']}" for p in pushes))
+    for push in pushes:
+        if push["status"] is None or push["status"] >= 500:
+            report.server_errors.append(f"ekuaibao push {push['kind']} {push['requestNumber']}: {push['status']}")
+
+    states: dict[str, collections.Counter[str]] = {c: collections.Counter() for c in CHANNELS}
+    notes: collections.Counter[str] = collections.Counter()
+    for code, channel in codes.items():
+        item = items.get(code)
+        if item is None:
+            report.lost.append(f"{code}: never stored")
+            continue
+        status = item["status"]
+        states[channel][status] += 1
+        key = f"sample-erp#{code}"
+        number = request_number_for(key)
+        issued_by_channel = counts[channel].get(number, 0)
+        held = by_application.get(key, [])
+        for transition in item.get("history", []):
+            note = str(transition.get("note") or "")
+            for marker in ("dispatch lease expired", "outcome unknown", "duplicate answer", "not sent"):
+                if marker in note:
+                    notes[marker] += 1
+        if issued_by_channel > 1 or len(held) > 1:
+            report.issued_twice.append(f"{code} ({channel}): channel issued {issued_by_channel}, hub holds {len(held)}")
+        if status not in FINAL | FLAGGED:
+            report.open_left[code] = status
+        elif item.get("pending_event"):
+            report.pending_events.append(code)
+        if status == "ISSUED" and (issued_by_channel != 1 or len(held) != 1):
+            report.lost.append(f"{code} ({channel}): ISSUED, channel issued {issued_by_channel}, hub {len(held)}")
+        if status == "REJECTED" and (issued_by_channel or held):
+            report.lost.append(f"{code} ({channel}): REJECTED but the channel issued {issued_by_channel}")
+    report.final_states = {c: dict(sorted(s.items())) for c, s in states.items()}
+    report.notes = dict(notes)
+    attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    report.dlq_depth = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _scan(table: Any) -> list[dict[str, Any]]:
+    items, kwargs = [], {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class _WithoutMetricBlobs:
+    """stdout without Powertools' metric blobs: with metrics disabled, add_metric still prints its
+    set each time a metric reaches 100 values (as many lines as the soak has orders)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        if text.startswith('{"_aws"'):
+            self._dropped = True
+            return len(text)
+        if self._dropped and text == "\n":
+            self._dropped = False
+            return len(text)
+        self._dropped = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = SoakConfig()
+    parser = argparse.ArgumentParser(prog="python -m local.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=defaults.orders)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--clients", type=int, default=defaults.clients)
+    parser.add_argument("--dispatchers", type=int, default=defaults.dispatchers)
+    parser.add_argument("--crash-rate", type=float, default=defaults.crash_rate)
+    parser.add_argument("--schedule-seconds", type=float, default=defaults.schedule_seconds, help="poller period")
+    parser.add_argument("--drain-seconds", type=float, default=defaults.drain_seconds)
+    parser.add_argument("--json", type=Path, help="also write the tallies to this file")
+    parser.add_argument("--verbose", action="store_true", help="the local run's log lines too")
+    args = parser.parse_args(argv)
+    from local.runtime import setup_logging
+
+    if not args.verbose:
+        sys.stdout = _WithoutMetricBlobs(sys.stdout)
+    setup_logging(logging.INFO if args.verbose else logging.ERROR)
+    logging.getLogger("local.soak").setLevel(logging.INFO)
+    config = SoakConfig(
+        orders=args.orders,
+        seed=args.seed,
+        clients=args.clients,
+        dispatchers=args.dispatchers,
+        crash_rate=args.crash_rate,
+        schedule_seconds=args.schedule_seconds,
+        drain_seconds=args.drain_seconds,
+        quiet=not args.verbose,
+    )
+    report = run_soak(config)
+    print(report.render(), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report.tallies(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 1 if report.problems() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
