@@ -30,6 +30,7 @@ class Call:
     item_bytes: int = 0  # PutItem: the item's size as DynamoDB counts it
     body_bytes: int = 0  # S3 PutObject: the object's size
     label: str = ""  # what the call does, read from the request (see ``_label``)
+    entries: int = 1  # messages or events a batch call carries (SendMessageBatch, PutEvents)
 
     @property
     def name(self) -> str:
@@ -116,7 +117,8 @@ def _describe(function: str, service: str, operation: str, params: dict[str, Any
             body = json.loads(params.get("body") or b"{}")
         except (TypeError, ValueError):
             body = {}
-        return Call(function, service, operation, label=_message_label(service, operation, body))
+        entries = len(body.get("Entries") or []) if operation in ("SendMessageBatch", "PutEvents") else 1
+        return Call(function, service, operation, label=_message_label(service, operation, body), entries=entries)
     return Call(function, service, operation, label=operation)
 
 

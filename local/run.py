@@ -401,6 +401,7 @@ def start(
         extra = {
             "HUB_CONFIG_FILE": str(hub_config_file),
             "HUB_CONFIG_PARAMETER": None,  # the file replaces the SSM parameter locally
+            "AWS_ENDPOINT_URL": endpoint,  # the template declares it empty (AWS's own endpoints)
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             # EMF metric blobs are print()ed without the function's name; CloudWatch is not here.
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),

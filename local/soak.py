@@ -47,6 +47,7 @@ import argparse
 import collections
 import copy
 import dataclasses
+import gc
 import json
 import logging
 import random
@@ -391,6 +392,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
     }
     injector = CrashInjector(config.crash_rate, config.kill_share, config.seed, set())
     runtime.reset()
+    threads_before = set(threading.enumerate())
     try:
         with _environment(environment), injector.installed(poll_intervals=(2, 3, 5, 8, 13)):
             hub = local_run.start(api_port=0, state_dir=state, hub_config=hub_config)
@@ -400,11 +402,27 @@ def run_soak(config: SoakConfig) -> SoakReport:
             finally:
                 hub.stop()
     finally:
+        # Nothing of the run may outlive it (a late push, a pump finishing an invocation): in a test
+        # process the next test's moto would take its calls.
+        runtime.reset()
+        gc.collect()  # the channels' HTTP sessions: their idle keep-alive connections close
+        left = join_new_threads(threads_before, timeout=30)
+        if left:
+            log.warning("threads of the soak still running after 30 s: %s", ", ".join(left))
         runtime.reset()  # its caches point at the stopped moto
         local_run.LOCAL_SCHEDULE_SECONDS = schedule_before
         if temp is not None:
             temp.cleanup()
     return report
+
+
+def join_new_threads(before: set[threading.Thread], timeout: float) -> list[str]:
+    """Wait up to ``timeout`` seconds for every thread not in ``before``; the names still running."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread not in before and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
 
 
 @contextmanager
@@ -546,9 +564,13 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
     local = threading.local()
     headers = {"Authorization": f"Bearer {hub.token}", "Content-Type": "application/json"}
 
+    sessions: list[requests.Session] = []
+
     def session() -> requests.Session:
         if not hasattr(local, "session"):
             local.session = requests.Session()
+            with lock:
+                sessions.append(local.session)
         return local.session
 
     def record(kind: str, code: str, status: int | None, text: str = "") -> None:
@@ -584,6 +606,8 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
         for done, _ in enumerate(pool.map(one, plan), start=1):
             if done % 1000 == 0:
                 print(f"soak: {done} orders submitted", flush=True)
+    for opened in sessions:
+        opened.close()
     return {code: channel for code, channel, _, _ in plan}
 
 

@@ -143,14 +143,17 @@ SCHEMA_CHECKS = [
 def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The whole local run in this process (moto server, functions, sandboxes, HTTP API)."""
     from local.run import start
+    from local.soak import join_new_threads
 
     runtime.reset()
+    threads_before = set(threading.enumerate())
     hub = start(api_port=0, state_dir=tmp_path_factory.mktemp("hostile-local-run"))
     try:
         info = json.loads(hub.local_json.read_text(encoding="utf-8"))
         yield {"hub": hub, "info": info, "session": requests.Session()}
     finally:
         hub.stop()
+        join_new_threads(threads_before, timeout=30)  # nothing of it may reach the next tests' moto
         runtime.reset()  # its caches point at the stopped moto
 
 
