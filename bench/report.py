@@ -267,8 +267,9 @@ def cost_section(results: dict[str, Any]) -> str:
         _cost_notes(),
         "",
         "Not included: data transfer out (webhooks, channel calls: per GB, small bodies), X-Ray",
-        "(`Tracing: Active`: with the default sampling, one request a second and 5% of the rest, about",
-        "$0.25 per million invoices at steady load, $5 per million traced requests), CloudWatch",
+        "(`Tracing: Active`: the default sampling records one request a second and 5% of the rest, so",
+        "about 0.2 traces per invoice at steady load, some $1 per million invoices at $5 per million",
+        "traces), CloudWatch",
         "custom metrics (Powertools EMF: $0.30 per metric a month, not per invoice), KMS (SSE uses",
         "AWS-owned keys), the SSM parameter read (once per container per 5 minutes), the GET a business",
         "system makes to download the files (1 Lambda invocation, 1 GetItem, 1 BatchGetItem, 1 S3 GET",
@@ -408,6 +409,7 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
     pyc_gain = {n: f["handler_no_pyc"]["total_s"] - f["handler"]["total_s"] for n, f in functions.items()}
     tracer = {n: f["handler"]["total_s"] - f["handler_no_tracer"]["total_s"] for n, f in functions.items()}
     met = all(f["ratio"] <= TARGET_COLD for f in functions.values())
+    batch = _cum(functions, "dispatch", "aws_lambda_powertools.utilities.batch")
     lead = (
         "Every function is within the target."
         if met
@@ -428,17 +430,22 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
             '   `python3.13 -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"`',
             "   (hash-checked .pyc files stay valid whatever mtimes the zip gives the sources). This is the",
             "   largest win of all and also helps the boto3 baseline, which is why the ratios barely move.",
+            "   (`make sam-build`'s import check happens to leave timestamp-checked .pyc files in",
+            "   .aws-sam/build for what the handlers import; whether Lambda accepts them depends on the",
+            "   mtimes the deployment zip keeps, at 2-second resolution: compile on purpose instead.)",
             "2. **`fapiao_hub/runtime.py`: import inside the factories.** It imports `Notifier` (and with it",
             f"   `requests`: notifier {_cum(functions, 'intake', 'fapiao_hub.notifier')} in intake), `ChannelRegistry`",
             f"   (every channel module, {_cum(functions, 'intake', 'fapiao_hub.channels.registry')} in intake) and the",
-            "   whole workflow at module level, so intake and the poller pay for the notifier and the channels.",
-            "   Move each import into the factory that needs it (`notifier()`, `channel_registry()`,",
-            "   `dispatcher()`, `callback_receiver()`).",
-            "3. **The poller in a module of its own.** `Poller` lives in `fapiao_hub/workflow.py`, which imports",
-            "   `channels.registry`, `callback_auth`, `events` and `files` at the top; a `fapiao_hub/polling.py`",
-            "   with `Poller` importing only `store` and `queues` (and `workflow`'s registry import under",
-            "   `TYPE_CHECKING`) leaves the poller with boto3, pydantic-settings and the store "
-            f"(runtime {_cum(functions, 'poller', 'fapiao_hub.runtime')} in the poller today).",
+            "   whole workflow at module level, so every function pays for all of them. Move each import into",
+            "   the factory that needs it (`notifier()`, `channel_registry()`, `dispatcher()`,",
+            "   `callback_receiver()`).",
+            "3. **Intake and Poller out of `fapiao_hub/workflow.py`.** Both live there, and workflow imports",
+            "   `channels.registry`, `channels.base` (and with it the models), `callback_auth`, `events` and",
+            "   `files` at the top, for the Dispatcher and CallbackReceiver. Modules of their own (`Intake`",
+            "   needs the store and the queue, `Poller` the store's `due` and the queue), or those imports",
+            "   under `TYPE_CHECKING` and inside the methods, leave the poller with boto3, pydantic-settings and",
+            f"   the store (runtime {_cum(functions, 'poller', 'fapiao_hub.runtime')} in the poller today) and intake",
+            "   without the channel modules.",
             "4. **Intake: the OpenAPI declarations only where a document is built.** `fapiao_hub.intake.api`",
             f"   imports `fapiao_hub.openapi` ({_cum(functions, 'intake', 'fapiao_hub.openapi')}) and Powertools'",
             "   `event_handler.openapi.params` (pydantic `Path`) to decorate its routes; Lambda never serves the",
@@ -450,7 +457,11 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
             + " (handler with",
             "   minus without, noisy at this size). If the X-Ray traces are not used, `Tracing: PassThrough` and",
             "   `POWERTOOLS_TRACE_DISABLED=true` save it; otherwise it is the price of the traces.",
-            "6. **pydantic models built lazily.** `fapiao_hub.models` builds its validators at import",
+            "6. **Partial batch responses without Powertools' batch utility** (dispatch, notifier):",
+            f"   `aws_lambda_powertools.utilities.batch` takes {batch} in dispatch; the handlers use only",
+            "   `process_partial_response`, which a 15-line loop over `event['Records']` returning",
+            "   `{'batchItemFailures': [...]}` replaces.",
+            "7. **pydantic models built lazily.** `fapiao_hub.models` builds its validators at import",
             f"   ({_cum(functions, 'dispatch', 'fapiao_hub.models')} in dispatch with pydantic's own imports);",
             "   `model_config = ConfigDict(defer_build=True)` on the models a function may not need on its",
             "   first request (the notifier's and the poller's) moves that cost to first use.",
@@ -479,10 +490,10 @@ def warm_section(results: dict[str, Any]) -> str:
         "",
         f"{w['requests']} requests after {w['warmup']} warm-up ones, each a new order",
         "(docs/examples/order-xunlian.json under a fresh openApplyCode), in process against moto's",
-        "in-process mock with the tables and queue provisioned from template.yaml. After each handler ",
-        "request the very requests it made (captured",
-        "on the wire by a `before-call` hook: same number, kind, order and content) are sent again with",
-        "low-level boto3 clients to a twin copy of the tables and queue.",
+        "in-process mock with the tables and queue provisioned from template.yaml. After each handler",
+        "request the very requests it made (captured on the wire by a `before-call` hook: same number,",
+        "kind, order and content) are sent again with low-level boto3 clients to a twin copy of the",
+        "tables and queue.",
         "",
         "| | median | mean | p95 |",
         "|---|---:|---:|---:|",
@@ -494,9 +505,9 @@ def warm_section(results: dict[str, Any]) -> str:
         "",
         f"Target <= {TARGET_WARM}x: {verdict}. The hub's own work is "
         f"{w['hub_median_ms'] - w['bare_median_ms']:.1f} ms a request here (moto's in-process handling",
-        "of the calls is most of the bare figure; against DynamoDB and SQS the calls take longer and the ",
-        "ratio is lower). Fewer calls (section 1, changes 1",
-        "and 2: the read before the put and `mark_queued`) would cut both the bare and the hub figures.",
+        "of the calls is most of the bare figure; against DynamoDB and SQS the calls take longer and the",
+        "ratio is lower). Fewer calls (section 1, changes 1 and 2: the read before the put and",
+        "`mark_queued`) would cut both the bare and the hub figures.",
     ]
     if w["ratio"] > TARGET_WARM:
         out += [
@@ -539,12 +550,10 @@ def polling_section(results: dict[str, Any]) -> str:
         f"Equal requests: {'**met**' if equal else '**missed**'} "
         f"({sizes[0]['total_requests']} at {sizes[0]['size']:,}, "
         f"{sizes[-1]['total_requests']} at {sizes[-1]['size']:,}: one Query of the due-work index, one",
-        "SendMessageBatch per 10 due). The Query reads only the due entries (a key condition on ",
-        "`next_poll_at`), so its read units follow the due work too. The",
-        "time grows here because moto answers an index query by scanning the whole table; DynamoDB",
-        "reads only the entries it returns. Filling the table took "
-        + ", ".join(f"{s['fill_s']:.0f} s to {s['size']:,}" for s in sizes)
-        + ".",
+        "SendMessageBatch per 10 due). The Query reads only the due entries (a key condition on",
+        "`next_poll_at`), so its read units follow the due work too. The time grows here because moto",
+        "answers an index query by scanning the whole table; DynamoDB reads only the entries it returns.",
+        "Filling the table took " + ", ".join(f"{s['fill_s']:.0f} s to {s['size']:,}" for s in sizes) + ".",
     ]
     if not equal:
         out += ["", "Missed: the poller's requests depend on the table; see `Poller.run` and `store.due`."]
