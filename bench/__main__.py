@@ -5,7 +5,9 @@ going to a log file in a temporary directory (named when a section fails). Optio
 
     --sections requests,coldstart,warm,polling,throughput   (default: all)
     --doc PATH      where to write the report (default docs/benchmarks.md); --no-doc to skip
-    --json PATH     also keep the raw results
+    --results PATH  the raw results, kept between runs (default bench/last-results.json): a run of
+                    some sections takes the others' figures from it (the report says when each
+                    section ran); --fresh ignores it
 
 Sizes: BENCH_ORDERS (throughput, default 2000), BENCH_COLD_RUNS (default 7), BENCH_WARM_REQUESTS
 (default 300), BENCH_POLL_SIZES (default "1000,100000"), BENCH_POLL_RUNS (default 5),
@@ -64,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-doc", action="store_true")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "last-results.json")
+    parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -73,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     results: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    if not args.fresh and set(sections) != set(SECTIONS) and args.results.is_file():
+        try:
+            previous = json.loads(args.results.read_text(encoding="utf-8")).get("results", {})
+        except ValueError:
+            previous = {}
     workdir = Path(tempfile.mkdtemp(prefix="fapiao-bench-"))
     print(f"fapiao-hub benchmarks on {machine['cores']} cores ({machine['cpu']}), logs in {workdir}", flush=True)
     for name in sections:
@@ -82,10 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'FAILED' if 'error' in results[name] else 'done'} in {seconds:.0f} s", flush=True)
         if "error" in results[name]:
             print(results[name]["error"], file=sys.stderr)
+    for name, section in previous.items():
+        if name in SECTIONS and name not in results and isinstance(section, dict):
+            results[name] = section  # from an earlier run: its "_ran" says when
+    for name in sections:
+        results[name]["_ran"] = machine["date"]
     requests = results.get("requests")
     if requests and "error" not in requests:
         results["cost"] = cost.costs(requests["flows"])
     command = "make bench" if set(sections) == set(SECTIONS) else f"python -m bench --sections {','.join(sections)}"
+    if previous:
+        command += " (other sections from an earlier run)"
     env = {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}
     if env:
         command = " ".join(f"{k}={v}" for k, v in sorted(env.items())) + " " + command
@@ -94,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_doc:
         args.doc.write_text(report.render(machine, results, command), encoding="utf-8")
         print(f"\nwrote {args.doc.relative_to(ROOT) if args.doc.is_relative_to(ROOT) else args.doc}")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1, default=str))
+    kept = {name: results[name] for name in SECTIONS if name in results}
+    args.results.write_text(json.dumps({"machine": machine, "results": kept}, indent=1, default=str))
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
 
 

@@ -48,6 +48,8 @@ class Invocation:
 @dataclass
 class Timings:
     invocations: list[Invocation] = field(default_factory=list)
+    # HTTP events a function answered 4xx/5xx: what it got (for diagnosing refusals of valid orders).
+    refused: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, invocation: Invocation) -> None:
@@ -194,7 +196,24 @@ def _wrap(function: Any, logical_id: str, timings: Timings) -> None:
         cpu = time.thread_time()
         failed = False
         try:
-            return handler(event, context)
+            answer = handler(event, context)
+            status = answer.get("statusCode") if isinstance(answer, dict) else None
+            if isinstance(status, int) and status >= 400 and isinstance(event, dict) and "rawPath" in event:
+                body = str(event.get("body") or "")
+                with timings._lock:
+                    timings.refused.append(
+                        {
+                            "function": logical_id,
+                            "path": event.get("rawPath"),
+                            "status": status,
+                            "answer": str(answer.get("body"))[:300],
+                            "body_length": len(body),
+                            "body_start": body[:200],
+                            "base64": bool(event.get("isBase64Encoded")),
+                            "content_length": (event.get("headers") or {}).get("content-length"),
+                        }
+                    )
+            return answer
         except BaseException:
             failed = True
             raise

@@ -129,16 +129,20 @@ def requests_section(results: dict[str, Any]) -> str:
     throughput = results.get("throughput")
     if throughput and "error" not in throughput and throughput.get("requests_per_issued"):
         ops = throughput["requests_by_operation_per_issued"]
+        issued = throughput["statuses"].get("ISSUED", 0)
+        blue = [f for f in ("xunlian", "ekuaibao", "kingdee", "partner") if f in flows]
+        alone = sum(flows[f]["total"] for f in blue) / max(len(blue), 1)
         out += [
             "",
             "### Under load",
             "",
-            f"In the throughput run ({throughput['submitted']} orders over the four channels, section 6) the",
-            f"functions made {throughput['requests_total']} requests for {throughput['statuses'].get('ISSUED', 0)} "
-            f"issued invoices: **{throughput['requests_per_issued']:.1f} per invoice** (the flows above, averaged "
-            "over the four blue channels, come to "
-            f"{sum(flows[f]['total'] for f in ('xunlian', 'ekuaibao', 'kingdee', 'partner') if f in flows) / 4:.1f}"
-            "). Poller runs and their sends are shared by every application due at once:",
+            f"In the throughput run (section 6) the functions made {throughput['requests_total']:,} requests for",
+            f"{throughput['submitted']:,} applications, {issued:,} of them issued by the end of the window:",
+            f"**{throughput['requests_total'] / max(issued, 1):.1f} per issued invoice** (an upper bound: the",
+            "unfinished applications' requests are in it) and "
+            f"{throughput['requests_total'] / max(throughput['submitted'], 1):.1f} per application (a lower bound);",
+            f"alone, the four blue flows above average {alone:.1f}. Poller runs and their sends are shared by",
+            "every application due at once; duplicate dispatch requests (section 6) add reads and lost races.",
             "",
             "| operation | per issued invoice |",
             "|---|---:|",
@@ -594,9 +598,29 @@ def throughput_section(results: dict[str, Any]) -> str:
     for name, v in t["to_issued_by_channel"].items():
         out.append(f"| submit to ISSUED p50 / p95, {name} ({v['n']}) | {v['p50_s']:.1f} / {v['p95_s']:.1f} s |")
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(t["statuses"].items()))
+    refusals = ""
+    if t["refused"]:
+        seen = t.get("refused_events") or []
+        refusals = (
+            f"\n\n**{t['refused']} valid order(s) were refused** (every order sent is docs/examples' valid"
+            " order under a new code). The answers: "
+            + "; ".join(f"`{r[:160]}`" for r in t["refusals"][:3])
+            + (
+                ". What the intake function received: "
+                + "; ".join(
+                    f"{e['status']} for a {e['body_length']}-character body (Content-Length "
+                    f"{e['content_length']}, base64 {e['base64']}) starting `{e['body_start'][:80]}`"
+                    for e in seen[:3]
+                )
+                if seen
+                else ""
+            )
+            + ". A 4xx to a valid request: worth a look by whoever owns intake and the local gateway."
+        )
     out += [
-        f"| final states | {statuses}{'; refused ' + str(t['refused']) if t['refused'] else ''}"
-        f"{'; TIMED OUT waiting' if t['timed_out'] else ''} |",
+        f"| final states at the end of the window | {statuses}"
+        f"{'; not final: the drain window ended first' if t['timed_out'] else ''} |",
+        f"| valid orders refused by intake | {t['refused']} |",
         "",
         "Invocations: "
         + ", ".join(
@@ -604,6 +628,7 @@ def throughput_section(results: dict[str, Any]) -> str:
             for k, v in t["invocations"].items()
         )
         + ".",
+        refusals,
         "",
         *_amplification(t),
         "What bounds it here, not in AWS: the local run runs one invocation per function at a time (one",
@@ -688,7 +713,8 @@ def _timing(results: dict[str, Any]) -> str:
         section = results.get(name)
         if isinstance(section, dict) and "_seconds" in section:
             load = section.get("_load") or [0, 0]
-            parts.append(f"{name} {section['_seconds']:.0f} s (load {load[0]:.1f} to {load[1]:.1f})")
+            ran = f", ran {section['_ran']}" if section.get("_ran") else ""
+            parts.append(f"{name} {section['_seconds']:.0f} s (load {load[0]:.1f} to {load[1]:.1f}{ran})")
     return "; ".join(parts) + " (load: the 1-minute load average before and after)" if parts else "-"
 
 

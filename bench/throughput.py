@@ -163,6 +163,7 @@ def measure(orders: int | None = None, clients: int = CLIENTS, timeout: float | 
             "stopped_by_budget": len(submitted) < orders,
             "refused": len(failures),
             "refusals": failures[:5],
+            "refused_events": [r for r in ih.timings.refused if r["function"] == "IntakeFunction"][:5],
             "timed_out": timed_out,
             "statuses": statuses,
             "submit_seconds": last_submit - first_submit,
