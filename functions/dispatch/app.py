@@ -20,7 +20,9 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 def dispatch_record(record: SQSRecord) -> str:
     request = DispatchRequest.model_validate_json(record.body)
     logger.set_correlation_id(request.open_apply_code)
-    result = runtime.dispatcher().dispatch(request.source_system, request.open_apply_code)
+    result = runtime.dispatcher().dispatch(
+        request.source_system, request.open_apply_code, claimed_until=request.claimed_until
+    )
     logger.info("dispatch step", extra={"result": result, "receive_count": record.attributes.approximate_receive_count})
     metrics.add_metric(name=f"Dispatch.{result.replace(' ', '_')}", unit=MetricUnit.Count, value=1)
     return result

@@ -373,3 +373,46 @@ def test_void_results_move_an_issued_application_to_voiding_then_voided(world):
     assert [t.status for t in stored.history][-2:] == ["VOIDING", "VOIDED"]
     assert world.invoices()[0]["status"] == "VOIDED" and len(world.invoices()) == 1
     assert [k for k, _ in world.events()] == ["InvoiceVoided"]
+
+
+def test_a_poller_claim_makes_the_application_due_and_a_stale_claim_does_not(world, hub):
+    """The poller moved next_poll_at on when it queued the application: its own message still acts."""
+    world.channel.script = [NotSent("connection refused"), Issued((INVOICE,))]
+    assert world.dispatch() == "retry_wait"
+    due = world.stored().next_poll_at
+    world.clock.now = due
+    store = runtime.application_store()
+    assert store.claim_due("sample-erp", CODE, seen=due, until=due + 300)
+    assert not store.claim_due("sample-erp", CODE, seen=due, until=due + 300)  # only one run claims it
+    dispatcher = world.dispatcher()
+    # A message from an earlier claim (or none) finds it not due: nothing is sent.
+    assert dispatcher.dispatch("sample-erp", CODE, claimed_until=due + 299) == "waiting"
+    assert dispatcher.dispatch("sample-erp", CODE) == "waiting"
+    assert len(world.channel.sent) == 1
+    assert dispatcher.dispatch("sample-erp", CODE, claimed_until=due + 300) == "issued"
+    assert len(world.channel.sent) == 2 and world.stored().status is Status.ISSUED
+
+
+def test_a_crash_before_an_ekuaibao_application_is_submitted_is_repeated_not_sent_to_review(world):
+    """Ekuaibao's issue sends nothing: a dispatcher killed after its claim is simply repeated."""
+    from fapiao_hub.channels.ekuaibao import EkuaibaoChannel
+    from fapiao_hub.config import ChannelSettings
+
+    class Killed(EkuaibaoChannel):
+        kills = 1
+
+        def issue(self, application, request_number):
+            if self.kills:
+                self.kills -= 1
+                raise SystemExit("dispatcher killed between its claim and SUBMITTED")
+            return super().issue(application, request_number)
+
+    world.directory.channel = Killed("ekuaibao", ChannelSettings(type="ekuaibao", base_url="https://x"))
+    world.directory.quiet = 0
+    with pytest.raises(SystemExit):
+        world.dispatch()
+    assert world.stored().status is Status.DISPATCHING
+    world.clock.now += 61  # the lease runs out
+    assert world.dispatch() == "submitted"
+    stored = world.stored()
+    assert stored.status is Status.SUBMITTED and stored.request_number == request_number_for(stored.key)

@@ -397,7 +397,7 @@ def test_issue_sends_nothing_and_query_cannot(monkeypatch):
     outcome = channel.query(application, "FH0001")
     assert isinstance(outcome, Unknown) and "no query" in outcome.reason
     assert channel.can_query is False
-    assert channel.dedupes_request_number is False
+    assert channel.dedupes_request_number is True  # nothing is sent: a repeat cannot issue twice
 
 
 # --------------------------------------------------------------------------- writing back

@@ -19,7 +19,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
@@ -292,34 +291,59 @@ def test_a_different_rendering_of_the_same_invoice_is_kept_beside_the_first(file
 
 
 def test_a_concurrent_writer_that_got_there_first_is_not_overwritten(files, s3, bucket):
-    """The head says the key is free, but another writer puts first: the conditional put refuses."""
+    """Another writer puts other bytes just before ours: the conditional put refuses, ours moves aside."""
     number = invoice_number()
     key = f"{stem(number)}.pdf"
     theirs, ours = minimal_pdf("theirs"), minimal_pdf("ours")
 
-    class LateView:
+    class Racing:
         def __init__(self):
-            self.stale = True
+            self.raced = False
 
         def __getattr__(self, name):
             return getattr(s3, name)
 
-        def head_object(self, **kwargs):
-            if self.stale and kwargs["Key"] == key:
-                self.stale = False
+        def put_object(self, **kwargs):
+            if not self.raced and kwargs["Key"] == key:
+                self.raced = True
                 FileStore(s3, bucket).put_invoice_file(
                     seller_tax_number=SELLER, issued_on=ISSUED, invoice_number=number, data=theirs
                 )
-                raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
-            return s3.head_object(**kwargs)
+            return s3.put_object(**kwargs)
 
-    stored = FileStore(LateView(), bucket).put_invoice_file(
+    stored = FileStore(Racing(), bucket).put_invoice_file(
         seller_tax_number=SELLER, issued_on=ISSUED, invoice_number=number, data=ours
     )
 
     assert stored.key == f"{stem(number)}.{hashlib.sha256(ours).hexdigest()[:12]}.pdf"
     assert body(s3, bucket, key) == theirs
     assert len(versions(s3, bucket, key)) == 1
+
+
+def test_a_new_file_costs_one_put_and_a_repeat_one_put_and_one_head(files, s3, bucket):
+    """The conditional PUT detects an object already there: no HEAD before it (benchmarks, section 1)."""
+    number = invoice_number()
+    calls: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            attribute = getattr(s3, name)
+            if name in ("put_object", "head_object", "get_object"):
+                calls.append(name)
+            return attribute
+
+    counted = FileStore(Counting(), bucket)
+    first = counted.put_invoice_file(
+        seller_tax_number=SELLER, issued_on=ISSUED, invoice_number=number, data=minimal_pdf()
+    )
+    assert calls == ["put_object"]
+    calls.clear()
+    again = counted.put_invoice_file(
+        seller_tax_number=SELLER, issued_on=ISSUED, invoice_number=number, data=minimal_pdf()
+    )
+    assert again == first
+    assert calls == ["put_object", "head_object"]
+    assert len(versions(s3, bucket, first.key)) == 1
 
 
 def test_the_bytes_decide_the_format_not_the_hint(files, s3, bucket):

@@ -32,7 +32,7 @@ def test_accepted_order_is_stored_received_and_queued_once(hub):
     }
     [item] = hub.applications()
     assert item["pk"] == f"sample-erp#{CODE}"
-    assert item["status"] == "RECEIVED" and item["version"] == 1 and "queued_at" in item
+    assert item["status"] == "RECEIVED" and item["version"] == 1
     # Sparse due-work index: a RECEIVED application is watched until dispatch takes it.
     assert item["due_bucket"] == "OPEN" and item["next_poll_at"] > 0
     assert hub.queued() == [{"source_system": "sample-erp", "open_apply_code": CODE}]
@@ -44,7 +44,7 @@ def test_seed004_path_is_served_too(hub):
     assert len(hub.applications()) == 1
 
 
-def test_same_body_again_answers_the_same_and_stores_and_queues_nothing(hub):
+def test_same_body_again_answers_the_same_and_stores_nothing(hub):
     first = hub.call(event("intake-post-blue.json"))
     before = hub.applications()
     # Same JSON value, other key order and spacing.
@@ -53,7 +53,22 @@ def test_same_body_again_answers_the_same_and_stores_and_queues_nothing(hub):
     assert second[0] == 200 and second[1]["data"] == first[1]["data"]
     assert second[1]["message"] == "order already received"
     assert hub.applications() == before
+    # Still RECEIVED: the repeat asks for its dispatch again (the first request may have been lost).
+    assert len(hub.queued()) == 2
+
+
+def test_same_body_again_after_dispatch_queues_nothing(hub):
+    hub.call(event("intake-post-blue.json"))
     assert len(hub.queued()) == 1
+    hub.table.update_item(
+        Key={"pk": f"sample-erp#{CODE}"},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "SUBMITTED"},
+    )
+    status, answer, _ = hub.call(event("intake-post-blue.json"))
+    assert status == 200 and answer["data"]["status"] == "SUBMITTED"
+    assert hub.queued() == []
 
 
 def test_same_code_with_other_content_is_a_conflict_and_changes_nothing(hub):
@@ -212,7 +227,7 @@ def test_queue_failure_is_503_then_the_same_body_recovers(hub, monkeypatch):
     assert status == 503 and "send the same request again" in answer["message"]
     assert headers.get("Retry-After")
     [item] = hub.applications()
-    assert item["status"] == "RECEIVED" and "queued_at" not in item
+    assert item["status"] == "RECEIVED"
     assert hub.queue_depth() == 0
 
     monkeypatch.setenv("DISPATCH_QUEUE_URL", good_url)
@@ -220,7 +235,7 @@ def test_queue_failure_is_503_then_the_same_body_recovers(hub, monkeypatch):
     status, answer, _ = hub.call(event("intake-post-blue.json"))
     assert status == 200 and answer["data"]["status"] == "RECEIVED"
     assert hub.queued() == [{"source_system": "sample-erp", "open_apply_code": CODE}]
-    assert "queued_at" in hub.applications()[0]
+    assert hub.applications()[0]["version"] == 1  # stored once: the repeat only asked for dispatch
 
 
 def test_get_returns_the_application_history_and_derived_totals(hub):
@@ -297,3 +312,19 @@ def test_tokens_and_buyer_contacts_never_reach_the_logs(hub, caplog):
     assert "invoice order accepted" in text  # the logs were captured at all
     for secret in (FIXTURE_TOKEN, "not-a-real-token-123", "buyer@example.com", "13800138000"):
         assert secret not in text
+
+
+def test_a_new_blue_order_costs_one_put_and_one_send(hub):
+    """No read before the conditional put, no bookkeeping write after the send (benchmarks, section 1)."""
+    from fapiao_hub import runtime
+
+    calls: list[str] = []
+    runtime.reset()
+    runtime._boto_session().events.register(
+        "before-call.*.*", lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}")
+    )
+    assert hub.call(event("intake-post-blue.json"))[0] == 200
+    assert calls == ["dynamodb:PutItem", "sqs:SendMessage"]
+    calls.clear()
+    assert hub.call(event("intake-post-blue.json"))[0] == 200  # a repeat: the failed put says what is there
+    assert calls == ["dynamodb:PutItem", "sqs:SendMessage"]

@@ -59,12 +59,16 @@ def polled(hub):
         def settle(rounds: int = 8) -> None:
             """Poller runs and dispatch steps, as the schedule and the queue would drive them."""
             for request in hub.queued():
-                dispatcher.dispatch(request["source_system"], request["open_apply_code"])
+                dispatcher.dispatch(
+                    request["source_system"], request["open_apply_code"], claimed_until=request.get("claimed_until")
+                )
             for _ in range(rounds):
                 clock.now += 11
                 poller.run()
                 for request in hub.queued():
-                    dispatcher.dispatch(request["source_system"], request["open_apply_code"])
+                    dispatcher.dispatch(
+                        request["source_system"], request["open_apply_code"], claimed_until=request.get("claimed_until")
+                    )
 
         yield {"partner": partner, "kingdee": kingdee, "settle": settle}
     finally:

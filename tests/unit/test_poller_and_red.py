@@ -14,7 +14,7 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice
 from fapiao_hub.models import Status
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy, Poller
+from fapiao_hub.workflow import POLL_CLAIM_SECONDS, Dispatcher, DispatchPolicy, Poller
 from tests.conftest import REGION
 from tests.unit.conftest import event, get_event
 from tests.unit.test_dispatch_workflow import Clock, Directory, ScriptedChannel
@@ -43,9 +43,56 @@ def test_one_poller_run_reads_the_50_due_applications_not_the_10000(hub):
     _count_dynamodb_calls(store._table.meta.client, calls)
     report = Poller(store, runtime.dispatch_queue(), clock=lambda: now).run()
     assert report.due == 50 and report.queued == 50
-    assert calls == ["Query"]  # one page of the due-work index: 50 items read, nothing else
+    # One page of the due-work index (50 items read, not the table), and one claim per due application.
+    assert calls == ["Query"] + ["UpdateItem"] * 50
     queued = hub.queued()
     assert len(queued) == 50 and {q["open_apply_code"] for q in queued} == {f"A{i:05d}" for i in range(50)}
+
+
+def test_a_claimed_application_is_not_queued_again_while_its_request_waits(hub):
+    """A dispatch backlog: the next poller runs add nothing until the claim runs out."""
+    now = int(time.time())
+    with hub.table.batch_writer() as batch:
+        for i in range(12):
+            batch.put_item(
+                Item={"pk": f"s#C{i}", "source_system": "s", "open_apply_code": f"C{i}", "status": "SUBMITTED",
+                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
+            )  # fmt: skip
+    store, queue = runtime.application_store(), runtime.dispatch_queue()
+    first = Poller(store, queue, clock=lambda: now).run()
+    assert (first.due, first.queued) == (12, 12)
+    [claim] = {q["claimed_until"] for q in hub.queued()}
+    assert claim == now + POLL_CLAIM_SECONDS
+    for minutes in (1, 2, 3, 4):  # the schedule's next runs, nobody has handled the messages
+        report = Poller(store, queue, clock=lambda m=minutes: now + 60 * m).run()
+        assert (report.due, report.queued) == (0, 0)
+    assert hub.queued() == []
+    # The claim runs out (the messages were lost): due again, claimed afresh.
+    later = Poller(store, queue, clock=lambda: claim).run()
+    assert (later.due, later.queued) == (12, 12)
+    assert {q["claimed_until"] for q in hub.queued()} == {claim + POLL_CLAIM_SECONDS}
+
+
+def test_two_poller_runs_racing_queue_each_application_once(hub):
+    now = int(time.time())
+    with hub.table.batch_writer() as batch:
+        for i in range(40):
+            batch.put_item(
+                Item={"pk": f"s#D{i}", "source_system": "s", "open_apply_code": f"D{i}", "status": "SUBMITTED",
+                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
+            )  # fmt: skip
+    store, queue = runtime.application_store(), runtime.dispatch_queue()
+    reports = []
+    threads = [
+        threading.Thread(target=lambda: reports.append(Poller(store, queue, clock=lambda: now).run())) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r.queued for r in reports) == 40
+    queued = hub.queued()
+    assert sorted(q["open_apply_code"] for q in queued) == sorted(f"D{i}" for i in range(40))
 
 
 def test_the_poller_stops_before_the_lambda_deadline_and_leaves_the_rest_due(hub):
@@ -106,7 +153,9 @@ def test_nothing_due_past_the_deadline_is_left_without_stuck(hub, dispatching):
     report = Poller(runtime.application_store(), runtime.dispatch_queue(), clock=clock).run()
     assert report.due == 4
     for request in hub.queued():
-        dispatcher.dispatch(request["source_system"], request["open_apply_code"])
+        dispatcher.dispatch(
+            request["source_system"], request["open_apply_code"], claimed_until=request.get("claimed_until")
+        )
     items = hub.applications()
     assert {i["status"] for i in items} == {"STUCK"}
     assert all("needs a person" in i["reason"] for i in items)

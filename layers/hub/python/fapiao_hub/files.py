@@ -272,8 +272,9 @@ class FileStore(DocumentOverflow):
           (re-generated PDF, another signature time stamp). It is not overwritten silently: the new
           bytes go to ``{number}.{sha256[:12]}.{ext}`` and both are kept.
 
-        Writes are conditional (``If-None-Match: *``): of two concurrent writers of different bytes
-        to a fresh key, exactly one wins and the other takes the hash-suffixed key.
+        Writes are conditional (``If-None-Match: *``) and come first: of two concurrent writers of
+        different bytes to a fresh key, exactly one wins and the other takes the hash-suffixed key;
+        the object's hash is read (HEAD) only when the key was taken.
         """
         for name, part in (("seller tax number", seller_tax_number), ("invoice number", invoice_number)):
             if not isinstance(part, str) or not _SAFE_KEY_PART.fullmatch(part):
@@ -292,14 +293,15 @@ class FileStore(DocumentOverflow):
             key="", format=file_format, size=len(data), sha256=sha256, content_type=CONTENT_TYPES[file_format]
         )
         for key in candidates:
+            # PUT first: the condition detects an object already there, so a fresh key (the usual
+            # case) costs one request; only a conflict needs the HEAD to compare the hashes.
+            if self._put_new(key, data, stored, digest):
+                return replace(stored, key=key)
             existing = self._stored_sha256(key)
             if existing == sha256:
                 return replace(stored, key=key)
             if existing is None and self._put_new(key, data, stored, digest):
-                return replace(stored, key=key)
-            # Another object is there (or a concurrent writer just put one): look at it again.
-            if existing is None and self._stored_sha256(key) == sha256:
-                return replace(stored, key=key)
+                return replace(stored, key=key)  # the object vanished between the two requests
         raise RuntimeError(f"no free key for invoice file {stem} ({sha256})")  # pragma: no cover - SHA-256 clash
 
     def _stored_sha256(self, key: str) -> str | None:

@@ -16,6 +16,9 @@ class DispatchRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     source_system: str
     open_apply_code: str
+    # Set by the poller: the next_poll_at it moved the application to when it claimed it. The
+    # dispatcher takes the application as due while the value is still the same (see Poller).
+    claimed_until: int | None = None
 
 
 class QueueUnavailable(Exception):
@@ -29,7 +32,9 @@ class DispatchQueue:
 
     def request_dispatch(self, source_system: str, open_apply_code: str, *, delay_seconds: int = 0) -> None:
         """Ask for a dispatch now, or after up to 15 minutes (SQS's limit; longer waits are the poller's)."""
-        body = DispatchRequest(source_system=source_system, open_apply_code=open_apply_code).model_dump_json()
+        body = DispatchRequest(source_system=source_system, open_apply_code=open_apply_code).model_dump_json(
+            exclude_none=True
+        )
         try:
             self._sqs.send_message(
                 QueueUrl=self._url,
@@ -39,14 +44,11 @@ class DispatchQueue:
         except (ClientError, BotoCoreError) as error:
             raise QueueUnavailable(str(error)) from error
 
-    def request_dispatch_batch(self, applications: list[tuple[str, str]]) -> None:
+    def request_dispatch_batch(self, requests: list[DispatchRequest]) -> None:
         """Up to ten dispatch requests in one call (the poller's fan-out)."""
         entries = [
-            {
-                "Id": str(i),
-                "MessageBody": DispatchRequest(source_system=system, open_apply_code=code).model_dump_json(),
-            }
-            for i, (system, code) in enumerate(applications)
+            {"Id": str(i), "MessageBody": request.model_dump_json(exclude_none=True)}
+            for i, request in enumerate(requests)
         ]
         try:
             answer = self._sqs.send_message_batch(QueueUrl=self._url, Entries=entries)

@@ -108,7 +108,6 @@ class StoredApplication:
     channel: str | None = None
     warnings: tuple[str, ...] = ()
     history: tuple[Transition, ...] = ()
-    queued_at: str | None = None
     attempts: int = 0
     request_number: str | None = None
     lease_until: int | None = None  # epoch seconds; guards DISPATCHING
@@ -218,21 +217,6 @@ class ApplicationStore:
         return self._from_item(item)
 
     # ------------------------------------------------------------------ updates
-    def mark_queued(self, stored: StoredApplication) -> None:
-        """Record that the dispatch message was sent, so an identical repeat does not re-send it."""
-        try:
-            self._table.update_item(
-                Key={"pk": stored.key},
-                UpdateExpression="SET queued_at = :now",
-                ConditionExpression="#s = :received",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":now": iso(utc_now()), ":received": Status.RECEIVED.value},
-            )
-        except ClientError as error:
-            if _is_condition_failure(error):
-                return  # dispatch already moved it on: nothing to record
-            raise
-
     def transition(
         self,
         stored: StoredApplication,
@@ -470,24 +454,46 @@ class ApplicationStore:
             return None
         return self._require(items[0]["pk"])
 
-    def due(self, now: int, limit: int) -> list[tuple[str, str]]:
-        """Open applications due by ``now``, oldest first: (source_system, open_apply_code).
+    def due(self, now: int, limit: int) -> list[tuple[str, str, int]]:
+        """Open applications due by ``now``, oldest first: (source_system, open_apply_code, next_poll_at).
 
         Reads the sparse due-work index only: the cost follows the due work, not the table.
         """
-        found: list[tuple[str, str]] = []
+        found: list[tuple[str, str, int]] = []
         kwargs: dict[str, Any] = {
             "IndexName": "due-work",
             "KeyConditionExpression": Key("due_bucket").eq(DUE_BUCKET) & Key("next_poll_at").lte(now),
-            "ProjectionExpression": "source_system, open_apply_code",
+            "ProjectionExpression": "source_system, open_apply_code, next_poll_at",
         }
         while len(found) < limit:
             answer = self._table.query(Limit=min(limit - len(found), 1000), **kwargs)
-            found += [(i["source_system"], i["open_apply_code"]) for i in answer.get("Items", [])]
+            found += [
+                (i["source_system"], i["open_apply_code"], int(i["next_poll_at"])) for i in answer.get("Items", [])
+            ]
             if "LastEvaluatedKey" not in answer:
                 break
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return found
+
+    def claim_due(self, source_system: str, open_apply_code: str, *, seen: int, until: int) -> bool:
+        """Move a due application's ``next_poll_at`` from ``seen`` to ``until``: it is being handed on.
+
+        Conditional on the value read, so of two poller runs only one hands it on, and a backlog in
+        the dispatch queue gets one more request per application per claim, not one per run.
+        False when it moved meanwhile (dispatch got to it, or another run claimed it).
+        """
+        try:
+            self._table.update_item(
+                Key={"pk": application_key(source_system, open_apply_code)},
+                UpdateExpression="SET next_poll_at = :until",
+                ConditionExpression="next_poll_at = :seen AND attribute_exists(due_bucket)",
+                ExpressionAttributeValues={":seen": seen, ":until": until},
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def update_invoice(self, invoice_pk: str, changes: dict[str, Any]) -> None:
         """Facts learnt about a recorded invoice later (its files, its state)."""
@@ -577,7 +583,7 @@ class ApplicationStore:
         application = Application.model_validate_json(gzip.decompress(packed))
         known = {
             "pk", "source_system", "open_apply_code", "status", "version", "payload_sha256",
-            "created_at", "updated_at", "warnings", "history", "channel", "queued_at",
+            "created_at", "updated_at", "warnings", "history", "channel",
             "document", "document_ref", "due_bucket", "next_poll_at", "attempts", "request_number",
             "lease_until", "reason", "pending_event", "invoice_keys", "uncertain", "created_epoch", "polls",
         }  # fmt: skip
@@ -591,7 +597,6 @@ class ApplicationStore:
             channel=item.get("channel"),
             warnings=tuple(item.get("warnings", ())),
             history=tuple(Transition.from_item(t) for t in item.get("history", ())),
-            queued_at=item.get("queued_at"),
             attempts=int(item.get("attempts", 0)),
             request_number=item.get("request_number"),
             lease_until=_int_or_none(item.get("lease_until")),

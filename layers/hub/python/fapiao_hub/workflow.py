@@ -9,7 +9,7 @@ import base64
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Protocol
 
@@ -36,7 +36,7 @@ from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
 from fapiao_hub.models import Application, Status
-from fapiao_hub.queues import DispatchQueue
+from fapiao_hub.queues import DispatchQueue, DispatchRequest
 from fapiao_hub.store import (
     ApplicationExists,
     ApplicationStore,
@@ -53,6 +53,9 @@ logger = Logger(child=True)
 # How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
 # queue message, or a queue failure the caller never retried).
 REQUEUE_AFTER_SECONDS = 300
+# How far the poller moves a due application on when it hands it to the dispatch queue: longer than
+# the queue's visibility timeout (180 s), so a message still in flight is not duplicated by the next run.
+POLL_CLAIM_SECONDS = 300
 
 
 class ApplicationConflict(Exception):
@@ -84,9 +87,13 @@ class Intake:
         when the dispatch request could not be sent: the application is then stored and stays
         RECEIVED, and a repeat of the same body sends the request again.
         """
-        existing = self._store.get(application.source_system, application.open_apply_code)
-        if existing is not None:
-            return self._again(existing, payload_sha256)
+        if application.red is not None:
+            # A red application reserves from its blue invoice before it is stored: a repeat must be
+            # recognised first, or it would reserve twice. A blue one needs no read: the conditional
+            # put hands back what is stored (ApplicationExists).
+            existing = self._store.get(application.source_system, application.open_apply_code)
+            if existing is not None:
+                return self._again(existing, payload_sha256)
         reserved_on = self._reserve_red(application, warnings)
         try:
             stored = self._store.create(
@@ -110,7 +117,10 @@ class Intake:
     def _again(self, existing: StoredApplication, payload_sha256: str) -> Submitted:
         if existing.payload_sha256 != payload_sha256:
             raise ApplicationConflict(existing)
-        if existing.status is Status.RECEIVED and existing.queued_at is None:
+        if existing.status is Status.RECEIVED:
+            # Not dispatched yet: its request may never have reached the queue (a 503), or been
+            # lost. Asking again is harmless (the dispatch claim is conditional) and cheaper than
+            # recording on the application that it was sent.
             self._request_dispatch(existing)
         return Submitted(existing, created=False)
 
@@ -131,7 +141,6 @@ class Intake:
     def _request_dispatch(self, stored: StoredApplication) -> None:
         application = stored.application
         self._queue.request_dispatch(application.source_system, application.open_apply_code)
-        self._store.mark_queued(stored)
 
     def get(self, source_system: str, open_apply_code: str) -> StoredApplication | None:
         return self._store.get(source_system, open_apply_code)
@@ -207,10 +216,11 @@ class Dispatcher:
         self._clock = clock
 
     # ------------------------------------------------------------------ entry point
-    def dispatch(self, source_system: str, open_apply_code: str) -> str:
+    def dispatch(self, source_system: str, open_apply_code: str, *, claimed_until: int | None = None) -> str:
         """Advance one application as far as it can go now; says what happened (for logs and tests).
 
-        Raises only for infrastructure failures (the message is then retried by the queue).
+        ``claimed_until``: the poller claimed it (Poller.run); while its ``next_poll_at`` still holds
+        the claim, it is due now. Raises only for infrastructure failures (the queue retries).
         """
         stored = self._store.get(source_system, open_apply_code)
         if stored is None:
@@ -219,6 +229,8 @@ class Dispatcher:
         if stored.pending_event:
             self._publish(stored)
         now = int(self._clock())
+        if claimed_until is not None and stored.next_poll_at == claimed_until:
+            stored = replace(stored, next_poll_at=now)  # the claim stands for "due now"
         status = stored.status
         leased = status is Status.DISPATCHING and (stored.lease_until or 0) > now
         if status.is_open and not leased and self._past_deadline(stored, now):
@@ -807,12 +819,25 @@ class Poller:
         self._clock = clock
 
     def run(self, *, limit: int = 5000, time_left_ms: Callable[[], int] | None = None) -> PollReport:
-        """One scheduled run: at most ``limit`` applications, stopping well before the deadline."""
-        due = self._store.due(int(self._clock()), limit)
+        """One scheduled run: at most ``limit`` applications, stopping well before the deadline.
+
+        Each due application is claimed before it is queued (its ``next_poll_at`` moved on by
+        POLL_CLAIM_SECONDS, conditional on the value read): while the dispatch queue has a backlog,
+        the next runs do not queue it again, and a lost message only delays it by the claim.
+        """
+        now = int(self._clock())
+        due = self._store.due(now, limit)
+        until = now + POLL_CLAIM_SECONDS
         queued = 0
         for start in range(0, len(due), 10):
             if time_left_ms is not None and time_left_ms() < 5000:
                 break  # the rest stays due: the next run takes it
-            self._queue.request_dispatch_batch(due[start : start + 10])
-            queued += len(due[start : start + 10])
+            claimed = [
+                DispatchRequest(source_system=system, open_apply_code=code, claimed_until=until)
+                for system, code, seen in due[start : start + 10]
+                if self._store.claim_due(system, code, seen=seen, until=until)
+            ]
+            if claimed:
+                self._queue.request_dispatch_batch(claimed)
+            queued += len(claimed)
         return PollReport(due=len(due), queued=queued)

@@ -9,8 +9,9 @@ reads the body).
 
 The seed documents no submission and no query: applications reach the channel out of band, so
 :meth:`EkuaibaoChannel.issue` sends nothing and answers ``Accepted`` (the result comes by push), and
-:meth:`EkuaibaoChannel.query` answers ``Unknown``. ``dedupes_request_number`` and ``can_query`` are
-False.
+:meth:`EkuaibaoChannel.query` answers ``Unknown``. ``can_query`` is False. ``dedupes_request_number``
+is True: "sending" the same request number again sends nothing, so it cannot issue twice, and a
+dispatcher that died between its claim and SUBMITTED is simply repeated (not sent to review).
 
 Public API
 ----------
@@ -565,7 +566,7 @@ class EkuaibaoChannel:
     """Ekuaibao: results arrive by push (see the module docstring)."""
 
     can_query = False
-    dedupes_request_number = False
+    dedupes_request_number = True  # issue() sends nothing: repeating it cannot issue twice
 
     def __init__(self, name: str, settings: ChannelSettings) -> None:
         self.name = name
