@@ -3,9 +3,12 @@
 Routes come from the template's ``HttpApi`` events (``POST /v1/invoice-orders``,
 ``GET /v1/invoice-orders/{openApplyCode}``, ``{proxy+}``, ``ANY``, ``$default``). Route selection
 follows API Gateway: the most specific route wins (literal segments over ``{param}`` over
-``{greedy+}``, a method over ``ANY``); no match is a 404 ``{"message":"Not Found"}``; a handler
-that raises is a 500 ``{"message":"Internal Server Error"}``. Bodies that are not UTF-8 text are
-base64-encoded in the event (``isBase64Encoded``), as API Gateway does for binary payloads.
+``{greedy+}``, a method over ``ANY``); no match is a 404 ``{"message":"Not Found"}``, whatever the
+method (an existing path asked with another method too, as API Gateway answers; a method no route
+names, e.g. ``PROPFIND``, alike); a handler that raises is a 500 ``{"message":"Internal Server
+Error"}``; what http.server itself refuses (a URI too long, ...) is answered JSON too. Bodies that
+are not UTF-8 text are base64-encoded in the event (``isBase64Encoded``), as API Gateway does for
+binary payloads.
 """
 
 from __future__ import annotations
@@ -332,3 +335,24 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server answers a method it finds no do_<METHOD> for with a 501 HTML page; API
+        # Gateway routes whatever the method, so any other method is routed too (ANY routes take
+        # it; otherwise it is the 404 JSON of any unmatched route).
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line, headers too large, ...) as JSON."""
+        short = self.responses.get(code, ("Error", ""))[0]
+        log.info("%s: %d %s", self.address_string(), code, message or short)
+        body = json.dumps({"message": short}).encode("utf-8")
+        self.send_response(code, short)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and code >= 200 and code not in (204, 304):
+            self.wfile.write(body)

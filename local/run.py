@@ -151,35 +151,74 @@ class OutOfBandForwarder(Pump):
 
     Such channels (Ekuaibao) receive applications outside the hub's API: the business's own
     integration hands them over. Locally this thread plays that part, once per application.
+
+    It reads the sparse ``due-work`` index (only open applications carry ``due_bucket``), so its
+    cost follows the open work, not the table. The index projects keys, source system and code
+    only, so status, channel and request number of the open applications not yet settled are read
+    from the table (BatchGetItem). Settled: handed over, or routed to a channel that does not push
+    (an application's channel is set at intake); they are not read again while they stay open.
     """
 
     idle_wait = 1.0
+    index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.store.Store.due reads it too
 
     def __init__(self, dynamodb: Any, table: str, sandboxes: dict[str, Any]) -> None:
+        from fapiao_hub.store import DUE_BUCKET
+
         super().__init__("out-of-band forwarder")
         self._dynamodb = dynamodb
         self._table = table
         self._sandboxes = sandboxes
-        self._forwarded: set[str] = set()
+        self._due_bucket = DUE_BUCKET
+        self._forwarded: set[str] = set()  # request numbers handed over (once each)
+        self._settled: set[str] = set()  # keys of open applications that need no further look
 
     def poll_once(self) -> int:
         forwarded = 0
-        pages = self._dynamodb.get_paginator("scan").paginate(
-            TableName=self._table,
-            FilterExpression="#s = :submitted",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":submitted": {"S": "SUBMITTED"}},
-        )
-        for page in pages:
-            for item in page["Items"]:
-                channel = item.get("channel", {}).get("S")
-                number = item.get("request_number", {}).get("S")
-                if channel in self._sandboxes and number and number not in self._forwarded:
+        open_keys = self._open_keys()
+        self._settled &= set(open_keys)  # closed ones left the index: forget them
+        for item in self._read([key for key in open_keys if key not in self._settled]):
+            key = item["pk"]["S"]
+            channel = item.get("channel", {}).get("S")
+            number = item.get("request_number", {}).get("S")
+            if channel is not None and channel not in self._sandboxes:
+                self._settled.add(key)  # another channel's, for good
+            elif item.get("status", {}).get("S") == "SUBMITTED" and channel and number:
+                if number not in self._forwarded:
                     self._sandboxes[channel].submit(number)
                     self._forwarded.add(number)
                     forwarded += 1
+                self._settled.add(key)
         self._stop_event.wait(self.idle_wait)
         return forwarded
+
+    def _open_keys(self) -> list[str]:
+        """The table keys of every open application, from the sparse index."""
+        pages = self._dynamodb.get_paginator("query").paginate(
+            TableName=self._table,
+            IndexName=self.index,
+            KeyConditionExpression="due_bucket = :open",
+            ExpressionAttributeValues={":open": {"S": self._due_bucket}},
+            ProjectionExpression="pk",
+        )
+        return [item["pk"]["S"] for page in pages for item in page["Items"]]
+
+    def _read(self, keys: list[str]) -> list[dict[str, Any]]:
+        """Status, channel and request number of ``keys`` (the index does not project them)."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):  # BatchGetItem takes at most 100 keys
+            request: dict[str, Any] = {
+                self._table: {
+                    "Keys": [{"pk": {"S": key}} for key in keys[start : start + 100]],
+                    "ProjectionExpression": "pk, #s, channel, request_number",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                }
+            }
+            while request and not self.stopping:
+                answer = self._dynamodb.batch_get_item(RequestItems=request)
+                items += answer.get("Responses", {}).get(self._table, [])
+                request = answer.get("UnprocessedKeys") or {}
+        return items
 
 
 class ApiDocs:

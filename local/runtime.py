@@ -16,9 +16,14 @@ for free need care here:
   function's overlay active. Limitation: threads a handler starts itself begin with an empty
   context and see only the shared variables.
 * **Concurrency.** Lambda runs one invocation per execution environment at a time, and handler
-  modules rely on it (Powertools resolvers keep the current event on the app object). Each
-  :class:`LocalFunction` therefore serialises its own invocations (one "container" per function);
-  different functions run concurrently.
+  modules rely on it. Each :class:`LocalFunction` therefore serialises its own invocations (one
+  "container" per function); different functions run concurrently, except the functions invoked
+  with API Gateway HTTP events: Powertools' HTTP resolvers keep the request being resolved on a
+  class shared by every resolver in the process, so those functions take turns with each other
+  (:data:`HTTP_RESOLVER_LOCK`).
+* **Metrics.** With ``POWERTOOLS_METRICS_DISABLED`` (the local run's default) Powertools never
+  clears the values its ``Metrics`` record, and prints them as an EMF blob once a metric holds 100
+  values. :meth:`LocalFunction.invoke` discards them after each invocation instead.
 
 Log lines carry the function's name: :class:`FunctionNameFilter` sets ``record.function_name`` from
 the function running in the current thread (``local`` outside any), which the local run's format
@@ -34,7 +39,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -50,6 +55,15 @@ current_function: ContextVar[str | None] = ContextVar("fapiao_local_function", d
 # The Lambda context of the invocation running in this thread, and whether it is a cold start.
 current_invocation: ContextVar[tuple[LambdaContext, bool] | None] = ContextVar("fapiao_local_invocation", default=None)
 _overlay: ContextVar[dict[str, str] | None] = ContextVar("fapiao_local_env_overlay", default=None)
+
+# One lock for every function whose handler runs a Powertools HTTP resolver (the functions with
+# HttpApi routes in the template: intake and callback). APIGatewayHttpResolver.resolve() stores the
+# event on the class (BaseRouter.current_event and .lambda_context), not on the resolver, so
+# all resolvers in the process share one "current request". In Lambda each function has its own
+# process; here, were the intake and callback functions to run at once, one would read the other's
+# request (a load test saw valid orders refused as "invoiceOrder is required" while a callback was
+# being resolved). So these functions take turns with each other, as well as with themselves.
+HTTP_RESOLVER_LOCK = threading.Lock()
 
 
 # ------------------------------------------------------------------ Lambda context
@@ -188,6 +202,38 @@ def function_scope(name: str, overlay: dict[str, str] | None) -> Iterator[None]:
         current_function.reset(fn_token)
 
 
+# ------------------------------------------------------------------ metrics
+
+
+def find_metrics(module: Any) -> list[Any]:
+    """The Powertools ``Metrics`` / ``EphemeralMetrics`` objects a handler module holds."""
+    try:
+        from aws_lambda_powertools.metrics import EphemeralMetrics, Metrics
+    except ImportError:  # a handler without Powertools
+        return []
+    return [value for value in vars(module).values() if isinstance(value, Metrics | EphemeralMetrics)]
+
+
+def discard_disabled_metrics(metrics: Sequence[Any]) -> None:
+    """While metrics are disabled, drop what an invocation recorded.
+
+    Powertools' ``flush_metrics`` (run by ``@metrics.log_metrics`` after each invocation) neither
+    prints nor clears the values when metrics are disabled (``POWERTOOLS_METRICS_DISABLED``,
+    ``POWERTOOLS_DEV``), yet ``add_metric`` prints the whole set as an EMF blob, disabled or not,
+    once a metric holds 100 values: a busy local run printed ``{"_aws": ...}`` lines on stdout
+    every hundredth dispatch or callback. Clearing after each invocation, as an enabled flush
+    would, keeps the values from piling up. (``Metrics`` share their values class-wide, so this may
+    drop values another function is recording at the same moment: they would not be printed anyway.)
+    """
+    if not metrics:
+        return
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if is_metrics_disabled():
+        for instance in metrics:
+            instance.clear_metrics()
+
+
 # ------------------------------------------------------------------ functions
 
 
@@ -204,7 +250,13 @@ class LocalFunction:
         region: str = "us-east-1",
         account_id: str = "123456789012",
         overlay: dict[str, str] | None = None,
+        lock: threading.Lock | None = None,
+        metrics: Sequence[Any] = (),
     ) -> None:
+        """``lock``: shared with other functions that must not run at the same time as this one
+        (:data:`HTTP_RESOLVER_LOCK`); by default a lock of its own. ``metrics``: the handler's
+        Powertools ``Metrics``, whose values are discarded after each invocation while metrics are
+        disabled (see :func:`discard_disabled_metrics`)."""
         self.name = name
         self.handler = handler
         self.timeout = timeout
@@ -212,7 +264,8 @@ class LocalFunction:
         self.region = region
         self.account_id = account_id
         self.overlay = overlay or {}
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else threading.Lock()
+        self.metrics = tuple(metrics)
         self._cold = True
 
     def context(self) -> LambdaContext:
@@ -236,6 +289,7 @@ class LocalFunction:
                 return self.handler(event, context)
             finally:
                 current_invocation.reset(invocation)
+                discard_disabled_metrics(self.metrics)
                 elapsed = time.monotonic() - started
                 if elapsed > self.timeout:
                     log.warning(
@@ -284,6 +338,9 @@ def load_function(
         region=region,
         account_id=account_id,
         overlay=overlay,
+        # Invoked with API Gateway HTTP events, so through a Powertools HTTP resolver: see HTTP_RESOLVER_LOCK.
+        lock=HTTP_RESOLVER_LOCK if spec.http_routes else None,
+        metrics=find_metrics(module),
     )
 
 

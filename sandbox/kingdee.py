@@ -714,19 +714,23 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/_sandbox/faults":
                 server.injector.script(self._control_json(raw))
                 self._send_json(200, server.injector.scripts())
-            elif path == "/_sandbox/bills":
-                self._send_json(200, {"stored": server.register(self._control_json(raw, list_ok=True))})
+            elif path == "/_sandbox/bills":  # amounts digit for digit: Decimal
+                self._send_json(200, {"stored": server.register(self._control_json(raw, list_ok=True, decimals=True))})
             elif path == "/_sandbox/preload":
-                self._send_json(200, {"preloaded": server.preload(self._control_json(raw, list_ok=True))})
+                preload = self._control_json(raw, list_ok=True, decimals=True)
+                self._send_json(200, {"preloaded": server.preload(preload)})
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
         except (faults.FaultConfigError, _BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
 
     @staticmethod
-    def _control_json(raw: bytes, *, list_ok: bool = False) -> Any:
+    def _control_json(raw: bytes, *, list_ok: bool = False, decimals: bool = False) -> Any:
+        """A control body. ``decimals``: numbers with a fraction as Decimal (bills, whose amounts are
+        kept digit for digit); otherwise as float, so fault rates like 0.05 read as in the other
+        sandboxes (faults.FaultInjector takes int or float)."""
         try:
-            obj = _loads(raw or b"{}")
+            obj = _loads(raw or b"{}") if decimals else json.loads(raw or b"{}", parse_constant=_no_constant)
         except ValueError as exc:
             raise _BadRequest(f"body is not JSON: {exc}") from exc
         if not isinstance(obj, dict) and not (list_ok and isinstance(obj, list)):
