@@ -388,6 +388,8 @@ def run_soak(config: SoakConfig) -> SoakReport:
     environment = {
         "DISPATCH_LEASE_SECONDS": str(config.lease_seconds),
         "DISPATCH_RETRY_DELAYS": "[1, 2, 3, 5]",
+        # The poller's claim outlasts the (shortened) visibility timeout, as in the template.
+        "POLL_CLAIM_SECONDS": str(2 * config.visibility_seconds),
         "POWERTOOLS_LOG_LEVEL": "WARNING",
     }
     injector = CrashInjector(config.crash_rate, config.kill_share, config.seed, set())

@@ -416,3 +416,22 @@ def test_a_crash_before_an_ekuaibao_application_is_submitted_is_repeated_not_sen
     assert world.dispatch() == "submitted"
     stored = world.stored()
     assert stored.status is Status.SUBMITTED and stored.request_number == request_number_for(stored.key)
+
+
+def test_a_claimed_step_that_waits_carries_the_claim_into_its_delayed_message(world, hub):
+    """Under the poller's claim a query finds nothing new: the delayed message must find it due, not the claim's end."""
+    world.channel.can_query = True
+    world.channel.script = [Unknown("read timeout"), Unknown("HTTP 502"), Issued((INVOICE,))]
+    world.directory.quiet = 0  # the delayed message is visible at once (the test reads it)
+    assert world.dispatch() == "unknown"
+    due = world.stored().next_poll_at
+    world.clock.now = due
+    assert runtime.application_store().claim_due("sample-erp", CODE, seen=due, until=due + 300)
+    hub.queued()
+    dispatcher = world.dispatcher()
+    assert dispatcher.dispatch("sample-erp", CODE, claimed_until=due + 300) == "waiting"  # the query: still unknown
+    [later] = hub.queued()
+    assert later["claimed_until"] == due + 300
+    world.clock.now = due + 5  # the delayed message arrives, long before the claim ends
+    assert dispatcher.dispatch("sample-erp", CODE, claimed_until=later["claimed_until"]) == "issued"
+    assert world.channel.queried and len(world.channel.sent) == 1

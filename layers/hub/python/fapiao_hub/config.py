@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     dispatch_lease_seconds: int = 60
     dispatch_retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
     dispatch_max_attempts: int = 10
+    # How far the poller moves a due application on when it queues it (workflow.Poller): longer than
+    # the dispatch queue's visibility timeout (180 s), so a request still in flight is not doubled.
+    poll_claim_seconds: int = 300
     # An application still open this long after it was received is STUCK (alarm).
     open_deadline_seconds: int = 24 * 3600
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.

@@ -30,11 +30,14 @@ class DispatchQueue:
         self._sqs = sqs_client
         self._url = queue_url
 
-    def request_dispatch(self, source_system: str, open_apply_code: str, *, delay_seconds: int = 0) -> None:
+    def request_dispatch(
+        self, source_system: str, open_apply_code: str, *, delay_seconds: int = 0, claimed_until: int | None = None
+    ) -> None:
         """Ask for a dispatch now, or after up to 15 minutes (SQS's limit; longer waits are the poller's)."""
-        body = DispatchRequest(source_system=source_system, open_apply_code=open_apply_code).model_dump_json(
-            exclude_none=True
+        request = DispatchRequest(
+            source_system=source_system, open_apply_code=open_apply_code, claimed_until=claimed_until
         )
+        body = request.model_dump_json(exclude_none=True)
         try:
             self._sqs.send_message(
                 QueueUrl=self._url,

@@ -87,7 +87,7 @@ def callback_receiver() -> CallbackReceiver:
 
 @cache
 def poller() -> Poller:
-    return Poller(application_store(), dispatch_queue())
+    return Poller(application_store(), dispatch_queue(), claim_seconds=settings().poll_claim_seconds)
 
 
 @cache

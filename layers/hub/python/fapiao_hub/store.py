@@ -120,6 +120,8 @@ class StoredApplication:
     created_epoch: int | None = None
     polls: int = 0  # queries made while waiting for a result (for growing intervals)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Not stored: the poller's claim (its next_poll_at) a dispatch step acts under (Dispatcher.dispatch).
+    claim: int | None = None
 
     @property
     def key(self) -> str:
@@ -296,6 +298,7 @@ class ApplicationStore:
             "history": tuple(Transition.from_item(t) for t in history),
             **{k: v for k, v in changes.items() if k in _STORED_FIELDS},
             **{k: None for k in removed if k in _STORED_FIELDS},
+            "claim": None,  # every transition writes next_poll_at: a poller's claim is gone
         }
         if to.is_open:
             fields["next_poll_at"] = values["next_poll_at"]

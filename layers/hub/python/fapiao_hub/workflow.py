@@ -53,9 +53,7 @@ logger = Logger(child=True)
 # How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
 # queue message, or a queue failure the caller never retried).
 REQUEUE_AFTER_SECONDS = 300
-# How far the poller moves a due application on when it hands it to the dispatch queue: longer than
-# the queue's visibility timeout (180 s), so a message still in flight is not duplicated by the next run.
-POLL_CLAIM_SECONDS = 300
+POLL_CLAIM_SECONDS = 300  # the default of config.Settings.poll_claim_seconds
 
 
 class ApplicationConflict(Exception):
@@ -230,7 +228,7 @@ class Dispatcher:
             self._publish(stored)
         now = int(self._clock())
         if claimed_until is not None and stored.next_poll_at == claimed_until:
-            stored = replace(stored, next_poll_at=now)  # the claim stands for "due now"
+            stored = replace(stored, next_poll_at=now, claim=claimed_until)  # the claim stands for "due now"
         status = stored.status
         leased = status is Status.DISPATCHING and (stored.lease_until or 0) > now
         if status.is_open and not leased and self._past_deadline(stored, now):
@@ -651,9 +649,15 @@ class Dispatcher:
         return to.value.lower()
 
     def _later(self, stored: StoredApplication, delay: int, result: str = "waiting") -> str:
-        """Come back to this application after ``delay`` seconds (longer waits: the poller's)."""
+        """Come back to this application after ``delay`` seconds (longer waits: the poller's).
+
+        A step that acted under the poller's claim and wrote nothing leaves the claim in place: the
+        message carries it on, so that it finds the application due then (not at the claim's end).
+        """
         application = stored.application
-        self._queue.request_dispatch(application.source_system, application.open_apply_code, delay_seconds=delay)
+        self._queue.request_dispatch(
+            application.source_system, application.open_apply_code, delay_seconds=delay, claimed_until=stored.claim
+        )
         return result
 
     def _publish(self, stored: StoredApplication) -> None:
@@ -813,21 +817,29 @@ class Poller:
     grow with due work, never with the table.
     """
 
-    def __init__(self, store: ApplicationStore, queue: DispatchQueue, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        store: ApplicationStore,
+        queue: DispatchQueue,
+        *,
+        clock: Callable[[], float] = time.time,
+        claim_seconds: int = POLL_CLAIM_SECONDS,
+    ):
         self._store = store
         self._queue = queue
         self._clock = clock
+        self._claim_seconds = claim_seconds
 
     def run(self, *, limit: int = 5000, time_left_ms: Callable[[], int] | None = None) -> PollReport:
         """One scheduled run: at most ``limit`` applications, stopping well before the deadline.
 
         Each due application is claimed before it is queued (its ``next_poll_at`` moved on by
-        POLL_CLAIM_SECONDS, conditional on the value read): while the dispatch queue has a backlog,
+        ``claim_seconds``, conditional on the value read): while the dispatch queue has a backlog,
         the next runs do not queue it again, and a lost message only delays it by the claim.
         """
         now = int(self._clock())
         due = self._store.due(now, limit)
-        until = now + POLL_CLAIM_SECONDS
+        until = now + self._claim_seconds
         queued = 0
         for start in range(0, len(due), 10):
             if time_left_ms is not None and time_left_ms() < 5000:
