@@ -20,8 +20,10 @@ How a floor is derived (the same rules for every flow):
 6. The notifier's webhook body can be built from the event (its detail carries the invoices; the
    file records can travel with them): no reads. Its history note is documented behaviour: one write.
 7. Polled channels: one poller run per poll (one Query of the due-work index, one
-   SendMessageBatch); alone in a run, the application pays both. A poll that finds nothing yet
-   reschedules the application: one GetItem and one UpdateItem in the dispatcher.
+   SendMessageBatch); alone in a run, the application pays both, plus its claim (one conditional
+   UpdateItem moving its ``next_poll_at`` on, so that a dispatch backlog gets one message per
+   application per claim, not one per run). A poll that finds nothing yet reschedules the
+   application: one GetItem and one UpdateItem in the dispatcher.
 8. The event source mappings' SQS receives and deletes and EventBridge's delivery to the notify
    queue are not the hub's requests (they are priced in bench.cost), so they are in no floor.
 """
@@ -84,6 +86,7 @@ def _polls(polls: int) -> list[Need]:
     for n in range(polls):
         needs += [
             _need(P, f"{DDB}:Query", "due-work query", "the poller's run reads the due-work index"),
+            _need(P, f"{DDB}:UpdateItem", "claim due", "claimed before it is queued (a backlog does not multiply it)"),
             _need(P, f"{SQS}:SendMessageBatch", "dispatch requests (batch)", "the poller's run hands it to dispatch"),
             _read(D),
         ]
@@ -171,11 +174,8 @@ def reason(function: str, label: str) -> str:
 
 # Why a call is above the floor: by (function, label), else by label alone. The texts name the code.
 EXCESS_REASONS: dict[tuple[str, str], str] = {
-    (IN, "get application"): "`Intake.submit` reads (`store.get`) before the conditional put, though "
-    "`store.create` gets the stored item back from a failed condition",
     (IN, "get invoice"): "`Intake._reserve_red` reads the blue invoice before `reserve_red`, whose failed "
     "condition could tell 'no such invoice' (no old item) from 'not enough left'",
-    ("", "mark_queued"): "`store.mark_queued` after SendMessage, so an identical repeat does not send again",
     ("", "clear_pending_event"): "`store.clear_pending_event`: the outbox flag cleared by a write of its own "
     "after PutEvents",
     (D, "transition to DISPATCHING"): "the claim, for a channel that is sent nothing (Ekuaibao's `issue` "
@@ -183,7 +183,7 @@ EXCESS_REASONS: dict[tuple[str, str], str] = {
     (D, "get application"): "the deferred file download reads the application again (a dispatch request "
     "names only the application)",
     (D, "get invoices"): "the deferred file download reads the invoices back (`store.invoices`)",
-    ("", "HEAD invoice file"): "`FileStore.put_invoice_file` HEADs each key before its `If-None-Match` PUT",
+    ("", "HEAD invoice file"): "`FileStore.put_invoice_file`: the conditional PUT found the key taken (a repeat)",
     ("", "invoice file records"): "`store.update_invoice` writes the file records after the invoice item "
     "(the files are stored after it is recorded; in a callback: 'not fetched' records)",
     ("", "files_pending set"): "`store.mark_files_pending(True)`: the deferred download flagged on the application",

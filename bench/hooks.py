@@ -128,6 +128,7 @@ def _dynamodb_label(operation: str, body: dict[str, Any], key: str | None, table
     names = body.get("ExpressionAttributeNames") or {}
     values = body.get("ExpressionAttributeValues") or {}
     expression = body.get("UpdateExpression") or ""
+    condition = body.get("ConditionExpression") or ""
     if operation == "GetItem":
         return "get invoice" if invoices else "get application"
     if operation == "BatchGetItem":
@@ -158,8 +159,8 @@ def _dynamodb_label(operation: str, body: dict[str, Any], key: str | None, table
         alias = next((a for a, n in names.items() if n == "status" and a.startswith("#a")), None)
         status = values.get(f":v{alias[2:]}", {}).get("S") if alias else None
         return f"transition to {status}" if status else "transition"
-    if "queued_at" in expression:
-        return "mark_queued"
+    if "next_poll_at = :seen" in condition:
+        return "claim due"
     if "REMOVE pending_event" in expression:
         return "clear_pending_event"
     if "list_append(if_not_exists(history" in expression:

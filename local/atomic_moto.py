@@ -52,7 +52,15 @@ def serialized_in_process() -> Iterator[None]:
 
 
 class AtomicMotoServer:
-    """moto's server on 127.0.0.1 (threaded connections, serialized handling)."""
+    """moto's server on 127.0.0.1 (threaded connections, serialized handling).
+
+    moto keeps its state in process-wide backends: a server started after another one in the same
+    process (a test, then the benchmark) would inherit the first one's tables, invoices and queues.
+    The first server live in a process starts from empty backends.
+    """
+
+    _live = 0
+    _live_lock = threading.Lock()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -63,6 +71,12 @@ class AtomicMotoServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
 
     def start(self) -> AtomicMotoServer:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        with AtomicMotoServer._live_lock:
+            if AtomicMotoServer._live == 0:
+                moto_api_backend.reset()
+            AtomicMotoServer._live += 1
         self._thread.start()
         return self
 
@@ -74,3 +88,5 @@ class AtomicMotoServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)
+        with AtomicMotoServer._live_lock:
+            AtomicMotoServer._live -= 1
