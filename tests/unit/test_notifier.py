@@ -574,3 +574,25 @@ def test_the_readme_verification_snippet_verifies_a_real_signature():
     assert scope["verify_webhook"]("s3cret", headers, body) is True
     assert scope["verify_webhook"]("s3cret", headers, body + b" ") is False
     assert scope["verify_webhook"]("other", headers, body) is False
+
+
+def test_an_invoice_without_files_is_notified_from_the_event_alone(world, receiver):
+    """The event names the invoice with its (no) files: the hub format needs no read (benchmarks, section 1)."""
+    world.configure(format="hub", secret=SECRET)
+    world.submit()
+    assert world.decide(Issued((replace(INVOICE, files=()),))) == "issued"
+    calls: list[str] = []
+    store = runtime.application_store()
+    store._table.meta.client.meta.events.register(
+        "before-call.dynamodb.*", lambda model, **_: calls.append(model.name), unique_id="count-notifier-calls"
+    )
+    try:
+        assert world.pump() == 1
+    finally:
+        store._table.meta.client.meta.events.unregister("before-call.dynamodb.*", unique_id="count-notifier-calls")
+    assert calls == ["UpdateItem"]  # the history note, and nothing read
+    [invoice] = receiver.received[0].json()["invoices"]
+    assert invoice["invoiceNumber"] == "26112000000012221761" and invoice["invoiceType"] == "DIGITAL_SPECIAL"
+    assert invoice["files"] == [] and invoice["amount"] == 5327.43
+    assert world.notes()[-1] == "notified sample-erp (hub): 200"
+    assert runtime.application_store().get("sample-erp", CODE).history[-1].status == "ISSUED"

@@ -111,7 +111,7 @@ from fapiao_hub.channels.base import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.config import HubConfig, Webhook
 from fapiao_hub.events import EventType
-from fapiao_hub.models import Application, Direction, InvoiceType
+from fapiao_hub.models import Application, Direction, InvoiceType, application_key
 from fapiao_hub.store import ApplicationStore, StoredApplication
 from fapiao_hub.workflow import invoice_key
 
@@ -220,6 +220,14 @@ def loggable_url(url: str) -> str:
 def _retry_after(response: requests.Response) -> int | None:
     value = response.headers.get("Retry-After", "").strip()
     return int(value) if value.isdigit() else None
+
+
+def _event_suffices(detail_type: str, detail: Mapping[str, Any]) -> bool:
+    """The hub-format body can be built from the event alone: it names every invoice with its files."""
+    named = detail.get("invoices")
+    if named is None:
+        return detail_type not in _ISSUE_TYPES  # an outcome without invoices (rejected, stuck, ...)
+    return isinstance(named, list) and all(isinstance(entry, Mapping) and "files" in entry for entry in named)
 
 
 def _selected_invoices(detail_type: str, detail: Mapping[str, Any], stored_items: list[dict]) -> list[dict]:
@@ -367,7 +375,9 @@ class _Delivery:
 
     record: SQSRecord
     system_id: str | None = None
-    stored: StoredApplication | None = None
+    stored: StoredApplication | None = None  # read only when the event alone is not enough
+    application_key: str | None = None
+    status: str | None = None  # the outcome's status, for the history note
     log: dict[str, Any] = field(default_factory=dict)  # never a secret, token, query or body
 
 
@@ -420,12 +430,19 @@ class Notifier:
         if webhook is None:
             logger.info("no webhook configured for the business system: not notified", extra=delivery.log)
             return "no webhook"
-        delivery.stored = self.store.get(system_id, open_apply_code)
-        if delivery.stored is None:
-            return self._refuse(delivery, "no such application", "no application")
+        delivery.application_key = application_key(system_id, open_apply_code)
+        delivery.status = str(detail.get("status") or "") or None
+        stored_items: list[dict] = []
+        if webhook.format == "ekuaibao" or not _event_suffices(detail_type, detail):
+            # The Ekuaibao format needs the application's lines; the hub format needs the stored
+            # invoices when the event does not carry their files (stored after it was published).
+            delivery.stored = self.store.get(system_id, open_apply_code)
+            if delivery.stored is None:
+                return self._refuse(delivery, "no such application", "no application")
+            stored_items = self.store.invoices(delivery.stored)
         key = idempotency_key(detail_type, detail)
         delivery.log.update(url=loggable_url(webhook.url), format=webhook.format, event_id=key)
-        invoices = _selected_invoices(detail_type, detail, self.store.invoices(delivery.stored))
+        invoices = _selected_invoices(detail_type, detail, stored_items)
 
         url = webhook.url
         if webhook.format == "ekuaibao":
@@ -526,10 +543,11 @@ class Notifier:
             )
 
     def _note(self, delivery: _Delivery, text: str) -> None:
-        if delivery.stored is None:
+        target = delivery.stored or delivery.application_key
+        if target is None:
             return
         try:
-            self.store.note(delivery.stored, text)
+            self.store.note(target, text, status=delivery.status)
         except Exception as error:  # history is for people; the delivery's outcome stands
             logger.warning(
                 "could not record on the application's history", extra={**delivery.log, "error": type(error).__name__}

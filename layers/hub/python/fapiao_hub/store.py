@@ -308,16 +308,18 @@ class ApplicationStore:
             fields["invoice_keys"] = tuple(values["invoice_keys"])
         return replace(stored, **fields)
 
-    def note(self, stored_or_key: StoredApplication | str, text: str) -> None:
+    def note(self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None) -> None:
         """Add a history entry without a status change (e.g. the notifier's deliveries).
 
-        The entry carries the status as read (``stored``) or as it is now (a key); the version is
-        not touched, so no transition loses a race to a note. Raises StaleWrite if it vanished.
+        The entry carries the status as read (``stored``), as the caller knows it (``status``), or
+        as it is now (a key alone: one read); the version is not touched, so no transition loses a
+        race to a note. Raises StaleWrite if it vanished.
         """
         if isinstance(stored_or_key, StoredApplication):
             key, status = stored_or_key.key, stored_or_key.status.value
         else:
-            key, status = stored_or_key, self._require(stored_or_key).status.value
+            key = stored_or_key
+            status = status or self._require(stored_or_key).status.value
         entry = Transition(at=iso(utc_now()), status=status, note=text, is_note=True).to_item()
         try:
             self._table.update_item(
@@ -360,11 +362,15 @@ class ApplicationStore:
 
     def invoices(self, stored: StoredApplication) -> list[dict[str, Any]]:
         """The invoices recorded for an application, in the order they were issued."""
-        if not stored.invoice_keys:
+        return self.invoices_by_key(stored.invoice_keys)
+
+    def invoices_by_key(self, invoice_keys: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+        """Invoice items by key, in the order given (those not recorded are left out)."""
+        if not invoice_keys:
             return []
         client = self._table.meta.client
         found: dict[str, dict[str, Any]] = {}
-        keys = [{"pk": key} for key in stored.invoice_keys]
+        keys = [{"pk": key} for key in dict.fromkeys(invoice_keys)]
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
             request = {self._invoices_table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
@@ -372,7 +378,7 @@ class ApplicationStore:
                 for item in answer["Responses"].get(self._invoices_table_name, []):
                     found[item["pk"]] = item
                 request = answer.get("UnprocessedKeys") or {}
-        return [found[key] for key in stored.invoice_keys if key in found]
+        return [found[key] for key in invoice_keys if key in found]
 
     def reschedule(self, stored: StoredApplication, *, next_poll_at: int, polls: int) -> None:
         """When to look at an application again (no transition, no history entry)."""

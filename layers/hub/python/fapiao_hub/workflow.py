@@ -491,8 +491,17 @@ class Dispatcher:
                 channel=stored.channel,
                 request_number=stored.request_number,
                 invoices=[
-                    {k: item[k] for k in ("number", "code", "issued_on", "amount", "tax", "status") if k in item}
-                    for item in items
+                    {
+                        **{
+                            k: item[k]
+                            for k in ("number", "code", "issued_on", "invoice_type", "amount", "tax", "status")
+                            if k in item
+                        },
+                        # No files to store: the event is complete and the notifier need not read
+                        # the invoice (files are stored after the event is published).
+                        **({} if invoice.files else {"files": []}),
+                    }
+                    for invoice, item in zip(issued, items, strict=True)
                 ],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
