@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "last-results.json")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--soak", type=Path, default=ROOT / "bench" / "last-soak.json", help="make soak's tallies")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the doc from the kept results")
     args = parser.parse_args(argv)
+    if args.render_only:
+        return render_only(args)
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
@@ -105,14 +109,39 @@ def main(argv: list[str] | None = None) -> int:
     env = {k: v for k, v in os.environ.items() if k.startswith("BENCH_")}
     if env:
         command = " ".join(f"{k}={v}" for k, v in sorted(env.items())) + " " + command
+    results["soak"] = _soak(args.soak)
     print()
     print(report.summary(results))
     if not args.no_doc:
         args.doc.write_text(report.render(machine, results, command), encoding="utf-8")
         print(f"\nwrote {args.doc.relative_to(ROOT) if args.doc.is_relative_to(ROOT) else args.doc}")
     kept = {name: results[name] for name in SECTIONS if name in results}
-    args.results.write_text(json.dumps({"machine": machine, "results": kept}, indent=1, default=str))
+    args.results.write_text(
+        json.dumps({"machine": machine, "command": command, "results": kept}, indent=1, default=str)
+    )
     return 1 if any("error" in r for r in results.values() if isinstance(r, dict)) else 0
+
+
+def _soak(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def render_only(args: argparse.Namespace) -> int:
+    """The doc again from bench/last-results.json and bench/last-soak.json (after `make soak`)."""
+    kept = json.loads(args.results.read_text(encoding="utf-8"))
+    results: dict[str, Any] = dict(kept["results"])
+    requests = results.get("requests")
+    if requests and "error" not in requests:
+        results["cost"] = cost.costs(requests["flows"])
+    results["soak"] = _soak(args.soak)
+    command = kept.get("command") or "make bench"
+    machine = kept.get("machine") or machine_info()  # an old results file may not have kept it
+    args.doc.write_text(report.render(machine, results, command), encoding="utf-8")
+    print(report.summary(results))
+    return 0
 
 
 if __name__ == "__main__":

@@ -695,8 +695,64 @@ def render(machine: dict[str, Any], results: dict[str, Any], command: str) -> st
         warm_section(results),
         polling_section(results),
         throughput_section(results),
+        soak_section(results.get("soak")),
     ]
     return "\n".join(head) + "\n" + "\n".join(body)
+
+
+def soak_section(soak: dict[str, Any] | None) -> str:
+    """Section 7: the last `make soak` (bench/last-soak.json, written by local.soak --json)."""
+    out = ["", "## 7. Load with faults (`make soak`)", ""]
+    if not soak:
+        return "\n".join([*out, "No `make soak` run recorded yet (bench/last-soak.json).", ""])
+    faults = soak["faults"]
+    states: dict[str, int] = {}
+    for by_status in soak["final_states"].values():
+        for status, n in by_status.items():
+            states[status] = states.get(status, 0) + n
+    verdict = "**passed**" if not (soak["issued_twice"] or soak["lost"] or soak["server_errors"]) else "**FAILED**"
+    out += [
+        f"Run {soak.get('date', '?')} at commit {soak.get('commit', '?')} (`{soak.get('command', 'make soak')}`), "
+        f"on the machine above unless it says otherwise: {soak.get('machine', '')}.",
+        "",
+        f"{soak['orders']:,} orders through the local run (seed {soak['seed']}), round-robin over the four sample",
+        f"channels, while the sandboxes answered {faults['error_5xx']:.0%} with a 5xx and held "
+        f"{faults['timeout_after_issue']:.0%} past the hub's timeout *after* issuing, Ekuaibao's pushes were "
+        f"duplicated ({faults['duplicate_callbacks']:.0%}) and sent out of order "
+        f"({faults['out_of_order_callbacks']:.0%}),",
+        f"and dispatchers crashed at each step boundary ({faults['crash_rate_per_boundary']:.0%} per boundary, half "
+        "of them killing the whole batch like a Lambda timeout). Verdict: " + verdict + ".",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| issued twice (the sandboxes' own counts per request number) | **{soak['issued_twice']}** |",
+        f"| lost (not final and not visibly flagged) | **{soak['lost']}** |",
+        f"| 5xx answers to valid requests | **{soak['server_errors']}** |",
+        f"| left open at the end | {soak['left_open']} |",
+        f"| final states | {', '.join(f'{k} {v:,}' for k, v in sorted(states.items()))} |",
+        f"| intake answers | {', '.join(f'{k}: {v:,}' for k, v in soak['intake_answers'].items())} |",
+        f"| dispatcher crashes injected | {sum(soak['dispatcher_crashes'].values()):,} |",
+        f"| dispatch records per order | {soak['dispatch_records_per_order']} |",
+        f"| dispatch DLQ at the end | {soak['dispatch_dlq_depth']} |",
+        f"| elapsed, first submit to last final state | {soak['elapsed_seconds']:,.0f} s "
+        f"({soak['orders_per_second_to_final']} orders/s) |",
+        "",
+        "Per channel (hub's final states / the sandbox's own counts):",
+        "",
+        "| channel | final states | sandbox |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {', '.join(f'{k} {v:,}' for k, v in sorted(by.items()))} | "
+            f"{', '.join(f'{k} {v:,}' for k, v in (soak['sandboxes'].get(name) or {}).items())} |"
+            for name, by in soak["final_states"].items()
+        ),
+        "",
+        "Crashes by boundary: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(soak["dispatcher_crashes"].items()))
+        + ". `make test` runs the same at 160 orders (tests/integration/test_soak.py).",
+        "",
+    ]
+    return "\n".join(out)
 
 
 SECTION_NAMES = ("requests", "coldstart", "warm", "polling", "throughput")
@@ -768,6 +824,14 @@ def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (f"throughput, {t['submitted']:,} orders, {t['clients']} clients",
              f"{t['orders_per_second']:.1f} orders/s; to ISSUED p50 {t['to_issued_p50_s']:.1f} s, "
              f"p95 {t['to_issued_p95_s']:.1f} s", "-", "no target")
+        )  # fmt: skip
+    soak = results.get("soak")
+    if soak:
+        bad = soak["issued_twice"] + soak["lost"] + soak["server_errors"]
+        rows.append(
+            (f"soak, {soak['orders']:,} orders with faults",
+             f"issued twice {soak['issued_twice']}, lost {soak['lost']}, 5xx {soak['server_errors']}",
+             "0, 0, 0", "met" if not bad else "missed (section 7)")
         )  # fmt: skip
     for name in ("requests", "coldstart", "warm", "polling", "throughput"):
         section = results.get(name)

@@ -50,6 +50,7 @@ import dataclasses
 import gc
 import json
 import logging
+import os
 import random
 import sys
 import threading
@@ -812,7 +813,17 @@ def main(argv: list[str] | None = None) -> int:
     print(report.render(), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.tallies(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        from bench.machine import machine_info  # the same description as the benchmarks'
+
+        machine = machine_info()
+        recorded = {
+            "date": machine["date"],
+            "command": f"make soak (SOAK_ORDERS={args.orders}, SOAK_SEED={args.seed})",
+            "commit": machine["commit"],
+            "machine": f"{machine['cores']} cores, {machine['cpu']}; load average {os.getloadavg()[0]:.1f} at the end",
+            **report.tallies(),
+        }
+        args.json.write_text(json.dumps(recorded, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return 1 if report.problems() else 0
 
 
