@@ -53,10 +53,27 @@ integration: $(STAMP)
 sam-validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --template template.yaml
 
-# Builds the artifacts, then imports every handler from them alone (no site-packages), as Lambda
-# would: a handler missing a dependency in the layer fails here, not in AWS.
+# The layer must ship compiled code (/opt is read-only in Lambda: without .pyc files every cold
+# start compiles every module it imports): a hash-based, unchecked .pyc beside every module.
+define LAYER_PYC_CHECK
+import pathlib, sys
+root = pathlib.Path(".aws-sam/build/HubLayer/python")
+sources = sorted(root.rglob("*.py"))
+def compiled(source):
+    pyc = source.parent / "__pycache__" / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
+    return pyc.is_file() and pyc.read_bytes()[4:8] == bytes([1, 0, 0, 0])  # flags: hash-based, unchecked
+missing = [str(s) for s in sources if not compiled(s)]
+if not sources or missing:
+    sys.exit(f"error: the built layer has {len(missing)} of {len(sources)} modules without an unchecked-hash .pyc: {missing[:5]}")
+print(f"layer compiled: {len(sources)} modules, each with an unchecked-hash .pyc")
+endef
+export LAYER_PYC_CHECK
+
+# Builds the artifacts, checks the layer is compiled, then imports every handler from them alone
+# (no site-packages), as Lambda would: a handler missing a dependency in the layer fails here, not in AWS.
 sam-build: $(STAMP)
 	$(VENV)/bin/sam build --template template.yaml
+	@$(PY) -S -c "$$LAYER_PYC_CHECK"
 	@for fn in .aws-sam/build/*Function; do \
 	  $(PY) -S -c "import sys; sys.path[:0] = ['$$fn', '.aws-sam/build/HubLayer/python']; import app" \
 	    || { echo "error: $$fn does not import from its built artifact" >&2; exit 1; }; \

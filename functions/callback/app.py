@@ -7,7 +7,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fapiao_hub.callback_api import app
 
 logger = Logger()
-tracer = Tracer()
+# X-Ray: the AWS SDK and the invoice file downloads (requests), nothing else to patch.
+tracer = Tracer(patch_modules=("botocore", "requests"))
 metrics = Metrics()
 
 

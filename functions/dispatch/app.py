@@ -10,7 +10,8 @@ from fapiao_hub import runtime
 from fapiao_hub.queues import DispatchRequest
 
 logger = Logger()
-tracer = Tracer()
+# X-Ray: the AWS SDK and the channels' HTTP calls (requests), nothing else to patch.
+tracer = Tracer(patch_modules=("botocore", "requests"))
 metrics = Metrics()
 # A batch whose every record failed is answered like any other (all listed), not by raising.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

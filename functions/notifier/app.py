@@ -7,7 +7,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fapiao_hub import runtime
 
 logger = Logger()
-tracer = Tracer()
+# X-Ray: the AWS SDK and the webhook calls (requests), nothing else to patch.
+tracer = Tracer(patch_modules=("botocore", "requests"))
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -7,7 +7,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from fapiao_hub import runtime
 
 logger = Logger()
-tracer = Tracer()
+# X-Ray patches only the AWS SDK: this function makes no other HTTP calls (the default would also
+# patch, and so import, requests and sqlite3 at every cold start).
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 
 

@@ -9,18 +9,23 @@ import threading
 import time
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 
-from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig, Settings, load_hub_config
-from fapiao_hub.events import EventPublisher
-from fapiao_hub.files import FileStore
-from fapiao_hub.notifier import Notifier, sqs_ports
-from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.rules import RulePolicy
-from fapiao_hub.store import ApplicationStore
-from fapiao_hub.workflow import CallbackReceiver, Dispatcher, DispatchPolicy, Intake, Poller
+
+# Each factory imports what it builds: a function's cold start pays only for the parts it uses
+# (the notifier's requests, the channels, the dispatcher's and callback receiver's workflow).
+if TYPE_CHECKING:
+    from fapiao_hub.channels.registry import ChannelRegistry
+    from fapiao_hub.events import EventPublisher
+    from fapiao_hub.files import FileStore
+    from fapiao_hub.notifier import Notifier
+    from fapiao_hub.queues import DispatchQueue
+    from fapiao_hub.rules import RulePolicy
+    from fapiao_hub.store import ApplicationStore
+    from fapiao_hub.workflow import CallbackReceiver, Dispatcher, Intake, Poller
 
 
 @cache
@@ -35,37 +40,65 @@ def _boto_session() -> boto3.session.Session:
 
 @cache
 def file_store() -> FileStore:
+    from fapiao_hub.files import FileStore
+
     return FileStore(_boto_session().client("s3"), settings().files_bucket)
+
+
+class _FileStoreOverflow:
+    """The application store's overflow (store.DocumentOverflow): the file store, built on first use.
+
+    Only applications too large for DynamoDB need it, so a function that does not otherwise use S3
+    (the poller, the notifier) does not create an S3 client at cold start.
+    """
+
+    def put_document(self, key: str, data: bytes) -> str:
+        return file_store().put_document(key, data)
+
+    def get_document(self, ref: str) -> bytes:
+        return file_store().get_document(ref)
 
 
 @cache
 def application_store() -> ApplicationStore:
+    from fapiao_hub.store import ApplicationStore
+
     table = _boto_session().resource("dynamodb").Table(settings().applications_table)
-    return ApplicationStore(table, overflow=file_store(), invoices_table_name=settings().invoices_table)
+    return ApplicationStore(table, overflow=_FileStoreOverflow(), invoices_table_name=settings().invoices_table)
 
 
 @cache
 def dispatch_queue() -> DispatchQueue:
+    from fapiao_hub.queues import DispatchQueue
+
     return DispatchQueue(_boto_session().client("sqs"), settings().dispatch_queue_url)
 
 
 @cache
 def intake() -> Intake:
+    from fapiao_hub.workflow import Intake
+
     return Intake(application_store(), dispatch_queue())
 
 
 @cache
 def event_publisher() -> EventPublisher:
+    from fapiao_hub.events import EventPublisher
+
     return EventPublisher(_boto_session().client("events"), settings().event_bus_name)
 
 
 @cache
 def channel_registry() -> ChannelRegistry:
+    from fapiao_hub.channels.registry import ChannelRegistry
+
     return ChannelRegistry(hub_config)
 
 
 @cache
 def dispatcher() -> Dispatcher:
+    from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+
     current = settings()
     policy = DispatchPolicy(
         lease_seconds=current.dispatch_lease_seconds,
@@ -80,6 +113,8 @@ def dispatcher() -> Dispatcher:
 
 @cache
 def callback_receiver() -> CallbackReceiver:
+    from fapiao_hub.workflow import CallbackReceiver
+
     return CallbackReceiver(
         application_store(), file_store(), channel_registry(), dispatcher(), event_publisher(), hub_config
     )
@@ -87,11 +122,15 @@ def callback_receiver() -> CallbackReceiver:
 
 @cache
 def poller() -> Poller:
+    from fapiao_hub.workflow import Poller
+
     return Poller(application_store(), dispatch_queue(), claim_seconds=settings().poll_claim_seconds)
 
 
 @cache
 def notifier() -> Notifier:
+    from fapiao_hub.notifier import Notifier, sqs_ports
+
     current = settings()
     visibility, dead_letter = sqs_ports(_boto_session().client("sqs"), current.notify_queue_url, current.notify_dlq_url)
     return Notifier(application_store(), hub_config, visibility=visibility, dead_letter=dead_letter)
@@ -135,6 +174,8 @@ def hub_config() -> HubConfig:
 
 
 def rule_policy() -> RulePolicy:
+    from fapiao_hub.rules import RulePolicy
+
     config = hub_config()
     return RulePolicy(
         tax_rates=frozenset(config.tax_rates),

@@ -11,30 +11,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger
 
 from fapiao_hub import events
-from fapiao_hub.callback_auth import authenticate_callback
-from fapiao_hub.channels.base import (
-    Accepted,
-    CallbackRejected,
-    CallbackResult,
-    Channel,
-    InvoiceFile,
-    InvoiceState,
-    Issued,
-    IssuedInvoice,
-    NotFound,
-    NotSent,
-    Rejected,
-    Unknown,
-)
-from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
-from fapiao_hub.files import FileStore
 from fapiao_hub.models import Application, Status
 from fapiao_hub.queues import DispatchQueue, DispatchRequest
 from fapiao_hub.store import (
@@ -47,6 +30,13 @@ from fapiao_hub.store import (
     iso,
     utc_now,
 )
+
+# The channels, the file store and callback authentication are imported where the dispatcher and
+# the callback receiver use them: Intake and Poller (the intake and poller functions) need none.
+if TYPE_CHECKING:
+    from fapiao_hub.channels.base import CallbackResult, Channel, IssuedInvoice
+    from fapiao_hub.channels.registry import ChannelRegistry
+    from fapiao_hub.files import FileStore
 
 logger = Logger(child=True)
 
@@ -296,6 +286,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ steps
     def _attempt(self, stored: StoredApplication) -> str:
+        from fapiao_hub.channels.base import Unknown
+
         application = stored.application
         name, channel = self._channels.channel_for(application, stored.channel)
         if channel is None:
@@ -357,6 +349,8 @@ class Dispatcher:
         queried: bool = False,
         fetch_files: bool = True,
     ) -> str:
+        from fapiao_hub.channels.base import Accepted, Issued, NotFound, NotSent, Rejected, Unknown
+
         now = int(self._clock())
         name = stored.channel or channel.name
         settled = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
@@ -544,6 +538,8 @@ class Dispatcher:
             self._later(stored, 0)
 
     def _fetch_pending_files(self, stored: StoredApplication) -> str:
+        from fapiao_hub.channels.base import InvoiceFile
+
         for item in self._store.invoices(stored):
             files = item.get("files") or []
             if not any(f.get("url") and not f.get("key") for f in files):
@@ -682,6 +678,8 @@ _REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW
 
 def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     """Where the application stands given its invoices' states."""
+    from fapiao_hub.channels.base import InvoiceState
+
     states = {invoice.state for invoice in issued}
     if states and states <= {InvoiceState.VOIDED}:
         return Status.VOIDED
@@ -740,6 +738,9 @@ class CallbackReceiver:
         self._clock = clock
 
     def receive(self, channel_name: str, *, query: dict, headers: dict, raw_body: bytes) -> CallbackAnswer:
+        from fapiao_hub.callback_auth import authenticate_callback
+        from fapiao_hub.channels.base import CallbackRejected
+
         settings = self._config().channels.get(channel_name)
         channel = self._registry.channel(channel_name) if settings else None
         if settings is None or channel is None or not hasattr(channel, "parse_callback"):
@@ -768,6 +769,8 @@ class CallbackReceiver:
         return CallbackAnswer(200, {"value": True})
 
     def _keep_unmatched(self, channel_name: str, result: CallbackResult, raw_ref: str) -> str | None:
+        from fapiao_hub.channels.base import Issued
+
         invoices = result.outcome.invoices if isinstance(result.outcome, Issued) else ()
         items = [_unmatched_item(channel_name, result, invoice, raw_ref) for invoice in invoices]
         kept = self._store.record_unmatched(items) if items else []

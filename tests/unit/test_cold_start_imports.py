@@ -1,0 +1,113 @@
+"""Cold start: each function imports only what it uses (issue 7; docs/benchmarks.md section 3).
+
+Each handler is imported in a fresh interpreter with a Lambda's environment (Powertools' Tracer on,
+as with ``Tracing: Active``), then the runtime factories its first request calls are run, as
+bench/coldstart.py does; the modules it loaded must not include what the function never uses: the
+notifier and its HTTP client, the channels, callback authentication, Powertools' batch utility
+(where the function consumes no queue)...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = ROOT / "layers" / "hub" / "python"
+
+SCRIPT = """
+import json, sys
+sys.path[:0] = [{task!r}, {layer!r}]
+import app
+from fapiao_hub import runtime
+for name in {factories!r}:
+    getattr(runtime, name)()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+# What each function's first request builds (functions/<name>/app.py).
+FACTORIES = {
+    "intake": ["intake", "file_store", "hub_config", "rule_policy"],
+    "dispatch": ["dispatcher", "hub_config"],
+    "callback": ["callback_receiver", "hub_config"],
+    "poller": ["poller"],
+    "notifier": ["notifier", "hub_config"],
+}
+
+CHANNEL_MODULES = ["fapiao_hub.channels.xunlian", "fapiao_hub.channels.partner", "fapiao_hub.channels.kingdee"]
+BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"  # builds Powertools' parser models at import
+
+# Modules (and their submodules) a function must not load at cold start.
+NOT_LOADED = {
+    # No outbound HTTP but AWS: no requests (X-Ray patches the AWS SDK only), no channels at all.
+    "intake": ["requests", "fapiao_hub.notifier", "fapiao_hub.channels", "fapiao_hub.callback_auth", BATCH_UTILITY],
+    "poller": [
+        "requests", "fapiao_hub.notifier", "fapiao_hub.channels", "fapiao_hub.callback_auth",
+        "fapiao_hub.files",  # the store's S3 overflow is built on first use: no S3 client
+        "aws_lambda_powertools.event_handler", BATCH_UTILITY,
+    ],
+    "dispatch": ["fapiao_hub.notifier", *CHANNEL_MODULES],
+    "callback": ["fapiao_hub.notifier", *CHANNEL_MODULES, BATCH_UTILITY],
+    "notifier": [
+        "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.files",
+    ],
+}  # fmt: skip
+
+
+def lambda_environment(function: str) -> dict[str, str]:
+    """A Lambda's environment (Tracer on), the template's variables, offline (nothing connects)."""
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    return {
+        **keep,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LAMBDA_TASK_ROOT": f"/var/task/{function}",
+        "AWS_LAMBDA_FUNCTION_NAME": f"fapiao-hub-{function}",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "POWERTOOLS_SERVICE_NAME": "fapiao-hub",
+        "POWERTOOLS_METRICS_NAMESPACE": "FapiaoHub",
+        "APPLICATIONS_TABLE": "applications",
+        "INVOICES_TABLE": "invoices",
+        "DISPATCH_QUEUE_URL": "http://127.0.0.1:9/123456789012/dispatch",
+        "FILES_BUCKET": "files",
+        "EVENT_BUS_NAME": "fapiao-hub-dev",
+        "HUB_CONFIG_FILE": str(ROOT / "local" / "hub-config.json"),
+        "NOTIFY_QUEUE_URL": "http://127.0.0.1:9/123456789012/notify",
+        "NOTIFY_DLQ_URL": "http://127.0.0.1:9/123456789012/notify-dlq",
+    }
+
+
+def cold_start_modules(function: str) -> set[str]:
+    script = SCRIPT.format(task=str(ROOT / "functions" / function), layer=str(LAYER), factories=FACTORIES[function])
+    done = subprocess.run(  # noqa: S603 (this interpreter, our own script)
+        [sys.executable, "-c", script],
+        env=lambda_environment(function),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("function", sorted(FACTORIES))
+def test_a_cold_start_loads_only_what_the_function_uses(function: str) -> None:
+    modules = cold_start_modules(function)
+    assert "fapiao_hub.runtime" in modules and "fapiao_hub.store" in modules
+    # The Tracer was on (as in Lambda), so what it patches counts.
+    assert "aws_xray_sdk.ext.botocore" in modules
+    unwanted = tuple(NOT_LOADED[function])
+    loaded = sorted(name for name in modules if name in unwanted or name.startswith(tuple(u + "." for u in unwanted)))
+    assert loaded == [], f"the {function} function's cold start loads {loaded}"
