@@ -337,7 +337,8 @@ def coldstart_section(results: dict[str, Any]) -> str:
         "`Tracing: Active`), the template's variables and an endpoint on 127.0.0.1:9 (nothing connects).",
         "Both time themselves from their first line to the end; the interpreter's own start-up is the",
         "same for both and left out (the 'process' columns include it). Default: the code compiled",
-        "(`.pyc`); 'no .pyc': as the layer is built today (see finding 1 below).",
+        "(`.pyc`, as the layer is built: `layers/hub/Makefile` compiles it); 'no .pyc': the same sources",
+        "without them (what every cold start paid before the layer was compiled).",
         "",
         "| function | builds | handler | boto3 + clients | ratio | target | | without Tracer | process ratio "
         "| no .pyc: handler | no .pyc: boto3 | no .pyc ratio |",
@@ -413,64 +414,48 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
     lead = (
         "Every function is within the target."
         if met
-        else f"Every handler imports the whole hub: the worst is {worst[0]} at {worst[1]['ratio']:.2f}x."
+        else f"The worst is {worst[0]} at {worst[1]['ratio']:.2f}x: the target is missed."
     )
     return "\n".join(
         [
-            lead + " What the handlers add to boto3 is Powertools (Logger, Metrics, Tracer, the event",
-            "handler and its OpenAPI models), pydantic and pydantic-settings, the hub's pydantic models and",
-            "everything `fapiao_hub.runtime` imports at module level. Concrete changes, largest first (not",
-            "made: for the lead):",
+            lead + " Done so far (each function now imports only what it uses, checked by",
+            "tests/unit/test_cold_start_imports.py):",
             "",
-            "1. **Ship compiled code.** `layers/hub/Makefile` installs with `--no-compile` and deletes every",
-            "   `__pycache__`; /opt is read-only in Lambda, so every cold start compiles every module it imports.",
-            "   Measured cost of that: "
+            "- **The layer ships compiled code**: `layers/hub/Makefile` runs `compileall --invalidation-mode",
+            "  unchecked-hash` (/opt is read-only in Lambda, so without .pyc files every cold start compiled",
+            "  every module it imported: "
             + ", ".join(f"{n} +{v * 1000:.0f} ms" for n, v in pyc_gain.items())
-            + ". Replace the `find ... -exec rm` line with",
-            '   `python3.13 -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python"`',
-            "   (hash-checked .pyc files stay valid whatever mtimes the zip gives the sources). This is the",
-            "   largest win of all and also helps the boto3 baseline, which is why the ratios barely move.",
-            "   (`make sam-build`'s import check happens to leave timestamp-checked .pyc files in",
-            "   .aws-sam/build for what the handlers import; whether Lambda accepts them depends on the",
-            "   mtimes the deployment zip keeps, at 2-second resolution: compile on purpose instead.)",
-            "2. **`fapiao_hub/runtime.py`: import inside the factories.** It imports `Notifier` (and with it",
-            f"   `requests`: notifier {_cum(functions, 'intake', 'fapiao_hub.notifier')} in intake), `ChannelRegistry`",
-            f"   (every channel module, {_cum(functions, 'intake', 'fapiao_hub.channels.registry')} in intake) and the",
-            "   whole workflow at module level, so every function pays for all of them. Move each import into",
-            "   the factory that needs it (`notifier()`, `channel_registry()`, `dispatcher()`,",
-            "   `callback_receiver()`).",
-            "3. **Intake and Poller out of `fapiao_hub/workflow.py`.** Both live there, and workflow imports",
-            "   `channels.registry`, `channels.base` (and with it the models), `callback_auth`, `events` and",
-            "   `files` at the top, for the Dispatcher and CallbackReceiver. Modules of their own (`Intake`",
-            "   needs the store and the queue, `Poller` the store's `due` and the queue), or those imports",
-            "   under `TYPE_CHECKING` and inside the methods, leave the poller with boto3, pydantic-settings and",
-            f"   the store (runtime {_cum(functions, 'poller', 'fapiao_hub.runtime')} in the poller today) and intake",
-            "   without the channel modules.",
-            "4. **Intake: the OpenAPI declarations only where a document is built.** `fapiao_hub.intake.api`",
-            f"   imports `fapiao_hub.openapi` ({_cum(functions, 'intake', 'fapiao_hub.openapi')}) and Powertools'",
-            "   `event_handler.openapi.params` (pydantic `Path`) to decorate its routes; Lambda never serves the",
-            "   document. Keep the route docs in `fapiao_hub.openapi` (applied when `make openapi` or the local",
-            "   Swagger page builds it) and decorate the routes plainly; `callback_api` likewise.",
-            "5. **Tracer.** Powertools' Tracer imports `aws_xray_sdk` and patches botocore and requests at import:"
-            + " "
-            + ", ".join(f"{n} {v * 1000:+.0f} ms" for n, v in tracer.items())
-            + " (handler with",
-            "   minus without, noisy at this size). If the X-Ray traces are not used, `Tracing: PassThrough` and",
-            "   `POWERTOOLS_TRACE_DISABLED=true` save it; otherwise it is the price of the traces.",
-            "6. **Partial batch responses without Powertools' batch utility** (dispatch, notifier):",
-            f"   `aws_lambda_powertools.utilities.batch` takes {batch} in dispatch; the handlers use only",
-            "   `process_partial_response`, which a 15-line loop over `event['Records']` returning",
-            "   `{'batchItemFailures': [...]}` replaces.",
-            "7. **pydantic models built lazily.** `fapiao_hub.models` builds its validators at import",
-            f"   ({_cum(functions, 'dispatch', 'fapiao_hub.models')} in dispatch with pydantic's own imports);",
-            "   `model_config = ConfigDict(defer_build=True)` on the models a function may not need on its",
-            "   first request (the notifier's and the poller's) moves that cost to first use.",
+            + ", the 'no .pyc' columns);",
+            "  `make sam-build` fails if a module of the built layer has no such .pyc. The largest win, but it",
+            "  helps the boto3 baseline as much, so the ratios barely show it.",
+            "- **`fapiao_hub.runtime` imports inside its factories**, and the workflow imports the channels, the",
+            "  file store and callback authentication inside the dispatcher's and callback receiver's methods:",
+            "  intake and poller load no channel module, no notifier and no `requests`.",
+            "- **The Tracer patches only what each function calls** (`patch_modules`): botocore for intake and",
+            "  poller, botocore and requests for the rest (the default also imported requests and sqlite3).",
             "",
-            "The ratio's floor is the boto3 baseline itself (the session, the endpoint and service models",
-            "the clients load): what the hub adds is imports; changes 2-4 remove the largest parts that",
-            "functions do not use. The DynamoDB resource API (`boto3.resource`) in `application_store` also",
-            "loads the resource model on top of the client's (in 'init'); a low-level client with",
-            "`TypeSerializer`/`TypeDeserializer` avoids it.",
+            "What is left is not the hub's code but its libraries, each chosen for this stack: pydantic (~45-50",
+            "ms with its core), pydantic-settings (~20 ms), Powertools' Logger and Metrics (~20-30 ms), its",
+            "HTTP event handler with the OpenAPI models (intake, callback: ~20 ms), X-Ray (Tracer: "
+            + ", ".join(f"{n} {v * 1000:+.0f} ms" for n, v in tracer.items())
+            + ", noisy) and",
+            f"Powertools' batch utility (dispatch, notifier: {batch} in dispatch). Together they put the floor",
+            "near 1.5-1.6x whatever the hub does. What would go further, and why it is not done:",
+            "",
+            "1. **Replace Powertools' batch utility** with a loop over `event['Records']` returning",
+            "   `{'batchItemFailures': [...]}` (~20-30 ms in dispatch and notifier). Tried and measured; kept",
+            "   Powertools for its tested partial-failure contract, as the stack prescribes.",
+            "2. **`defer_build=True` on pydantic models** moves ~6 ms to first use in the poller only (every",
+            "   other function validates on its first request); pydantic 2.13 does not lock the deferred",
+            "   build, and the local run serves several handlers in one process. Not done.",
+            "3. **`Tracing: PassThrough` and `POWERTOOLS_TRACE_DISABLED=true`** if the X-Ray traces are not",
+            "   used: the Tracer's share above. Kept: traces are how a stuck application is followed across",
+            "   functions.",
+            "4. **The DynamoDB resource API** (`boto3.resource`) in `application_store` loads the resource",
+            "   model on top of the client's (~11 ms in 'init'); a low-level client with",
+            "   `TypeSerializer`/`TypeDeserializer` avoids it (a rewrite of store.py's reads).",
+            "5. **Provisioned concurrency or SnapStart for Python** removes the cold start from the request",
+            "   path altogether, at a price per hour; the import figures here are what it would snapshot.",
         ]
     )
 
