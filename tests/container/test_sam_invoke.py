@@ -96,13 +96,16 @@ def _blue(tier: Tier, invocation: Invocation, _: Any) -> None:
 
 @step("intake-post-seed004-path.json")
 def _seed004_path(tier: Tier, invocation: Invocation, _: Any) -> None:
-    """The same body on seed 004's own path: the same answer, nothing stored or queued twice."""
+    """The same body on seed 004's own path: the same answer, nothing stored twice.
+
+    Still RECEIVED, so the repeat asks for its dispatch again (the first request may have been lost).
+    """
     status, body = invocation.http()
     assert status == 200 and body["message"] == "order already received", body
     assert body["data"]["openApplyCode"] == BLUE and body["data"]["status"] == "RECEIVED", body
     assert [a["open_apply_code"] for a in tier.applications()] == [BLUE]
     assert tier.application(BLUE)["version"] == 1
-    assert tier.drain("DispatchQueue") == []
+    assert codes(tier.drain("DispatchQueue")) == [BLUE]
 
 
 @step("intake-post-invalid.json")
@@ -206,10 +209,16 @@ def _before_poller(tier: Tier) -> set[str]:
 def _poller(tier: Tier, invocation: Invocation, due_before: set[str]) -> None:
     answer = invocation.answer()
     due_after = _due(tier)
-    queued = codes(tier.drain("DispatchQueue"))
+    messages = tier.drain("DispatchQueue")
+    queued = codes(messages)
     assert EKUAIBAO in due_before, due_before
     assert answer == {"due": len(queued), "queued": len(queued)}, (answer, queued)
-    assert due_before <= set(queued) <= due_after, (due_before, queued, due_after)
+    assert due_before <= set(queued), (due_before, queued)
+    # Each one queued is claimed: its next_poll_at moved to the claim the message carries, so the
+    # next run does not queue it again while its message waits.
+    assert due_after.isdisjoint(queued), (queued, due_after)
+    for message in messages:
+        assert int(tier.application(message["open_apply_code"])["next_poll_at"]) == message["claimed_until"], message
     assert {XUNLIAN, BLUE}.isdisjoint(queued)  # outcomes leave the due-work index
 
 
