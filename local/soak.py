@@ -628,7 +628,7 @@ def _applications(hub: Any) -> dict[str, dict[str, Any]]:
     table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
         hub.resources.tables["ApplicationsTable"]
     )
-    return {i["open_apply_code"]: i for i in _scan(table) if not str(i["pk"]).startswith("replay#")}
+    return {i["open_apply_code"]: i for i in scan_all(table) if not str(i["pk"]).startswith("replay#")}
 
 
 def _open_count(hub: Any) -> int:
@@ -689,7 +689,7 @@ def _check(
     invoices_table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
         hub.resources.tables["InvoicesTable"]
     )
-    invoices = _scan(invoices_table)
+    invoices = scan_all(invoices_table)
     by_application = collections.defaultdict(list)
     for invoice in invoices:
         if invoice.get("application_key"):
@@ -748,7 +748,8 @@ def _check(
     report.dlq_depth = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
-def _scan(table: Any) -> list[dict[str, Any]]:
+def scan_all(table: Any) -> list[dict[str, Any]]:
+    """Every item of a DynamoDB table (resource API), read consistently, page by page."""
     items, kwargs = [], {"ConsistentRead": True}
     while True:
         page = table.scan(**kwargs)

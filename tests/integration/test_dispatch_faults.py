@@ -22,6 +22,7 @@ from fapiao_hub import runtime
 from fapiao_hub.workflow import request_number_for
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
+from local.soak import scan_all
 from sandbox.xunlian import run as run_xunlian
 from tests.unit.conftest import (
     REGION,
@@ -185,8 +186,8 @@ def test_faults_at_random_never_issue_twice_and_leave_nothing_silently_open(worl
         pytest.fail("the dispatch queue did not drain")
 
     table = boto3.resource("dynamodb", region_name=REGION).Table(world["environment"]["APPLICATIONS_TABLE"])
-    items = {i["open_apply_code"]: i for i in _scan(table)}
-    invoices = _scan(boto3.resource("dynamodb", region_name=REGION).Table(world["environment"]["INVOICES_TABLE"]))
+    items = {i["open_apply_code"]: i for i in scan_all(table)}
+    invoices = scan_all(boto3.resource("dynamodb", region_name=REGION).Table(world["environment"]["INVOICES_TABLE"]))
     counts = {
         company: requests.get(f"{server.base_url}/_sandbox/issued", timeout=5).json()["counts"]
         for company, server in world["sandboxes"].items()
@@ -224,13 +225,3 @@ def test_faults_at_random_never_issue_twice_and_leave_nothing_silently_open(worl
     assert any("outcome unknown" in n for n in history_notes)
     assert any("duplicate answer" in n for n in history_notes)
     assert statuses[("W92", "MANUAL_REVIEW")] > 0 and statuses[("VB5", "ISSUED")] > 0
-
-
-def _scan(table) -> list[dict]:
-    items, kwargs = [], {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

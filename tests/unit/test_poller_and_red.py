@@ -49,15 +49,21 @@ def test_one_poller_run_reads_the_50_due_applications_not_the_10000(hub):
     assert len(queued) == 50 and {q["open_apply_code"] for q in queued} == {f"A{i:05d}" for i in range(50)}
 
 
+def _submitted_and_due(hub, prefix: str, count: int, now: int) -> None:
+    """``count`` SUBMITTED applications of source system "s", codes ``{prefix}0..``, due a second ago."""
+    with hub.table.batch_writer() as batch:
+        for i in range(count):
+            code = f"{prefix}{i}"
+            batch.put_item(
+                Item={"pk": f"s#{code}", "source_system": "s", "open_apply_code": code, "status": "SUBMITTED",
+                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
+            )  # fmt: skip
+
+
 def test_a_claimed_application_is_not_queued_again_while_its_request_waits(hub):
     """A dispatch backlog: the next poller runs add nothing until the claim runs out."""
     now = int(time.time())
-    with hub.table.batch_writer() as batch:
-        for i in range(12):
-            batch.put_item(
-                Item={"pk": f"s#C{i}", "source_system": "s", "open_apply_code": f"C{i}", "status": "SUBMITTED",
-                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
-            )  # fmt: skip
+    _submitted_and_due(hub, "C", 12, now)
     store, queue = runtime.application_store(), runtime.dispatch_queue()
     first = Poller(store, queue, clock=lambda: now).run()
     assert (first.due, first.queued) == (12, 12)
@@ -75,12 +81,7 @@ def test_a_claimed_application_is_not_queued_again_while_its_request_waits(hub):
 
 def test_two_poller_runs_racing_queue_each_application_once(hub):
     now = int(time.time())
-    with hub.table.batch_writer() as batch:
-        for i in range(40):
-            batch.put_item(
-                Item={"pk": f"s#D{i}", "source_system": "s", "open_apply_code": f"D{i}", "status": "SUBMITTED",
-                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
-            )  # fmt: skip
+    _submitted_and_due(hub, "D", 40, now)
     store, queue = runtime.application_store(), runtime.dispatch_queue()
     reports = []
     threads = [
@@ -97,12 +98,7 @@ def test_two_poller_runs_racing_queue_each_application_once(hub):
 
 def test_the_poller_stops_before_the_lambda_deadline_and_leaves_the_rest_due(hub):
     now = int(time.time())
-    with hub.table.batch_writer() as batch:
-        for i in range(30):
-            batch.put_item(
-                Item={"pk": f"s#B{i}", "source_system": "s", "open_apply_code": f"B{i}", "status": "SUBMITTED",
-                      "version": 1, "due_bucket": "OPEN", "next_poll_at": now - 1}
-            )  # fmt: skip
+    _submitted_and_due(hub, "B", 30, now)
     budget = iter([60_000, 60_000, 1_000, 1_000])
     report = Poller(runtime.application_store(), runtime.dispatch_queue(), clock=lambda: now).run(
         time_left_ms=lambda: next(budget)

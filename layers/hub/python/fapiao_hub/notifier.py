@@ -431,7 +431,7 @@ class Notifier:
             logger.info("no webhook configured for the business system: not notified", extra=delivery.log)
             return "no webhook"
         delivery.application_key = application_key(system_id, open_apply_code)
-        delivery.status = str(detail.get("status") or "") or None
+        delivery.status = detail.get("status")
         stored_items: list[dict] = []
         if webhook.format == "ekuaibao" or not _event_suffices(detail_type, detail):
             # The Ekuaibao format needs the application's lines; the hub format needs the stored

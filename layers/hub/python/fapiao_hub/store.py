@@ -362,15 +362,11 @@ class ApplicationStore:
 
     def invoices(self, stored: StoredApplication) -> list[dict[str, Any]]:
         """The invoices recorded for an application, in the order they were issued."""
-        return self.invoices_by_key(stored.invoice_keys)
-
-    def invoices_by_key(self, invoice_keys: tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
-        """Invoice items by key, in the order given (those not recorded are left out)."""
-        if not invoice_keys:
+        if not stored.invoice_keys:
             return []
         client = self._table.meta.client
         found: dict[str, dict[str, Any]] = {}
-        keys = [{"pk": key} for key in dict.fromkeys(invoice_keys)]
+        keys = [{"pk": key} for key in stored.invoice_keys]
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
             request = {self._invoices_table_name: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             while request:
@@ -378,7 +374,7 @@ class ApplicationStore:
                 for item in answer["Responses"].get(self._invoices_table_name, []):
                     found[item["pk"]] = item
                 request = answer.get("UnprocessedKeys") or {}
-        return [found[key] for key in invoice_keys if key in found]
+        return [found[key] for key in stored.invoice_keys if key in found]
 
     def reschedule(self, stored: StoredApplication, *, next_poll_at: int, polls: int) -> None:
         """When to look at an application again (no transition, no history entry)."""
