@@ -684,7 +684,7 @@ def _check(
     dlq_url: str,
     report: SoakReport,
 ) -> None:
-    from fapiao_hub.workflow import request_number_for
+    from fapiao_hub.models import request_number_for
 
     invoices_table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
         hub.resources.tables["InvoicesTable"]

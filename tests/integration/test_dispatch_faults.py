@@ -19,7 +19,7 @@ import requests
 from moto import mock_aws
 
 from fapiao_hub import runtime
-from fapiao_hub.workflow import request_number_for
+from fapiao_hub.models import request_number_for
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
 from local.soak import scan_all

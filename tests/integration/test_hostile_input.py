@@ -46,7 +46,7 @@ from schemathesis import checks as schema_checks
 
 from fapiao_hub import runtime
 from fapiao_hub.callback_auth import sign
-from fapiao_hub.workflow import request_number_for
+from fapiao_hub.models import request_number_for
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
 from tests.conftest import REGION

@@ -14,7 +14,7 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.callback_auth import sign
-from fapiao_hub.workflow import request_number_for
+from fapiao_hub.models import request_number_for
 from tests.conftest import REGION
 from tests.unit.conftest import FakeContext, event, hub_config_document, load_handler
 

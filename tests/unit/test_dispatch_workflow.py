@@ -15,9 +15,9 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.events import EventPublisher, PublishFailed
-from fapiao_hub.models import Status
+from fapiao_hub.models import Status, request_number_for
 from fapiao_hub.store import IllegalTransition
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy, request_number_for
+from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from tests.unit.conftest import REGION, event
 
 CODE = "zcxs1825830330588741634"

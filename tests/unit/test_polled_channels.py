@@ -13,7 +13,9 @@ import pytest
 import requests
 
 from fapiao_hub import runtime
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy, Poller, request_number_for
+from fapiao_hub.models import request_number_for
+from fapiao_hub.polling import Poller
+from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from sandbox import kingdee as kingdee_sandbox
 from sandbox import partner as partner_sandbox
 from tests.conftest import REGION

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     dispatch_lease_seconds: int = 60
     dispatch_retry_delays: tuple[int, ...] = (5, 15, 30, 60, 120, 300, 600)
     dispatch_max_attempts: int = 10
-    # How far the poller moves a due application on when it queues it (workflow.Poller): longer than
+    # How far the poller moves a due application on when it queues it (polling.Poller): longer than
     # the dispatch queue's visibility timeout (180 s), so a request still in flight is not doubled.
     poll_claim_seconds: int = 300
     # An application still open this long after it was received is STUCK (alarm).

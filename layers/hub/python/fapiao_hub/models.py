@@ -6,6 +6,8 @@ Intake shapes (seed 004) and channels (seeds 000-003) map to and from these mode
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -264,3 +266,18 @@ class Problem(_Model):
     path: tuple[str | int, ...]
     message: str
     warning: bool = False
+
+
+def request_number_for(application_key: str) -> str:
+    """The one request number an application is sent under, on every attempt, for ever.
+
+    Derived from the application's key, so it cannot change between attempts or dispatchers:
+    20 characters (Nuonuo's orderNo limit), letters and digits only (every channel accepts them).
+    """
+    digest = hashlib.sha256(application_key.encode("utf-8")).digest()
+    return "FH" + base64.b32encode(digest).decode("ascii")[:18]
+
+
+def invoice_key(code: str | None, number: str) -> str:
+    """Invoices table key: the number, with the code for legacy invoices (DOMAIN.md section 3)."""
+    return f"{code}-{number}" if code else number

@@ -111,9 +111,8 @@ from fapiao_hub.channels.base import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.config import HubConfig, Webhook
 from fapiao_hub.events import EventType
-from fapiao_hub.models import Application, Direction, InvoiceType, application_key
+from fapiao_hub.models import Application, Direction, InvoiceType, application_key, invoice_key
 from fapiao_hub.store import ApplicationStore, StoredApplication
-from fapiao_hub.workflow import invoice_key
 
 logger = Logger(child=True)
 metrics = Metrics()  # flushed by the notifier function's handler

@@ -21,11 +21,13 @@ if TYPE_CHECKING:
     from fapiao_hub.channels.registry import ChannelRegistry
     from fapiao_hub.events import EventPublisher
     from fapiao_hub.files import FileStore
+    from fapiao_hub.intake.workflow import Intake
     from fapiao_hub.notifier import Notifier
+    from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.rules import RulePolicy
     from fapiao_hub.store import ApplicationStore
-    from fapiao_hub.workflow import CallbackReceiver, Dispatcher, Intake, Poller
+    from fapiao_hub.workflow import CallbackReceiver, Dispatcher
 
 
 @cache
@@ -76,7 +78,7 @@ def dispatch_queue() -> DispatchQueue:
 
 @cache
 def intake() -> Intake:
-    from fapiao_hub.workflow import Intake
+    from fapiao_hub.intake.workflow import Intake
 
     return Intake(application_store(), dispatch_queue())
 
@@ -122,7 +124,7 @@ def callback_receiver() -> CallbackReceiver:
 
 @cache
 def poller() -> Poller:
-    from fapiao_hub.workflow import Poller
+    from fapiao_hub.polling import Poller
 
     return Poller(application_store(), dispatch_queue(), claim_seconds=settings().poll_claim_seconds)
 

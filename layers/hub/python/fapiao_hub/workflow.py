@@ -1,27 +1,42 @@
-"""The orchestration: what happens to an application, with no I/O of its own.
+"""Dispatch and callbacks: what happens to an application once it is stored, with no I/O of its own.
 
-Ports (store, queue) are passed in, so unit tests run it with fakes or moto alike.
+Ports (store, queue, channels, files, events) are passed in, so unit tests run it with fakes or
+moto alike. Intake's use case is fapiao_hub.intake.workflow; the poller's fapiao_hub.polling.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
 from fapiao_hub import events
+from fapiao_hub.callback_auth import authenticate_callback
+from fapiao_hub.channels.base import (
+    Accepted,
+    CallbackRejected,
+    CallbackResult,
+    Channel,
+    InvoiceFile,
+    InvoiceState,
+    Issued,
+    IssuedInvoice,
+    NotFound,
+    NotSent,
+    Rejected,
+    Unknown,
+)
+from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
-from fapiao_hub.models import Application, Status
-from fapiao_hub.queues import DispatchQueue, DispatchRequest
+from fapiao_hub.files import FileStore
+from fapiao_hub.models import Application, Status, invoice_key, request_number_for
+from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import (
-    ApplicationExists,
     ApplicationStore,
     IllegalTransition,
     InvoiceNumberTaken,
@@ -31,126 +46,7 @@ from fapiao_hub.store import (
     utc_now,
 )
 
-# The channels, the file store and callback authentication are imported where the dispatcher and
-# the callback receiver use them: Intake and Poller (the intake and poller functions) need none.
-if TYPE_CHECKING:
-    from fapiao_hub.channels.base import CallbackResult, Channel, IssuedInvoice
-    from fapiao_hub.channels.registry import ChannelRegistry
-    from fapiao_hub.files import FileStore
-
 logger = Logger(child=True)
-
-# How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
-# queue message, or a queue failure the caller never retried).
-REQUEUE_AFTER_SECONDS = 300
-POLL_CLAIM_SECONDS = 300  # the default of config.Settings.poll_claim_seconds
-
-
-class ApplicationConflict(Exception):
-    """The same application number arrived again with different content."""
-
-    def __init__(self, existing: StoredApplication):
-        super().__init__(existing.key)
-        self.existing = existing
-
-
-@dataclass(frozen=True)
-class Submitted:
-    stored: StoredApplication
-    created: bool
-
-
-class Intake:
-    def __init__(self, store: ApplicationStore, queue: DispatchQueue):
-        self._store = store
-        self._queue = queue
-
-    def submit(
-        self, application: Application, *, payload_sha256: str, channel: str | None, warnings: list[str]
-    ) -> Submitted:
-        """Store the application as RECEIVED and ask for its dispatch, exactly once per content.
-
-        Raises ApplicationConflict for the same number with other content, RedLimitExceeded when a
-        red application asks for more than its blue invoice has left, and queues.QueueUnavailable
-        when the dispatch request could not be sent: the application is then stored and stays
-        RECEIVED, and a repeat of the same body sends the request again.
-        """
-        if application.red is not None:
-            # A red application reserves from its blue invoice before it is stored: a repeat must be
-            # recognised first, or it would reserve twice. A blue one needs no read: the conditional
-            # put hands back what is stored (ApplicationExists).
-            existing = self._store.get(application.source_system, application.open_apply_code)
-            if existing is not None:
-                return self._again(existing, payload_sha256)
-        reserved_on = self._reserve_red(application, warnings)
-        try:
-            stored = self._store.create(
-                application,
-                payload_sha256=payload_sha256,
-                channel=channel,
-                warnings=warnings,
-                requeue_after_seconds=REQUEUE_AFTER_SECONDS,
-                request_number=request_number_for(application.key),
-                extra_fields={"red_reserved_on": reserved_on} if reserved_on else None,
-            )
-        except BaseException as failure:
-            if reserved_on:  # not stored: what it held of the blue invoice is free again
-                self._store.release_red(reserved_on, -application.amount, -application.tax)
-            if isinstance(failure, ApplicationExists):
-                return self._again(failure.existing, payload_sha256)
-            raise
-        self._request_dispatch(stored)
-        return Submitted(stored, created=True)
-
-    def _again(self, existing: StoredApplication, payload_sha256: str) -> Submitted:
-        if existing.payload_sha256 != payload_sha256:
-            raise ApplicationConflict(existing)
-        if existing.status is Status.RECEIVED:
-            # Not dispatched yet: its request may never have reached the queue (a 503), or been
-            # lost. Asking again is harmless (the dispatch claim is conditional) and cheaper than
-            # recording on the application that it was sent.
-            self._request_dispatch(existing)
-        return Submitted(existing, created=False)
-
-    def _reserve_red(self, application: Application, warnings: list[str]) -> str | None:
-        """Take a red application's amount from what its blue invoice has left (DOMAIN.md 4)."""
-        if application.red is None:
-            return None
-        blue = invoice_key(application.red.blue_invoice_code, application.red.blue_invoice_number)
-        if self._store.invoice(blue) is None:
-            warnings.append(
-                f"blue invoice {application.red.blue_invoice_number} was not issued through the hub: "
-                "what is left to reverse cannot be checked"
-            )
-            return None
-        self._store.reserve_red(blue, -application.amount, -application.tax)  # raises RedLimitExceeded
-        return blue
-
-    def _request_dispatch(self, stored: StoredApplication) -> None:
-        application = stored.application
-        self._queue.request_dispatch(application.source_system, application.open_apply_code)
-
-    def get(self, source_system: str, open_apply_code: str) -> StoredApplication | None:
-        return self._store.get(source_system, open_apply_code)
-
-    def invoices(self, stored: StoredApplication) -> list[dict]:
-        return self._store.invoices(stored)
-
-
-# ============================================================================ dispatch
-def request_number_for(application_key: str) -> str:
-    """The one request number an application is sent under, on every attempt, for ever.
-
-    Derived from the application's key, so it cannot change between attempts or dispatchers:
-    20 characters (Nuonuo's orderNo limit), letters and digits only (every channel accepts them).
-    """
-    digest = hashlib.sha256(application_key.encode("utf-8")).digest()
-    return "FH" + base64.b32encode(digest).decode("ascii")[:18]
-
-
-def invoice_key(code: str | None, number: str) -> str:
-    """Invoices table key: the number, with the code for legacy invoices (DOMAIN.md section 3)."""
-    return f"{code}-{number}" if code else number
 
 
 @dataclass(frozen=True)
@@ -286,8 +182,6 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ steps
     def _attempt(self, stored: StoredApplication) -> str:
-        from fapiao_hub.channels.base import Unknown
-
         application = stored.application
         name, channel = self._channels.channel_for(application, stored.channel)
         if channel is None:
@@ -349,8 +243,6 @@ class Dispatcher:
         queried: bool = False,
         fetch_files: bool = True,
     ) -> str:
-        from fapiao_hub.channels.base import Accepted, Issued, NotFound, NotSent, Rejected, Unknown
-
         now = int(self._clock())
         name = stored.channel or channel.name
         settled = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
@@ -538,8 +430,6 @@ class Dispatcher:
             self._later(stored, 0)
 
     def _fetch_pending_files(self, stored: StoredApplication) -> str:
-        from fapiao_hub.channels.base import InvoiceFile
-
         for item in self._store.invoices(stored):
             files = item.get("files") or []
             if not any(f.get("url") and not f.get("key") for f in files):
@@ -678,8 +568,6 @@ _REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW
 
 def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     """Where the application stands given its invoices' states."""
-    from fapiao_hub.channels.base import InvoiceState
-
     states = {invoice.state for invoice in issued}
     if states and states <= {InvoiceState.VOIDED}:
         return Status.VOIDED
@@ -738,9 +626,6 @@ class CallbackReceiver:
         self._clock = clock
 
     def receive(self, channel_name: str, *, query: dict, headers: dict, raw_body: bytes) -> CallbackAnswer:
-        from fapiao_hub.callback_auth import authenticate_callback
-        from fapiao_hub.channels.base import CallbackRejected
-
         settings = self._config().channels.get(channel_name)
         channel = self._registry.channel(channel_name) if settings else None
         if settings is None or channel is None or not hasattr(channel, "parse_callback"):
@@ -769,8 +654,6 @@ class CallbackReceiver:
         return CallbackAnswer(200, {"value": True})
 
     def _keep_unmatched(self, channel_name: str, result: CallbackResult, raw_ref: str) -> str | None:
-        from fapiao_hub.channels.base import Issued
-
         invoices = result.outcome.invoices if isinstance(result.outcome, Issued) else ()
         items = [_unmatched_item(channel_name, result, invoice, raw_ref) for invoice in invoices]
         kept = self._store.record_unmatched(items) if items else []
@@ -811,57 +694,3 @@ def _unmatched_item(channel: str, result: CallbackResult, invoice: IssuedInvoice
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item
-
-
-# ============================================================================ polling
-@dataclass(frozen=True)
-class PollReport:
-    due: int
-    queued: int
-
-
-class Poller:
-    """Finds due applications through the sparse due-work index and hands them to the dispatch queue.
-
-    The dispatch function advances each one (query a channel, re-send after a quiet period,
-    re-queue a stale RECEIVED one, mark STUCK past the deadline): one code path for every step, and
-    a burst of due work fans out over as many dispatchers as the queue's event source allows. Reads
-    grow with due work, never with the table.
-    """
-
-    def __init__(
-        self,
-        store: ApplicationStore,
-        queue: DispatchQueue,
-        *,
-        clock: Callable[[], float] = time.time,
-        claim_seconds: int = POLL_CLAIM_SECONDS,
-    ):
-        self._store = store
-        self._queue = queue
-        self._clock = clock
-        self._claim_seconds = claim_seconds
-
-    def run(self, *, limit: int = 5000, time_left_ms: Callable[[], int] | None = None) -> PollReport:
-        """One scheduled run: at most ``limit`` applications, stopping well before the deadline.
-
-        Each due application is claimed before it is queued (its ``next_poll_at`` moved on by
-        ``claim_seconds``, conditional on the value read): while the dispatch queue has a backlog,
-        the next runs do not queue it again, and a lost message only delays it by the claim.
-        """
-        now = int(self._clock())
-        due = self._store.due(now, limit)
-        until = now + self._claim_seconds
-        queued = 0
-        for start in range(0, len(due), 10):
-            if time_left_ms is not None and time_left_ms() < 5000:
-                break  # the rest stays due: the next run takes it
-            claimed = [
-                DispatchRequest(source_system=system, open_apply_code=code, claimed_until=until)
-                for system, code, seen in due[start : start + 10]
-                if self._store.claim_due(system, code, seen=seen, until=until)
-            ]
-            if claimed:
-                self._queue.request_dispatch_batch(claimed)
-            queued += len(claimed)
-        return PollReport(due=len(due), queued=queued)

@@ -20,9 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import jsonutil, openapi, runtime
 from fapiao_hub.intake import seed004
+from fapiao_hub.intake.workflow import ApplicationConflict
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import RedLimitExceeded, StoredApplication
-from fapiao_hub.workflow import ApplicationConflict
 
 logger = Logger(child=True)
 metrics = Metrics()

@@ -1,0 +1,65 @@
+"""The poller's use case: hand due applications to the dispatch queue, each claimed first."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fapiao_hub.queues import DispatchQueue, DispatchRequest
+from fapiao_hub.store import ApplicationStore
+
+POLL_CLAIM_SECONDS = 300  # the default of config.Settings.poll_claim_seconds
+
+
+@dataclass(frozen=True)
+class PollReport:
+    due: int
+    queued: int
+
+
+class Poller:
+    """Finds due applications through the sparse due-work index and hands them to the dispatch queue.
+
+    The dispatch function advances each one (query a channel, re-send after a quiet period,
+    re-queue a stale RECEIVED one, mark STUCK past the deadline): one code path for every step, and
+    a burst of due work fans out over as many dispatchers as the queue's event source allows. Reads
+    grow with due work, never with the table.
+    """
+
+    def __init__(
+        self,
+        store: ApplicationStore,
+        queue: DispatchQueue,
+        *,
+        clock: Callable[[], float] = time.time,
+        claim_seconds: int = POLL_CLAIM_SECONDS,
+    ):
+        self._store = store
+        self._queue = queue
+        self._clock = clock
+        self._claim_seconds = claim_seconds
+
+    def run(self, *, limit: int = 5000, time_left_ms: Callable[[], int] | None = None) -> PollReport:
+        """One scheduled run: at most ``limit`` applications, stopping well before the deadline.
+
+        Each due application is claimed before it is queued (its ``next_poll_at`` moved on by
+        ``claim_seconds``, conditional on the value read): while the dispatch queue has a backlog,
+        the next runs do not queue it again, and a lost message only delays it by the claim.
+        """
+        now = int(self._clock())
+        due = self._store.due(now, limit)
+        until = now + self._claim_seconds
+        queued = 0
+        for start in range(0, len(due), 10):
+            if time_left_ms is not None and time_left_ms() < 5000:
+                break  # the rest stays due: the next run takes it
+            claimed = [
+                DispatchRequest(source_system=system, open_apply_code=code, claimed_until=until)
+                for system, code, seen in due[start : start + 10]
+                if self._store.claim_due(system, code, seen=seen, until=until)
+            ]
+            if claimed:
+                self._queue.request_dispatch_batch(claimed)
+            queued += len(claimed)
+        return PollReport(due=len(due), queued=queued)
