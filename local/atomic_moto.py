@@ -90,3 +90,87 @@ class AtomicMotoServer:
         self._thread.join(5)
         with AtomicMotoServer._live_lock:
             AtomicMotoServer._live -= 1
+
+
+class MotoProcess:
+    """The same server in a child process of its own (``python -m local.atomic_moto``).
+
+    moto answers in Python: in the process that also runs every function, its O(n) SQS receives and
+    index queries hold the interpreter the functions need (the 10,000-order soak did not drain so).
+    In a child it has a core of its own. The child exits when it is stopped or when this process
+    goes away (its stdin, a pipe from here, reaches end of file).
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, ready_seconds: float = 60.0):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent
+        self._child = subprocess.Popen(  # noqa: S603 - this interpreter, this module
+            [sys.executable, "-m", "local.atomic_moto", "--host", host, "--port", str(port)],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._host = host
+        self._port = self._read_port(ready_seconds)
+
+    def _read_port(self, ready_seconds: float) -> int:
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self._child.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(ready_seconds)
+        line = result[0] if result else ""
+        if not line.startswith("port "):
+            self.stop()
+            raise RuntimeError(f"moto's process did not start (it said {line!r})")
+        return int(line.split()[1])
+
+    def start(self) -> MotoProcess:
+        return self
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        return self._host, self._port
+
+    def stop(self) -> None:
+        import subprocess
+
+        if self._child.poll() is None:
+            self._child.terminate()
+            try:
+                self._child.wait(10)
+            except subprocess.TimeoutExpired:
+                self._child.kill()
+                self._child.wait(10)
+        for stream in (self._child.stdin, self._child.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child of :class:`MotoProcess`: serve, say the port on stdout, stop at end of stdin."""
+    import argparse
+    import logging
+    import os
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m local.atomic_moto", description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
+    server = AtomicMotoServer(args.host, args.port).start()
+    print(f"port {server.get_host_and_port()[1]}", flush=True)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nobody reads the pipe any more
+    sys.stdin.read()  # until the parent closes the pipe (stop) or dies
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

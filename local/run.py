@@ -379,11 +379,16 @@ def start(
     parameters: dict[str, Any] | None = None,
     prefix: str = DEFAULT_PREFIX,
     token: str | None = None,
+    moto_process: bool = False,
 ) -> LocalHub:
-    """Start everything (see the module docstring); ``stop()`` the result, or use ``with``."""
+    """Start everything (see the module docstring); ``stop()`` the result, or use ``with``.
+
+    ``moto_process``: moto in a child process of its own (local.atomic_moto.MotoProcess) rather than
+    in this one; the soak runs so, to give moto a core of its own.
+    """
     import boto3
 
-    from local.atomic_moto import AtomicMotoServer
+    from local.atomic_moto import AtomicMotoServer, MotoProcess
 
     state = Path(state_dir) if state_dir is not None else state_dir_default()
     state.mkdir(parents=True, exist_ok=True)
@@ -400,7 +405,7 @@ def start(
     env_plan = None
     process_env = _ProcessEnv()
     try:
-        moto = AtomicMotoServer(HOST, moto_port).start()
+        moto = (MotoProcess if moto_process else AtomicMotoServer)(HOST, moto_port).start()
         endpoint = "http://{}:{}".format(*moto.get_host_and_port())
         log.info("moto server on %s", endpoint)
 

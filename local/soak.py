@@ -94,6 +94,11 @@ class SoakConfig:
     channel_timeout_seconds: float = 1.0  # the hub's read timeout towards the sandboxes
     sandbox_timeout_ms: int = 1500  # how long a "timeout after issue" holds the connection
     drain_seconds: float = 1800  # give up waiting for final states after this long
+    # The clients hold back while this many applications are open. moto's SQS receive and delete and
+    # its index queries walk every message and item, so an unbounded backlog makes each step slower
+    # the longer it grows; the 10,000-order run never drained without this. A business system
+    # sending 10,000 orders at once meets the same cap in AWS only as Lambda concurrency.
+    max_open: int = 400
     quiet: bool = True  # the functions' own log lines: errors only
     state_dir: Path | None = None
 
@@ -232,6 +237,7 @@ class SoakReport:
     config: SoakConfig
     elapsed_seconds: float = 0.0
     submit_seconds: float = 0.0
+    held_back_seconds: float = 0.0  # of submit_seconds, the clients waited for the open work to fall
     intake_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     read_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     final_states: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
@@ -279,6 +285,8 @@ class SoakReport:
             },
             "elapsed_seconds": round(self.elapsed_seconds, 1),
             "submit_seconds": round(self.submit_seconds, 1),
+            "max_open": c.max_open,
+            "held_back_seconds": round(self.held_back_seconds, 1),
             "orders_per_second_to_final": round(c.orders / self.elapsed_seconds, 2) if self.elapsed_seconds else None,
             "intake_answers": dict(sorted(self.intake_statuses.items())),
             "read_answers": dict(sorted(self.read_statuses.items())),
@@ -305,7 +313,8 @@ class SoakReport:
         lines = [
             f"soak: {t['orders']} orders, seed {t['seed']}, {t['elapsed_seconds']} s "
             f"({t['orders_per_second_to_final']} orders/s submit to last final state; "
-            f"submitting took {t['submit_seconds']} s)",
+            f"submitting took {t['submit_seconds']} s, {t['held_back_seconds']} s of it held back at "
+            f"{t['max_open']} open applications)",
             f"  faults        {t['faults']}",
             f"  intake        {t['intake_answers']}   reads {t['read_answers']}",
         ]
@@ -398,7 +407,7 @@ def run_soak(config: SoakConfig) -> SoakReport:
     threads_before = set(threading.enumerate())
     try:
         with _environment(environment), injector.installed(poll_intervals=(2, 3, 5, 8, 13)):
-            hub = local_run.start(api_port=0, state_dir=state, hub_config=hub_config)
+            hub = local_run.start(api_port=0, state_dir=state, hub_config=hub_config, moto_process=True)
             try:
                 with _quiet_logs(config.quiet):
                     _drive(hub, config, injector, report)
@@ -437,25 +446,29 @@ def join_new_threads(before: set[threading.Thread], timeout: float, idle_wait: f
 
 @contextmanager
 def _quiet_logs(quiet: bool) -> Iterator[None]:
-    """The functions' own log lines at ERROR, the pump's reports of simulated kills dropped; undone after."""
+    """The functions' own log lines at ERROR, the pump's reports of simulated kills dropped; undone after.
+
+    The filter sits on the service logger's handlers, not on levels: a module imported lazily, at a
+    function's first invocation, makes its child logger then, at the function's own level.
+    """
     if not quiet:
         yield
         return
-    saved = {}
-    for name, logger in list(logging.Logger.manager.loggerDict.items()):
-        # Only loggers Powertools made (the service name and its children): making a placeholder
-        # parent a plain logger would orphan its children.
-        if isinstance(logger, logging.Logger) and (name == "fapiao-hub" or "fapiao_hub" in name):
-            saved[logger] = logger.level
-            logger.setLevel(logging.ERROR)
+    handlers = [h for h in logging.getLogger("fapiao-hub").handlers if not isinstance(h, logging.NullHandler)]
+    for handler in handlers:
+        handler.addFilter(_errors_only)
     pumps = logging.getLogger("local.pumps")
     pumps.addFilter(_not_simulated)
     try:
         yield
     finally:
         pumps.removeFilter(_not_simulated)
-        for logger, level in saved.items():
-            logger.setLevel(level)
+        for handler in handlers:
+            handler.removeFilter(_errors_only)
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
 
 
 def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakReport) -> None:
@@ -602,8 +615,11 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
         if answer.status_code != 200:
             log.error("order %s answered %s: %s", code, answer.status_code, answer.text[:500])
 
+    gate = _OpenGate(hub, config.max_open)
+
     def one(entry: tuple[str, str, bool, bool]) -> None:
         code, channel, repeat, read = entry
+        gate.wait()
         body = json.dumps(make_order(templates[channel], code), ensure_ascii=False).encode("utf-8")
         post(code, body)
         if repeat:
@@ -615,13 +631,62 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
             except requests.RequestException as error:
                 record("read", code, None, repr(error))
 
-    with ThreadPoolExecutor(max_workers=config.clients) as pool:
-        for done, _ in enumerate(pool.map(one, plan), start=1):
-            if done % 1000 == 0:
-                print(f"soak: {done} orders submitted", flush=True)
+    try:
+        with ThreadPoolExecutor(max_workers=config.clients) as pool:
+            for done, _ in enumerate(pool.map(one, plan), start=1):
+                if done % 1000 == 0:
+                    print(f"soak: {done} orders submitted ({gate.open_now} open)", flush=True)
+    finally:
+        gate.close()
+    report.held_back_seconds = gate.held_back_seconds
     for opened in sessions:
         opened.close()
     return {code: channel for code, channel, _, _ in plan}
+
+
+class _OpenGate:
+    """Holds the clients back while ``max_open`` applications or more are open (SoakConfig.max_open).
+
+    A thread counts the open applications (the due-work index) every second; ``wait`` blocks while
+    the last count is at the cap, so at most ``max_open`` plus the clients' in-flight orders are open.
+    """
+
+    def __init__(self, hub: Any, max_open: int) -> None:
+        self._hub = hub
+        self._max_open = max_open
+        self._below = threading.Event()
+        self._below.set()
+        self._closed = threading.Event()
+        self.open_now = 0
+        self.held_back_seconds = 0.0
+        self._started_holding: float | None = None
+        self._thread = threading.Thread(target=self._count, name="soak-open-gate", daemon=True)
+        if max_open > 0:
+            self._thread.start()
+
+    def _count(self) -> None:
+        ddb = boto3.client("dynamodb", region_name=self._hub.region, endpoint_url=self._hub.aws_endpoint_url)
+        while not self._closed.wait(1.0):
+            self.open_now = _open_count(self._hub, ddb)
+            if self.open_now < self._max_open:
+                if self._started_holding is not None:
+                    self.held_back_seconds += time.monotonic() - self._started_holding
+                    self._started_holding = None
+                self._below.set()
+            elif self._below.is_set():
+                self._started_holding = time.monotonic()
+                self._below.clear()
+
+    def wait(self) -> None:
+        self._below.wait()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._below.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self._started_holding is not None:
+            self.held_back_seconds += time.monotonic() - self._started_holding
 
 
 def _applications(hub: Any) -> dict[str, dict[str, Any]]:
@@ -631,8 +696,8 @@ def _applications(hub: Any) -> dict[str, dict[str, Any]]:
     return {i["open_apply_code"]: i for i in scan_all(table) if not str(i["pk"]).startswith("replay#")}
 
 
-def _open_count(hub: Any) -> int:
-    ddb = boto3.client("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url)
+def _open_count(hub: Any, ddb: Any = None) -> int:
+    ddb = ddb or boto3.client("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url)
     total, kwargs = 0, {}
     while True:
         page = ddb.query(
@@ -791,6 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crash-rate", type=float, default=defaults.crash_rate)
     parser.add_argument("--schedule-seconds", type=float, default=defaults.schedule_seconds, help="poller period")
     parser.add_argument("--drain-seconds", type=float, default=defaults.drain_seconds)
+    parser.add_argument("--max-open", type=int, default=defaults.max_open, help="clients hold back at this many open")
     parser.add_argument("--json", type=Path, help="also write the tallies to this file")
     parser.add_argument("--verbose", action="store_true", help="the local run's log lines too")
     args = parser.parse_args(argv)
@@ -808,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         crash_rate=args.crash_rate,
         schedule_seconds=args.schedule_seconds,
         drain_seconds=args.drain_seconds,
+        max_open=args.max_open,
         quiet=not args.verbose,
     )
     report = run_soak(config)
