@@ -285,6 +285,8 @@ class SoakReport:
             },
             "elapsed_seconds": round(self.elapsed_seconds, 1),
             "submit_seconds": round(self.submit_seconds, 1),
+            "clients": c.clients,
+            "dispatchers": c.dispatchers,
             "max_open": c.max_open,
             "held_back_seconds": round(self.held_back_seconds, 1),
             "orders_per_second_to_final": round(c.orders / self.elapsed_seconds, 2) if self.elapsed_seconds else None,
