@@ -719,6 +719,10 @@ def soak_section(soak: dict[str, Any] | None) -> str:
         f"| final states | {', '.join(f'{k} {v:,}' for k, v in sorted(states.items()))} |",
         f"| intake answers | {', '.join(f'{k}: {v:,}' for k, v in soak['intake_answers'].items())} |",
         f"| dispatcher crashes injected | {sum(soak['dispatcher_crashes'].values()):,} |",
+        f"| Ekuaibao pushes answered | "
+        f"{', '.join(f'{k}: {v:,}' for k, v in soak.get('ekuaibao_pushes', {}).items())} |",
+        f"| recoveries in the applications' history | "
+        f"{', '.join(f'{k} {v:,}' for k, v in sorted(soak.get('history_notes', {}).items()))} |",
         f"| dispatch records per order | {soak['dispatch_records_per_order']} |",
         f"| dispatch DLQ at the end | {soak['dispatch_dlq_depth']} |",
         f"| elapsed, first submit to last final state | {soak['elapsed_seconds']:,.0f} s "

@@ -1,10 +1,11 @@
 """Load with faults (``make soak``): orders through the whole local run while everything misbehaves.
 
 ``python -m local.soak --orders 10000`` (``make soak``; ``SOAK_ORDERS`` / ``SOAK_SEED`` there) runs the
-local run in this process (:func:`local.run.start`: moto, every function, the four channel
-sandboxes, the HTTP API) and pushes orders through it over HTTP, spread evenly over the four
-sandbox channels (Xunlian synchronous, partner polled, Kingdee pushed then polled, Ekuaibao pushing
-its results), from several concurrent clients, with:
+local run (:func:`local.run.start`: every function, the four channel sandboxes and the HTTP API in
+this process, moto in a process of its own) and pushes orders through it over HTTP, spread evenly
+over the four sandbox channels (Xunlian synchronous, partner polled, Kingdee pushed then polled,
+Ekuaibao pushing its results), from several concurrent clients that hold back while ``max_open``
+applications are open, with:
 
 * the sandboxes injecting 5% 5xx answers and 2% timeouts *after issuing* (Xunlian on every
   ``serverIssue``, the partner on every query, Kingdee on every push and query);

@@ -30,6 +30,8 @@ SOAK = {
     "final_states": {"xunlian": {"ISSUED": 2500}, "partner": {"ISSUED": 2499, "MANUAL_REVIEW": 1}},
     "dispatcher_crashes": {"after-claim crash": 10, "after-claim kill": 12},
     "sandboxes": {"xunlian": {"issued": 2500, "numbers": 2500}},
+    "ekuaibao_pushes": {"result 200": 2500, "duplicate 200": 119, "out_of_order 200": 121},
+    "history_notes": {"outcome unknown": 297, "dispatch lease expired": 449},
     "dispatch_records_per_order": 3.1,
     "dispatch_dlq_depth": 0,
     "issued_twice": 0,
@@ -45,6 +47,8 @@ def test_a_clean_full_size_run_passes_and_says_how_the_local_run_carried_it():
     assert "| issued twice (the sandboxes' own counts per request number) | **0** |" in text
     assert "| final states | ISSUED 4,999, MANUAL_REVIEW 1 |" in text
     assert "hold\nback while 400 applications are open (900 s of the 1,500 s of submitting" in text
+    assert "| Ekuaibao pushes answered | result 200: 2,500, duplicate 200: 119, out_of_order 200: 121 |" in text
+    assert "| recoveries in the applications' history | dispatch lease expired 449, outcome unknown 297 |" in text
     assert "Smaller than" not in text
 
 
