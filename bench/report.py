@@ -498,11 +498,12 @@ def warm_section(results: dict[str, Any]) -> str:
             "",
             "Missed. Intake now makes two AWS calls a request instead of four (no read before the put, no",
             "`mark_queued`): both figures fell, the bare one by more, and the hub's own work per request",
-            "(parsing, the tax rules, the models, Powertools' resolver and logging: about 2.5 ms either way)",
-            "is a larger share of a smaller total. Against DynamoDB and SQS, whose calls take milliseconds",
-            "each rather than moto's fraction of one, the ratio is well under the target. What would lower",
-            "it here: profile the handler (`python -m cProfile -m bench.warm --out /tmp/w.json`); the",
-            "candidates are `seed004.to_application`'s validation and the DynamoDB resource API's type",
+            "(parsing, the tax rules, the models, Powertools' resolver and logging: the difference of the",
+            "medians above) is a larger share of a smaller total. Against DynamoDB and SQS, whose calls",
+            "take milliseconds each rather than moto's fraction of one, the ratio is well under the target.",
+            "What would lower it here: profile the handler",
+            "(`python -m cProfile -m bench.warm --out /tmp/w.json`); the candidates are",
+            "`seed004.to_application`'s validation and the DynamoDB resource API's type",
             "conversions (a low-level client with TypeSerializer).",
         ]
     return "\n".join(out) + "\n"
