@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
@@ -861,6 +862,20 @@ def test_check_text_categories(text: str) -> None:
 
 def test_check_text_accepts_chinese_and_emoji_free_text() -> None:
     assert check_text(("x",), "开票申请单 No.1 ¥5,165.00") is None
+
+
+# Separators are unprintable but allowed (U+3000, U+00A0, U+2028): the fast path must fall through.
+_EDGE_CHARACTERS = ["a", "中", " ", "\u3000", "\u00a0", "\u2028", "\u2029", "\n", "\u200b", "\ue000", "\u0378",
+                    "\ud800", "\U000e0001", "\ufeff", "€"]  # fmt: skip
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=()) | st.sampled_from(_EDGE_CHARACTERS), max_size=12))
+def test_check_text_refuses_exactly_the_control_and_invisible_categories(text: str) -> None:
+    bad = [c for c in text if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cs", "Cn")]
+    problem = check_text(("remark",), text)
+    assert (problem is not None) == bool(bad)
+    if bad:
+        assert f"U+{ord(bad[0]):04X}" in problem.message
 
 
 def test_every_problem_is_reported() -> None:

@@ -326,6 +326,8 @@ _BAD_CATEGORIES = {
 
 def check_text(path: tuple[str | int, ...], value: str) -> Problem | None:
     """Control and invisible characters (categories Cc, Cf, Co, Cs, Cn) are rejected."""
+    if value.isprintable():  # in C: printable text has none of them (only separators Z* are also unprintable)
+        return None
     for pos, char in enumerate(value, start=1):
         kind = _BAD_CATEGORIES.get(unicodedata.category(char))
         if kind is not None:
