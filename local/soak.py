@@ -491,8 +491,6 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     rates = {"error_5xx": config.error_5xx, "timeout_after_issue": config.timeout_after_issue}
     for index, name in enumerate(("xunlian", "partner", "kingdee")):
         fault_config = {"seed": config.seed + index, "rates": rates, "timeout_ms": config.sandbox_timeout_ms}
-        # In process: Kingdee's POST /_sandbox/config reads numbers as Decimal and then refuses
-        # fractional rates ("must be a number in 0..1, got Decimal('0.05')").
         sandboxes[name].configure(fault_config)
     # Ekuaibao: each application handed over once (counted), its pushes duplicated / followed by a
     # stale "in progress" at the configured rates.
@@ -518,19 +516,12 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     # Its pusher gives up after 5 s; with every function in one process a push may wait longer for
     # the callback function under load (the push is applied all the same; only the answer is late).
     ekuaibao._pusher().pusher.timeout = 60.0
-    # The local run's out-of-band forwarder finds SUBMITTED Ekuaibao applications by scanning the
-    # whole applications table every second: fine for a demo, quadratic for thousands of orders.
-    # Here it hands over what the SUBMITTED writes announced (injector.submitted), once each.
+    # The local run's out-of-band forwarder finds SUBMITTED Ekuaibao applications through the
+    # due-work index every second, which moto answers by walking the whole table. Here it hands over
+    # what the SUBMITTED writes announced (injector.submitted), once each.
     for pump in hub.pumps:
         if isinstance(pump, OutOfBandForwarder):
             pump.poll_once = lambda pump=pump: _hand_over(pump, injector, ekuaibao)
-
-    # Powertools keeps the event being resolved on a class (BaseRouter.current_event), so two
-    # HTTP functions running at once in one process read each other's request (seen: a valid order
-    # answered 400 "invoiceOrder is required" while an Ekuaibao push was being handled). Lambda
-    # runs each function in its own process; here the intake and callback functions take turns.
-    http_lock = hub.functions["IntakeFunction"]._lock
-    hub.functions["CallbackFunction"]._lock = http_lock
 
     # Dispatch containers: the run's own plus config.dispatchers - 1 more, each with its own module.
     dispatch = hub.functions["DispatchFunction"]

@@ -3,6 +3,8 @@ process of its own (the soak's) serves, and goes when stopped or when its parent
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 import pytest
 import requests
@@ -23,16 +25,20 @@ def _tables(server: AtomicMotoServer | MotoProcess) -> tuple[list[str], object]:
     return client.list_tables()["TableNames"], client
 
 
+def _create_table(client: Any, name: str) -> None:
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def test_a_second_server_does_not_inherit_the_first_ones_state():
     first = AtomicMotoServer().start()
     try:
         _, client = _tables(first)
-        client.create_table(
-            TableName="left-behind",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_table(client, "left-behind")
         assert _tables(first)[0] == ["left-behind"]
     finally:
         first.stop()
@@ -47,12 +53,7 @@ def test_moto_in_a_process_of_its_own_serves_and_goes_when_stopped():
     moto = MotoProcess().start()
     try:
         _, client = _tables(moto)
-        client.create_table(
-            TableName="in-the-child",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        _create_table(client, "in-the-child")
         assert _tables(moto)[0] == ["in-the-child"]
         assert moto._child.poll() is None
     finally:

@@ -10,15 +10,13 @@ notifier and its HTTP client, the channels, callback authentication, Powertools'
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-LAYER = ROOT / "layers" / "hub" / "python"
+# What each function's first request builds, and a Lambda's environment: the benchmark's own.
+from bench.coldstart import FUNCTIONS, LAYER_SOURCE, ROOT, lambda_environment
 
 SCRIPT = """
 import json, sys
@@ -29,15 +27,6 @@ for name in {factories!r}:
     getattr(runtime, name)()
 print(json.dumps(sorted(sys.modules)))
 """
-
-# What each function's first request builds (functions/<name>/app.py).
-FACTORIES = {
-    "intake": ["intake", "file_store", "hub_config", "rule_policy"],
-    "dispatch": ["dispatcher", "hub_config"],
-    "callback": ["callback_receiver", "hub_config"],
-    "poller": ["poller"],
-    "notifier": ["notifier", "hub_config"],
-}
 
 CHANNEL_MODULES = ["fapiao_hub.channels.xunlian", "fapiao_hub.channels.partner", "fapiao_hub.channels.kingdee"]
 BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"  # builds Powertools' parser models at import
@@ -59,36 +48,9 @@ NOT_LOADED = {
 }  # fmt: skip
 
 
-def lambda_environment(function: str) -> dict[str, str]:
-    """A Lambda's environment (Tracer on), the template's variables, offline (nothing connects)."""
-    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
-    return {
-        **keep,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "LAMBDA_TASK_ROOT": f"/var/task/{function}",
-        "AWS_LAMBDA_FUNCTION_NAME": f"fapiao-hub-{function}",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
-        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
-        "POWERTOOLS_SERVICE_NAME": "fapiao-hub",
-        "POWERTOOLS_METRICS_NAMESPACE": "FapiaoHub",
-        "APPLICATIONS_TABLE": "applications",
-        "INVOICES_TABLE": "invoices",
-        "DISPATCH_QUEUE_URL": "http://127.0.0.1:9/123456789012/dispatch",
-        "FILES_BUCKET": "files",
-        "EVENT_BUS_NAME": "fapiao-hub-dev",
-        "HUB_CONFIG_FILE": str(ROOT / "local" / "hub-config.json"),
-        "NOTIFY_QUEUE_URL": "http://127.0.0.1:9/123456789012/notify",
-        "NOTIFY_DLQ_URL": "http://127.0.0.1:9/123456789012/notify-dlq",
-    }
-
-
 def cold_start_modules(function: str) -> set[str]:
-    script = SCRIPT.format(task=str(ROOT / "functions" / function), layer=str(LAYER), factories=FACTORIES[function])
+    factories = FUNCTIONS[function]["factories"]
+    script = SCRIPT.format(task=str(ROOT / "functions" / function), layer=str(LAYER_SOURCE), factories=factories)
     done = subprocess.run(  # noqa: S603 (this interpreter, our own script)
         [sys.executable, "-c", script],
         env=lambda_environment(function),
@@ -102,7 +64,7 @@ def cold_start_modules(function: str) -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("function", sorted(FACTORIES))
+@pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_a_cold_start_loads_only_what_the_function_uses(function: str) -> None:
     modules = cold_start_modules(function)
     assert "fapiao_hub.runtime" in modules and "fapiao_hub.store" in modules

@@ -376,19 +376,7 @@ class Dispatcher:
                 status=target.value,
                 channel=stored.channel,
                 request_number=stored.request_number,
-                invoices=[
-                    {
-                        **{
-                            k: item[k]
-                            for k in ("number", "code", "issued_on", "invoice_type", "amount", "tax", "status")
-                            if k in item
-                        },
-                        # No files to store: the event is complete and the notifier need not read
-                        # the invoice (files are stored after the event is published).
-                        **({} if invoice.files else {"files": []}),
-                    }
-                    for invoice, item in zip(issued, items, strict=True)
-                ],
+                invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
             self._update_invoice_states(issued)
@@ -670,6 +658,19 @@ class CallbackReceiver:
             )
         )
         return result.request_number
+
+
+_EVENT_INVOICE_FIELDS = ("number", "code", "issued_on", "invoice_type", "amount", "tax", "status")
+
+
+def _event_invoice(invoice: IssuedInvoice, item: dict) -> dict:
+    """An invoice as its outcome event names it (from the item to be stored)."""
+    named = {k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item}
+    if not invoice.files:
+        # No files to store: the event is complete and the notifier need not read the invoice
+        # (files are stored after the event is published).
+        named["files"] = []
+    return named
 
 
 def _unmatched_item(channel: str, result: CallbackResult, invoice: IssuedInvoice, raw_ref: str) -> dict:
