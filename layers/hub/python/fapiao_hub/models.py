@@ -87,6 +87,14 @@ class Status(StrEnum):
     VOIDED = "VOIDED"
     STUCK = "STUCK"
     MANUAL_REVIEW = "MANUAL_REVIEW"
+    # A channel reported a result that differs from the application (verification.py): the result is
+    # recorded in full, the business system is told it needs review, a person decides.
+    MISMATCH = "MISMATCH"
+
+    @property
+    def needs_person(self) -> bool:
+        """Listed, alarmed while it lasts, resolved by an operator action (docs/operations.md)."""
+        return self in NEEDS_PERSON_STATUSES
 
     @property
     def is_open(self) -> bool:
@@ -104,6 +112,7 @@ OPEN_STATUSES = frozenset(
         Status.VOIDING,
     }
 )
+NEEDS_PERSON_STATUSES = frozenset({Status.MANUAL_REVIEW, Status.STUCK, Status.MISMATCH})
 
 
 def _plain_json(value: Any) -> Any:
@@ -127,24 +136,35 @@ Records = Annotated[list[dict[str, Any]], PlainSerializer(_plain_json, when_used
 ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     # Facts (an invoice issued, a refusal) are accepted from every open state.
     # A channel reporting "in progress" for a RECEIVED application has it already (out of band).
-    Status.RECEIVED: frozenset({Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK}),
+    Status.RECEIVED: frozenset(
+        {Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK, Status.MISMATCH}
+    ),
     Status.DISPATCHING: frozenset(
         {
             Status.ISSUED, Status.SUBMITTED, Status.UNKNOWN, Status.REJECTED, Status.RETRY_WAIT,
-            Status.MANUAL_REVIEW, Status.STUCK,
+            Status.MANUAL_REVIEW, Status.STUCK, Status.MISMATCH,
         }
     ),
-    Status.RETRY_WAIT: frozenset({Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK}),
+    Status.RETRY_WAIT: frozenset(
+        {Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK, Status.MISMATCH}
+    ),
     Status.SUBMITTED: frozenset(
-        {Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED}
+        {Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED, Status.MISMATCH}
     ),
     Status.UNKNOWN: frozenset(
-        {Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.MANUAL_REVIEW, Status.STUCK}
+        {
+            Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.MANUAL_REVIEW, Status.STUCK,
+            Status.MISMATCH,
+        }
     ),
-    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED, Status.VOIDING, Status.VOIDED}),
-    Status.STUCK: frozenset({Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW, Status.VOIDING, Status.VOIDED}),
+    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED, Status.VOIDING, Status.VOIDED, Status.MISMATCH}),
+    Status.STUCK: frozenset(
+        {Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW, Status.VOIDING, Status.VOIDED, Status.MISMATCH}
+    ),
     Status.ISSUED: frozenset({Status.VOIDING, Status.VOIDED}),
     Status.VOIDING: frozenset({Status.VOIDED, Status.ISSUED, Status.STUCK}),
+    # A person accepted the reported invoice (operator action), or the channel voided it.
+    Status.MISMATCH: frozenset({Status.ISSUED, Status.VOIDING, Status.VOIDED}),
     Status.REJECTED: frozenset(),
     Status.VOIDED: frozenset(),
 }  # fmt: skip
@@ -254,6 +274,49 @@ class Application(_Model):
 
 def application_key(source_system: str, open_apply_code: str) -> str:
     return f"{source_system}#{open_apply_code}"
+
+
+class FindingKind(StrEnum):
+    """What a check of a channel's result found (docs/operations.md says what a person does about each)."""
+
+    RESULT_MISMATCH = "RESULT_MISMATCH"  # the reported invoice(s) differ from the application
+    UNREADABLE_RESULT = "UNREADABLE_RESULT"  # a field of the result could not be read (kept raw)
+    POSSIBLE_DUPLICATE_ISSUANCE = "POSSIBLE_DUPLICATE_ISSUANCE"  # another invoice after the outcome
+    # Reconciliation: the channel's answer, asked again later, differs from the hub's state.
+    ISSUED_BUT_REJECTED = "ISSUED_BUT_REJECTED"  # hub REJECTED (or not issued), the channel issued
+    INVOICE_MISSING = "INVOICE_MISSING"  # the channel reports an invoice the hub lacks
+    TOTALS_DIFFER = "TOTALS_DIFFER"  # counts or amounts differ from what the hub recorded
+    VOIDED_AT_CHANNEL = "VOIDED_AT_CHANNEL"  # the channel says voided, the hub does not
+
+
+class Difference(_Model):
+    """One field that differs: what the application (or the hub's record) expected, what was reported.
+
+    ``field`` is a neutral dotted name (``seller.tax_number``, ``invoice_type``, ``amount``,
+    ``invoices[1].issued_on``); values are text as a person reads them (``None``: absent)."""
+
+    field: str
+    expected: str | None = None
+    reported: str | None = None
+
+
+class Finding(_Model):
+    """Something about an application that a person must look at; kept on the application.
+
+    ``id`` is stable for the same discovery (kind, application, what differs), so recording it again
+    (a repeated callback, a second reconciliation run) is a no-op."""
+
+    id: str
+    kind: FindingKind
+    at: str  # ISO 8601, UTC
+    source: str  # dispatch | callback | poll | reconciliation
+    summary: str
+    differences: tuple[Difference, ...] = ()
+    invoice_numbers: tuple[str, ...] = ()
+    open: bool = True
+    acknowledged_by: str | None = None
+    acknowledged_at: str | None = None
+    acknowledged_reason: str | None = None
 
 
 class Problem(_Model):
