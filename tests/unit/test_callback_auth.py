@@ -119,9 +119,48 @@ def test_query_values_as_lists():
 
 def test_the_signing_string_is_timestamp_dot_body():
     expected = hmac.new(SECRET.encode(), b"1750000000." + BODY, hashlib.sha256).hexdigest()
-    assert sign(SECRET.encode(), "1750000000", BODY) == expected
+    assert sign(SECRET.encode(), "1750000000", BODY) == "sha256=" + expected
     with_nonce = hmac.new(SECRET.encode(), b"1750000000.abcdefgh12." + BODY, hashlib.sha256).hexdigest()
-    assert sign(SECRET.encode(), "1750000000", BODY, "abcdefgh12") == with_nonce
+    assert sign(SECRET.encode(), "1750000000", BODY, "abcdefgh12") == "sha256=" + with_nonce
+
+
+def test_one_signature_format_both_ways():
+    # What the hub sends its business systems (notifier) is what it takes from a channel.
+    from fapiao_hub.notifier import sign_webhook, verify_webhook
+
+    outbound = sign_webhook(SECRET, "1750000000", BODY)
+    assert outbound == sign(SECRET.encode(), "1750000000", BODY)
+    assert auth(headers={"x-fapiao-timestamp": "1750000000", "x-fapiao-signature": outbound}) == AuthResult(True, "ok")
+    assert verify_webhook(SECRET, signed_headers(), BODY, now=NOW)
+
+
+def test_bare_hex_signature_is_accepted_for_compatibility():
+    bare = hmac.new(SECRET.encode(), b"1750000000." + BODY, hashlib.sha256).hexdigest()
+    guard = InMemoryReplayGuard()
+    assert auth(headers={"x-fapiao-timestamp": "1750000000", "x-fapiao-signature": bare}, replay=guard).ok
+    assert auth(headers={"x-fapiao-timestamp": "1750000000", "x-fapiao-signature": bare.upper()}).ok
+    # The same push in the other form is the same push: a replay.
+    assert auth(headers=signed_headers(), replay=guard) == AuthResult(False, "replayed")
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "sha1={hex}",
+        "sha512={hex}",
+        "sha256:{hex}",
+        "sha256= {hex}",
+        "sha256=sha256={hex}",
+        "hmac-sha256={hex}",
+        "sha256=",
+    ],
+)
+def test_a_signature_with_another_prefix_is_refused(signature):
+    bare = hmac.new(SECRET.encode(), b"1750000000." + BODY, hashlib.sha256).hexdigest()
+    headers = {"x-fapiao-timestamp": "1750000000", "x-fapiao-signature": signature.format(hex=bare)}
+    guard = InMemoryReplayGuard()
+    assert auth(headers=headers, replay=guard) == AuthResult(False, "bad_signature")
+    assert guard.seen == {}
 
 
 def test_signed_push_is_accepted_and_recorded_until_the_window_ends():

@@ -13,8 +13,10 @@ Signature (only when ``credentials["hmac_secret"]`` is set)
     Headers (names matched case-insensitively; API Gateway hands them over lower-case):
 
     - ``x-fapiao-timestamp``: the signing time, whole seconds since the Unix epoch (digits only).
-    - ``x-fapiao-signature``: lower-case hex HMAC-SHA256 (upper case accepted) with the secret
-      (UTF-8 bytes) as key over the *signing string*.
+    - ``x-fapiao-signature``: ``sha256=`` + lower-case hex HMAC-SHA256 (upper case accepted) with
+      the secret (UTF-8 bytes) as key over the *signing string*: the format of the hub's own outbound
+      webhooks (``notifier.sign_webhook``), so one format serves both ways. The bare hex, without
+      ``sha256=``, is accepted too (what channels signed before); any other prefix is a bad signature.
     - ``x-fapiao-nonce`` (optional): 8 to 128 characters of ``A-Z a-z 0-9 _ -``.
 
     The signing string is the ASCII timestamp, a dot, and the raw body bytes exactly as sent::
@@ -54,6 +56,7 @@ from fapiao_hub.config import ChannelSettings
 ACCESS_TOKEN_PARAM = "accessToken"  # noqa: S105 (a parameter name)
 TIMESTAMP_HEADER = "x-fapiao-timestamp"
 SIGNATURE_HEADER = "x-fapiao-signature"
+SIGNATURE_PREFIX = "sha256="  # as notifier.SIGNATURE_PREFIX (not imported: the callback function never loads it)
 NONCE_HEADER = "x-fapiao-nonce"
 DEFAULT_WINDOW_SECONDS = 300
 
@@ -106,8 +109,8 @@ def signing_string(timestamp: str, raw_body: bytes, nonce: str | None = None) ->
 
 
 def sign(secret: bytes, timestamp: str, raw_body: bytes, nonce: str | None = None) -> str:
-    """The ``x-fapiao-signature`` value for a push (lower-case hex HMAC-SHA256)."""
-    return hmac.new(secret, signing_string(timestamp, raw_body, nonce), hashlib.sha256).hexdigest()
+    """The ``x-fapiao-signature`` value for a push: ``sha256=`` + lower-case hex HMAC-SHA256."""
+    return SIGNATURE_PREFIX + hmac.new(secret, signing_string(timestamp, raw_body, nonce), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -138,8 +141,11 @@ def verify_signature(
     if nonce is not None and not _NONCE.fullmatch(nonce):
         return SignatureCheck(False, MALFORMED_NONCE, seconds)
     expected = sign(secret, timestamp, raw_body, nonce).encode("ascii")
-    presented = signature.strip().lower().encode("utf-8", errors="replace")
-    if not hmac.compare_digest(presented, expected):
+    presented = signature.strip().lower()
+    if not presented.startswith(SIGNATURE_PREFIX):
+        presented = SIGNATURE_PREFIX + presented  # bare hex (compatibility); "sha1=..." stays wrong
+    presented_bytes = presented.encode("utf-8", errors="replace")
+    if not hmac.compare_digest(presented_bytes, expected):
         return SignatureCheck(False, BAD_SIGNATURE, seconds)
     if abs(now - seconds) > window:
         return SignatureCheck(False, STALE_TIMESTAMP, seconds)
