@@ -149,11 +149,21 @@ def test_submit_prints_a_summary_table_and_exits_2_when_any_order_is_refused(api
     result = with_api(api, "submit", *map(str, files))
 
     assert result.exit_code == 2, result.stderr
-    table = rows(result.stdout)
+    summary, details = result.stdout.split("\n\n")
+    table = rows(summary)
     assert table[0] == ["file", "openApplyCode", "result", "reason"]
     by_code = {row[1]: row for row in table[1:]}
     assert by_code["ok-1"][2:] == ["accepted", "order received"]
-    assert by_code["bad-1"][2:] == ["rejected", "invoiceOrder.bukrs: unknown company code 'ZZ' (+1 more)"]
+    # Intake refused it (400): "rejected" is the lifecycle word for what a channel did to an application.
+    assert by_code["bad-1"][2:] == ["refused", "invoiceOrder.bukrs: unknown company code 'ZZ' (+1 more)"]
+    assert "rejected" not in result.stdout
+    # Every field error of the refused order, each on its own line.
+    assert rows(details) == [
+        ["refused by intake (400), field by field"],
+        ["file", "openApplyCode", "field", "problem"],
+        [str(files[1]), "bad-1", "invoiceOrder.bukrs", "unknown company code 'ZZ'"],
+        [str(files[1]), "bad-1", "invoiceOrder.invoiceType", "unknown"],
+    ]
     assert by_code["dup-1"][2] == "conflict" and "already received with different content" in by_code["dup-1"][3]
     assert by_code["again-1"][2:] == ["already received", "order already received"]
     assert by_code["busy-1"][2] == "error" and by_code["busy-1"][3].startswith("503 ")
@@ -293,6 +303,32 @@ def test_watch_prints_each_status_change_until_every_application_is_final(api: F
     assert sum(1 for _, path, _ in api.requests if path.endswith("/b")) == 3
 
 
+def test_watch_keeps_watching_the_others_past_an_unknown_code_then_exits_2(api: FakeApi) -> None:
+    api.gets["a"] = [
+        envelope(200, "ok", application("a", "SUBMITTED")),
+        envelope(200, "ok", application("a", "ISSUED", invoices=[{"invoiceNumber": "00000007"}])),
+    ]
+    api.gets["c"] = [envelope(200, "ok", application("c", "MISMATCH", reason="amount differs"))]
+    result = with_api(api, "watch", "nope", "a", "c", "--interval", "0.05")
+    assert result.exit_code == 2, result.stderr
+    changes = [line.split(None, 1)[1] for line in result.stdout.splitlines()]
+    assert changes == [
+        "nope  unknown to the hub (404 no invoice order 'nope')",
+        "a     SUBMITTED",
+        "c     MISMATCH  (amount differs)",
+        "a     SUBMITTED -> ISSUED  (invoice 00000007)",
+    ]
+    assert result.stderr == "error: unknown to the hub: nope (404 no invoice order 'nope')\n"
+    # Asked about once: an unknown code is not polled again.
+    assert sum(1 for _, path, _ in api.requests if path.endswith("/nope")) == 1
+
+
+def test_watch_of_only_unknown_codes_ends_at_once_with_exit_2(api: FakeApi) -> None:
+    result = with_api(api, "watch", "x", "y", "--interval", "5", "--timeout", "60")
+    assert result.exit_code == 2
+    assert result.stderr == "error: unknown to the hub: x (404 no invoice order 'x'), y (404 no invoice order 'y')\n"
+
+
 def test_watch_times_out_with_exit_4_naming_those_still_open(api: FakeApi) -> None:
     api.gets["done"] = [envelope(200, "ok", application("done", "ISSUED"))]
     api.gets["slow"] = [envelope(200, "ok", application("slow", "SUBMITTED"))]
@@ -300,6 +336,57 @@ def test_watch_times_out_with_exit_4_naming_those_still_open(api: FakeApi) -> No
     assert result.exit_code == 4
     assert result.stderr == "error: timed out after 0.3 s; still open: slow (SUBMITTED)\n"
     assert "done  ISSUED" in result.stdout and "slow  SUBMITTED" in result.stdout
+
+
+def test_final_statuses_are_the_models_statuses_that_are_not_open() -> None:
+    from fapiao_hub.models import Status
+
+    assert {s.value for s in Status if not s.is_open} == cli.FINAL_STATUSES
+
+
+# ---------------------------------------------------------------------------- shared options
+def test_every_command_takes_the_shared_options_before_or_after_it() -> None:
+    shared = {"api_url", "token", "state_dir"}
+    assert shared <= {p.name for p in cli.main.params}
+    for name, command in cli.main.commands.items():
+        assert shared <= {p.name for p in command.params}, f"fapiao-hub {name} lacks a shared option"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_api_url_and_token_after_the_subcommand(api: FakeApi, tmp_path: Path, where: str) -> None:
+    api.gets["x"] = [envelope(200, "ok", application("x", "ISSUED"))]
+    options = ["--api-url", api.url, "--token", TOKEN]
+    for command in (["status", "x"], ["watch", "x"], ["submit", str(order_file(tmp_path, "o.json", "o"))]):
+        args = [*options, *command] if where == "before" else [*command, *options]
+        result = invoke(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+    assert {auth for _, _, auth in api.requests} == {f"Bearer {TOKEN}"}
+
+
+def test_after_the_subcommand_wins_over_before_and_the_command_line_over_the_environment(api: FakeApi) -> None:
+    api.gets["x"] = [envelope(200, "ok", application("x", "ISSUED"))]
+    dead = f"http://127.0.0.1:{closed_port()}"
+    assert invoke("--api-url", dead, "--token", "wrong-token-wrong", "status", "x", "--api-url", api.url,
+                  "--token", TOKEN).exit_code == 0  # fmt: skip
+    env = {"FAPIAO_HUB_API_URL": dead, "FAPIAO_HUB_TOKEN": "wrong-token-wrong"}
+    assert invoke("--api-url", api.url, "--token", TOKEN, "status", "x", env=env).exit_code == 0
+    assert invoke("status", "x", "--api-url", api.url, "--token", TOKEN, env=env).exit_code == 0
+    assert invoke("status", "x", "--api-url", dead, env={"FAPIAO_HUB_TOKEN": TOKEN}).exit_code == 3
+
+
+def test_demo_takes_the_state_dir_and_the_api_url_after_it(api: FakeApi, tmp_path: Path) -> None:
+    # The README's `fapiao-hub demo --api-url ...` used to fail with "No such option".
+    result = invoke("demo", "--api-url", api.url, "--token", TOKEN, "--state-dir", str(tmp_path / "state"))
+    assert result.exit_code == 1
+    assert "No such option" not in result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / 'state' / 'local.json'} not found: the demo needs")
+
+
+def test_each_commands_help_lists_the_shared_options() -> None:
+    for name in cli.main.commands:
+        result = invoke(name, "--help")
+        assert result.exit_code == 0, result.stderr
+        assert all(option in result.stdout for option in ("--api-url", "--token", "--state-dir")), name
 
 
 # ---------------------------------------------------------------------------- errors
@@ -406,6 +493,9 @@ def test_local_runs_local_run_main_with_the_given_state_dir(monkeypatch: pytest.
     result = invoke("--state-dir", str(tmp_path / "s"), "local")  # CliRunner restores the environment after
     assert result.exit_code == 0
     assert seen["state"] == str((tmp_path / "s").resolve())
+    result = invoke("local", "--state-dir", str(tmp_path / "t"))
+    assert result.exit_code == 0
+    assert seen["state"] == str((tmp_path / "t").resolve())
 
 
 def test_local_says_so_in_one_line_when_the_repository_is_not_at_hand(

@@ -7,11 +7,13 @@
     fapiao-hub demo                     sample orders through every sandbox channel of the local run
 
 The API URL and bearer token come from ``--api-url``/``--token`` (``FAPIAO_HUB_API_URL``,
-``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes.
+``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes. These
+options (and ``--state-dir``) go before or after the subcommand (``fapiao-hub demo --api-url ...``);
+given both ways, the one after the subcommand counts.
 
-Exit codes: 0 done; 1 usage or configuration; 2 the API refused (401, 400, 404, 409, ...);
-3 the API is unreachable; 4 ``watch``/``demo`` timed out with applications still open;
-5 ``demo``: a sample did not end in its expected state.
+Exit codes: 0 done; 1 usage or configuration; 2 the API refused (401, 400, 404, 409, ...; ``watch``:
+a code the hub does not know, once the others are final); 3 the API is unreachable; 4 ``watch``/``demo``
+timed out with applications still open; 5 ``demo``: a sample did not end in its expected state.
 Errors are one line on stderr, never a traceback (``FAPIAO_HUB_DEBUG=1`` shows it), never the token.
 
 Not part of the Lambda layer's runtime: no handler imports this module (it needs ``click``).
@@ -19,6 +21,7 @@ Not part of the Lambda layer's runtime: no handler imports this module (it needs
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -44,7 +47,8 @@ EXIT_UNREACHABLE = 3
 EXIT_TIMEOUT = 4
 EXIT_MISMATCH = 5
 
-FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "MANUAL_REVIEW", "STUCK"})
+# models' statuses that are not open (not imported: the command need not load pydantic's models).
+FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
 ORDERS_PATH = "/v1/invoice-orders"
 REQUEST_TIMEOUT = 30.0
 DEFAULT_STATE_DIR = ".fapiao-hub"
@@ -245,7 +249,87 @@ class Settings:
         return self._client
 
 
-pass_settings = click.make_pass_decorator(Settings)
+# ---------------------------------------------------------------------------- shared options
+# --api-url, --token and --state-dir are declared once (shared_options) and put on the group and on
+# every subcommand, so they go before or after the subcommand. Each occurrence records its value in
+# ctx.meta (shared by the group's and the subcommand's contexts); the subcommand's runs last, so a
+# value given after the subcommand wins, and one from the environment or the default never
+# replaces one given on the command line.
+_CHOSEN = "fapiao_hub.cli.shared_options"
+_FROM_COMMAND_LINE = click.core.ParameterSource.COMMANDLINE
+
+
+def _choose(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    chosen: dict[str, tuple[Any, bool]] = ctx.meta.setdefault(_CHOSEN, {})
+    given = ctx.get_parameter_source(param.name or "") is _FROM_COMMAND_LINE
+    if given or param.name not in chosen or not chosen[param.name][1]:
+        chosen[param.name or ""] = (value, given)
+
+
+_SHARED_OPTIONS = (
+    click.option(
+        "--api-url",
+        envvar="FAPIAO_HUB_API_URL",
+        metavar="URL",
+        expose_value=False,
+        callback=_choose,
+        help="The hub's API (default: local.json's).",
+    ),
+    click.option(
+        "--token",
+        envvar="FAPIAO_HUB_TOKEN",
+        metavar="TOKEN",
+        expose_value=False,
+        callback=_choose,
+        help="Bearer token (default: local.json's).",
+    ),
+    click.option(
+        "--state-dir",
+        envvar="FAPIAO_HUB_STATE_DIR",
+        default=DEFAULT_STATE_DIR,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        expose_value=False,
+        callback=_choose,
+        help="The local run's state directory (local.json).",
+    ),
+)
+
+
+def shared_options[F: Callable[..., Any]](function: F) -> F:
+    """--api-url, --token and --state-dir on a command (the group and each subcommand)."""
+    for option in reversed(_SHARED_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _settings(ctx: click.Context) -> Settings:
+    """The shared options as chosen (see above), once per invocation."""
+    settings = ctx.meta.get(Settings)
+    if settings is None:
+        chosen = ctx.meta.get(_CHOSEN, {})
+        api_url = chosen.get("api_url", (None, False))[0]
+        token = chosen.get("token", (None, False))[0]
+        state_dir = chosen.get("state_dir", (Path(DEFAULT_STATE_DIR), False))[0]
+        if token:
+            _SECRETS.add(token)
+        settings = ctx.meta[Settings] = Settings(api_url or None, token or None, state_dir)
+    return settings
+
+
+def _state_dir_given(ctx: click.Context) -> bool:
+    """Whether --state-dir was given on the command line (before or after the subcommand)."""
+    return bool(ctx.meta.get(_CHOSEN, {}).get("state_dir", (None, False))[1])
+
+
+def pass_settings[F: Callable[..., Any]](function: F) -> F:
+    """Calls the command with the Settings as its first argument."""
+
+    @click.pass_context
+    def with_settings(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(function, _settings(ctx), *args, **kwargs)
+
+    return functools.update_wrapper(with_settings, function)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------- output
@@ -291,10 +375,13 @@ def _shorten(text: str, limit: int = 100) -> str:
 class Submitted:
     label: str
     code: str | None
-    result: str  # accepted / already received / rejected / conflict / error
+    # accepted / already received / refused (intake's 400: not an application; "rejected" is a
+    # channel's word for an application, a lifecycle status) / conflict / error
+    result: str
     reason: str
     http_status: int | None = None
     status: str | None = None  # the application's status when accepted
+    errors: tuple[tuple[str, str], ...] = ()  # intake's field errors: (the order's JSON path, what is wrong)
 
     @property
     def accepted(self) -> bool:
@@ -325,11 +412,12 @@ def classify(label: str, code: str | None, answer: Answer) -> Submitted:
             answer.status,
             data.get("status"),
         )
-    result = {400: "rejected", 409: "conflict"}.get(answer.status, "error")
+    result = {400: "refused", 409: "conflict"}.get(answer.status, "error")
     reason = _reason(answer) if answer.status == 400 else answer.message
     if result == "error":
         reason = f"{answer.status} {reason}"
-    return Submitted(label, code, result, reason, answer.status)
+    errors = tuple((str(e.get("field", "?")), str(e.get("message", ""))) for e in answer.errors)
+    return Submitted(label, code, result, reason, answer.status, errors=errors if answer.status == 400 else ())
 
 
 def _order_code(order: Any) -> str | None:
@@ -362,7 +450,16 @@ def submit_orders(client: Client, orders: Sequence[tuple[str, Any]], *, progress
 
 
 def echo_submitted(results: Sequence[Submitted], first: str = "file") -> None:
+    """The summary table, then every field error of the orders intake refused."""
     _echo_table([first, "openApplyCode", "result", "reason"], [(r.label, r.code, r.result, r.reason) for r in results])
+    refused = [r for r in results if r.errors]
+    if refused:
+        click.echo("\nrefused by intake (400), field by field")
+        _echo_table(
+            [first, "openApplyCode", "field", "problem"],
+            [(r.label, r.code, path, problem) for r in refused for path, problem in r.errors],
+            "  ",
+        )
 
 
 class _LocalFileError(Exception):
@@ -395,7 +492,10 @@ def _order_files(paths: Sequence[Path]) -> list[Path]:
 
 # ---------------------------------------------------------------------------- watch
 class Watcher:
-    """Polls applications, prints a line whenever one's status changes, until all are final."""
+    """Polls applications, prints a line whenever one's status changes, until all are final.
+
+    A code the hub does not know (404, or 400 for one it cannot be) gets a line saying so and is
+    dropped into ``unknown``; the others are still watched."""
 
     def __init__(
         self,
@@ -413,10 +513,11 @@ class Watcher:
         self._sleep = sleep
         self.latest: dict[str, dict[str, Any]] = {}
         self.open: list[str] = []
+        self.unknown: dict[str, str] = {}  # code -> the API's answer ("404 no invoice order 'x'")
         self._width = 0
 
     def add(self, code: str) -> None:
-        if code not in self.open and code not in self.latest:
+        if code not in self.open and code not in self.latest and code not in self.unknown:
             self.open.append(code)
             self._width = max(self._width, len(code))
 
@@ -445,7 +546,12 @@ class Watcher:
                 except ApiError as error:
                     if error.status >= 500:  # temporarily unavailable: ask again next round
                         continue
-                    raise
+                    if error.status not in (400, 404):  # 401 and the like: no code would fare better
+                        raise
+                    self.open.remove(code)
+                    self.unknown[code] = error.format_message()
+                    click.echo(_redact(f"{_clock()}  {code.ljust(self._width)}  unknown to the hub ({error})"))
+                    continue
                 previous = self.status(code)
                 self.latest[code] = data
                 if data.get("status") != previous:
@@ -463,6 +569,9 @@ class Watcher:
 
     def still_open(self) -> str:
         return ", ".join(f"{code} ({self.status(code) or 'unknown'})" for code in self.open)
+
+    def unknown_codes(self) -> str:
+        return ", ".join(f"{code} ({answer})" for code, answer in self.unknown.items())
 
 
 # ---------------------------------------------------------------------------- the command
@@ -506,35 +615,24 @@ def _exit(message: str, code: int) -> NoReturn:
 
 
 @click.group("fapiao-hub", cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--api-url", envvar="FAPIAO_HUB_API_URL", metavar="URL", help="The hub's API (default: local.json's).")
-@click.option("--token", envvar="FAPIAO_HUB_TOKEN", metavar="TOKEN", help="Bearer token (default: local.json's).")
-@click.option(
-    "--state-dir",
-    envvar="FAPIAO_HUB_STATE_DIR",
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The local run's state directory (local.json).",
-)
-@click.pass_context
-def main(ctx: click.Context, api_url: str | None, token: str | None, state_dir: Path) -> None:
+@shared_options
+def main() -> None:
     """fapiao-hub: submit invoice orders to the hub and follow them.
 
     URL and token: --api-url/--token (FAPIAO_HUB_API_URL, FAPIAO_HUB_TOKEN), else the local
-    run's <state-dir>/local.json. Exit codes: 0 done, 1 usage/configuration, 2 refused by the
-    API, 3 API unreachable, 4 timed out, 5 demo sample not in its expected state.
+    run's <state-dir>/local.json; these options go before or after the command. Exit codes:
+    0 done, 1 usage/configuration, 2 refused by the API (watch: an unknown code), 3 API
+    unreachable, 4 timed out, 5 demo sample not in its expected state.
     """
-    if token:
-        _SECRETS.add(token)
-    ctx.obj = Settings(api_url or None, token or None, state_dir)
 
 
 @main.command("local")
+@shared_options
 @click.pass_context
 def local_command(ctx: click.Context) -> int:
     """Run the hub on this machine (the same as `make run`)."""
-    settings: Settings = ctx.find_object(Settings)
-    if ctx.find_root().get_parameter_source("state_dir") is click.core.ParameterSource.COMMANDLINE:
+    settings = _settings(ctx)
+    if _state_dir_given(ctx):
         os.environ["FAPIAO_HUB_STATE_DIR"] = str(settings.state_dir.resolve())
     run = _import_local_run()
     return int(run.main() or 0)
@@ -568,6 +666,7 @@ def _import_local_run() -> Any:
 @click.argument(
     "paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path), metavar="FILE_OR_DIR..."
 )
+@shared_options
 @pass_settings
 def submit(settings: Settings, paths: tuple[Path, ...]) -> int:
     """Post seed 004 orders (JSON files; directories: every *.json inside, sorted).
@@ -589,6 +688,7 @@ def submit(settings: Settings, paths: tuple[Path, ...]) -> int:
 
 @main.command()
 @click.argument("code")
+@shared_options
 @pass_settings
 def status(settings: Settings, code: str) -> int:
     """Show an application: status, reason, history, invoices and their files."""
@@ -659,16 +759,24 @@ _interval_option = click.option(
 @click.argument("codes", nargs=-1, required=True, metavar="CODE...")
 @_interval_option
 @click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Give up after (s).")
+@shared_options
 @pass_settings
 def watch(settings: Settings, codes: tuple[str, ...], interval: float, timeout: float) -> int:
     """Follow applications until every one is final (ISSUED, REJECTED, VOIDED, MANUAL_REVIEW,
-    STUCK): a line whenever a status changes. Exit 4 at the timeout."""
+    STUCK, MISMATCH): a line whenever a status changes.
+
+    A code the hub does not know is said so at once and the others are still followed. Exit 0
+    when every one is final, 2 when any code was unknown (the others final), 4 at the timeout.
+    """
     watcher = Watcher(settings.client(), interval=interval, timeout=timeout)
     for code in codes:
         watcher.add(code)
-    if not watcher.run():
+    finished = watcher.run()
+    if watcher.unknown:
+        _say_error(f"unknown to the hub: {watcher.unknown_codes()}")
+    if not finished:
         raise CliError(f"timed out after {timeout:g} s; still open: {watcher.still_open()}", EXIT_TIMEOUT)
-    return EXIT_OK
+    return EXIT_REFUSED if watcher.unknown else EXIT_OK
 
 
 # ---------------------------------------------------------------------------- demo
@@ -692,6 +800,7 @@ class Sample:
 @main.command()
 @_interval_option
 @click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Give up after (s).")
+@shared_options
 @pass_settings
 def demo(settings: Settings, interval: float, timeout: float) -> int:
     """Sample orders through every sandbox channel of the local run, live to their final states.
@@ -793,6 +902,10 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         sample = by_code.get(code)
         if sample is not None:
             sample.actual = f"{watcher.status(code) or 'unknown'} (still open)"
+    for code, answer in watcher.unknown.items():
+        sample = by_code.get(code)
+        if sample is not None:
+            sample.actual, sample.note = "unknown to the hub", answer
     if red is not None and red.actual == "not submitted" and blue_for_red is not None:
         red.actual = f"not submitted (blue {watcher.status(blue_for_red.code) or 'unknown'})"
 

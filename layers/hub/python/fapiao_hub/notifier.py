@@ -117,7 +117,7 @@ from fapiao_hub.store import ApplicationStore, StoredApplication
 logger = Logger(child=True)
 metrics = Metrics()  # flushed by the notifier function's handler
 
-SIGNATURE_PREFIX = "sha256="
+SIGNATURE_PREFIX = "sha256="  # callback_auth takes the same format from channels (one format both ways)
 EVENT_ID_HEADER = "X-Fapiao-Event-Id"
 TIMESTAMP_HEADER = "X-Fapiao-Timestamp"
 SIGNATURE_HEADER = "X-Fapiao-Signature"
