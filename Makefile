@@ -10,14 +10,15 @@ STAMP     := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help run test unit integration lint sam-validate sam-build clean chromium openapi bench sam-invoke soak
+.PHONY: help run test unit integration lint sam-validate lint-template sam-build clean chromium openapi bench sam-invoke soak
 
 help:
 	@echo "make run    - run the hub locally (moto + HTTP API on 127.0.0.1:$${API_PORT:-3000})"
-	@echo "make test   - lint, unit and integration tests, sam validate --lint, sam build, make sam-invoke"
+	@echo "make test   - lint, unit and integration tests, sam validate --lint, cfn-lint (serverless rules), sam build, make sam-invoke"
 	@echo "make soak   - $${SOAK_ORDERS:-10000} orders through the local run with channel faults and dispatcher crashes"
 	@echo "make sam-invoke - every function through sam local invoke in the Lambda container (docker, offline)"
 	@echo "make lint   - ruff"
+	@echo "make lint-template - cfn-lint with the serverless rules on template.yaml (part of make test)"
 	@echo "make openapi - regenerate docs/openapi.json (the HTTP API's OpenAPI document)"
 	@echo "make bench  - benchmarks: requests, cost, cold start, warm, polling, throughput -> docs/benchmarks.md"
 	@echo "make clean  - remove the virtualenv and build output"
@@ -52,6 +53,12 @@ integration: $(STAMP)
 
 sam-validate: $(STAMP)
 	$(VENV)/bin/sam validate --lint --template template.yaml
+
+# cfn-lint with the serverless rules (cfn-lint-serverless): failure handling of asynchronous
+# functions, access logs, DLQs... A finding that does not apply is suppressed in template.yaml, on
+# its resource, with the reason (Metadata: cfn-lint: config: ignore_checks).
+lint-template: $(STAMP)
+	$(VENV)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
 
 # The layer must ship compiled code (/opt is read-only in Lambda: without .pyc files every cold
 # start compiles every module it imports): a hash-based, unchecked .pyc beside every module.
@@ -98,6 +105,7 @@ test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -n 2 --dist loadgroup --ignore=tests/container
 	$(MAKE) --no-print-directory sam-validate
+	$(MAKE) --no-print-directory lint-template
 	$(MAKE) --no-print-directory sam-build
 	$(MAKE) --no-print-directory sam-invoke
 

@@ -20,6 +20,7 @@ from tests.unit.test_callbacks import callbacks, seed_push_text  # noqa: F401 - 
 
 READ_ONLY_VERBS = ("Describe", "Get", "List", "BatchGet", "Query", "Scan", "Head")
 ASYNC_SOURCES = ("AWS::Events::Rule", "AWS::Scheduler::Schedule", "AWS::SNS::Subscription")
+ASYNC_PRINCIPALS = ("events.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com", "scheduler.amazonaws.com")
 
 
 def sam_template() -> dict[str, Any]:
@@ -93,22 +94,10 @@ def _function_of(arn: Any) -> str | None:
     return None
 
 
-def async_functions_without_failure_handling(cfn: dict[str, Any]) -> list[str]:
-    """Functions invoked asynchronously (rules, schedules, SNS) with no DLQ or on-failure destination."""
-    resources = cfn["Resources"]
-    covered = {
-        name
-        for name, r in resources.items()
-        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("DeadLetterConfig")
-    }
-    covered |= {
-        _function_of(r["Properties"].get("FunctionName")) or str(r["Properties"].get("FunctionName", {}).get("Ref"))
-        for r in resources.values()
-        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
-        and r["Properties"].get("DestinationConfig", {}).get("OnFailure")
-    }
+def _async_invocations(cfn: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(function, invoked by, the target) for every rule, schedule or SNS subscription invoking a function."""
     found = []
-    for name, resource in resources.items():
+    for name, resource in cfn["Resources"].items():
         if resource["Type"] not in ASYNC_SOURCES:
             continue
         props = resource["Properties"]
@@ -117,9 +106,78 @@ def async_functions_without_failure_handling(cfn: dict[str, Any]) -> list[str]:
             targets = [{"Arn": props.get("Endpoint")}] if props.get("Protocol") == "lambda" else []
         for target in targets:
             function = _function_of(target.get("Arn"))
-            if function and function not in covered and not target.get("DeadLetterConfig"):
-                found.append(f"{function} (invoked by {name}) has no DLQ or on-failure destination")
+            if cfn["Resources"].get(function or "", {}).get("Type") == "AWS::Lambda::Function":
+                found.append((function, name, target))
+    # Whatever else may invoke a function asynchronously (a permission for an asynchronous service
+    # whose invoker is not a rule, schedule or subscription above).
+    listed = {function for function, _, _ in found}
+    for name, resource in cfn["Resources"].items():
+        props = resource["Properties"] if resource["Type"] == "AWS::Lambda::Permission" else {}
+        function = props.get("FunctionName", {})
+        function = _function_of(function) or (function.get("Ref") if isinstance(function, dict) else None)
+        if function and function not in listed and props.get("Principal") in ASYNC_PRINCIPALS:
+            found.append((function, name, {}))
     return found
+
+
+def async_functions_without_failure_handling(cfn: dict[str, Any]) -> list[str]:
+    """Functions invoked asynchronously (rules, schedules, SNS, ...) whose own failures go nowhere: no
+    DLQ of the function and no on-failure destination. A rule target's DLQ does not count: it
+    catches only events the rule could not deliver, never a run that failed."""
+    resources = cfn["Resources"]
+    covered = {
+        name
+        for name, r in resources.items()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("DeadLetterConfig", {}).get("TargetArn")
+    }
+    covered |= {
+        _function_of(r["Properties"].get("FunctionName")) or str(r["Properties"].get("FunctionName", {}).get("Ref"))
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        and r["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    }
+    found = []
+    for function, invoker, _ in _async_invocations(cfn):
+        message = f"{function} (invoked by {invoker}) has no DLQ or on-failure destination"
+        if function not in covered and message not in found:
+            found.append(message)
+    return found
+
+
+def async_deliveries_without_dlq(cfn: dict[str, Any]) -> list[str]:
+    """Rule and schedule targets invoking a function with no DLQ for the events they fail to deliver."""
+    return [
+        f"{invoker} -> {function}: failed deliveries are lost (no target DLQ)"
+        for function, invoker, target in _async_invocations(cfn)
+        if cfn["Resources"][invoker]["Type"] in ("AWS::Events::Rule", "AWS::Scheduler::Schedule")
+        and not target.get("DeadLetterConfig", {}).get("Arn")
+    ]
+
+
+def _queue_of(arn: Any) -> str | None:
+    return arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else None
+
+
+def dead_letter_queues_without_alarm(cfn: dict[str, Any]) -> list[str]:
+    """Queues where failures end (queue redrive, target DLQs, on-failure destinations) that no alarm watches."""
+    resources = cfn["Resources"]
+    ends: set[str | None] = set()
+    for resource in resources.values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::SQS::Queue":
+            ends.add(_queue_of(props.get("RedrivePolicy", {}).get("deadLetterTargetArn")))
+        if resource["Type"] in ASYNC_SOURCES:
+            ends |= {_queue_of(t.get("DeadLetterConfig", {}).get("Arn")) for t in props.get("Targets") or []}
+        if resource["Type"] == "AWS::Lambda::EventInvokeConfig":
+            ends.add(_queue_of(props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")))
+    watched = {
+        _queue_of(dimension["Value"])
+        for r in resources.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"].get("AlarmActions")
+        for dimension in r["Properties"].get("Dimensions", [])
+        if dimension["Name"] == "QueueName"
+    }
+    return [f"{queue} has no alarm" for queue in sorted(q for q in ends if q) if queue not in watched]
 
 
 def source_queues_without_redrive(cfn: dict[str, Any]) -> list[str]:
@@ -143,8 +201,14 @@ def test_every_bucket_blocks_public_access_and_is_encrypted(monkeypatch):
 
 def test_every_asynchronously_invoked_function_has_a_dlq_or_on_failure_destination(monkeypatch):
     cfn = translate(sam_template(), monkeypatch)
-    assert any(r["Type"] == "AWS::Events::Rule" for r in cfn["Resources"].values())  # there is one to check
+    assert any(function == "PollerFunction" for function, _, _ in _async_invocations(cfn))  # one to check
     assert async_functions_without_failure_handling(cfn) == []
+    assert async_deliveries_without_dlq(cfn) == []
+
+
+def test_every_dead_letter_queue_has_an_alarm(monkeypatch):
+    cfn = translate(sam_template(), monkeypatch)
+    assert dead_letter_queues_without_alarm(cfn) == []
 
 
 def test_every_queue_a_function_consumes_has_a_dlq(monkeypatch):
@@ -172,11 +236,40 @@ def test_the_bucket_check_catches_a_missing_block_or_encryption(monkeypatch):
     ]
 
 
-def test_the_async_check_catches_a_schedule_without_dlq(monkeypatch):
+def test_the_async_check_catches_a_function_whose_only_dlq_is_the_rule_targets(monkeypatch):
+    # The schedule's target DLQ stays: it catches failed deliveries, not the poller's own failures.
+    template = sam_template()
+    del template["Resources"]["PollerFunction"]["Properties"]["EventInvokeConfig"]
+    cfn = translate(template, monkeypatch)
+    assert async_deliveries_without_dlq(cfn) == []
+    assert async_functions_without_failure_handling(cfn) == [
+        "PollerFunction (invoked by PollerFunctionEveryMinute) has no DLQ or on-failure destination"
+    ]
+
+
+def test_the_async_check_wants_an_on_failure_destination_not_just_an_invoke_config(monkeypatch):
+    template = sam_template()
+    config = template["Resources"]["PollerFunction"]["Properties"]["EventInvokeConfig"]
+    config["DestinationConfig"] = {"OnSuccess": config["DestinationConfig"]["OnFailure"]}
+    assert async_functions_without_failure_handling(translate(template, monkeypatch)) == [
+        "PollerFunction (invoked by PollerFunctionEveryMinute) has no DLQ or on-failure destination"
+    ]
+
+
+def test_the_delivery_check_catches_a_schedule_without_target_dlq(monkeypatch):
     template = sam_template()
     del template["Resources"]["PollerFunction"]["Properties"]["Events"]["EveryMinute"]["Properties"]["DeadLetterConfig"]
-    found = async_functions_without_failure_handling(translate(template, monkeypatch))
-    assert found == ["PollerFunction (invoked by PollerFunctionEveryMinute) has no DLQ or on-failure destination"]
+    cfn = translate(template, monkeypatch)
+    assert async_functions_without_failure_handling(cfn) == []
+    assert async_deliveries_without_dlq(cfn) == [
+        "PollerFunctionEveryMinute -> PollerFunction: failed deliveries are lost (no target DLQ)"
+    ]
+
+
+def test_the_alarm_check_catches_a_dead_letter_queue_nobody_watches(monkeypatch):
+    template = sam_template()
+    del template["Resources"]["PollerDLQAlarm"]
+    assert dead_letter_queues_without_alarm(translate(template, monkeypatch)) == ["PollerDLQ has no alarm"]
 
 
 def test_the_queue_check_catches_a_queue_without_dlq(monkeypatch):
