@@ -658,7 +658,9 @@ def _import_local_run() -> Any:
         try:
             from local import run
         except ImportError as error:
-            raise CliError(f"the local run could not be imported from {root}: {error}") from None
+            # The local run's own packages (PyYAML, moto, ...) are the dev extra's, not the command's.
+            hint = "; install them with `pip install -e '.[dev]'` there (or use `make run`)" if error.name else ""
+            raise CliError(f"the local run could not be imported from {root}: {error}{hint}") from None
     return run
 
 
