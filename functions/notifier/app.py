@@ -15,15 +15,16 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def deliver_record(record: SQSRecord) -> str:
-    """One outcome event; its lines name its application (an unreadable event's name none)."""
+def deliver_record(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+    """One outcome event; its lines name its application (an unreadable event's name none).
+    ``lambda_context``: the batch processor passes it, the notifier defers what it has no time for."""
     try:
         detail = jsonutil.loads(record.body)["detail"]
         application = (str(detail["source_system"]), str(detail["open_apply_code"]))
     except (jsonutil.InvalidJson, KeyError, TypeError):
-        return runtime.notifier().deliver_record(record)  # refused, and it says so
+        return runtime.notifier().deliver_record(record, lambda_context)  # refused, and it says so
     with logkeys.application(*application):
-        return runtime.notifier().deliver_record(record)
+        return runtime.notifier().deliver_record(record, lambda_context)
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
