@@ -318,9 +318,7 @@ class LocalHub:
         if self._stopped:
             return
         self._stopped = True
-        _shutdown(
-            self.gateway, self.pumps, self._env_plan, self._process_env, self._moto, self._sandboxes, self._state
-        )
+        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto, self._sandboxes, self._state)
         self.local_json.unlink(missing_ok=True)
         log.info("stopped")
 
