@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 .PHONY: help run test unit integration lint sam-validate lint-template sam-build clean chromium openapi bench sam-invoke soak
 
 help:
-	@echo "make run    - run the hub locally (moto + HTTP API on 127.0.0.1:$${API_PORT:-3000})"
+	@echo "make run    - run the hub locally (moto + HTTP API on 127.0.0.1:$${API_PORT:-3000}); keeps its state across restarts, FRESH=1 starts empty"
 	@echo "make test   - lint, unit and integration tests, sam validate --lint, cfn-lint (serverless rules), sam build, make sam-invoke"
 	@echo "make soak   - $${SOAK_ORDERS:-10000} orders through the local run with channel faults and dispatcher crashes"
 	@echo "make sam-invoke - every function through sam local invoke in the Lambda container (docker, offline)"
@@ -39,8 +39,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'; \
 	touch $(STAMP)
 
+# The local run keeps its tables, files and token in .fapiao-hub/saved/ across restarts (local/state.py);
+# `make run FRESH=1` starts empty, with a new token.
 run: $(STAMP)
-	$(PY) -m local.run
+	$(if $(filter-out 0,$(FRESH)),FAPIAO_HUB_FRESH=1 )$(PY) -m local.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

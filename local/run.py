@@ -17,6 +17,10 @@
 ``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise.
 Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
 
+``make run`` keeps its state across a restart (local.state): tables, files and the token are saved
+under ``<state>/saved/`` on a clean stop and every ``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at
+the next start; ``FAPIAO_HUB_FRESH=1`` (``make run FRESH=1``) starts empty, with a new token.
+
 Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
 """
 
@@ -46,6 +50,7 @@ from local.runtime import (
     tag_log_handlers,
     unload_functions,
 )
+from local.state import SAVE_SECONDS, LocalState, PeriodicSave, forget, fresh_requested, saved_token
 
 log = logging.getLogger("local.run")
 
@@ -305,14 +310,15 @@ class LocalHub:
     _sandboxes: dict[str, Any] = field(default_factory=dict)
     _env_plan: EnvironmentPlan | None = None
     _process_env: _ProcessEnv | None = None
+    _state: LocalState | None = None
     _stopped: bool = False
 
     def stop(self) -> None:
-        """Stop the HTTP server, the pumps and moto; undo the environment changes."""
+        """Stop the HTTP server and the pumps, save the state (when kept), stop moto; undo the environment changes."""
         if self._stopped:
             return
         self._stopped = True
-        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto, self._sandboxes)
+        _shutdown(self.gateway, self.pumps, self._env_plan, self._process_env, self._moto, self._sandboxes, self._state)
         self.local_json.unlink(missing_ok=True)
         log.info("stopped")
 
@@ -330,6 +336,7 @@ def _shutdown(
     process_env: _ProcessEnv | None,
     moto: Any,
     sandboxes: dict[str, Any] | None = None,
+    state: LocalState | None = None,
 ) -> None:
     if gateway is not None:
         gateway.stop()
@@ -337,6 +344,11 @@ def _shutdown(
         pump._stop_event.set()
     for pump in pumps:
         pump.stop()
+    if state is not None:  # nothing writes any more; moto is still up
+        try:
+            log.info("saved %s to %s", state.save(), state.dir)
+        except Exception:
+            log.exception("could not save the state to %s; the last save stands", state.dir)
     unload_functions()
     if env_plan is not None:
         env_plan.restore()
@@ -380,11 +392,14 @@ def start(
     prefix: str = DEFAULT_PREFIX,
     token: str | None = None,
     moto_process: bool = False,
+    keep_state: bool = False,
 ) -> LocalHub:
     """Start everything (see the module docstring); ``stop()`` the result, or use ``with``.
 
     ``moto_process``: moto in a child process of its own (local.atomic_moto.MotoProcess) rather than
-    in this one; the soak runs so, to give moto a core of its own.
+    in this one; the soak runs so, to give moto a core of its own. ``keep_state``: restore what the
+    last run saved in ``<state>/saved/`` and save there (local.state), as ``make run`` does;
+    ``FAPIAO_HUB_FRESH`` set forgets it first.
     """
     import boto3
 
@@ -403,7 +418,12 @@ def start(
     gateway = None
     pumps: list[Pump] = []
     env_plan = None
+    local_state = None
     process_env = _ProcessEnv()
+    if keep_state and fresh_requested():
+        forget(state)
+        log.info("FAPIAO_HUB_FRESH: starting empty, with a new token (%s deleted)", state / "saved")
+    token = token or (saved_token(state) if keep_state else None) or secrets.token_urlsafe(32)
     try:
         moto = (MotoProcess if moto_process else AtomicMotoServer)(HOST, moto_port).start()
         endpoint = "http://{}:{}".format(*moto.get_host_and_port())
@@ -432,8 +452,14 @@ def start(
             parameters=parameters,
             prefix=prefix,
         )
-
-        token = token or secrets.token_urlsafe(32)
+        if keep_state:
+            local_state = LocalState(state, resources, boto3.Session(), endpoint, region, token)
+            restored = local_state.restore()
+            if restored is None:
+                local_state.save()  # the token, at once: a hard kill before the first save keeps it
+                log.info("nothing saved in %s: starting empty", local_state.dir)
+            else:
+                log.info("restored %s from %s", restored, local_state.dir)
         config_document = json.loads(Path(hub_config).read_text(encoding="utf-8"))
         sandboxes = start_sandboxes(config_document)
         receivers = start_receivers(config_document)
@@ -536,6 +562,8 @@ def start(
         if pushing:
             dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint)
             pumps.append(OutOfBandForwarder(dynamodb, resources.tables["ApplicationsTable"], pushing))
+        if local_state is not None and SAVE_SECONDS > 0:
+            pumps.append(PeriodicSave(local_state, SAVE_SECONDS))
         for pump in pumps:
             pump.start()
             log.info("pump %s", pump.name)
@@ -555,6 +583,7 @@ def start(
             _sandboxes=helpers,
             _env_plan=env_plan,
             _process_env=process_env,
+            _state=local_state,
         )
         info = {
             "api_url": hub.api_url,
@@ -574,7 +603,7 @@ def start(
         _write_private(local_json, json.dumps(info, indent=2))
         return hub
     except BaseException:
-        _shutdown(gateway, pumps, env_plan, process_env, moto, helpers)
+        _shutdown(gateway, pumps, env_plan, process_env, moto, helpers)  # not saved: it may be half restored
         raise
 
 
@@ -592,6 +621,7 @@ def main() -> int:
         hub = start(
             api_port=int(os.environ.get("API_PORT", "3000")),
             moto_port=int(os.environ.get("MOTO_PORT", "0")),
+            keep_state=True,
         )
     except OSError as error:
         if error.errno != errno.EADDRINUSE:

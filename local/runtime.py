@@ -26,13 +26,15 @@ for free need care here:
   values. :meth:`LocalFunction.invoke` discards them after each invocation instead.
 
 Log lines carry the function's name: :class:`FunctionNameFilter` sets ``record.function_name`` from
-the function running in the current thread (``local`` outside any), which the local run's format
-prints and Powertools' JSON formatter includes as a key.
+the function running in the current thread (``local`` outside any). Every line, the functions' and
+the run's own, is printed in one readable format (:class:`LocalFormatter`), which also keeps the keys
+a function appends per thread, so that one function's keys never reach another's lines.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -44,6 +46,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
+
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from local.provision import FunctionSpec
 
@@ -351,7 +355,61 @@ def unload_functions() -> None:
 
 # ------------------------------------------------------------------ logging
 
-LOG_FORMAT = "%(asctime)s %(function_name)-32s %(levelname)-7s %(name)s: %(message)s"
+# Keys every line has (or that say nothing locally): left out of the readable line.
+_QUIET_KEYS = frozenset({
+    "timestamp", "level", "message", "function_name", "location", "service", "sampling_rate", "cold_start",
+    "function_memory_size", "function_arn", "function_request_id", "xray_trace_id", "source_system",
+})  # fmt: skip
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return json.dumps(text, ensure_ascii=False) if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+class LocalFormatter(LambdaPowertoolsFormatter):
+    """The local run's one line format, for the functions' Powertools loggers and its own alike.
+
+    ``time level function code=<openApplyCode> request=<request number> message key=value ...``
+    (the code and request number when the line is about an application). Lambda keeps Powertools'
+    JSON; this is for a person reading a console.
+
+    Keys appended to a Powertools logger live in its formatter, and every function shares the one
+    logger of the service: locally, functions running side by side would print each other's keys
+    (an application's code on another's line). Here every key a function appends is kept per
+    thread (Powertools' thread-safe keys), so each invocation sees only its own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(datefmt="%Y-%m-%d %H:%M:%S,%F", serialize_stacktrace=False)
+
+    def append_keys(self, **additional_keys: Any) -> None:
+        self.thread_safe_append_keys(**additional_keys)
+
+    def remove_keys(self, keys: Any) -> None:
+        self.thread_safe_remove_keys(keys)
+
+    def clear_state(self) -> None:
+        self.thread_safe_clear_keys()
+
+    def get_current_keys(self) -> dict[str, Any]:
+        return {**self.log_format, **self.thread_safe_get_current_keys()}
+
+    def serialize(self, log: dict[str, Any]) -> str:
+        code = log.get("open_apply_code")
+        head = f"{log.get('timestamp', '')} {log.get('level', ''):<7} {log.get('function_name', 'local'):<28}"
+        if code:
+            head += f" code={_value(code)}"
+            if log.get("request_number"):
+                head += f" request={_value(log['request_number'])}"
+        exception = log.pop("exception", None)
+        log.pop("exception_name", None)
+        skip = _QUIET_KEYS | {"open_apply_code", "request_number"}
+        if log.get("correlation_id") == code:
+            skip |= {"correlation_id"}
+        pairs = " ".join(f"{k}={_value(v)}" for k, v in log.items() if k not in skip)
+        line = f"{head} {log.get('message', '')}" + (f"  {pairs}" if pairs else "")
+        return f"{line}\n{exception}" if exception else line
 
 
 class FunctionNameFilter(logging.Filter):
@@ -377,22 +435,25 @@ class FunctionNameFilter(logging.Filter):
 
 
 _FILTER = FunctionNameFilter()
+_FORMATTER = LocalFormatter()
 
 
 def setup_logging(level: int = logging.INFO, stream: Any = None) -> None:
-    """One stream (stdout, where Powertools loggers write too), each line with the function."""
+    """One stream (stdout, where Powertools loggers write too), one line format (:class:`LocalFormatter`)."""
     handler = logging.StreamHandler(stream or sys.stdout)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(_FORMATTER)
     handler.addFilter(_FILTER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)  # a stray warning is a log line too, not raw text on stderr
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def tag_log_handlers() -> None:
-    """Add the function-name filter to every handler now attached (Powertools' included)."""
+    """Every handler now attached (Powertools' included): the function-name filter, and the local
+    format with per-thread keys in place of Powertools' formatter."""
     loggers = [logging.getLogger()] + [
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
@@ -400,3 +461,5 @@ def tag_log_handlers() -> None:
         for handler in lg.handlers:
             if _FILTER not in handler.filters:
                 handler.addFilter(_FILTER)
+            if isinstance(handler.formatter, LambdaPowertoolsFormatter) and handler.formatter is not _FORMATTER:
+                handler.setFormatter(_FORMATTER)

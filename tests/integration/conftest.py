@@ -47,9 +47,10 @@ class LocalRun:
         return self.process.wait(timeout=timeout)
 
 
-def start_local_run(tmp_path: Path, **env: str) -> LocalRun:
+def start_local_run(tmp_path: Path, state_dir: Path | None = None, **env: str) -> LocalRun:
+    """``state_dir``: another run's, to start where it stopped (by default one of its own)."""
     tmp_path.mkdir(parents=True, exist_ok=True)
-    state_dir = tmp_path / "state"
+    state_dir = state_dir or tmp_path / "state"
     log_path = tmp_path / "local-run.log"
     environment = {
         **os.environ,
@@ -88,11 +89,12 @@ def _finish(run: LocalRun) -> None:
 
 @pytest.fixture
 def local_run_factory(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
-    """Starts local runs (keyword arguments become environment variables); stops them after."""
+    """Starts local runs (keyword arguments become environment variables; ``state_dir=`` an earlier
+    run's state directory, to restart it); stops them after."""
     runs: list[LocalRun] = []
 
-    def start(**env: str) -> LocalRun:
-        run = start_local_run(tmp_path / f"run{len(runs)}", **env)
+    def start(state_dir: Path | None = None, **env: str) -> LocalRun:
+        run = start_local_run(tmp_path / f"run{len(runs)}", state_dir, **env)
         runs.append(run)
         return run
 

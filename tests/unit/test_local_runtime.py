@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -154,7 +153,8 @@ def test_log_records_carry_the_function_name() -> None:
 
 
 def test_powertools_lines_name_the_invocation_that_logged_them(capsys: pytest.CaptureFixture[str]) -> None:
-    """Two functions share the layer's Powertools logger; each line names its own invocation."""
+    """Two functions share the layer's Powertools logger; each line names its own function, in the
+    local run's one readable format (not Powertools' JSON)."""
     from aws_lambda_powertools import Logger
 
     from local.runtime import LocalFunction, tag_log_handlers
@@ -163,20 +163,59 @@ def test_powertools_lines_name_the_invocation_that_logged_them(capsys: pytest.Ca
     tag_log_handlers()
 
     def make(message: str):
-        @logger.inject_lambda_context
+        @logger.inject_lambda_context(clear_state=True)
         def handler(event, context):
-            logger.info(message)
+            logger.info(message, extra={"n": 1})
             return context.aws_request_id
 
         return handler
 
     first = LocalFunction("fn-first", make("one"))
     second = LocalFunction("fn-second", make("two"))
-    ids = [first.invoke({}), second.invoke({}), first.invoke({})]
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert [(x["message"], x["function_name"], x["function_request_id"], x["cold_start"]) for x in lines] == [
-        ("one", "fn-first", ids[0], True),
-        ("two", "fn-second", ids[1], True),
-        ("one", "fn-first", ids[2], False),
+    first.invoke({}), second.invoke({}), first.invoke({})
+    lines = [line.split(" ", 2)[2] for line in capsys.readouterr().out.splitlines()]
+    assert [line.split() for line in lines] == [
+        ["INFO", "fn-first", "one", "n=1"],
+        ["INFO", "fn-second", "two", "n=1"],
+        ["INFO", "fn-first", "one", "n=1"],
     ]
-    assert lines[1]["function_arn"].endswith(":function:fn-second")
+
+
+def test_keys_one_function_appends_never_reach_another_functions_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """Locally every function shares one Powertools logger: keys are kept per thread, and an
+    application's code and request number lead the line."""
+    import threading
+
+    from aws_lambda_powertools import Logger
+
+    from fapiao_hub import logkeys
+    from local.runtime import LocalFunction, tag_log_handlers
+
+    logger = Logger(service="keys-per-thread-under-test")  # a handler on this capsys stream
+    tag_log_handlers()
+    inside, outside = threading.Event(), threading.Event()
+
+    @logger.inject_lambda_context(clear_state=True)
+    def busy(event, context):
+        logkeys.set_application("erp", "ORDER-A")
+        logger.set_correlation_id("ORDER-A")
+        inside.set()
+        outside.wait(5)
+        logger.info("still on A")
+
+    @logger.inject_lambda_context(clear_state=True)
+    def other(event, context):
+        logger.info("about nothing")
+
+    thread = threading.Thread(target=LocalFunction("fn-a", busy).invoke, args=({},))
+    thread.start()
+    assert inside.wait(5)
+    LocalFunction("fn-b", other).invoke({})
+    outside.set()
+    thread.join(5)
+    lines = capsys.readouterr().out.splitlines()
+    [nothing] = [line for line in lines if "about nothing" in line]
+    assert "ORDER-A" not in nothing and "code=" not in nothing
+    [on_a] = [line for line in lines if "still on A" in line]
+    number = logkeys.keys_for("erp", "ORDER-A")["request_number"]
+    assert " fn-a" in on_a and f"code=ORDER-A request={number} still on A" in on_a

@@ -18,6 +18,7 @@ from fapiao_hub.config import HubConfig, Settings, load_hub_config
 # Each factory imports what it builds: a function's cold start pays only for the parts it uses
 # (the notifier's requests, the channels, the dispatcher's and callback receiver's workflow).
 if TYPE_CHECKING:
+    from fapiao_hub.channels.base import Channel
     from fapiao_hub.channels.registry import ChannelRegistry
     from fapiao_hub.events import EventPublisher
     from fapiao_hub.files import FileStore
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.rules import RulePolicy
-    from fapiao_hub.store import ApplicationStore
+    from fapiao_hub.store import ApplicationStore, StoredApplication
     from fapiao_hub.workflow import CallbackReceiver, Dispatcher
 
 
@@ -118,7 +119,12 @@ def callback_receiver() -> CallbackReceiver:
     from fapiao_hub.workflow import CallbackReceiver
 
     return CallbackReceiver(
-        application_store(), file_store(), channel_registry(), dispatcher(), event_publisher(), hub_config
+        application_store(),
+        file_store(),
+        channel_registry(),
+        _ResultsNamed(dispatcher()),
+        event_publisher(),
+        hub_config,
     )
 
 
@@ -194,3 +200,18 @@ def reset() -> None:
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()
+
+
+class _ResultsNamed:
+    """The dispatcher as the callback receiver uses it: each pushed result's lines name its application
+    (one push may carry results for several; fapiao_hub.logkeys)."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+
+    def apply_result(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
+        from fapiao_hub import logkeys
+
+        application = stored.application
+        with logkeys.application(application.source_system, application.open_apply_code, stored.request_number):
+            return self._dispatcher.apply_result(stored, outcome, channel)

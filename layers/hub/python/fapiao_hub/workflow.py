@@ -496,6 +496,7 @@ class Dispatcher:
         event_type: events.EventType,
         changes: dict[str, object] | None = None,
     ) -> str:
+        logger.warning("application %s", to.value, extra={"reason": reason[:300]})  # why it was refused, or stopped
         application = stored.application
         event = events.outcome_event(
             event_type,
@@ -634,7 +635,16 @@ class CallbackReceiver:
             if stored is None:
                 unmatched.append(self._keep_unmatched(channel_name, result, raw_ref))
                 continue
-            logger.info("callback result", extra={"channel": channel_name, "status": stored.status.value})
+            logger.info(
+                "callback result",
+                extra={
+                    "channel": channel_name,
+                    "status": stored.status.value,
+                    "open_apply_code": stored.application.open_apply_code,
+                    "correlation_id": stored.application.open_apply_code,
+                    "request_number": result.request_number,
+                },
+            )
             self._dispatcher.apply_result(stored, result.outcome, channel)
         if unmatched:
             names = ", ".join(u or "(none)" for u in unmatched)
@@ -645,6 +655,10 @@ class CallbackReceiver:
         invoices = result.outcome.invoices if isinstance(result.outcome, Issued) else ()
         items = [_unmatched_item(channel_name, result, invoice, raw_ref) for invoice in invoices]
         kept = self._store.record_unmatched(items) if items else []
+        logger.warning(
+            "push for an unknown request number kept",
+            extra={"channel": channel_name, "request_number": result.request_number, "raw": raw_ref},
+        )
         self._events.publish(
             events.outcome_event(
                 events.EventType.RESULT_UNMATCHED,

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import jsonutil, openapi, runtime
+from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.workflow import ApplicationConflict
 from fapiao_hub.queues import QueueUnavailable
@@ -178,7 +178,7 @@ def submit() -> Response[Any]:
         metrics.add_metric(name="OrdersRefused", unit=MetricUnit.Count, value=1)
         raise _invalid(result.errors)
     application = result.application
-    logger.set_correlation_id(application.open_apply_code)
+    logkeys.set_application(system_id, application.open_apply_code)
     try:
         submitted = runtime.intake().submit(
             application,
@@ -268,7 +268,7 @@ for _path in SUBMIT_PATHS:
 def read(openApplyCode: Annotated[str, Path(description="the openApplyCode it was submitted with")]) -> Response[Any]:
     system_id = _caller()
     open_apply_code = openApplyCode
-    logger.set_correlation_id(open_apply_code)
+    logkeys.set_application(system_id, open_apply_code)
     stored = runtime.intake().get(system_id, open_apply_code)
     if stored is None:  # also for another system's application: no existence is revealed
         metrics.add_metric(name="OrdersNotFound", unit=MetricUnit.Count, value=1)
