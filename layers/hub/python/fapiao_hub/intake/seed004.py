@@ -260,6 +260,25 @@ def caller_path(path: tuple[str | int, ...], prices_include_tax: bool) -> str:
     return f"{ROOT}.{_HEADER_FIELDS.get(str(head), str(head))}"
 
 
+def red_refusal_field(body: Any, path: tuple[str | int, ...]) -> str:
+    """The caller's field for a red application its blue invoice refused (intake.workflow.RedRefused).
+
+    The blue invoice's number may have come in the header or only in redVatInvoiceInfoLog: name the
+    one the caller sent.
+    """
+    field = caller_path(path, prices_include_tax=True)
+    if path[:1] == ("red",) and len(path) > 1 and path[1] in ("blue_invoice_number", "blue_invoice_code"):
+        order = body.get(ROOT) if isinstance(body, dict) else None
+        header_name = _RED_FIELDS[str(path[1])]
+        if (
+            isinstance(order, dict)
+            and order.get(header_name) in (None, "")
+            and isinstance(order.get("redVatInvoiceInfoLog"), dict)
+        ):
+            return f"{ROOT}.redVatInvoiceInfoLog.{header_name}"
+    return field
+
+
 def _shape_errors(error: ValidationError) -> list[FieldError]:
     found = []
     for detail in error.errors(include_url=False):
