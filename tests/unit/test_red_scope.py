@@ -16,14 +16,11 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice
+from tests.unit import test_poller_and_red as red_flows
 from tests.unit.conftest import OTHER_TOKEN, event, hub_config_document
-from tests.unit.test_poller_and_red import (  # noqa: F401 (dispatching is a fixture)
-    BLUE,
-    _issue_blue,
-    dispatching,
-    red_order,
-    remaining,
-)
+from tests.unit.test_poller_and_red import BLUE, _issue_blue, red_order, remaining
+
+dispatching = red_flows.dispatching  # the fixture, reused
 
 BLUE_LEFT = (Decimal("5327.43"), Decimal("692.57"))  # seed 004's example, issued as BLUE
 UNKNOWN_TEXT = (

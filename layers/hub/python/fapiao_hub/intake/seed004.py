@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from fapiao_hub import rules
@@ -135,6 +135,12 @@ class Seed004Order(_Shape):
     freight: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderTransportSub")
     passenger_transport: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderPassengerTransportSub")
     red_log: Seed004RedLog | None = Field(None, alias="redVatInvoiceInfoLog")
+
+    @field_validator("amounts_include_tax", mode="before")
+    @classmethod
+    def _blank_sign_is_absent(cls, value: Any) -> Any:
+        """An empty amtInclTaxSign means tax-inclusive, as an absent one does (docs/intake.md)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class Seed004Request(BaseModel):
