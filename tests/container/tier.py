@@ -543,7 +543,8 @@ def remove_stale_layer_images(keep: str | None) -> None:
 
 
 def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
-    """The sample configuration with the fixtures' token and the sandbox container's URLs.
+    """The sample configuration with the fixtures' token and the sandbox container's URLs (and the
+    fixture system may reverse invoices issued outside the hub, for the red fixture).
 
     Ekuaibao's HMAC secret is left out: seed 000's pushes carry the accessToken only, as the
     fixture does (a fixture cannot carry a signature over a fresh timestamp). Signed pushes are
@@ -555,6 +556,8 @@ def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
     for system_id, system in config["business_systems"].items():
         if system_id == FIXTURE_SYSTEM:
             system["token_sha256"] = [token_sha256(FIXTURE_TOKEN)]
+            # events/intake-post-red.json reverses seed 004's invoice, which the hub never issued.
+            system["reverses_outside_invoices"] = True
         webhook = system.get("webhook")
         if webhook and webhook.get("url") == "sandbox":
             webhook["url"] = f"http://sandbox:{SANDBOX_PORTS['receiver']}/hook"

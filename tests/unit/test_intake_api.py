@@ -267,8 +267,14 @@ def test_get_is_scoped_to_the_callers_business_system(hub):
 
 
 def test_red_order_is_accepted(hub):
+    """Its blue invoice was not issued through the hub: accepted only where the business system
+    is configured to reverse invoices issued elsewhere (else a 400: tests/unit/test_red_scope.py)."""
+    from tests.unit.test_red_scope import allow_outside_invoices
+
+    allow_outside_invoices(hub, "sample-erp")
     status, answer, _ = hub.call(event("intake-post-red.json"))
     assert status == 200, answer
+    assert any("12221761" in w for w in answer["data"]["warnings"]), answer
     status, answer, _ = hub.call(get_event("red-zcxs1825830330588741634-1"))
     order = answer["data"]["invoiceOrder"]
     assert order["openInvoiceType"] == "1" and order["blueInvoiceNumber"] == "12221761"

@@ -109,6 +109,10 @@ class BusinessSystem(_Config):
     # SHA-256 (hex) of each bearer token this system may use; several allow rotation.
     token_sha256: tuple[str, ...] = Field(min_length=1)
     companies: dict[str, Company] = Field(default_factory=dict)
+    # Red applications for blue invoices the hub did not issue for this system and seller (issued
+    # before the hub, or elsewhere): off, they are a 400 like any unknown invoice; on, accepted with
+    # a warning and nothing reserved, as what is left to reverse cannot be checked (docs/intake.md).
+    reverses_outside_invoices: bool = False
 
     @field_validator("token_sha256")
     @classmethod

@@ -17,7 +17,7 @@ from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Status, application_key
+from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Direction, Status, application_key
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
@@ -46,6 +46,21 @@ class RedLimitExceeded(Exception):
         super().__init__(f"left to reverse: {remaining_amount} + tax {remaining_tax}")
         self.remaining_amount = remaining_amount
         self.remaining_tax = remaining_tax
+
+
+class BlueInvoiceUnknown(Exception):
+    """No blue invoice under that key that the red application's business system and seller own.
+
+    Deliberately one answer for "not there" and "someone else's": a tenant learns nothing of another's.
+    """
+
+
+class BlueInvoiceTypeDiffers(Exception):
+    """The owner's blue invoice is of a type the red application may not reverse (DOMAIN.md 4)."""
+
+    def __init__(self, blue_invoice_type: str):
+        super().__init__(blue_invoice_type)
+        self.blue_invoice_type = blue_invoice_type
 
 
 class InvoiceNumberTaken(Exception):
@@ -518,11 +533,24 @@ class ApplicationStore:
         )
         return answer.get("Item")
 
-    def reserve_red(self, blue_pk: str, amount: Decimal, tax: Decimal) -> None:
+    def reserve_red(
+        self,
+        blue_pk: str,
+        amount: Decimal,
+        tax: Decimal,
+        *,
+        source_system: str,
+        seller_tax_number: str,
+        invoice_types: tuple[str, ...],
+    ) -> None:
         """Take a red application's (positive) amount and tax from what its blue invoice has left.
 
-        One conditional write: concurrent red applications can never together exceed the blue
-        invoice. Raises RedLimitExceeded with the figures left, or NotFound-like KeyError.
+        One conditional write, which is also the ownership check: the blue invoice must have been
+        issued for ``source_system`` and ``seller_tax_number``, be of one of ``invoice_types``, and
+        have at least the amount and the tax left; concurrent red applications can never together
+        exceed it. On failure the item as it was (handed back by the failed write, no second read)
+        says why: BlueInvoiceUnknown (absent, or not this owner's: the same answer),
+        BlueInvoiceTypeDiffers, or RedLimitExceeded with the owner's figures left.
         """
         try:
             self._table.meta.client.update_item(
@@ -530,15 +558,35 @@ class ApplicationStore:
                 Key={"pk": blue_pk},
                 UpdateExpression="SET red_remaining_amount = red_remaining_amount - :a, "
                 "red_remaining_tax = red_remaining_tax - :t",
-                ConditionExpression="red_remaining_amount >= :a AND red_remaining_tax >= :t",
-                ExpressionAttributeValues={":a": amount, ":t": tax},
+                ConditionExpression="source_system = :system AND seller_tax_number = :seller "
+                "AND direction = :blue AND invoice_type IN ("
+                + ", ".join(f":type{i}" for i in range(len(invoice_types)))
+                + ") AND red_remaining_amount >= :a AND red_remaining_tax >= :t",
+                ExpressionAttributeValues={
+                    ":a": amount,
+                    ":t": tax,
+                    ":system": source_system,
+                    ":seller": seller_tax_number,
+                    ":blue": Direction.BLUE.value,
+                    **{f":type{i}": value for i, value in enumerate(invoice_types)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
-            blue = self.invoice(blue_pk)
-            if blue is None:
-                raise KeyError(blue_pk) from None
+            old = error.response.get("Item")
+            blue = _deserialize(old) if old else None
+            if (
+                blue is None
+                or blue.get("source_system") != source_system
+                or blue.get("seller_tax_number") != seller_tax_number
+                or blue.get("direction") != Direction.BLUE.value
+                or "red_remaining_amount" not in blue
+            ):
+                raise BlueInvoiceUnknown(blue_pk) from None
+            if blue.get("invoice_type") not in invoice_types:
+                raise BlueInvoiceTypeDiffers(str(blue.get("invoice_type"))) from None
             raise RedLimitExceeded(
                 Decimal(str(blue.get("red_remaining_amount", 0))), Decimal(str(blue.get("red_remaining_tax", 0)))
             ) from None

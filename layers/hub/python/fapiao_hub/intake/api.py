@@ -20,9 +20,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
-from fapiao_hub.intake.workflow import ApplicationConflict
+from fapiao_hub.intake.workflow import ApplicationConflict, RedRefused
 from fapiao_hub.queues import QueueUnavailable
-from fapiao_hub.store import RedLimitExceeded, StoredApplication
+from fapiao_hub.store import StoredApplication
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -185,24 +185,16 @@ def submit() -> Response[Any]:
             payload_sha256=jsonutil.content_hash(body),
             channel=result.channel,
             warnings=[f"{w.field}: {w.message}" for w in result.warnings],
+            reverses_outside_invoices=config.business_systems[system_id].reverses_outside_invoices,
         )
     except ApplicationConflict:
         return envelope(
             HTTPStatus.CONFLICT,
             f"openApplyCode {application.open_apply_code!r} was already received with different content",
         )
-    except RedLimitExceeded as exceeded:
-        red = application.red
-        raise _invalid(
-            [
-                seed004.FieldError(
-                    f"{seed004.ROOT}.blueInvoiceNumber",
-                    f"reverses {-application.amount} + tax {-application.tax}, but blue invoice "
-                    f"{red.blue_invoice_number if red else ''} has {exceeded.remaining_amount} + tax "
-                    f"{exceeded.remaining_tax} left to reverse",
-                )
-            ]
-        ) from None
+    except RedRefused as refused:
+        field = seed004.red_refusal_field(body, refused.problem.path)
+        raise _invalid([seed004.FieldError(field, refused.problem.message)]) from None
     logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
     metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from fapiao_hub import rules
@@ -135,6 +135,12 @@ class Seed004Order(_Shape):
     freight: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderTransportSub")
     passenger_transport: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderPassengerTransportSub")
     red_log: Seed004RedLog | None = Field(None, alias="redVatInvoiceInfoLog")
+
+    @field_validator("amounts_include_tax", mode="before")
+    @classmethod
+    def _blank_sign_is_absent(cls, value: Any) -> Any:
+        """An empty amtInclTaxSign means tax-inclusive, as an absent one does (docs/intake.md)."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class Seed004Request(BaseModel):
@@ -258,6 +264,25 @@ def caller_path(path: tuple[str | int, ...], prices_include_tax: bool) -> str:
     if head == "extras":
         return json_path((ROOT, *rest))
     return f"{ROOT}.{_HEADER_FIELDS.get(str(head), str(head))}"
+
+
+def red_refusal_field(body: Any, path: tuple[str | int, ...]) -> str:
+    """The caller's field for a red application its blue invoice refused (intake.workflow.RedRefused).
+
+    The blue invoice's number may have come in the header or only in redVatInvoiceInfoLog: name the
+    one the caller sent.
+    """
+    field = caller_path(path, prices_include_tax=True)
+    if path[:1] == ("red",) and len(path) > 1 and path[1] in ("blue_invoice_number", "blue_invoice_code"):
+        order = body.get(ROOT) if isinstance(body, dict) else None
+        header_name = _RED_FIELDS[str(path[1])]
+        if (
+            isinstance(order, dict)
+            and order.get(header_name) in (None, "")
+            and isinstance(order.get("redVatInvoiceInfoLog"), dict)
+        ):
+            return f"{ROOT}.redVatInvoiceInfoLog.{header_name}"
+    return field
 
 
 def _shape_errors(error: ValidationError) -> list[FieldError]:

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fapiao_hub.models import Application, Status, invoice_key, request_number_for
+from fapiao_hub.models import Application, InvoiceType, Problem, Status, invoice_key, request_number_for
 from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.store import ApplicationExists, ApplicationStore, StoredApplication
+from fapiao_hub.store import (
+    ApplicationExists,
+    ApplicationStore,
+    BlueInvoiceTypeDiffers,
+    BlueInvoiceUnknown,
+    RedLimitExceeded,
+    StoredApplication,
+)
 
 # How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
 # queue message, or a queue failure the caller never retried).
@@ -24,6 +31,18 @@ class ApplicationConflict(Exception):
         self.existing = existing
 
 
+class RedRefused(Exception):
+    """A red application its blue invoice does not allow (DOMAIN.md 4); nothing was stored or reserved.
+
+    ``problem.path`` is canonical (``("red", "blue_invoice_number")``, ``("invoice_type",)``): the
+    intake shape names the caller's field.
+    """
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.message)
+        self.problem = problem
+
+
 @dataclass(frozen=True)
 class Submitted:
     stored: StoredApplication
@@ -36,12 +55,21 @@ class Intake:
         self._queue = queue
 
     def submit(
-        self, application: Application, *, payload_sha256: str, channel: str | None, warnings: list[str]
+        self,
+        application: Application,
+        *,
+        payload_sha256: str,
+        channel: str | None,
+        warnings: list[str],
+        reverses_outside_invoices: bool = False,
     ) -> Submitted:
         """Store the application as RECEIVED and ask for its dispatch, exactly once per content.
 
-        Raises ApplicationConflict for the same number with other content, RedLimitExceeded when a
-        red application asks for more than its blue invoice has left, and queues.QueueUnavailable
+        Raises ApplicationConflict for the same number with other content, RedRefused when a red
+        application's blue invoice does not allow it (not this business system's and seller's, of
+        the other kind, or not enough left; with ``reverses_outside_invoices``, the business
+        system's configuration switch, a blue invoice it does not own is accepted with a warning
+        instead, nothing reserved), and queues.QueueUnavailable
         when the dispatch request could not be sent: the application is then stored and stays
         RECEIVED, and a repeat of the same body sends the request again.
         """
@@ -52,7 +80,7 @@ class Intake:
             existing = self._store.get(application.source_system, application.open_apply_code)
             if existing is not None:
                 return self._again(existing, payload_sha256)
-        reserved_on = self._reserve_red(application, warnings)
+        reserved_on = self._reserve_red(application, warnings, reverses_outside_invoices)
         try:
             stored = self._store.create(
                 application,
@@ -82,18 +110,63 @@ class Intake:
             self._request_dispatch(existing)
         return Submitted(existing, created=False)
 
-    def _reserve_red(self, application: Application, warnings: list[str]) -> str | None:
-        """Take a red application's amount from what its blue invoice has left (DOMAIN.md 4)."""
-        if application.red is None:
+    def _reserve_red(self, application: Application, warnings: list[str], outside_allowed: bool) -> str | None:
+        """Take a red application's amount from what its blue invoice has left (DOMAIN.md 4).
+
+        Only a blue invoice issued through the hub for this business system and seller can be
+        reversed; any other reads exactly like an unknown one (no figure of anyone else's).
+        """
+        red = application.red
+        if red is None:
             return None
-        blue = invoice_key(application.red.blue_invoice_code, application.red.blue_invoice_number)
-        if self._store.invoice(blue) is None:
-            warnings.append(
-                f"blue invoice {application.red.blue_invoice_number} was not issued through the hub: "
-                "what is left to reverse cannot be checked"
+        blue = invoice_key(red.blue_invoice_code, red.blue_invoice_number)
+        label = (
+            f"{red.blue_invoice_code}/{red.blue_invoice_number}" if red.blue_invoice_code else red.blue_invoice_number
+        )
+        special = application.invoice_type.is_special
+        try:
+            if not application.seller.tax_number:  # no seller identity to match an invoice against
+                raise BlueInvoiceUnknown(blue)
+            self._store.reserve_red(
+                blue,
+                -application.amount,
+                -application.tax,
+                source_system=application.source_system,
+                seller_tax_number=application.seller.tax_number,
+                invoice_types=tuple(t.value for t in InvoiceType if t.is_special == special),
             )
-            return None
-        self._store.reserve_red(blue, -application.amount, -application.tax)  # raises RedLimitExceeded
+        except BlueInvoiceUnknown:
+            if outside_allowed:
+                warnings.append(
+                    f"blue invoice {label} was not issued through the hub for this business system and seller: "
+                    "what is left to reverse cannot be checked"
+                )
+                return None
+            raise RedRefused(
+                Problem(
+                    path=("red", "blue_invoice_number"),
+                    message=f"blue invoice {label} was not issued through the hub for this business system and "
+                    "seller: there is nothing here to reverse",
+                )
+            ) from None
+        except BlueInvoiceTypeDiffers as differs:
+            kind = "special (专票)" if special else "normal (普票)"
+            raise RedRefused(
+                Problem(
+                    path=("invoice_type",),
+                    message=f"a special (专票) invoice is reversed only by a special invoice, and a normal one only "
+                    f"by a normal one: blue invoice {label} is {differs.blue_invoice_type}, this red application "
+                    f"is {kind} ({application.invoice_type.value})",
+                )
+            ) from None
+        except RedLimitExceeded as exceeded:
+            raise RedRefused(
+                Problem(
+                    path=("red", "blue_invoice_number"),
+                    message=f"reverses {-application.amount} + tax {-application.tax}, but blue invoice {label} "
+                    f"has {exceeded.remaining_amount} + tax {exceeded.remaining_tax} left to reverse",
+                )
+            ) from None
         return blue
 
     def _request_dispatch(self, stored: StoredApplication) -> None:
