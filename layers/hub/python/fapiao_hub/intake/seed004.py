@@ -38,7 +38,7 @@ MAX_MONEY = Decimal(10) ** 12
 
 # ---------------------------------------------------------------------------- value types
 def _money(value: Any) -> Decimal | None:
-    """Numbers, numeric strings and empty strings (DOMAIN.md section 1); never through float."""
+    """Numbers, numeric strings and empty strings (docs/rules.md section 1); never through float."""
     if value is None:
         return None
     if isinstance(value, bool):
