@@ -333,9 +333,9 @@ ORDER_EXAMPLES = {
         "a blue 增值税电子专用发票 (028) with a discount pair, company VB5", EXAMPLE_ORDER
     ),
     "ruleProblems": example(
-        "breaks tax rules: a buyer tax number that is none, a tax rate not in force",
+        "breaks tax rules: a buyer tax number that is none, a discount line with a unit",
         _order(openApplyCode="swagger-example-0002", purchaserTaxpayerNo="dddddmarkForTax",
-               invoiceOrderSub=_line(2, taxrate=0.12)),
+               invoiceOrderSub=_line(1, unit="辆")),
     ),
     "unknownCodes": example(
         "codes the hub does not know: invoiceType, openInvoiceType",
@@ -365,14 +365,13 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
             {
                 "errors": [
                     {
-                        "field": "invoiceOrder.invoiceOrderSub[2].taxrate",
-                        "message": "tax rate 0.12 is not allowed; allowed rates: 0, 0.01, 0.015, 0.03, 0.05, 0.06, "
-                        "0.09, 0.13",
+                        "field": "invoiceOrder.invoiceOrderSub[1].unit",
+                        "message": "a discount line must leave the unit empty",
                     },
                     {
                         "field": "invoiceOrder.purchaserTaxpayerNo",
-                        "message": "buyer tax number 'dddddmarkForTax' is malformed: it has 15 characters, but not "
-                        "only digits and upper-case letters A-Y without I, O, Z, S, V",
+                        "message": "tax number is malformed: 'd' is not allowed in a 15-character tax number "
+                        "(digits and uppercase letters A-Z only)",
                     },
                 ]
             },
@@ -385,7 +384,8 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
                 "errors": [
                     {
                         "field": "invoiceOrder.invoiceType",
-                        "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, 028)",
+                        "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, "
+                        "028)",
                     },
                     {"field": "invoiceOrder.openInvoiceType", "message": "must be 0 (blue) or 1 (red), got '2'"},
                 ]
@@ -503,15 +503,25 @@ PUSH_ANSWERS: dict[int, dict[str, Any]] = {
         "issued": example("taken", {"value": True}),
         "inProgress": example("taken", {"value": True}),
     },
-    400: {"noInvoice": example("unreadable: the JSON path and why", {"value": False, "message": "data: result 0 (issued) needs at least one invoice"})},
-    401: {"noAccessToken": example("no accessToken, or a wrong one (or a bad signature)", {"value": False, "message": "unauthorized"})},
+    400: {
+        "noInvoice": example(
+            "unreadable: the JSON path and why",
+            {"value": False, "message": "data: result 0 (issued) carries no invoice"},
+        )
+    },
+    401: {
+        "noAccessToken": example(
+            "no accessToken, or a wrong one (or a bad signature)", {"value": False, "message": "unauthorized"}
+        )
+    },
     404: {
         "unknownRequestNumber": example(
-            "kept as an unmatched result", {"value": False, "message": "no application for request number FH000000000000000000"}
+            "kept as an unmatched result",
+            {"value": False, "message": "no application for request number FH000000000000000000"},
         )
     },
     413: {"tooLarge": example("over 2 MiB", {"value": False, "message": "body over 2097152 bytes"})},
-}  # fmt: skip
+}
 
 
 # ---------------------------------------------------------------------------- route metadata
