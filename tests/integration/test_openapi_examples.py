@@ -64,10 +64,8 @@ def assert_documented(response: requests.Response, status: int, documented: Any,
         else:
             assert answer == documented, name
         return
-    assert (answer["success"], answer["code"]) == (documented["success"], documented["code"]) == (
-        200 <= status < 300,
-        status,
-    ), name
+    expected = (200 <= status < 300, status)
+    assert (answer["success"], answer["code"]) == (documented["success"], documented["code"]) == expected, name
     if name == "tooLarge":
         assert answer["message"].startswith("body is ") and answer["message"].endswith(documented["message"][-20:])
     elif status == 200 and "history" not in documented["data"]:  # a submission: new, or a repeat
