@@ -185,10 +185,10 @@ class EkuaibaoPushInvoice(_Liberal):
     checkCode: str | None = Field(None, description="check code (校验码)")
     invoicingStatus: str | None = Field(None, description="00 issued (default), 03 voided")
     orderNo: str | None = Field(None, description="the request number, when serialNo is absent")
-    buyerName: str | None = None
-    buyerTaxNo: str | None = None
-    sellerName: str | None = None
-    sellerTaxNo: str | None = None
+    buyerName: str | None = Field(None, description="buyer name as issued")
+    buyerTaxNo: str | None = Field(None, description="buyer tax number as issued")
+    sellerName: str | None = Field(None, description="seller name as issued")
+    sellerTaxNo: str | None = Field(None, description="seller tax number as issued")
     originalInvoiceNumber: str | None = Field(None, description="red: the reversed blue invoice's number")
     originalInvoiceCode: str | None = Field(None, description="red: the reversed blue invoice's code")
     originalsUrl: str | None = Field(None, description="the invoice file (PDF/OFD/XML), fetched by the hub")
@@ -264,7 +264,7 @@ class OutcomeNotification(BaseModel):
     )
     schema_version: str | None = Field(description="1")
     occurred_at: str | None = Field(description="ISO 8601, UTC")
-    application: NotifiedApplication
+    application: NotifiedApplication = Field(description="the application the outcome is about")
     invoices: list[NotifiedInvoice] = Field(description="the invoices the outcome concerns (issued, voided)")
     request_number: str | None = Field(None, description="the request number sent to the channel")
     findings: list[dict[str, Any]] | None = Field(
@@ -524,6 +524,13 @@ PUSH_ANSWERS: dict[int, dict[str, Any]] = {
 }
 
 
+STATUS_DESCRIPTION = (
+    "An application's status; it only moves forward. Open: RECEIVED, DISPATCHING, SUBMITTED, UNKNOWN (an "
+    "attempt's outcome is being established: never sent twice), RETRY_WAIT, VOIDING. Settled: ISSUED, REJECTED, "
+    "VOIDED. A person must look: MANUAL_REVIEW, MISMATCH, STUCK (still open 24 h after it was received)."
+)
+
+
 # ---------------------------------------------------------------------------- route metadata
 def answer(
     description: str,
@@ -719,6 +726,8 @@ def document() -> dict[str, Any]:
     )
     components.setdefault("schemas", {}).update(bodies.get("$defs", {}))
     merged["webhooks"] = webhooks()
+    # The enum's docstring is written for the code's readers; this is the integrator's.
+    components["schemas"]["Status"]["description"] = STATUS_DESCRIPTION
     doc = OpenAPI.model_validate(merged).model_dump(mode="json", by_alias=True, exclude_none=True)
     _drop_unreferenced_schemas(doc)
     return json.loads(json.dumps(doc))  # response codes as strings, as in the JSON file
