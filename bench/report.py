@@ -179,7 +179,7 @@ def _request_fixes(flows: dict[str, Any]) -> str:
             "   reason could travel in the outcome event's detail, which already carries the invoices. The",
             "   Ekuaibao-format write-back also needs the application's lines (the invoice items hold them).",
             "3. **Files before the invoice item** (1 UpdateItem per invoice with files). `Dispatcher._issued`",
-            "   records the invoice first (a result, once heard, is never lost: DOMAIN.md section 6), then",
+            "   records the invoice first (a result, once heard, is never lost: docs/rules.md section 6), then",
             "   stores its files and writes their records with `update_invoice`. Storing the files first would",
             "   put the records in the invoice item, at the price of a result waiting on S3.",
             "4. **Callback channels** (Ekuaibao): the push records the invoice with 'not fetched' file records",

@@ -1,4 +1,4 @@
-"""DOMAIN.md sections 1-5 (fapiao_hub.rules): every rule at its boundaries, plus properties."""
+"""docs/rules.md sections 1-5 (fapiao_hub.rules): every rule at its boundaries, plus properties."""
 
 from __future__ import annotations
 

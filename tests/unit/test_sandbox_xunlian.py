@@ -1,6 +1,6 @@
 """The Xunlian serverIssue simulator (sandbox/xunlian.py), over real HTTP on 127.0.0.1.
 
-The simulator is the oracle for "never issue twice" (DOMAIN.md section 6), so these tests pin what it
+The simulator is the oracle for "never issue twice" (docs/rules.md section 6), so these tests pin what it
 counts: what is issued, what is not, and which faults leave an invoice behind.
 """
 

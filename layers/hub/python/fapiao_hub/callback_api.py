@@ -34,20 +34,44 @@ def _answer(status: int, body: dict) -> Response:
     "/v1/callbacks/<channel>",
     operation_id="receiveCallback",
     summary="A channel pushes results (issued, rejected, voided invoices)",
-    description="Authenticated per channel (accessToken, and an HMAC signature where the channel has a secret); "
-    "the raw body is archived before it is read. An unknown request number is kept as unmatched and answered 404.",
+    description="Where a channel pushes its invoicing results: Ekuaibao (易快报) in its own result-push shape "
+    "(its API's POST /api/openapi/v2/invoicing). Authenticated per channel (accessToken, and an HMAC signature "
+    "where the channel has a secret); the raw body is archived before it is read. serialNo is the request "
+    "number the hub sent; an unknown one is kept as an unmatched result and answered 404.",
     tags=["callbacks"],
     security=[{openapi.CALLBACK_TOKEN: []}],
-    openapi_extensions=openapi.request_body("the channel's own push format (Ekuaibao: seed 000)"),
+    openapi_extensions=openapi.request_body(
+        "the channel's push: Ekuaibao's result push", openapi.EkuaibaoPush, openapi.PUSH_EXAMPLES
+    ),
     responses={
-        200: openapi.answer("taken", openapi.CallbackAnswer),
-        400: openapi.answer("the body could not be decoded or read", openapi.CallbackAnswer),
-        401: openapi.answer("bad or missing credentials; nothing is stored", openapi.CallbackAnswer),
-        404: openapi.answer("no such channel, or no application for a pushed request number", openapi.CallbackAnswer),
-        413: openapi.answer(f"the body is over {MAX_CALLBACK_BYTES} bytes", openapi.CallbackAnswer),
+        200: openapi.answer("taken", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[200]),
+        400: openapi.answer(
+            "the body could not be decoded or read: the message names the JSON path",
+            openapi.CallbackAnswer,
+            examples=openapi.PUSH_ANSWERS[400],
+        ),
+        401: openapi.answer(
+            "bad or missing credentials; nothing is stored", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[401]
+        ),
+        404: openapi.answer(
+            "no such channel, or no application for a pushed request number (kept as unmatched)",
+            openapi.CallbackAnswer,
+            examples=openapi.PUSH_ANSWERS[404],
+        ),
+        413: openapi.answer(
+            f"the body is over {MAX_CALLBACK_BYTES} bytes", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[413]
+        ),
     },
 )
-def receive(channel: Annotated[str, Path(description="the channel's name in the hub configuration")]) -> Response[Any]:
+def receive(
+    channel: Annotated[
+        str,
+        Path(
+            description="the channel's name in the hub configuration",
+            openapi_examples={"ekuaibao": openapi.example("the Ekuaibao channel", "ekuaibao")},
+        ),
+    ],
+) -> Response[Any]:
     event = app.current_event
     try:
         raw = (

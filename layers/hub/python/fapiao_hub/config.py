@@ -24,7 +24,7 @@ from fapiao_hub.models import InvoiceType, Party
 # Seed 004 (intake) invoice-type codes -> canonical types. Documented in docs/intake.md; a
 # deployment overrides or extends it with "invoice_types" in the hub configuration.
 DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
-    # Codes shared with Ekuaibao / Baiwang (DOMAIN.md section 3, legacy column).
+    # Codes shared with Ekuaibao / Baiwang (docs/rules.md section 3, legacy column).
     "01": InvoiceType.DIGITAL_SPECIAL,
     "02": InvoiceType.DIGITAL_NORMAL,
     "004": InvoiceType.VAT_SPECIAL_PAPER,
@@ -37,7 +37,7 @@ DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
     "0212": InvoiceType.DIGITAL_NORMAL,
 }
 
-# DOMAIN.md section 1: the rates in force, and the retired ones accepted on red reversals.
+# docs/rules.md section 1: the rates in force, and the retired ones accepted on red reversals.
 DEFAULT_TAX_RATES = tuple(Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13"))
 DEFAULT_RETIRED_TAX_RATES = tuple(Decimal(r) for r in ("0.04", "0.10", "0.11", "0.16", "0.17"))
 
@@ -129,7 +129,7 @@ class ChannelSettings(_Config):
     type: str  # the channel module: "xunlian", ...
     base_url: str
     # The vendor recognises a repeated request number (answers the first result, issues nothing).
-    # Only then is an Unknown outcome resolved by re-sending the same number (DOMAIN.md 6).
+    # Only then is an Unknown outcome resolved by re-sending the same number (docs/rules.md section 6).
     dedupes_request_number: bool = False
     # How long after an Unknown outcome before the same number is sent again.
     quiet_period_seconds: int = Field(default=60, ge=0)

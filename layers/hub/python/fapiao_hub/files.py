@@ -1,6 +1,6 @@
 """S3 file store: the only code that touches S3.
 
-Holds invoice files (decoded strictly, sniffed by their magic bytes, hashed, DOMAIN.md section 7)
+Holds invoice files (decoded strictly, sniffed by their magic bytes, hashed, docs/rules.md section 7)
 and application documents too large for a DynamoDB item. Objects are encrypted at rest by the
 bucket's default (template.yaml) and every write asks for SSE-S3 explicitly as well.
 

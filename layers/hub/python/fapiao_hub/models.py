@@ -18,12 +18,12 @@ CENT = Decimal("0.01")
 
 
 def round_money(value: Decimal) -> Decimal:
-    """Round to 2 decimals, half up (DOMAIN.md section 1)."""
+    """Round to 2 decimals, half up (docs/rules.md section 1)."""
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class InvoiceType(StrEnum):
-    """DOMAIN.md section 3: one canonical enum; every intake shape and channel maps to it."""
+    """docs/rules.md section 3: one canonical enum; every intake shape and channel maps to it."""
 
     DIGITAL_SPECIAL = "DIGITAL_SPECIAL"  # 数电专票
     DIGITAL_NORMAL = "DIGITAL_NORMAL"  # 数电普票
@@ -57,7 +57,7 @@ class Direction(StrEnum):
 
 
 class LineNature(StrEnum):
-    """发票行性质 (DOMAIN.md section 2). Values are the codes every seed uses."""
+    """发票行性质 (docs/rules.md section 2). Values are the codes every seed uses."""
 
     NORMAL = "0"
     DISCOUNT = "1"  # 折扣行: negative, immediately follows the line it discounts
@@ -65,7 +65,7 @@ class LineNature(StrEnum):
 
 
 class RedReason(StrEnum):
-    """Why a red invoice is issued (DOMAIN.md section 4); values are the national codes."""
+    """Why a red invoice is issued (docs/rules.md section 4); values are the national codes."""
 
     ISSUING_ERROR = "01"  # full reversal only, same lines
     GOODS_RETURNED = "02"  # quantity may shrink
@@ -220,7 +220,7 @@ class Line(_Model):
 
 
 class RedReference(_Model):
-    """What a red application reverses (DOMAIN.md section 4)."""
+    """What a red application reverses (docs/rules.md section 4)."""
 
     blue_invoice_number: str
     blue_invoice_code: str | None = None  # legacy invoices only
@@ -342,5 +342,5 @@ def request_number_for(application_key: str) -> str:
 
 
 def invoice_key(code: str | None, number: str) -> str:
-    """Invoices table key: the number, with the code for legacy invoices (DOMAIN.md section 3)."""
+    """Invoices table key: the number, with the code for legacy invoices (docs/rules.md section 3)."""
     return f"{code}-{number}" if code else number

@@ -12,6 +12,13 @@ and only its validation middleware fills such a parameter, before any middleware
 intake API must authenticate before it validates, so it validates by hand, and a route declares its
 body with :func:`request_body` (an ``openapi_extensions`` entry); :func:`document` adds the body
 model's JSON schema (by alias: the caller's field names) to the components.
+
+Examples: a request example and the response example it gets share a name (``blueOrder`` under
+the request body and under 200, ``ruleProblems`` under the body and under 400); response examples
+without a request example of their name (401, 413, 415, 503) show the answer to a request broken
+as their description says. tests/integration/test_openapi_examples.py sends every example to the
+local run and checks it gets its documented answer. The outbound notification (the business
+system's webhook) is described under ``webhooks``.
 """
 
 from __future__ import annotations
@@ -22,9 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from fapiao_hub.models import Status
+from fapiao_hub.models import Status, application_key, request_number_for
 
 TITLE = "fapiao-hub"
 DOCUMENT_PATH = Path("docs/openapi.json")
@@ -41,7 +48,7 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {}
 # ---------------------------------------------------------------------------- answer models
 # Field names are the JSON names (camelCase where the callers use it).
 class Envelope(BaseModel):
-    """Seed 004's answer shape: every answer of the intake API has it."""
+    """The FAW tax platform's answer shape: every answer of the intake API has it."""
 
     success: bool = Field(description="true for a 2xx answer")
     code: int = Field(description="the HTTP status code, repeated")
@@ -53,7 +60,7 @@ class FieldProblem(BaseModel):
     field: str = Field(
         description="where, as the caller's JSON path", examples=["invoiceOrder.invoiceOrderSub[0].amtInclTax"]
     )
-    message: str
+    message: str = Field(description="what is wrong, with the figures involved")
 
 
 class OrderErrors(BaseModel):
@@ -61,52 +68,62 @@ class OrderErrors(BaseModel):
 
 
 class OrderAccepted(BaseModel):
-    openApplyCode: str
-    status: Status
+    openApplyCode: str = Field(description="the application number it was submitted with")
+    status: Status = Field(
+        description="RECEIVED (queued for dispatch), DISPATCHING, SUBMITTED (the channel is working on it), "
+        "UNKNOWN (an attempt's outcome is being established; never sent twice), RETRY_WAIT, ISSUED, REJECTED, "
+        "VOIDING, VOIDED, MANUAL_REVIEW / MISMATCH (a person must look), STUCK (open for 24 h)"
+    )
     warnings: list[str] = Field(description="accepted, but worth a look: 'field: message'")
 
 
 class StatusChange(BaseModel):
     at: str = Field(description="ISO 8601, UTC")
-    status: Status
-    previous: Status | None = None
-    note: str | None = None
+    status: Status = Field(description="the status it moved to")
+    previous: Status | None = Field(None, description="the status it left")
+    note: str | None = Field(None, description="why, and the request number sent to the channel")
 
 
 class StoredFile(BaseModel):
-    format: str = Field(examples=["pdf", "ofd", "xml"])
-    size: int
-    sha256: str
+    format: str = Field(description="pdf, ofd (the legal original when both exist) or xml", examples=["pdf"])
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="hex SHA-256 of the bytes")
     url: str = Field(description="a download link, good for five minutes")
 
 
 class MissingFile(BaseModel):
     error: str | None = Field(description="why the file could not be kept")
-    source: str | None
+    source: str | None = Field(description="where the channel offered it (a URL or 'inline')")
 
 
 class Invoice(BaseModel):
-    invoiceNumber: str
-    invoiceCode: str | None = None
-    invoiceDate: str | None = None
-    invoiceType: str | None = None
-    amount: float | None = None
-    tax: float | None = None
-    checkCode: str | None = None
-    status: str | None = None
-    channel: str | None = None
-    files: list[StoredFile | MissingFile] | None = None
+    invoiceNumber: str = Field(description="数电: 20 digits; legacy: 8 digits")
+    invoiceCode: str | None = Field(None, description="legacy invoices only: 10 or 12 digits (数电: null)")
+    invoiceDate: str | None = Field(None, description="issue date, yyyy-mm-dd")
+    invoiceType: str | None = Field(
+        None,
+        description="DIGITAL_SPECIAL, DIGITAL_NORMAL, VAT_SPECIAL_PAPER, VAT_NORMAL_PAPER, VAT_NORMAL_ELECTRONIC or "
+        "VAT_SPECIAL_ELECTRONIC",
+    )
+    amount: float | None = Field(None, description="amount excluding tax (negative on a red invoice)")
+    tax: float | None = Field(None, description="tax (negative on a red invoice)")
+    checkCode: str | None = Field(None, description="check code (校验码), where the channel reports one")
+    status: str | None = Field(None, description="ISSUED, VOID_REQUESTED or VOIDED")
+    channel: str | None = Field(None, description="the channel that issued it")
+    files: list[StoredFile | MissingFile] | None = Field(None, description="the invoice's files, with download links")
 
 
 class OrderDetail(OrderAccepted):
-    version: int
+    version: int = Field(description="increases with every change")
     channel: str | None = Field(description="the channel the application is routed to")
-    createdAt: str
-    updatedAt: str
+    createdAt: str = Field(description="ISO 8601, UTC")
+    updatedAt: str = Field(description="ISO 8601, UTC")
     reason: str | None = Field(description="why it is in its status (a rejection, an unknown outcome)")
-    history: list[StatusChange]
-    invoices: list[Invoice]
-    invoiceOrder: dict[str, Any] = Field(description="the application as seed 004's invoiceOrder (the submitted shape)")
+    history: list[StatusChange] = Field(description="every status change, oldest first")
+    invoices: list[Invoice] = Field(description="the invoices issued for it (a red application: the red invoice)")
+    invoiceOrder: dict[str, Any] = Field(
+        description="the application in the submitted invoiceOrder shape, with the line-derived totals the hub stored"
+    )
 
 
 class OrderAcceptedAnswer(Envelope):
@@ -128,10 +145,404 @@ class CallbackAnswer(BaseModel):
     message: str | None = Field(None, description="why not")
 
 
+# ---------------------------------------------------------------------------- pushed results (Ekuaibao)
+# Documentation of what channels push; channels.ekuaibao.parse_push is the reader (liberal where
+# Ekuaibao's own example deviates from its field table: numbers as strings or numbers, "" as absent).
+_DECIMAL = "a number or a numeric string"
+
+
+class _Liberal(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class EkuaibaoPushLine(_Liberal):
+    goodsName: str = Field(description="goods or service name")
+    goodsCost: str | float = Field(description=f"line amount excluding tax; {_DECIMAL}")
+    goodsVat: str | float = Field(description=f"line tax; {_DECIMAL}")
+    taxrate: str | float | None = Field(None, description=f"tax rate (also accepted as taxRate); {_DECIMAL}")
+    goodsNum: str | float | None = Field(None, description="quantity")
+    goodsPrice: str | float | None = Field(None, description="unit price excluding tax")
+    goodsUnit: str | None = Field(None, description="unit")
+    goodsSpecification: str | None = Field(None, description="specification")
+    taxTaxonomyCode: str | None = Field(None, description="tax classification code, 19 digits")
+    invRowType: int | str | None = Field(None, description="line nature: 0 normal, 1 discount, 2 discounted")
+
+
+class EkuaibaoPushInvoice(_Liberal):
+    invoiceNumber: str = Field(description="the invoice number")
+    invoiceCode: str | None = Field(None, description="legacy invoices' code; empty for 数电")
+    invoiceTypeCode: str = Field(
+        description="004 paper special, 007 paper normal, 026 electronic normal, 028 electronic special, "
+        "01 数电 special, 02 数电 normal",
+        json_schema_extra={"enum": ["004", "007", "026", "028", "01", "02"]},
+    )
+    invoiceType: int | str | None = Field(None, description="0 blue (default), 1 red")
+    invoiceDate: int | str | None = Field(None, description="issue date, milliseconds since the epoch (UTC+8 date)")
+    invoicingDate: int | str | None = Field(None, description="used when invoiceDate is absent")
+    invoiceAmount: str | float = Field(description=f"amount excluding tax; {_DECIMAL}")
+    invoiceTaxAmount: str | float | None = Field(None, description=f"tax; {_DECIMAL}")
+    invoiceTotalPriceTax: str | float | None = Field(None, description=f"total including tax; {_DECIMAL}")
+    checkCode: str | None = Field(None, description="check code (校验码)")
+    invoicingStatus: str | None = Field(None, description="00 issued (default), 03 voided")
+    orderNo: str | None = Field(None, description="the request number, when serialNo is absent")
+    buyerName: str | None = Field(None, description="buyer name as issued")
+    buyerTaxNo: str | None = Field(None, description="buyer tax number as issued")
+    sellerName: str | None = Field(None, description="seller name as issued")
+    sellerTaxNo: str | None = Field(None, description="seller tax number as issued")
+    originalInvoiceNumber: str | None = Field(None, description="red: the reversed blue invoice's number")
+    originalInvoiceCode: str | None = Field(None, description="red: the reversed blue invoice's code")
+    originalsUrl: str | None = Field(None, description="the invoice file (PDF/OFD/XML), fetched by the hub")
+    previewUrl: str | None = Field(None, description="a preview file, fetched by the hub")
+    details: list[EkuaibaoPushLine] = Field(description="the invoice's lines (at least one)")
+
+
+class EkuaibaoPush(_Liberal):
+    """Ekuaibao's (易快报) invoicing-result push (POST /api/openapi/v2/invoicing in its API), as the hub takes it."""
+
+    channelCode: str = Field(description="the channel's code at Ekuaibao", examples=["jcsk"])
+    serialNo: str | None = Field(
+        None,
+        description="批次号: the hub's request number (20 characters, FH...), as sent to the channel; "
+        "without it, each invoice's orderNo",
+    )
+    result: int | str | None = Field(
+        None,
+        description="0 issued (also when absent), 1 rejected, 2 in progress",
+        json_schema_extra={"enum": [0, 1, 2, "0", "1", "2", "", None]},
+    )
+    rejectMsg: str | None = Field(None, description="why it was rejected (result 1)")
+    data: list[EkuaibaoPushInvoice] | str | None = Field(
+        None, description="the invoices (also accepted as a JSON string holding the list); result 0: at least one"
+    )
+
+
+# ---------------------------------------------------------------------------- outcome notifications
+class NotifiedFile(BaseModel):
+    format: str = Field(description="pdf, ofd or xml")
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="hex SHA-256; download with GET /v1/invoice-orders/{openApplyCode}")
+
+
+class NotifiedInvoice(BaseModel):
+    invoiceNumber: str | None
+    invoiceCode: str | None = Field(description="legacy invoices only")
+    invoiceDate: str | None = Field(description="yyyy-mm-dd")
+    invoiceType: str | None = Field(description="the canonical type, e.g. VAT_SPECIAL_ELECTRONIC")
+    amount: float | str | None = Field(description="amount excluding tax")
+    tax: float | str | None
+    status: str | None = Field(description="ISSUED or VOIDED")
+    files: list[NotifiedFile]
+
+
+class NotifiedApplication(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    openApplyCode: str | None = Field(description="your application number")
+    status: str | None = Field(description="ISSUED, REJECTED, VOIDED, STUCK, MANUAL_REVIEW, MISMATCH")
+    reason: str | None = Field(description="why (rejected, stuck, needs review)")
+    channel: str | None = Field(description="the channel it went to")
+    requestNumber: str | None = Field(None, description="the request number sent to the channel")
+
+
+class OutcomeNotification(BaseModel):
+    """The hub's outcome event, as POSTed to a business system's webhook (format "hub")."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="the idempotency key, also in X-Fapiao-Event-Id: the same outcome, the same id")
+    type: str = Field(
+        description="the outcome",
+        json_schema_extra={
+            "enum": [
+                "InvoiceIssued",
+                "ApplicationRejected",
+                "InvoiceVoided",
+                "ApplicationStuck",
+                "ApplicationNeedsReview",
+            ]
+        },
+    )
+    schema_version: str | None = Field(description="1")
+    occurred_at: str | None = Field(description="ISO 8601, UTC")
+    application: NotifiedApplication = Field(description="the application the outcome is about")
+    invoices: list[NotifiedInvoice] = Field(description="the invoices the outcome concerns (issued, voided)")
+    request_number: str | None = Field(None, description="the request number sent to the channel")
+    findings: list[dict[str, Any]] | None = Field(
+        None, description="what a person should look at (differences between the application and the invoice)"
+    )
+
+
+# ---------------------------------------------------------------------------- examples
+# What the local run (make run) accepts: company VB5 of the sample business system goes to the
+# Xunlian sandbox, EK1 to the Ekuaibao sandbox.
+EXAMPLE_CODE = "swagger-example-0001"
+EXAMPLE_LINE = {
+    "goodsName": "CA7201HA6TA智联旗畅版(2024款)",
+    "taxonomyCode": "1090305010300000000",
+    "MaterialCode": "HFCECMCC2J2JDY0001",
+    "taxrate": 0.13,
+    "vehicleNo": "THFCECMCC2J2J1270",
+}
+EXAMPLE_ORDER: dict[str, Any] = {
+    "invoiceOrder": {
+        "openApplyCode": EXAMPLE_CODE,
+        "bukrs": "VB5",
+        "openInvoiceType": "0",
+        "invoiceType": "028",
+        "amtInclTaxSign": "1",
+        "businessTypeCode": "098",
+        "businessTypeName": "整车销售",
+        "purchaserTaxpayerName": "吉林省神州红旗汽车销售服务有限公司",
+        "purchaserTaxpayerNo": "91220101MA0Y5K3N4H",
+        "purchaserTaxpayerCode": "DJL606",
+        "invoiceAmt": 5318.58,
+        "invoiceTax": 691.42,
+        "invoiceAmtInclTax": 6010.0,
+        "invoiceOrderSub": [
+            {**EXAMPLE_LINE, "invoiceLineNature": "2", "model": "THFCECMCC2J2J1270", "unit": "辆", "quantity": 1,
+             "price": 48.0, "amtInclTax": 48.0},
+            {**EXAMPLE_LINE, "invoiceLineNature": "1", "amtInclTax": -38.0},
+            {**EXAMPLE_LINE, "invoiceLineNature": "0", "model": "THFCECMCC2J2J1270", "unit": "辆", "quantity": 1,
+             "price": 6000.0, "amtInclTax": 6000.0},
+        ],
+    }
+}  # fmt: skip
+
+
+def _order(**changes: Any) -> dict[str, Any]:
+    return {"invoiceOrder": {**EXAMPLE_ORDER["invoiceOrder"], **changes}}
+
+
+def _line(index: int, **changes: Any) -> list[dict[str, Any]]:
+    lines = [dict(line) for line in EXAMPLE_ORDER["invoiceOrder"]["invoiceOrderSub"]]
+    lines[index].update(changes)
+    return lines
+
+
+def example(summary: str, value: Any) -> dict[str, Any]:
+    return {"summary": summary, "value": value}
+
+
+def refusal(summary: str, status: int, message: str, data: Any = None) -> dict[str, Any]:
+    """An answer in the intake's envelope for a refused request."""
+    return example(summary, {"success": False, "code": status, "message": message, "data": data})
+
+
+ORDER_EXAMPLES = {
+    "blueOrder": example(
+        "a blue 增值税电子专用发票 (028) with a discount pair, company VB5", EXAMPLE_ORDER
+    ),
+    "ruleProblems": example(
+        "breaks tax rules: a buyer tax number that is none, a discount line with a unit",
+        _order(openApplyCode="swagger-example-0002", purchaserTaxpayerNo="dddddmarkForTax",
+               invoiceOrderSub=_line(1, unit="辆")),
+    ),
+    "unknownCodes": example(
+        "codes the hub does not know: invoiceType, openInvoiceType",
+        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="2"),
+    ),
+    "sameCodeOtherContent": example(
+        "blueOrder's openApplyCode again with other content", _order(remark="changed after submitting")
+    ),
+}  # fmt: skip
+ORDER_ANSWERS: dict[int, dict[str, Any]] = {
+    200: {
+        "blueOrder": example(
+            "stored and queued ('order already received' when the same body comes again)",
+            {
+                "success": True,
+                "code": 200,
+                "message": "order received",
+                "data": {"openApplyCode": EXAMPLE_CODE, "status": "RECEIVED", "warnings": []},
+            },
+        )
+    },
+    400: {
+        "ruleProblems": refusal(
+            "every problem, by JSON path",
+            400,
+            "invalid invoice order: 2 problems",
+            {
+                "errors": [
+                    {
+                        "field": "invoiceOrder.invoiceOrderSub[1].unit",
+                        "message": "a discount line must leave the unit empty",
+                    },
+                    {
+                        "field": "invoiceOrder.purchaserTaxpayerNo",
+                        "message": "tax number is malformed: 'd' is not allowed in a 15-character tax number "
+                        "(digits and uppercase letters A-Z only)",
+                    },
+                ]
+            },
+        ),
+        "unknownCodes": refusal(
+            "unknown codes, with the accepted ones",
+            400,
+            "invalid invoice order: 2 problems",
+            {
+                "errors": [
+                    {
+                        "field": "invoiceOrder.invoiceType",
+                        "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, "
+                        "028)",
+                    },
+                    {"field": "invoiceOrder.openInvoiceType", "message": "must be 0 (blue) or 1 (red), got '2'"},
+                ]
+            },
+        ),
+    },
+    401: {"noToken": refusal("no Authorization header (or an unknown token)", 401, "missing or invalid bearer token")},
+    409: {
+        "sameCodeOtherContent": refusal(
+            "the openApplyCode is taken by other content",
+            409,
+            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content",
+        )
+    },
+    413: {"tooLarge": refusal("a body over the limit", 413, "body is 6291457 bytes; the limit is 6291456")},
+    415: {"notJson": refusal("Content-Type text/plain", 415, "Content-Type must be application/json")},
+    503: {
+        "queueDown": refusal(
+            "stored, not yet queued",
+            503,
+            "the application was stored but could not be queued for dispatch; send the same request again",
+        )
+    },
+}
+READ_EXAMPLES = {
+    "submitted": example("blueOrder's application (submit it first)", EXAMPLE_CODE),
+    "unknown": example("an application this business system does not have", "no-such-order"),
+}
+READ_ANSWERS: dict[int, dict[str, Any]] = {
+    200: {
+        "submitted": example(
+            "issued by the Xunlian sandbox",
+            {
+                "success": True,
+                "code": 200,
+                "message": "ok",
+                "data": {
+                    "openApplyCode": EXAMPLE_CODE,
+                    "status": "ISSUED",
+                    "warnings": [],
+                    "version": 4,
+                    "channel": "xunlian",
+                    "createdAt": "2026-11-21T12:00:00.000Z",
+                    "updatedAt": "2026-11-21T12:00:01.200Z",
+                    "reason": None,
+                    "history": [
+                        {"at": "2026-11-21T12:00:00.000Z", "status": "RECEIVED", "note": "received"},
+                        {"at": "2026-11-21T12:00:00.900Z", "status": "DISPATCHING", "previous": "RECEIVED",
+                         "note": "attempt 1 (request number FH2V6Q3X7ABCDEFGHIJK)"},
+                        {"at": "2026-11-21T12:00:01.200Z", "status": "ISSUED", "previous": "DISPATCHING",
+                         "note": "issued"},
+                    ],
+                    "invoices": [
+                        {"invoiceNumber": "00000001", "invoiceCode": "044002300111", "invoiceDate": "2026-11-21",
+                         "invoiceType": "VAT_SPECIAL_ELECTRONIC", "amount": 5318.58, "tax": 691.42,
+                         "status": "ISSUED", "channel": "xunlian",
+                         "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65...",
+                                    "url": "https://files.example/invoices/...?X-Amz-Expires=300"}]},
+                    ],
+                    "invoiceOrder": {**EXAMPLE_ORDER["invoiceOrder"], "invoiceAmt": 5318.58},
+                },
+            },
+        )
+    },
+    401: ORDER_ANSWERS[401],
+    404: {"unknown": refusal("not yours, or no such application", 404, "no invoice order 'no-such-order'")},
+    503: {"awsDown": refusal("a moment's outage", 503, "temporarily unavailable; try again")},
+}  # fmt: skip
+
+# The Ekuaibao sandbox's application in the local run: docs/examples/order-ekuaibao.json submitted by
+# the sample business system; its request number is derived from that key.
+EXAMPLE_PUSH_NUMBER = request_number_for(application_key("sample-erp", "demo-ekuaibao-0001"))
+PUSH_EXAMPLES = {
+    "issued": example(
+        "result 0: issued, with the invoice and its lines (an application of the local run's EK1)",
+        {
+            "channelCode": "jcsk",
+            "serialNo": EXAMPLE_PUSH_NUMBER,
+            "result": 0,
+            "data": [
+                {
+                    "invoiceType": 0,
+                    "invoiceTypeCode": "028",
+                    "invoiceCode": "044002300111",
+                    "invoiceNumber": "90000001",
+                    "invoiceDate": 1787284800000,
+                    "invoiceAmount": "5327.43",
+                    "invoiceTaxAmount": "692.57",
+                    "invoiceTotalPriceTax": "6020.00",
+                    "checkCode": "58428259812242286445",
+                    "buyerName": "吉林省神州红旗汽车销售服务有限公司",
+                    "buyerTaxNo": "91220101MA0Y5K3N4H",
+                    "invoicingStatus": "00",
+                    "details": [
+                        {"goodsName": "CA7201HA6TA智联旗畅版(2024款)", "goodsCost": "5327.43", "goodsVat": "692.57",
+                         "taxrate": "0.13", "goodsNum": "1", "goodsPrice": "5327.43362832", "goodsUnit": "辆",
+                         "taxTaxonomyCode": "1090305010300000000"},
+                    ],
+                }
+            ],
+        },
+    ),
+    "inProgress": example(
+        "result 2: still in progress", {"channelCode": "jcsk", "serialNo": EXAMPLE_PUSH_NUMBER, "result": 2}
+    ),
+    "unknownRequestNumber": example(
+        "result 1 (rejected) for a request number the hub never sent: kept as unmatched",
+        {"channelCode": "jcsk", "serialNo": "FH000000000000000000", "result": 1, "rejectMsg": "购方税号有误"},
+    ),
+    "noInvoice": example("result 0 without an invoice", {"channelCode": "jcsk", "serialNo": "FH000000000000000000",
+                                                          "result": 0, "data": []}),
+}  # fmt: skip
+PUSH_ANSWERS: dict[int, dict[str, Any]] = {
+    200: {
+        "issued": example("taken", {"value": True}),
+        "inProgress": example("taken", {"value": True}),
+    },
+    400: {
+        "noInvoice": example(
+            "unreadable: the JSON path and why",
+            {"value": False, "message": "data: result 0 (issued) carries no invoice"},
+        )
+    },
+    401: {
+        "noAccessToken": example(
+            "no accessToken, or a wrong one (or a bad signature)", {"value": False, "message": "unauthorized"}
+        )
+    },
+    404: {
+        "unknownRequestNumber": example(
+            "kept as an unmatched result",
+            {"value": False, "message": "no application for request number FH000000000000000000"},
+        )
+    },
+    413: {"tooLarge": example("over 2 MiB", {"value": False, "message": "body over 2097152 bytes"})},
+}
+
+
+STATUS_DESCRIPTION = (
+    "An application's status; it only moves forward. Open: RECEIVED, DISPATCHING, SUBMITTED, UNKNOWN (an "
+    "attempt's outcome is being established: never sent twice), RETRY_WAIT, VOIDING. Settled: ISSUED, REJECTED, "
+    "VOIDED. A person must look: MANUAL_REVIEW, MISMATCH, STUCK (still open 24 h after it was received)."
+)
+
+
 # ---------------------------------------------------------------------------- route metadata
-def answer(description: str, model: type[BaseModel], headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """One entry of a route's ``responses``: a JSON answer of ``model``, with documented headers."""
-    declared: dict[str, Any] = {"description": description, "content": {"application/json": {"model": model}}}
+def answer(
+    description: str,
+    model: type[BaseModel],
+    headers: dict[str, str] | None = None,
+    examples: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One entry of a route's ``responses``: a JSON answer of ``model``, with documented headers and examples."""
+    media: dict[str, Any] = {"model": model}
+    if examples:
+        media["examples"] = examples
+    declared: dict[str, Any] = {"description": description, "content": {"application/json": media}}
     if headers:
         declared["headers"] = {
             name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
@@ -139,20 +550,19 @@ def answer(description: str, model: type[BaseModel], headers: dict[str, str] | N
     return declared
 
 
-def request_body(description: str, model: type[BaseModel] | None = None) -> dict[str, Any]:
+def request_body(
+    description: str, model: type[BaseModel] | None = None, examples: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """``openapi_extensions`` declaring a required JSON body: ``model``'s schema, else any object."""
     if model is not None:
         _BODY_MODELS[model.__name__] = model
         schema: dict[str, Any] = {"$ref": SCHEMA_REF + model.__name__}
     else:
         schema = {"type": "object", "additionalProperties": True}
-    return {
-        "requestBody": {
-            "description": description,
-            "required": True,
-            "content": {"application/json": {"schema": schema}},
-        }
-    }
+    media: dict[str, Any] = {"schema": schema}
+    if examples:
+        media["examples"] = examples
+    return {"requestBody": {"description": description, "required": True, "content": {"application/json": media}}}
 
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
@@ -165,13 +575,112 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "type": "apiKey",
         "in": "query",
         "name": "accessToken",
-        "description": "the channel's access token; a channel with an HMAC secret also signs each push "
-        "(x-fapiao-timestamp, x-fapiao-signature, optional x-fapiao-nonce; see callback_auth)",
+        "description": "the channel's access token. A channel with an HMAC secret also signs each push: "
+        "x-fapiao-timestamp (epoch seconds, within 5 minutes), optional x-fapiao-nonce, and x-fapiao-signature = "
+        'hex HMAC-SHA256 with the secret over "{timestamp}.{body}" ("{timestamp}.{nonce}.{body}" with a nonce)',
     },
 }
 
 
-# ---------------------------------------------------------------------------- the document
+# ---------------------------------------------------------------------------- the outbound webhook
+def _header(name: str, description: str, example_value: str, required: bool = True) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "header",
+        "required": required,
+        "description": description,
+        "schema": {"type": "string"},
+        "example": example_value,
+    }
+
+
+NOTIFICATION_EXAMPLE = {
+    "id": "3f1c2a9d8b7e6f5a4c3b2a1908f7e6d5",
+    "type": "InvoiceIssued",
+    "schema_version": "1",
+    "occurred_at": "2026-11-21T12:00:01Z",
+    "application": {
+        "openApplyCode": EXAMPLE_CODE,
+        "status": "ISSUED",
+        "reason": None,
+        "channel": "xunlian",
+        "requestNumber": "FH2V6Q3X7ABCDEFGHIJK",
+    },
+    "invoices": [
+        {
+            "invoiceNumber": "00000001",
+            "invoiceCode": "044002300111",
+            "invoiceDate": "2026-11-21",
+            "invoiceType": "VAT_SPECIAL_ELECTRONIC",
+            "amount": 5318.58,
+            "tax": 691.42,
+            "status": "ISSUED",
+            "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65..."}],
+        }
+    ],
+}
+
+
+def webhooks() -> dict[str, Any]:
+    """OpenAPI 3.1 ``webhooks``: what the hub POSTs to a business system's webhook."""
+    return {
+        "outcome": {
+            "post": {
+                "operationId": "outcomeNotification",
+                "summary": "The hub tells your business system an application's outcome",
+                "description": "Sent to the webhook URL in your business system's entry of the hub configuration, "
+                "at least once per outcome (InvoiceIssued, ApplicationRejected, InvoiceVoided, ApplicationStuck, "
+                "ApplicationNeedsReview). Verify the signature: hex HMAC-SHA256 keyed with the webhook's secret "
+                'over the bytes "{X-Fapiao-Timestamp}." + body, compared with X-Fapiao-Signature after its '
+                "'sha256=' prefix; refuse timestamps more than 5 minutes off. Then de-duplicate on "
+                "X-Fapiao-Event-Id and answer 2xx quickly. Files are described, not sent: download them with "
+                "GET /v1/invoice-orders/{openApplyCode}. A webhook configured with the format 'ekuaibao' "
+                "receives the EkuaibaoPush shape instead (serialNo = the openApplyCode, result 0 issued or "
+                "voided, 1 rejected; stuck and needs-review outcomes are not sent), with accessToken in the query.",
+                "tags": ["notifications"],
+                "parameters": [
+                    _header(
+                        "X-Fapiao-Event-Id",
+                        "the idempotency key: the same outcome always carries the same id (also the body's id)",
+                        NOTIFICATION_EXAMPLE["id"],
+                    ),
+                    _header("X-Fapiao-Timestamp", "when it was signed, seconds since the epoch", "1787313601"),
+                    _header(
+                        "X-Fapiao-Signature",
+                        'sha256= + hex HMAC-SHA256(webhook secret, "{timestamp}." + body); sent when the webhook '
+                        "has a secret",
+                        "sha256=5d41402abc4b2a76b9719d911017c592...",
+                        required=False,
+                    ),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": SCHEMA_REF + OutcomeNotification.__name__},
+                            "examples": {"issued": example("an invoice issued", NOTIFICATION_EXAMPLE)},
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "any 2xx: delivered"},
+                    "400": {
+                        "description": "any other 4xx (and 3xx): refused for good; the notification goes to the "
+                        "hub's dead-letter queue at once (an operator redrives it)"
+                    },
+                    "503": {
+                        "description": "408, 429, 5xx or a timeout: sent again after 30 s, doubling to 15 min, 8 "
+                        "tries in all (a Retry-After is honoured up to 15 min)"
+                    },
+                },
+            }
+        }
+    }
+
+
+_WEBHOOK_MODELS: dict[str, type[BaseModel]] = {OutcomeNotification.__name__: OutcomeNotification}
+
+
 def version() -> str:
     try:
         return metadata.version("fapiao-hub")
@@ -195,8 +704,13 @@ def document() -> dict[str, Any]:
     merge = OpenAPIMerge(
         title=TITLE,
         version=version(),
-        description="Serverless hub for Chinese VAT e-invoices: business systems submit invoice applications "
-        "(seed 004 shape) and read them back; channels push their results.",
+        description="Serverless hub for Chinese VAT e-invoices (发票 / 数电票). Business systems submit invoice "
+        "applications (开票申请单) in the FAW (一汽) tax platform's invoice-order shape and read them back; the hub "
+        "checks them against the tax rules (tolerances 0.01 / 0.06 / 1.27, rates in force, discount lines, red "
+        "invoices, tax numbers, no control characters), issues each through its channel exactly once, and tells "
+        "the business system the outcome by webhook (see webhooks). Channels (Ekuaibao 易快报) push their "
+        "results to /v1/callbacks/{channel}. Every answer of the intake is an envelope {success, code, message, "
+        "data} with code = the HTTP status. Examples: a request example and its answer share a name.",
         tags=["intake", "callbacks"],
         on_conflict="error",
     )
@@ -206,11 +720,14 @@ def document() -> dict[str, Any]:
     components = merged.setdefault("components", {})
     components["securitySchemes"] = SECURITY_SCHEMES
     _, bodies = models_json_schema(
-        [(model, "validation") for _, model in sorted(_BODY_MODELS.items())],
+        [(model, "validation") for _, model in sorted({**_BODY_MODELS, **_WEBHOOK_MODELS}.items())],
         by_alias=True,
         ref_template=SCHEMA_REF + "{model}",
     )
     components.setdefault("schemas", {}).update(bodies.get("$defs", {}))
+    merged["webhooks"] = webhooks()
+    # The enum's docstring is written for the code's readers; this is the integrator's.
+    components["schemas"]["Status"]["description"] = STATUS_DESCRIPTION
     doc = OpenAPI.model_validate(merged).model_dump(mode="json", by_alias=True, exclude_none=True)
     _drop_unreferenced_schemas(doc)
     return json.loads(json.dumps(doc))  # response codes as strings, as in the JSON file
@@ -234,7 +751,7 @@ def _drop_unreferenced_schemas(doc: dict[str, Any]) -> None:
                 stack.extend(item)
         return found
 
-    used = refs(doc.get("paths", {}))
+    used = refs(doc.get("paths", {})) | refs(doc.get("webhooks", {}))
     pending = list(used)
     while pending:
         for name in refs(schemas.get(pending.pop(), {})) - used:

@@ -1,4 +1,4 @@
-"""DOMAIN.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text.
+"""docs/rules.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text.
 
 Nothing here does I/O. ``validate_application`` returns every problem it finds (errors and
 warnings), never stopping at the first; paths are canonical (``("lines", 3, "tax")`` uses the
@@ -43,7 +43,7 @@ from fapiao_hub.models import (
     round_money,
 )
 
-# DOMAIN.md section 1: the tax bureau rejects beyond these.
+# docs/rules.md section 1: the tax bureau rejects beyond these.
 PRICE_X_QTY = Decimal("0.01")  # |unit price x quantity - line amount|
 LINES_VS_TOTAL = Decimal("0.01")  # |sum of line amounts - invoice amount|
 LINE_TAX = Decimal("0.06")  # per line |amount x rate - tax|
@@ -244,7 +244,7 @@ _LEGACY_LENGTHS = (15, 17, 20)
 
 
 def check_tax_number(path: tuple[str | int, ...], value: str, *, strict: bool = False) -> Problem | None:
-    """DOMAIN.md section 5: malformed -> error; wrong check character -> warning (strict: error).
+    """docs/rules.md section 5: malformed -> error; wrong check character -> warning (strict: error).
 
     The message describes what is wrong without repeating the number (a person's tax number is
     their ID-card number).
@@ -370,7 +370,7 @@ def gbk_length(text: str) -> int:
 
 
 def check_byte_limit(path: tuple[str | int, ...], value: str | None, limit: int) -> Problem | None:
-    """A channel's field limit in GBK bytes (DOMAIN.md section 5): which field, by how much."""
+    """A channel's field limit in GBK bytes (docs/rules.md section 5): which field, by how much."""
     if not value:
         return None
     size = gbk_length(value)
@@ -517,7 +517,7 @@ def _check_line(
 
 
 def _check_discounts(lines: Sequence[Line], red: bool) -> Iterator[Problem]:
-    """DOMAIN.md section 2 (blue invoices); a red invoice carries no discount lines at all."""
+    """docs/rules.md section 2 (blue invoices); a red invoice carries no discount lines at all."""
     for pos, line in enumerate(lines):
         i = line.index
         if line.nature == LineNature.NORMAL:

@@ -7,7 +7,7 @@ transport; adding a channel touches its module and one configuration entry.
 The outcomes, and what the workflow does with them:
 
 - ``Issued(invoices)``: the invoice exists. Also the answer to a "duplicate request" whose
-  existing invoice the channel returned: a duplicate is a success path (DOMAIN.md section 6).
+  existing invoice the channel returned: a duplicate is a success path (docs/rules.md section 6).
 - ``Accepted(channel_ref)``: the channel took the request; the result comes later (callback/poll).
 - ``Rejected(reason, code)``: the channel refused it and issued nothing. Final.
 - ``Unknown(reason)``: the request may have arrived and the answer was lost (read timeout,

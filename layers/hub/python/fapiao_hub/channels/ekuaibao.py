@@ -128,7 +128,7 @@ RESULT_ISSUED = 0
 RESULT_REJECTED = 1
 RESULT_IN_PROGRESS = 2
 
-#: Seed 000 ``invoiceTypeCode`` -> canonical type (DOMAIN.md section 3, legacy column).
+#: Seed 000 ``invoiceTypeCode`` -> canonical type (docs/rules.md section 3, legacy column).
 INVOICE_TYPES_BY_CODE: dict[str, InvoiceType] = {
     "004": InvoiceType.VAT_SPECIAL_PAPER,
     "007": InvoiceType.VAT_NORMAL_PAPER,

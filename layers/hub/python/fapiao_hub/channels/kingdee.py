@@ -201,7 +201,7 @@ API_PATH = "/kapi/app/sim/openApi"
 BILL_PUSH = "BILL.PUSH"
 BILL_INVOICE_QUERY = "BILL.INVOICE.QUERY"
 
-#: Canonical type -> Kingdee ``invoiceType`` (DOMAIN.md section 3, legacy column).
+#: Canonical type -> Kingdee ``invoiceType`` (docs/rules.md section 3, legacy column).
 INVOICE_TYPE_CODES: dict[InvoiceType, str] = {
     InvoiceType.DIGITAL_SPECIAL: "01",
     InvoiceType.DIGITAL_NORMAL: "02",

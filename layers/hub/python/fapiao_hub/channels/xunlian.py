@@ -127,7 +127,7 @@ ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
 DUPLICATE_CODES: frozenset[str] = frozenset({"4090"})
 OK_CODE = "200"
 
-#: Canonical type -> seed 001 ``invoiceTypeCode`` (DOMAIN.md section 3). 数电 types are absent.
+#: Canonical type -> seed 001 ``invoiceTypeCode`` (docs/rules.md section 3). 数电 types are absent.
 INVOICE_TYPE_CODES: dict[InvoiceType, str] = {
     InvoiceType.VAT_SPECIAL_PAPER: "01",
     InvoiceType.VAT_NORMAL_PAPER: "04",

@@ -204,39 +204,62 @@ def submit() -> Response[Any]:
 # OpenAPI (fapiao_hub.openapi): what the routes take and answer. Documentation only: the body is
 # checked by submit() itself, after authentication.
 _UNAUTHORIZED = openapi.answer(
-    "missing or invalid bearer token", openapi.Envelope, {"WWW-Authenticate": 'Bearer realm="fapiao-hub"'}
-)
-_UNAVAILABLE = openapi.answer(
-    "temporarily unavailable (for a submission: stored but not yet queued); send the same request again",
+    "missing or invalid bearer token",
     openapi.Envelope,
-    {"Retry-After": "seconds to wait"},
+    {"WWW-Authenticate": 'Bearer realm="fapiao-hub"'},
+    openapi.ORDER_ANSWERS[401],
 )
+_ANSWERS = openapi.ORDER_ANSWERS
 _SUBMIT_DOCS: dict[str, Any] = {
     "tags": ["intake"],
-    "description": "Validates the order (every problem is reported by the caller's JSON path), stores it once "
-    "per openApplyCode and queues it for dispatch. The same body again answers the same; other content under "
-    "the same openApplyCode is a 409.",
+    "description": "Validates the order against the shape and the tax rules (every problem is reported by the "
+    "caller's JSON path), stores it once per openApplyCode and queues it for dispatch to the channel of its "
+    "company (bukrs). The same body again answers the same (nothing is stored twice; key order and white space "
+    "do not matter); other content under the same openApplyCode is a 409. Follow the application with GET "
+    "/v1/invoice-orders/{openApplyCode} or the outcome webhook.",
     "security": [{openapi.BEARER: []}],
     "openapi_extensions": openapi.request_body(
-        'the invoice application in seed 004\'s shape, {"invoiceOrder": {...}}; fields not described are '
-        "carried through, and codes may be sent as numbers too",
+        'the invoice application in the FAW tax platform\'s shape, {"invoiceOrder": {...}}; fields not described '
+        "are carried through and returned, and codes may be sent as numbers too",
         seed004.Seed004Request,
+        openapi.ORDER_EXAMPLES,
     ),
     "responses": {
         200: openapi.answer(
-            "received (message: 'order received' or 'order already received')", openapi.OrderAcceptedAnswer
+            "received (message: 'order received' or 'order already received'); data.warnings lists what was "
+            "accepted but is worth a look",
+            openapi.OrderAcceptedAnswer,
+            examples=_ANSWERS[200],
         ),
-        400: openapi.answer("invalid invoice order (data.errors), or an unreadable body", openapi.OrderRefusedAnswer),
+        400: openapi.answer(
+            "invalid invoice order (data.errors: every problem, by JSON path), or an unreadable body (data null)",
+            openapi.OrderRefusedAnswer,
+            examples=_ANSWERS[400],
+        ),
         401: _UNAUTHORIZED,
-        409: openapi.answer("the openApplyCode was already received with different content", openapi.Envelope),
-        413: openapi.answer("the body is over the size limit", openapi.Envelope),
-        415: openapi.answer("Content-Type is not application/json", openapi.Envelope),
-        503: _UNAVAILABLE,
+        409: openapi.answer(
+            "the openApplyCode was already received with different content",
+            openapi.Envelope,
+            examples=_ANSWERS[409],
+        ),
+        413: openapi.answer(
+            "the body is over the size limit (6 MiB unless configured)", openapi.Envelope, examples=_ANSWERS[413]
+        ),
+        415: openapi.answer("Content-Type is not application/json", openapi.Envelope, examples=_ANSWERS[415]),
+        503: openapi.answer(
+            "stored but not yet queued, or a moment's outage: send the same request again",
+            openapi.Envelope,
+            {"Retry-After": "seconds to wait"},
+            _ANSWERS[503],
+        ),
     },
 }
 _SUBMIT_OPERATIONS = {
     "/v1/invoice-orders": ("submitInvoiceOrder", "Submit an invoice application"),
-    "/extInvoiceOrder/receiveInvoiceOrder": ("receiveInvoiceOrder", "Submit an invoice application (seed 004's path)"),
+    "/extInvoiceOrder/receiveInvoiceOrder": (
+        "receiveInvoiceOrder",
+        "Submit an invoice application (the FAW tax platform's path)",
+    ),
 }
 
 for _path in SUBMIT_PATHS:
@@ -248,16 +271,30 @@ for _path in SUBMIT_PATHS:
     "/v1/invoice-orders/<openApplyCode>",
     operation_id="readInvoiceOrder",
     summary="Read an invoice application: status, history, invoices and their files",
+    description="Only your own applications: another business system's is a 404, as is an unknown one. File "
+    "links are good for five minutes; read the application again for fresh ones.",
     tags=["intake"],
     security=[{openapi.BEARER: []}],
     responses={
-        200: openapi.answer("the application", openapi.OrderDetailAnswer),
+        200: openapi.answer("the application", openapi.OrderDetailAnswer, examples=openapi.READ_ANSWERS[200]),
         401: _UNAUTHORIZED,
-        404: openapi.answer("no such application for this business system", openapi.Envelope),
-        503: _UNAVAILABLE,
+        404: openapi.answer(
+            "no such application for this business system", openapi.Envelope, examples=openapi.READ_ANSWERS[404]
+        ),
+        503: openapi.answer(
+            "temporarily unavailable; try again",
+            openapi.Envelope,
+            {"Retry-After": "seconds to wait"},
+            openapi.READ_ANSWERS[503],
+        ),
     },
 )
-def read(openApplyCode: Annotated[str, Path(description="the openApplyCode it was submitted with")]) -> Response[Any]:
+def read(
+    openApplyCode: Annotated[
+        str,
+        Path(description="the openApplyCode it was submitted with", openapi_examples=openapi.READ_EXAMPLES),
+    ],
+) -> Response[Any]:
     system_id = _caller()
     open_apply_code = openApplyCode
     logkeys.set_application(system_id, open_apply_code)

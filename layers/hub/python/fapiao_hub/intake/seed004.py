@@ -38,7 +38,7 @@ MAX_MONEY = Decimal(10) ** 12
 
 # ---------------------------------------------------------------------------- value types
 def _money(value: Any) -> Decimal | None:
-    """Numbers, numeric strings and empty strings (DOMAIN.md section 1); never through float."""
+    """Numbers, numeric strings and empty strings (docs/rules.md section 1); never through float."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -73,68 +73,226 @@ class _Shape(BaseModel):
     model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True, str_strip_whitespace=False)
 
 
+# Field descriptions below are the OpenAPI document's (docs/openapi.json): what an integrator reads.
+_MONEY_NOTE = "a number or a numeric string; empty means absent"
+_INVOICE_TYPE_CODES = "; ".join(f"{code} {kind.value}" for code, kind in DEFAULT_INTAKE_INVOICE_TYPES.items())
+
+
 class Seed004Line(_Shape):
-    goods_name: str = Field(alias="goodsName", min_length=1)
-    nature: Literal["0", "1", "2"] = Field("0", alias="invoiceLineNature")
-    tax_code: str | None = Field(None, alias="taxonomyCode", pattern=r"^\d{19}$")
-    specification: str | None = Field(None, alias="model")
-    unit: str | None = None
-    quantity: Money = None
-    price: Money = None
-    amount_incl_tax: Money = Field(None, alias="amtInclTax")
+    """One line of the invoice (开票明细, invoiceOrderSub). Fields not listed are carried through."""
+
+    goods_name: str = Field(
+        alias="goodsName",
+        min_length=1,
+        description="goods or service name (商品名称)",
+        examples=["CA7201HA6TA(2024款)"],
+    )
+    nature: Literal["0", "1", "2"] = Field(
+        "0",
+        alias="invoiceLineNature",
+        description="line nature (发票行性质): 0 normal, 1 discount line (折扣行: negative amount, directly after "
+        "the line it discounts, same goods name, tax code and rate, no model/unit/quantity/price), "
+        "2 discounted line (被折扣行)",
+    )
+    tax_code: str | None = Field(
+        None,
+        alias="taxonomyCode",
+        pattern=r"^\d{19}$",
+        description="tax classification code (税收分类编码), 19 digits",
+        examples=["1090305010300000000"],
+    )
+    specification: str | None = Field(None, alias="model", description="specification / model (规格型号)")
+    unit: str | None = Field(None, description="unit of measure (单位)", examples=["辆"])
+    quantity: Money = Field(None, description=f"quantity, up to 8 decimals; with price or not at all; {_MONEY_NOTE}")
+    price: Money = Field(
+        None,
+        description="unit price, tax-inclusive when amtInclTaxSign is 1 (else exclusive), up to 8 decimals; "
+        f"|price x quantity - amount| <= 0.01; {_MONEY_NOTE}",
+    )
+    amount_incl_tax: Money = Field(
+        None,
+        alias="amtInclTax",
+        description="line amount including tax, 2 decimals; required when amtInclTaxSign is 1 or absent; the hub "
+        f"derives amount = round(amtInclTax / (1 + taxrate), 2) and tax = amtInclTax - amount; {_MONEY_NOTE}",
+    )
     # Tax-exclusive mode (amtInclTaxSign "2"): not in the seed's example; the hub accepts
     # amt (and optionally tax) as documented in docs/intake.md.
-    amount: Money = Field(None, alias="amt")
-    tax: Money = None
-    tax_rate: Annotated[Decimal, BeforeValidator(_money)] = Field(alias="taxrate")
-    material_code: str | None = Field(None, alias="MaterialCode")
-    zero_rate_flag: Literal["1", "2", "3"] | None = Field(None, alias="zeroTaxRateFlag")
-    preferential_policy: str | None = Field(None, alias="favouredPolicyName")
+    amount: Money = Field(
+        None, alias="amt", description=f"line amount excluding tax; required when amtInclTaxSign is 2; {_MONEY_NOTE}"
+    )
+    tax: Money = Field(
+        None,
+        description="line tax when amtInclTaxSign is 2 (default round(amt x taxrate, 2)); "
+        f"|amt x taxrate - tax| <= 0.06; {_MONEY_NOTE}",
+    )
+    tax_rate: Annotated[Decimal, BeforeValidator(_money)] = Field(
+        alias="taxrate",
+        description="tax rate as a fraction: 0, 0.01, 0.015, 0.03, 0.05, 0.06, 0.09 or 0.13 (the hub "
+        "configuration may change the list); red reversals also 0.04, 0.10, 0.11, 0.16, 0.17; "
+        "0 needs zeroTaxRateFlag",
+        examples=["0.13"],
+    )
+    material_code: str | None = Field(None, alias="MaterialCode", description="the business system's material code")
+    zero_rate_flag: Literal["1", "2", "3"] | None = Field(
+        None,
+        alias="zeroTaxRateFlag",
+        description="zero-rate flag (零税率标识), required with taxrate 0: 1 exempt, 2 not taxable, "
+        "3 ordinary zero rate",
+    )
+    preferential_policy: str | None = Field(
+        None, alias="favouredPolicyName", description="preferential tax policy (优惠政策名称), e.g. 免税"
+    )
 
 
 class Seed004RedLog(_Shape):
     """redVatInvoiceInfoLog (销项红字增值税专用发票信息表): the seed's fields, all optional."""
 
-    apply_red_reasons: str | None = Field(None, alias="applyRedReasons")
-    blue_invoice_code: str | None = Field(None, alias="blueInvoiceCode")
-    blue_invoice_number: str | None = Field(None, alias="blueInvoiceNumber")
-    total_amt: Money = Field(None, alias="totalAmt")
-    total_amt_incl_tax: Money = Field(None, alias="totalAmtInclTax")
-    total_tax: Money = Field(None, alias="totalTax")
-    sub: list[dict[str, Any]] | None = Field(None, alias="redVatInvoiceInfoLogSub")
+    apply_red_reasons: str | None = Field(
+        None,
+        alias="applyRedReasons",
+        description="red reason (红冲原因), national code: 01 issuing error (full reversal), 02 goods returned, "
+        "03 service stopped, 04 sales allowance",
+        json_schema_extra={"enum": [r.value for r in RedReason] + [None]},
+    )
+    blue_invoice_code: str | None = Field(
+        None, alias="blueInvoiceCode", description="the reversed blue invoice's code (legacy invoices)"
+    )
+    blue_invoice_number: str | None = Field(
+        None, alias="blueInvoiceNumber", description="the reversed blue invoice's number"
+    )
+    total_amt: Money = Field(None, alias="totalAmt", description=f"carried through; {_MONEY_NOTE}")
+    total_amt_incl_tax: Money = Field(None, alias="totalAmtInclTax", description=f"carried through; {_MONEY_NOTE}")
+    total_tax: Money = Field(None, alias="totalTax", description=f"carried through; {_MONEY_NOTE}")
+    sub: list[dict[str, Any]] | None = Field(
+        None, alias="redVatInvoiceInfoLogSub", description="the red form's lines; carried through"
+    )
 
 
 class Seed004Order(_Shape):
-    open_apply_code: Code = Field(alias="openApplyCode")
-    company_code: Code = Field(alias="bukrs")
-    open_invoice_type: str = Field("0", alias="openInvoiceType")
-    invoice_type: str = Field(alias="invoiceType", min_length=1)
-    business_type_code: str | None = Field(None, alias="businessTypeCode")
-    business_type_name: str | None = Field(None, alias="businessTypeName")
-    buyer_tax_number: str | None = Field(None, alias="purchaserTaxpayerNo")
-    buyer_name: str = Field(alias="purchaserTaxpayerName", min_length=1)
-    buyer_code: str | None = Field(None, alias="purchaserTaxpayerCode")
-    buyer_address: str | None = Field(None, alias="purchaserAddress")
-    buyer_phone: str | None = Field(None, alias="purchaserPhone")
-    buyer_bank: str | None = Field(None, alias="purchaserBank")
-    buyer_bank_account: str | None = Field(None, alias="purchaserBankNo")
-    buyer_email: str | None = Field(None, alias="purchaserEmail", max_length=254)
-    buyer_mobile: str | None = Field(None, alias="purchaserCellphone", max_length=32)
-    invoice_amount_incl_tax: Money = Field(None, alias="invoiceAmtInclTax")
-    invoice_amount: Money = Field(None, alias="invoiceAmt")
-    invoice_tax: Money = Field(None, alias="invoiceTax")
-    remark: str | None = None
-    amounts_include_tax: Literal["1", "2"] | None = Field(None, alias="amtInclTaxSign")
-    red_confirm_uuid: str | None = Field(None, alias="redConfirmUuid")
-    red_info_no: str | None = Field(None, alias="redInvoiceInfoNo")
-    blue_invoice_code: str | None = Field(None, alias="blueInvoiceCode")
-    blue_invoice_number: str | None = Field(None, alias="blueInvoiceNumber")
-    blue_invoice_date: str | None = Field(None, alias="originInvoiceDate")
-    lines: list[Seed004Line] = Field(alias=LINES, min_length=1)
-    building: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderBuildingSub")
-    freight: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderTransportSub")
-    passenger_transport: list[dict[str, Any]] | None = Field(None, alias="invoiceOrderPassengerTransportSub")
-    red_log: Seed004RedLog | None = Field(None, alias="redVatInvoiceInfoLog")
+    """The invoice application (开票申请单). Fields not listed are carried through and returned."""
+
+    open_apply_code: Code = Field(
+        alias="openApplyCode",
+        description="your application number (开票申请单号), 1-100 characters, unique per business system: "
+        "the same body again is answered the same, other content under it is a 409",
+        examples=["swagger-example-0001"],
+    )
+    company_code: Code = Field(
+        alias="bukrs",
+        description="your company code (公司代码): selects the seller (tax number, name, address, bank) and its "
+        "channel from the hub configuration; an unknown code is a 400 listing yours",
+        examples=["VB5"],
+    )
+    open_invoice_type: str = Field(
+        "0",
+        alias="openInvoiceType",
+        description="direction (开票类型): 0 blue (a normal invoice, the default), 1 red (a reversal of an issued "
+        "blue invoice: blueInvoiceNumber required; a 数电 red also redConfirmUuid or redInvoiceInfoNo)",
+        json_schema_extra={"enum": ["0", "1"]},
+    )
+    invoice_type: str = Field(
+        alias="invoiceType",
+        min_length=1,
+        description=f"invoice type code (发票种类): {_INVOICE_TYPE_CODES}. 数电 (01, 02, 0112, 0212) and legacy "
+        "(004 paper special, 007 paper normal, 026 electronic normal, 028 electronic special); a deployment may "
+        "add codes; any other is a 400 listing the accepted ones",
+        examples=["028"],
+    )
+    business_type_code: str | None = Field(
+        None,
+        alias="businessTypeCode",
+        description="your business type (业务类型编码); routing may pick the channel by it",
+        examples=["098"],
+    )
+    business_type_name: str | None = Field(
+        None, alias="businessTypeName", description="business type name", examples=["整车销售"]
+    )
+    buyer_tax_number: str | None = Field(
+        None,
+        alias="purchaserTaxpayerNo",
+        description="buyer tax number (购方税号): 18-character unified social credit code (0-9, A-Y without I O Z S "
+        "V) or a legacy 15/17/20-character number; required on special (专用) invoices; a wrong check "
+        "character is a warning (a 400 in strict mode)",
+        examples=["91220101MA0Y5K3N4H"],
+    )
+    buyer_name: str = Field(
+        alias="purchaserTaxpayerName",
+        min_length=1,
+        description="buyer name (购方名称)",
+        examples=["吉林省神州红旗汽车销售服务有限公司"],
+    )
+    buyer_code: str | None = Field(None, alias="purchaserTaxpayerCode", description="your customer code")
+    buyer_address: str | None = Field(None, alias="purchaserAddress", description="buyer address (购方地址)")
+    buyer_phone: str | None = Field(None, alias="purchaserPhone", description="buyer telephone (购方电话)")
+    buyer_bank: str | None = Field(None, alias="purchaserBank", description="buyer bank name (购方开户行)")
+    buyer_bank_account: str | None = Field(None, alias="purchaserBankNo", description="buyer bank account (购方账号)")
+    buyer_email: str | None = Field(
+        None,
+        alias="purchaserEmail",
+        max_length=254,
+        description="where the buyer receives the invoice; personal data, never logged",
+    )
+    buyer_mobile: str | None = Field(
+        None,
+        alias="purchaserCellphone",
+        max_length=32,
+        description="buyer mobile number; personal data, never logged",
+    )
+    invoice_amount_incl_tax: Money = Field(
+        None,
+        alias="invoiceAmtInclTax",
+        description=f"total including tax; checked against the lines, the line-derived total is stored; {_MONEY_NOTE}",
+    )
+    invoice_amount: Money = Field(
+        None,
+        alias="invoiceAmt",
+        description=f"total excluding tax; |sum of line amounts - invoiceAmt| <= 0.01; {_MONEY_NOTE}",
+    )
+    invoice_tax: Money = Field(
+        None,
+        alias="invoiceTax",
+        description=f"total tax; |sum(amount x rate) - invoiceTax| <= 1.27; {_MONEY_NOTE}",
+    )
+    remark: str | None = Field(None, description="remark printed on the invoice (备注)")
+    amounts_include_tax: Literal["1", "2"] | None = Field(
+        None,
+        alias="amtInclTaxSign",
+        description="1 or absent: line amounts (amtInclTax) and prices include tax; 2: they exclude it (amt, tax)",
+    )
+    red_confirm_uuid: str | None = Field(
+        None, alias="redConfirmUuid", description="red: the red-confirmation form's UUID (红字确认单, 数电)"
+    )
+    red_info_no: str | None = Field(
+        None, alias="redInvoiceInfoNo", description="red: the red-confirmation form's number (红字信息表编号)"
+    )
+    blue_invoice_code: str | None = Field(
+        None, alias="blueInvoiceCode", description="red: the reversed blue invoice's code (legacy invoices only)"
+    )
+    blue_invoice_number: str | None = Field(
+        None,
+        alias="blueInvoiceNumber",
+        description="red: the reversed blue invoice's number; the red amounts may not exceed what it has left",
+    )
+    blue_invoice_date: str | None = Field(
+        None, alias="originInvoiceDate", description="red: the blue invoice's date (yyyy-mm-dd)"
+    )
+    lines: list[Seed004Line] = Field(
+        alias=LINES, min_length=1, description="the lines (at most 5000; over 2000 is a warning)"
+    )
+    building: list[dict[str, Any]] | None = Field(
+        None, alias="invoiceOrderBuildingSub", description="construction services (建筑服务); carried through"
+    )
+    freight: list[dict[str, Any]] | None = Field(
+        None, alias="invoiceOrderTransportSub", description="freight transport (货物运输); carried through"
+    )
+    passenger_transport: list[dict[str, Any]] | None = Field(
+        None,
+        alias="invoiceOrderPassengerTransportSub",
+        description="passenger transport (旅客运输); carried through",
+    )
+    red_log: Seed004RedLog | None = Field(
+        None, alias="redVatInvoiceInfoLog", description="red: the red-information form; applyRedReasons is read"
+    )
 
     @field_validator("amounts_include_tax", mode="before")
     @classmethod
@@ -144,8 +302,10 @@ class Seed004Order(_Shape):
 
 
 class Seed004Request(BaseModel):
+    """An invoice application in the FAW (一汽) tax platform's receiveInvoiceOrder shape."""
+
     model_config = ConfigDict(extra="ignore")
-    invoice_order: Seed004Order = Field(alias=ROOT)
+    invoice_order: Seed004Order = Field(alias=ROOT, description="the application")
 
 
 # ---------------------------------------------------------------------------- results
