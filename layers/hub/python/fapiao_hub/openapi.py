@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fapiao_hub.models import Status
+from fapiao_hub.models import FindingKind, Status
 
 TITLE = "fapiao-hub"
 DOCUMENT_PATH = Path("docs/openapi.json")
@@ -95,7 +95,26 @@ class Invoice(BaseModel):
     checkCode: str | None = None
     status: str | None = None
     channel: str | None = None
+    redRemainingAmount: float | None = Field(None, description="blue invoice: amount red invoices may still reverse")
+    redRemainingTax: float | None = Field(None, description="a blue invoice: the tax red invoices may still reverse")
     files: list[StoredFile | MissingFile] | None = None
+
+
+class Difference(BaseModel):
+    field: str = Field(description="the field that differs, e.g. seller.tax_number, invoice_type, amount")
+    expected: str | None = Field(description="what the application (or the hub's record) says")
+    reported: str | None = Field(description="what the channel reported")
+
+
+class Finding(BaseModel):
+    id: str = Field(description="stable for the same discovery")
+    kind: FindingKind
+    at: str = Field(description="ISO 8601, UTC")
+    source: str = Field(description="dispatch, poll, callback or reconciliation")
+    summary: str
+    differences: list[Difference]
+    invoiceNumbers: list[str]
+    open: bool = Field(description="true until a person acknowledges it")
 
 
 class OrderDetail(OrderAccepted):
@@ -104,8 +123,10 @@ class OrderDetail(OrderAccepted):
     createdAt: str
     updatedAt: str
     reason: str | None = Field(description="why it is in its status (a rejection, an unknown outcome)")
+    requestNumber: str = Field(description="the request number sent to the channel on every attempt")
     history: list[StatusChange]
     invoices: list[Invoice]
+    findings: list[Finding] = Field(description="what a person must look at (docs/operations.md, Findings)")
     invoiceOrder: dict[str, Any] = Field(description="the application as seed 004's invoiceOrder (the submitted shape)")
 
 

@@ -148,8 +148,10 @@ def _invoice_differences(
     if not (invoice.number or "").strip():
         found.append(Difference(field=f"{at}number", expected="an invoice number", reported=invoice.number or None))
     expected_seller = application.seller.tax_number
-    if invoice.seller_tax_number is not None and expected_seller and not _same_id(
-        invoice.seller_tax_number, expected_seller
+    if (
+        invoice.seller_tax_number is not None
+        and expected_seller
+        and not _same_id(invoice.seller_tax_number, expected_seller)
     ):
         found.append(Difference(field=f"{at}seller.tax_number", expected=expected_seller,
                                 reported=invoice.seller_tax_number))  # fmt: skip
