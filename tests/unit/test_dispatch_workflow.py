@@ -141,8 +141,11 @@ def test_issued_records_the_invoice_and_publishes_once(world, hub):
     assert answer["data"]["invoices"] == [
         {"invoiceNumber": "12221761", "invoiceCode": "050002000205", "invoiceDate": date.today().isoformat(),
          "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57, "checkCode": "1188",
-         "status": "ISSUED", "channel": "scripted"}
+         "status": "ISSUED", "channel": "scripted", "redRemainingAmount": 5327.43, "redRemainingTax": 692.57}
     ]  # fmt: skip
+    assert answer["data"]["requestNumber"] == request_number_for(f"sample-erp#{CODE}")
+    assert answer["data"]["findings"] == []
+    assert detail["request_number"] == request_number_for(f"sample-erp#{CODE}")
     # A repeated delivery changes nothing and calls nobody.
     assert world.dispatch() == "nothing to do"
     assert world.channel.sent == [request_number_for(f"sample-erp#{CODE}")]
