@@ -108,10 +108,26 @@ def _submitted_application(hub) -> str:
     return request_number_for(f"sample-erp#{CODE}")
 
 
+def matching_invoice(invoice: dict, application) -> dict:
+    """Seed 000's invoice made to match an application (the hub verifies every result against it)."""
+    return {
+        **invoice,
+        "invoiceType": 0,  # blue (the seed's example is red)
+        "invoiceTypeCode": "01",  # 数电专票, as the application asks
+        "invoiceDate": int(time.time() * 1000),
+        "invoiceAmount": f"{application.amount:f}",
+        "invoiceTaxAmount": f"{application.tax:f}",
+        "sellerTaxNo": application.seller.tax_number,
+        "buyerTaxNo": application.buyer.tax_number,
+    }
+
+
 def _push_for(request_number: str, result: int = 0) -> str:
     body = json.loads(seed_push_text())
     body["serialNo"] = request_number
     body["result"] = result
+    application = runtime.application_store().get("sample-erp", CODE).application
+    body["data"] = [matching_invoice(body["data"][0], application)]
     if result == 1:
         body["rejectMsg"] = "购方信息有误"
         body.pop("data")
