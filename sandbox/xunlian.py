@@ -45,7 +45,7 @@ counts 2), limit 92, 2 too many``.
 A valid request is issued: deterministic ``invoiceCode`` (12 digits: ``0`` + 4 digits derived from
 the seller's tax number + 2-digit year + ``00`` + ``invoiceTypeCode`` + ``0``, so every seller has its
 own codes as the bureau allocates them), ``invoiceNumber`` (8 digits, numbered from 00000001 per code),
-``invoiceDate`` (today, local), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
+``invoiceDate`` (today in China, UTC+8), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
 (a UUID5), ``docId`` (``ANI`` + yyyymmdd + 6-digit sequence), ``amount`` =
 ``totalAmountExcludeTax`` (derived from the lines when absent; a JSON number with 2 decimals), and
 ``requisitionApplyNo`` / ``otherId`` (as a string) echoed, in seed 001's envelope::
@@ -96,6 +96,14 @@ needs the number) and before anything else:
   body that is not valid JSON, shaped like the seed's own example answer (a missing comma after
   ``docId``, curly quotes around ``invoiceNumber``, ``"amount"4570.80`` without a colon). If
   validation fails the rejection is answered normally.
+- the wrong results (validate first; a rejection is answered normally): ``wrong_amount`` (the
+  answer's ``amount`` and the record's totals 10.00 / 0.60 over the request's), ``wrong_seller``
+  (issued for ``faults.OTHER_SELLER_TAX_NUMBER``: the invoice code is that seller's), ``wrong_type``
+  (01 <-> 04, 08 <-> 10: the code carries the type issued), ``extra_invoice`` (a second invoice,
+  its own number, counted; the answer shows the first: seed 001's body holds one invoice),
+  ``reject_but_issue`` (issue and count, answer ``ok: false`` 4002; the same number sent again
+  answers 4090 with that invoice). Seed 001's answer carries no seller, buyer or type: the wrong
+  ones show in ``GET /_sandbox/issued/<no>`` and in the invoice code.
 
 A scripted entry is consumed by every request carrying its number, whatever becomes of it.
 
@@ -104,8 +112,11 @@ Sandbox endpoints
 - ``GET /_sandbox/issued`` -> ``{"counts": {"<no>": n}, "total": N, "attempts": {"<no>": n}}``
   (``attempts`` counts every ``serverIssue`` request per number, faulted or not).
 - ``GET /_sandbox/issued/<no>`` (URL-encoded) -> ``{"requestNo", "count", "attempts", "invoices"}``,
-  each invoice its answer body (``amount`` as a string) plus ``invoiceTypeCode``, ``red`` and
-  ``issuedAt``. An unknown number answers count 0.
+  each invoice its answer body (``amount`` as a string) plus ``invoiceTypeCode``, ``red``,
+  ``issuedAt`` and what the invoice says beyond the answer: ``sellerTaxId``, ``sellerName``,
+  ``buyerTaxId``, ``buyerName``, ``totalAmountExcludeTax``, ``totalTaxAmount``, ``blueInvoiceNo``,
+  ``blueInvoiceCode`` and ``lines`` (``itemName``, ``lineAttribute``, ``taxRate``,
+  ``amountExcludeTax``, ``taxAmount``). An unknown number answers count 0.
 - ``GET /_sandbox/config`` / ``POST /_sandbox/config`` with ``{"seed", "rates", "latency_ms",
   "timeout_ms", "dedupe"}`` (any subset; ``rates`` replaces the whole table) -> the config.
 - ``GET /_sandbox/faults`` / ``POST /_sandbox/faults`` with ``{"<no>": ["timeout_after_issue",
@@ -118,6 +129,7 @@ A bad sandbox request answers 400 ``{"error": "..."}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -134,6 +146,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
+from sandbox.base import CHINA
 
 ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
 HOST = "127.0.0.1"
@@ -245,6 +258,13 @@ class Application:
     amount: Decimal
     red: bool
     seller_tax_id: str = ""
+    seller_name: str = ""
+    buyer_tax_id: str = ""
+    buyer_name: str = ""
+    tax: Decimal = Decimal(0)
+    lines: tuple[dict[str, Any], ...] = ()
+    blue_invoice_no: str = ""
+    blue_invoice_code: str = ""
 
 
 class _Checker:
@@ -358,6 +378,8 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
     lines = payload.get("lines")
     line_excl: list[Decimal | None] = []
     line_incl: list[Decimal | None] = []
+    line_tax: list[Decimal] = []
+    line_names: list[tuple[str, str, Decimal | None]] = []
     discounted = False
     if not isinstance(lines, list) or not lines:
         c.fail("lines: required, a non-empty list")
@@ -416,6 +438,10 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             excl = (incl / (1 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
         line_excl.append(excl)
         line_incl.append(incl)
+        if tax is None and excl is not None and incl is not None:
+            tax = incl - excl
+        line_tax.append(tax if tax is not None else Decimal(0))
+        line_names.append((text["itemName"] or "", attribute or "0", rate))
 
     if lines and not discounted:
         for total_field, values in (
@@ -443,6 +469,19 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
     if amount is None:
         amount = sum((v for v in line_excl if v is not None), Decimal(0))
     other_id = payload.get("otherId")
+    tax_total = totals["totalTaxAmount"]
+    if tax_total is None:
+        tax_total = sum(line_tax, Decimal(0))
+    recorded = tuple(
+        {
+            "itemName": name,
+            "lineAttribute": attribute,
+            "taxRate": f"{rate:f}" if rate is not None else "",
+            "amountExcludeTax": f"{(excl or Decimal(0)).quantize(CENT, rounding=ROUND_HALF_UP):f}",
+            "taxAmount": f"{line_tax_value.quantize(CENT, rounding=ROUND_HALF_UP):f}",
+        }
+        for (name, attribute, rate), excl, line_tax_value in zip(line_names, line_excl, line_tax, strict=True)
+    )
     return [], Application(
         key=key,
         key_field=key_field,
@@ -452,6 +491,13 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
         amount=amount.quantize(CENT, rounding=ROUND_HALF_UP),
         red=red,
         seller_tax_id=header_text["sellerTaxId"] or "",
+        seller_name=header_text["sellerName"] or "",
+        buyer_tax_id=header_text["buyerTaxId"] or "",
+        buyer_name=header_text["buyerName"] or "",
+        tax=tax_total.quantize(CENT, rounding=ROUND_HALF_UP),
+        lines=recorded,
+        blue_invoice_no=header_text["blueInvoiceNo"] or "",
+        blue_invoice_code=header_text["blueInvoiceCode"] or "",
     )
 
 
@@ -464,6 +510,7 @@ class Issued:
     invoice_type: str
     red: bool
     issued_at: str
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the invoice says beyond the answer
 
     def public(self) -> dict[str, Any]:
         return {
@@ -472,7 +519,12 @@ class Issued:
             "invoiceTypeCode": self.invoice_type,
             "red": self.red,
             "issuedAt": self.issued_at,
+            **self.record,
         }
+
+
+#: ``wrong_type``: special <-> normal of the same medium (seed 001 codes).
+OTHER_TYPES = {"01": "04", "04": "01", "08": "10", "10": "08"}
 
 
 class XunlianState:
@@ -501,36 +553,67 @@ class XunlianState:
         with self._lock:
             self._attempts[key] = self._attempts.get(key, 0) + 1
 
-    def issue(self, app: Application) -> tuple[Issued, bool]:
-        """Issue for ``app``, or return the existing invoice: (invoice, duplicate)."""
+    def issue(self, app: Application, fault: str | None = None) -> tuple[Issued, bool]:
+        """Issue for ``app`` (as a wrong-result ``fault`` says, see :mod:`sandbox.faults`), or return
+        the existing invoice: (invoice, duplicate)."""
         with self._lock:
             existing = self._issued.get(app.key)
             if existing and self.dedupe:
                 return existing[0], True
-            now = dt.datetime.now()
-            self._sequence += 1
-            # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
-            seller_part = int.from_bytes(hashlib.sha256(app.seller_tax_id.encode()).digest()[:4], "big") % 10**4
-            code = f"0{seller_part:04d}{now.year % 100:02d}00{app.invoice_type}0"
-            number = self._numbers.get(code, 0) + 1
-            self._numbers[code] = number
-            invoice_number = f"{number:08d}"
-            seed = f"{code}|{invoice_number}|{app.key}".encode()
-            parity = f"{int.from_bytes(hashlib.sha256(seed).digest()[:10], 'big') % 10**20:020d}"
-            body = {
-                "requisitionApplyNo": app.requisition_apply_no,
-                "otherId": app.other_id,
-                "invoiceUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")),
-                "docId": f"ANI{now:%Y%m%d}{self._sequence:06d}",
-                "invoiceCode": code,
-                "invoiceNumber": invoice_number,
-                "invoiceDate": now.date().isoformat(),
-                "invoiceParityCode": parity,
-                "amount": app.amount,
-            }
-            issued = Issued(body, app.invoice_type, app.red, now.isoformat(timespec="seconds"))
+            issued = self._new(app, fault)
             self._issued.setdefault(app.key, []).append(issued)
+            if fault == faults.EXTRA_INVOICE:
+                self._issued[app.key].append(self._new(app, None))
             return issued, False
+
+    def _new(self, app: Application, fault: str | None) -> Issued:
+        now = dt.datetime.now(CHINA)
+        self._sequence += 1
+        seller_tax_id, seller_name = app.seller_tax_id, app.seller_name
+        if fault == faults.WRONG_SELLER:
+            seller_tax_id, seller_name = faults.OTHER_SELLER_TAX_NUMBER, faults.OTHER_SELLER_NAME
+        invoice_type = app.invoice_type
+        if fault == faults.WRONG_TYPE:
+            invoice_type = faults.other_type(invoice_type, OTHER_TYPES)
+        amount, tax = app.amount, app.tax
+        if fault == faults.WRONG_AMOUNT:
+            amount, tax = amount + faults.WRONG_AMOUNT_DELTA, tax + faults.WRONG_TAX_DELTA
+        # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
+        seller_part = int.from_bytes(hashlib.sha256(seller_tax_id.encode()).digest()[:4], "big") % 10**4
+        code = f"0{seller_part:04d}{now.year % 100:02d}00{invoice_type}0"
+        number = self._numbers.get(code, 0) + 1
+        self._numbers[code] = number
+        invoice_number = f"{number:08d}"
+        seed = f"{code}|{invoice_number}|{app.key}".encode()
+        parity = f"{int.from_bytes(hashlib.sha256(seed).digest()[:10], 'big') % 10**20:020d}"
+        body = {
+            "requisitionApplyNo": app.requisition_apply_no,
+            "otherId": app.other_id,
+            "invoiceUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")),
+            "docId": f"ANI{now:%Y%m%d}{self._sequence:06d}",
+            "invoiceCode": code,
+            "invoiceNumber": invoice_number,
+            "invoiceDate": now.date().isoformat(),
+            "invoiceParityCode": parity,
+            "amount": amount,
+        }
+        lines = [dict(line) for line in app.lines]
+        if fault == faults.WRONG_AMOUNT and lines:
+            first = lines[0]
+            first["amountExcludeTax"] = f"{Decimal(first['amountExcludeTax']) + faults.WRONG_AMOUNT_DELTA:f}"
+            first["taxAmount"] = f"{Decimal(first['taxAmount']) + faults.WRONG_TAX_DELTA:f}"
+        record = {
+            "sellerTaxId": seller_tax_id,
+            "sellerName": seller_name,
+            "buyerTaxId": app.buyer_tax_id,
+            "buyerName": app.buyer_name,
+            "totalAmountExcludeTax": f"{amount:f}",
+            "totalTaxAmount": f"{tax:f}",
+            "blueInvoiceNo": app.blue_invoice_no,
+            "blueInvoiceCode": app.blue_invoice_code,
+            "lines": lines,
+        }
+        return Issued(body, invoice_type, app.red, now.isoformat(timespec="seconds"), record)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
@@ -775,7 +858,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, envelope(False, CODE_INVALID, "; ".join(errors)))
             return
 
-        issued, duplicate = server.state.issue(app)
+        issued, duplicate = server.state.issue(app, decision.fault if decision.wrong_result else None)
+        if decision.fault == faults.REJECT_BUT_ISSUE:
+            self._send_json(200, envelope(False, CODE_REJECTED, "开票失败: 税控设备繁忙 (sandbox reject fault)"))
+            return
         if decision.fault == faults.TIMEOUT_AFTER_ISSUE:
             self.close_connection = True
             server.stopping.wait(server.injector.timeout_seconds)

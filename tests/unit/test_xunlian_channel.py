@@ -38,6 +38,7 @@ from fapiao_hub.channels.xunlian import (
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
 from fapiao_hub.rules import unfold_inline_discount
+from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -678,7 +679,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 
 def test_issue_over_http(sandbox: XunlianServer) -> None:
-    before = dt.date.today()
+    before = china_today()
     outcome = channel_for(sandbox).issue(make_app(), "REQ-0001")
     assert isinstance(outcome, Issued) and outcome.duplicate is False
     (invoice,) = outcome.invoices
@@ -693,7 +694,7 @@ def test_issue_over_http(sandbox: XunlianServer) -> None:
     )
     assert first["otherId"] == first["requisitionApplyNo"] == "REQ-0001"
     assert invoice.amount == Decimal("4570.80")
-    assert invoice.issued_on in {before, dt.date.today()}
+    assert invoice.issued_on in {before, china_today()}
     assert invoice.invoice_type == InvoiceType.VAT_SPECIAL_PAPER
 
 
