@@ -67,6 +67,15 @@ answer the query, issuing if due - then hold the connection ``timeout_ms`` and c
 answer), ``malformed`` (do the work, then answer ``success: true`` with a ``data`` that is not
 valid base64). A per-bill script is consumed by pushes and queries alike.
 
+The wrong results, carried by a ``BILL.PUSH`` (a valid new bill) or a query of a held bill: the
+bill's invoices are issued (or, already issued, changed) so that ``wrong_amount`` puts the first
+invoice's ``totalAmount`` / ``totalTaxAmount`` (and its first goods line, ``canRed*``) 10.00 / 0.60
+over the bill's, ``wrong_seller`` makes every invoice ``faults.OTHER_SELLER_TAX_NUMBER``'s,
+``wrong_type`` swaps special and normal (004 <-> 007, 026 <-> 028, 01 <-> 02), ``extra_invoice``
+adds a second, different invoice for the whole bill (its own number; counted); the answer itself is
+normal. ``reject_but_issue`` issues the bill at once (whatever ``issue_delay_ms``), counts it, and
+answers ``SANDBOX_REJECT``; later queries answer the invoices.
+
 Sandbox endpoints
 -----------------
 - ``GET /_sandbox/issued`` -> ``{"counts": {"<billNo>": invoices issued}, "total": N,
@@ -127,6 +136,8 @@ CODE_NOT_FOUND = "BILL_NOT_FOUND"
 CODE_REJECTED = "SANDBOX_REJECT"
 
 PAPER_TYPES = {"004", "007"}
+#: ``wrong_type``: special <-> normal of the same medium.
+OTHER_TYPES = {"004": "007", "007": "004", "026": "028", "028": "026", "01": "02", "02": "01"}
 ELECTRONIC_TYPES = {"026", "028"}
 DIGITAL_TYPES = {"01", "02"}
 INVOICE_TYPES = PAPER_TYPES | ELECTRONIC_TYPES | DIGITAL_TYPES
@@ -357,6 +368,7 @@ class Bill:
     invoices: list[dict[str, Any]] | None = None  # None until issued
     issued_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    spoil: str | None = None  # a wrong-result fault the bill is (or was) issued with
 
 
 def _split_cents(value: Decimal, parts: int) -> list[Decimal]:
@@ -420,9 +432,18 @@ class KingdeeState:
                 )
 
     def query(
-        self, bill_no: str, seller: str, *, delay_s: float, split_into: int, auto: bool, base_url: str
+        self,
+        bill_no: str,
+        seller: str,
+        *,
+        delay_s: float,
+        split_into: int,
+        auto: bool,
+        base_url: str,
+        fault: str | None = None,
     ) -> list[dict[str, Any]] | None:
-        """The query's data for a bill (issuing it when due), or None when the bill is not held."""
+        """The query's data for a bill (issuing it when due), or None when the bill is not held.
+        ``fault``: a wrong-result fault this query carries (``reject_but_issue`` issues now)."""
         with self._lock:
             bill = self._bills.get(bill_no)
             if bill is None and auto:
@@ -431,10 +452,32 @@ class KingdeeState:
                 self._bills[bill_no] = bill
             if bill is None or (bill.seller_tax_id is not None and bill.seller_tax_id != seller):
                 return None
+            if fault is not None:
+                self._mark(bill, fault, split_into, base_url)
             if bill.invoices is None and time.monotonic() - bill.received >= delay_s:
                 self._issue(bill, split_into, base_url)
             invoices = bill.invoices or []
             return [{"invoiceList": [dict(i) for i in invoices], "billNo": bill_no}]
+
+    def mark(self, bill_no: str, fault: str, split_into: int, base_url: str) -> None:
+        """A wrong-result fault carried by a push of ``bill_no`` (see :meth:`_mark`)."""
+        with self._lock:
+            bill = self._bills.get(bill_no)
+            if bill is not None:
+                self._mark(bill, fault, split_into, base_url)
+
+    def _mark(self, bill: Bill, fault: str, split_into: int, base_url: str) -> None:
+        """The bill is issued wrong: marked before issuing, spoiled at once after; ``reject_but_issue``
+        issues it now (the caller answers a refusal)."""
+        if fault == faults.REJECT_BUT_ISSUE:
+            if bill.invoices is None:
+                self._issue(bill, split_into, base_url)
+            return
+        if bill.invoices is None:
+            bill.spoil = fault
+        else:
+            bill.spoil = fault
+            self._spoil(bill, base_url)
 
     def _issue(self, bill: Bill, split_into: int, base_url: str) -> None:
         payload = bill.payload
@@ -454,6 +497,40 @@ class KingdeeState:
         invoices = [self._invoice(bill, share, flag, now, midnight, base_url) for share in shares]
         bill.invoices = invoices
         bill.issued_at = now.isoformat(timespec="seconds")
+        if bill.spoil is not None:
+            self._spoil(bill, base_url)
+
+    def _spoil(self, bill: Bill, base_url: str) -> None:
+        """Apply the bill's wrong-result fault to its issued invoices (see :mod:`sandbox.faults`)."""
+        invoices = bill.invoices or []
+        fault, bill.spoil = bill.spoil, None
+        if not invoices:
+            return
+        if fault == faults.WRONG_AMOUNT:
+            first = invoices[0]
+            first["totalAmount"] += faults.WRONG_AMOUNT_DELTA
+            first["totalTaxAmount"] += faults.WRONG_TAX_DELTA
+            first["includeTaxAmount"] = first["totalAmount"] + first["totalTaxAmount"]
+            if first["canRedAmount"]:
+                first["canRedAmount"], first["canRedTaxAmount"] = first["totalAmount"], first["totalTaxAmount"]
+            if first["goods"]:
+                goods = first["goods"][0]
+                goods["amount"] += faults.WRONG_AMOUNT_DELTA
+                goods["taxAmount"] += faults.WRONG_TAX_DELTA
+                goods["includeTaxAmount"] = goods["amount"] + goods["taxAmount"]
+        elif fault == faults.WRONG_SELLER:
+            for invoice in invoices:
+                invoice.update(sellerTaxpayerId=faults.OTHER_SELLER_TAX_NUMBER, sellerName=faults.OTHER_SELLER_NAME)
+        elif fault == faults.WRONG_TYPE:
+            for invoice in invoices:
+                invoice["invoiceType"] = faults.other_type(invoice["invoiceType"], OTHER_TYPES)
+        elif fault == faults.EXTRA_INVOICE:
+            lines = [line for line in bill.payload.get("billDetail") or [] if isinstance(line, dict)]
+            share = [(line, _decimal(line.get("amount")) or Decimal(0), _decimal(line.get("taxAmount")) or Decimal(0))
+                     for line in lines]  # fmt: skip
+            now = dt.datetime.now(_SHANGHAI)
+            midnight = dt.datetime.combine(now.date(), dt.time(), _SHANGHAI)
+            invoices.append(self._invoice(bill, share, invoices[0]["splitOrMergeFlag"], now, midnight, base_url))
 
     def _invoice(
         self,
@@ -783,14 +860,20 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._send_json(200, answer(False, CODE_PARAM, problem))
             return
+        wrong = decision.fault if decision.wrong_result else None
         if interface == BILL_PUSH:
             result = self._push(data)
+            if wrong is not None and result["success"]:
+                server.state.mark(str(data["billNo"]).strip(), wrong, server.split_into, server.base_url)
         elif interface == BILL_INVOICE_QUERY:
-            result = self._query(data)
+            result = self._query(data, wrong)
         else:
             self._send_json(200, answer(False, CODE_INTERFACE, f"interfaceCode {interface!r} is not supported"))
             return
 
+        if wrong == faults.REJECT_BUT_ISSUE and (result["success"] or result["errorCode"] == CODE_EXISTS):
+            self._send_json(200, answer(False, CODE_REJECTED, "请求被拒绝: 系统繁忙 (sandbox reject fault)"))
+            return
         if decision.fault == faults.TIMEOUT_AFTER_ISSUE:
             self.close_connection = True
             server.stopping.wait(server.injector.timeout_seconds)
@@ -812,7 +895,7 @@ class _Handler(BaseHTTPRequestHandler):
             return answer(True, CODE_OK, "", {"billNo": bill_no})
         return answer(False, CODE_EXISTS, f"单据编号已存在: {bill_no}", {"billNo": bill_no})
 
-    def _query(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _query(self, data: dict[str, Any], wrong: str | None = None) -> dict[str, Any]:
         seller = _text(data.get("sellerTaxpayerId"))
         bill_no = _text(data.get("serialNo"))
         if seller is None or bill_no is None:
@@ -827,6 +910,7 @@ class _Handler(BaseHTTPRequestHandler):
             split_into=server.split_into,
             auto=server.auto,
             base_url=server.base_url,
+            fault=wrong,
         )
         if found is None:
             if server.not_found == "empty":
