@@ -116,7 +116,8 @@ Sandbox endpoints
   ``issuedAt`` and what the invoice says beyond the answer: ``sellerTaxId``, ``sellerName``,
   ``buyerTaxId``, ``buyerName``, ``totalAmountExcludeTax``, ``totalTaxAmount``, ``blueInvoiceNo``,
   ``blueInvoiceCode`` and ``lines`` (``itemName``, ``lineAttribute``, ``taxRate``,
-  ``amountExcludeTax``, ``taxAmount``). An unknown number answers count 0.
+  ``amountExcludeTax`` and ``taxAmount`` net of the line's discount, ``discountExcludeTax``,
+  ``taxDiscount``). An unknown number answers count 0.
 - ``GET /_sandbox/config`` / ``POST /_sandbox/config`` with ``{"seed", "rates", "latency_ms",
   "timeout_ms", "dedupe"}`` (any subset; ``rates`` replaces the whole table) -> the config.
 - ``GET /_sandbox/faults`` / ``POST /_sandbox/faults`` with ``{"<no>": ["timeout_after_issue",
@@ -379,7 +380,7 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
     line_excl: list[Decimal | None] = []
     line_incl: list[Decimal | None] = []
     line_tax: list[Decimal] = []
-    line_names: list[tuple[str, str, Decimal | None]] = []
+    line_names: list[tuple[str, str, Decimal | None, Decimal, Decimal]] = []
     discounted = False
     if not isinstance(lines, list) or not lines:
         c.fail("lines: required, a non-empty list")
@@ -440,8 +441,15 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
         line_incl.append(incl)
         if tax is None and excl is not None and incl is not None:
             tax = incl - excl
-        line_tax.append(tax if tax is not None else Decimal(0))
-        line_names.append((text["itemName"] or "", attribute or "0", rate))
+        # A discounted line carries its discount (positive): the invoice shows the line net of it.
+        d_excl, d_tax = num["lineDiscountExcludeTax"], num["taxDiscount"]
+        d_incl = num["discount"]
+        if d_excl is None and d_incl is not None and rate is not None and 0 <= rate < 1:
+            d_excl = (d_incl / (1 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+        if d_tax is None and d_incl is not None and d_excl is not None:
+            d_tax = d_incl - d_excl
+        line_tax.append((tax if tax is not None else Decimal(0)) - (d_tax or Decimal(0)))
+        line_names.append((text["itemName"] or "", attribute or "0", rate, d_excl or Decimal(0), d_tax or Decimal(0)))
 
     if lines and not discounted:
         for total_field, values in (
@@ -477,10 +485,14 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             "itemName": name,
             "lineAttribute": attribute,
             "taxRate": f"{rate:f}" if rate is not None else "",
-            "amountExcludeTax": f"{(excl or Decimal(0)).quantize(CENT, rounding=ROUND_HALF_UP):f}",
+            "amountExcludeTax": f"{((excl or Decimal(0)) - d_excl).quantize(CENT, rounding=ROUND_HALF_UP):f}",
             "taxAmount": f"{line_tax_value.quantize(CENT, rounding=ROUND_HALF_UP):f}",
+            "discountExcludeTax": f"{d_excl:f}",
+            "taxDiscount": f"{d_tax:f}",
         }
-        for (name, attribute, rate), excl, line_tax_value in zip(line_names, line_excl, line_tax, strict=True)
+        for (name, attribute, rate, d_excl, d_tax), excl, line_tax_value in zip(
+            line_names, line_excl, line_tax, strict=True
+        )
     )
     return [], Application(
         key=key,
