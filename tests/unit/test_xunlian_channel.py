@@ -288,6 +288,27 @@ def envelope(ok: bool, code: str | None, body: Any = None, message: str | None =
 INVOICE_BODY = {"requisitionApplyNo": "R-1", "invoiceCode": "050024000001", "invoiceNumber": "00000007"}
 
 
+@pytest.mark.parametrize(
+    ("fields", "unreadable"),
+    [
+        ({"amount": "4570.8O"}, {"amount": "4570.8O"}),
+        ({"amount": True}, {"amount": "true"}),
+        ({"invoiceDate": "21/09/2022"}, {"invoiceDate": "21/09/2022"}),
+        ({"invoiceDate": 20220921}, {"invoiceDate": "20220921"}),
+        ({"invoiceNumber": None, "amount": "1.00"}, {"invoiceNumber": ""}),
+        ({"invoiceNumber": ["00000007"]}, {"invoiceNumber": '["00000007"]'}),
+    ],
+)
+def test_malformed_fields_of_an_issued_invoice_are_recorded_raw(fields: dict, unreadable: dict) -> None:
+    """Issued all the same (the invoice exists); the raw text goes to verification, never a crash."""
+    content = envelope(True, "200", {**INVOICE_BODY, **fields})
+    outcome = interpret_answer(200, content, request_number="R-1")
+    assert isinstance(outcome, Issued), outcome
+    [invoice] = outcome.invoices
+    assert invoice.unreadable == unreadable
+    assert invoice.number == ("" if "invoiceNumber" in unreadable else "00000007")
+
+
 def test_duplicate_answer_with_the_invoice_is_a_success() -> None:
     outcome = interpret_answer(200, envelope(False, "4090", INVOICE_BODY), request_number="R-1")
     assert isinstance(outcome, Issued)

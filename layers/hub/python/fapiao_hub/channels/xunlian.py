@@ -628,6 +628,8 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
         try:
             amount = parse_decimal(body.get("amount"), "amount")
         except ValueError:
+            amount = None
+        if amount is None:  # not a number (true/false read as absent by parse_decimal)
             unreadable["amount"] = _raw_text(body.get("amount"))
     return IssuedInvoice(
         number=(number or "").strip(),
