@@ -294,7 +294,7 @@ INVOICE_BODY = {"requisitionApplyNo": "R-1", "invoiceCode": "050024000001", "inv
         ({"amount": "4570.8O"}, {"amount": "4570.8O"}),
         ({"amount": True}, {"amount": "true"}),
         ({"invoiceDate": "21/09/2022"}, {"invoiceDate": "21/09/2022"}),
-        ({"invoiceDate": 20220921}, {"invoiceDate": "20220921"}),
+        ({"invoiceDate": ["2022-09-21"]}, {"invoiceDate": '["2022-09-21"]'}),
         ({"invoiceNumber": None, "amount": "1.00"}, {"invoiceNumber": ""}),
         ({"invoiceNumber": ["00000007"]}, {"invoiceNumber": '["00000007"]'}),
     ],
