@@ -76,6 +76,16 @@ class SandboxServer(ThreadingHTTPServer):
         self._thread.start()
         return self
 
+    def serve_in_foreground(self) -> None:
+        """``python -m sandbox.<name>``: serve until Ctrl-C, then close."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stopping.set()
+            self.server_close()
+
     def shutdown(self) -> None:
         """Stop serving, wake held connections, close the socket."""
         self.stopping.set()
@@ -133,3 +143,27 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if not isinstance(obj, dict):
             raise BadRequest("body must be a JSON object")
         return obj
+
+
+class VendorHandler(SandboxHandler):
+    """A vendor's API as the simulators play it: HTTP/1.1 keep-alive behind "nginx", whose 5xx
+    answers are a Spring Boot error JSON (500) or nginx's own page (502, 503)."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "nginx"
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def _answer_5xx(self, status: int, path: str) -> None:
+        if status == 500:
+            body = {
+                "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
+                "status": 500,
+                "error": "Internal Server Error",
+                "path": path,
+            }
+            self._send(500, json.dumps(body))
+        else:
+            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
+            self._send(status, GATEWAY_PAGE.format(code=status, reason=reason), "text/html")

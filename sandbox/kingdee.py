@@ -107,20 +107,18 @@ import datetime as dt
 import hashlib
 import json
 import re
-import socketserver
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox import faults
+from sandbox.base import HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
 API_PATH = "/kapi/app/sim/openApi"
-HOST = "127.0.0.1"
 DEFAULT_ACCESS_TOKEN = "kingdee-sandbox-token"  # noqa: S105 - a local simulator's well-known token
 
 BILL_PUSH = "BILL.PUSH"
@@ -694,58 +692,16 @@ def _now_text() -> str:
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
 #: What the ``malformed`` fault puts in ``data``: base64 with a character outside the alphabet.
 MALFORMED_DATA = "W3siYmlsbE5vIjoi*ZmFwaWFvIn1d"
 
 
-class _BadRequest(Exception):
-    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: KingdeeServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- plumbing
-
-    def _send(self, status: int, data: bytes, content_type: str = "application/json;charset=UTF-8") -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+    max_body = _MAX_BODY
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, _dumps(obj).encode("utf-8"))
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _BadRequest("chunked bodies are not supported: send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
 
     # -- routing
 
@@ -772,7 +728,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         try:
             raw = self._read_body()
-        except _BadRequest as exc:
+        except BadRequest as exc:
             if path == API_PATH:
                 self._send_json(200, answer(False, CODE_PARAM, str(exc)))
             else:
@@ -798,7 +754,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"preloaded": server.preload(preload)})
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, _BadRequest) as exc:
+        except (faults.FaultConfigError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
 
     @staticmethod
@@ -809,9 +765,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             obj = _loads(raw or b"{}") if decimals else json.loads(raw or b"{}", parse_constant=_no_constant)
         except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
+            raise BadRequest(f"body is not JSON: {exc}") from exc
         if not isinstance(obj, dict) and not (list_ok and isinstance(obj, list)):
-            raise _BadRequest("body must be a JSON object" + (" or a list" if list_ok else ""))
+            raise BadRequest("body must be a JSON object" + (" or a list" if list_ok else ""))
         return obj
 
     # -- openApi
@@ -843,7 +799,7 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.latency:
             server.stopping.wait(server.injector.latency_seconds)
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, API_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -918,24 +874,11 @@ class _Handler(BaseHTTPRequestHandler):
             return answer(False, CODE_NOT_FOUND, f"开票申请单不存在: {bill_no}")
         return answer(True, CODE_OK, "", found)
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            body = {
-                "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                "status": 500,
-                "error": "Internal Server Error",
-                "path": API_PATH,
-            }
-            self._send_json(500, body)
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason).encode(), "text/html")
 
-
-class KingdeeServer(ThreadingHTTPServer):
+class KingdeeServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "kingdee-sandbox"
 
     def __init__(
         self,
@@ -951,8 +894,6 @@ class KingdeeServer(ThreadingHTTPServer):
     ) -> None:
         self.state = KingdeeState()
         self.injector = faults.FaultInjector(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
         self._defaults = {
             "access_token": access_token,
             "issue_delay_ms": issue_delay_ms,
@@ -962,21 +903,7 @@ class KingdeeServer(ThreadingHTTPServer):
         }
         self._settings_lock = threading.Lock()
         self._apply(self._defaults)
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(port, _Handler, verbose=verbose)
 
     @property
     def api_url(self) -> str:
@@ -1038,7 +965,7 @@ class KingdeeServer(ThreadingHTTPServer):
             if not problems and self.state.known(str(bill["billNo"]).strip()):
                 problems.append(f"[{i}] billNo {bill['billNo']!r} is already held")
         if problems:
-            raise _BadRequest("; ".join(problems))
+            raise BadRequest("; ".join(problems))
         for bill in bills:
             self.state.push(bill, source="out_of_band")
         return len(bills)
@@ -1047,10 +974,10 @@ class KingdeeServer(ThreadingHTTPServer):
         entries = body if isinstance(body, list) else [body]
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or _text(entry.get("billNo")) is None:
-                raise _BadRequest(f"[{i}]: an object with billNo is required")
+                raise BadRequest(f"[{i}]: an object with billNo is required")
             listed = entry.get("invoiceList")
             if listed is not None and (not isinstance(listed, list) or not all(isinstance(x, dict) for x in listed)):
-                raise _BadRequest(f"[{i}].invoiceList: a list of objects is required")
+                raise BadRequest(f"[{i}].invoiceList: a list of objects is required")
         self.state.preload(entries)
         return len(entries)
 
@@ -1058,27 +985,6 @@ class KingdeeServer(ThreadingHTTPServer):
         self.state.reset()
         self.injector.reset()
         self._apply(self._defaults)
-
-    # -- lifecycle
-
-    def start(self) -> KingdeeServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"kingdee-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
 
 
 def run(
@@ -1094,8 +1000,7 @@ def run(
     verbose: bool = False,
 ) -> KingdeeServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     return KingdeeServer(
         port,
         access_token=access_token,
@@ -1128,13 +1033,7 @@ def main(argv: list[str] | None = None) -> None:
         verbose=not args.quiet,
     )
     print(f"kingdee sandbox on {server.base_url} (openApi: {server.api_url})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":

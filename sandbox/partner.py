@@ -120,21 +120,18 @@ import hashlib
 import hmac
 import json
 import random
-import socketserver
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA
+from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
-HOST = "127.0.0.1"
 QUERY_PATH = "/partner/queryInvoice"
 FILES_PREFIX = "/partner/files/"
 DEFAULT_CLIENT_ID = "sandbox-partner"
@@ -737,52 +734,11 @@ class PartnerFaults:
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
 
 
-class _BadRequest(Exception):
-    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: PartnerServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, text: str, content_type: str = "application/json;charset=UTF-8") -> None:
-        data = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _send_json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, ensure_ascii=False))
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
+    max_body = _MAX_BODY
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -826,28 +782,18 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._control_json(raw)
                 request_id = body.get("requestId")
                 if not isinstance(request_id, str) or not request_id:
-                    raise _BadRequest("requestId must be a non-empty string")
+                    raise BadRequest("requestId must be a non-empty string")
                 unknown = set(body) - {"requestId", "script", "digital", "order"}
                 if unknown:
-                    raise _BadRequest(f"unknown keys {sorted(unknown)}")
+                    raise BadRequest(f"unknown keys {sorted(unknown)}")
                 state = self.server.state
                 self._send_json(
                     200, state.register(request_id, body.get("script"), body.get("digital"), body.get("order"))
                 )
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, SandboxError, _BadRequest) as exc:
+        except (faults.FaultConfigError, SandboxError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
-
-    @staticmethod
-    def _control_json(raw: bytes) -> dict[str, Any]:
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise _BadRequest("body must be a JSON object")
-        return obj
 
     # -- queryInvoice
 
@@ -861,7 +807,7 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.latency:
             server.stopping.wait(server.faults.injector.latency_seconds)
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, QUERY_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -906,26 +852,11 @@ class _Handler(BaseHTTPRequestHandler):
             return RESULT_AUTH, "invalid sign"
         return None
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            self._send_json(
-                500,
-                {
-                    "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                    "status": 500,
-                    "error": "Internal Server Error",
-                    "path": QUERY_PATH,
-                },
-            )
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason), "text/html")
 
-
-class PartnerServer(ThreadingHTTPServer):
+class PartnerServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "partner-sandbox"
 
     def __init__(
         self,
@@ -945,24 +876,8 @@ class PartnerServer(ThreadingHTTPServer):
         self.sign_algorithm = sign_algorithm
         self.clock = clock
         self.faults = PartnerFaults(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
+        super().__init__(port, _Handler, verbose=verbose)
         self.state = PartnerState(lambda number: f"{self.base_url}{FILES_PREFIX}{quote(number)}.xml", seed=seed)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     @property
     def query_url(self) -> str:
@@ -989,25 +904,6 @@ class PartnerServer(ThreadingHTTPServer):
         self.state.reset()
         self.faults.reset()
 
-    def start(self) -> PartnerServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"partner-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
 
 def run(
     host: str = HOST,
@@ -1021,8 +917,7 @@ def run(
     verbose: bool = False,
 ) -> PartnerServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     server = PartnerServer(
         port,
         client_id=client_id,
@@ -1056,13 +951,7 @@ def main(argv: list[str] | None = None) -> None:
         f"partner sandbox on {server.base_url} (queryInvoice: {server.query_url}, channel {server.client_id})",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":

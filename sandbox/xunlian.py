@@ -135,22 +135,19 @@ import datetime as dt
 import hashlib
 import json
 import re
-import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA
+from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
 ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
-HOST = "127.0.0.1"
 
 CODE_OK = "200"
 CODE_BAD_BODY = "4000"
@@ -716,60 +713,17 @@ def malformed_answer(body: Mapping[str, Any]) -> str:
     )
 
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-
-
-class _BadRequest(Exception):
-    pass
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: XunlianServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- plumbing
-
-    def _send(self, status: int, text: str, content_type: str = "application/json;charset=UTF-8") -> None:
-        data = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+    max_body = _MAX_BODY
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, _to_json(obj))
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _BadRequest("chunked bodies are not supported: send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
 
     def _path(self) -> str:
         return urlsplit(self.path).path
@@ -796,7 +750,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         try:
             raw = self._read_body()
-        except _BadRequest as exc:
+        except BadRequest as exc:
             if path == ISSUE_PATH:
                 self._send_json(200, envelope(False, CODE_BAD_BODY, str(exc)))
             else:
@@ -816,18 +770,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self.server.injector.scripts())
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, _BadRequest) as exc:
+        except (faults.FaultConfigError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
-
-    @staticmethod
-    def _control_json(raw: bytes) -> dict[str, Any]:
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise _BadRequest("body must be a JSON object")
-        return obj
 
     # -- serverIssue
 
@@ -853,7 +797,7 @@ class _Handler(BaseHTTPRequestHandler):
             server.stopping.wait(server.injector.latency_seconds)
 
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, ISSUE_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -886,51 +830,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, envelope(True, CODE_OK, None, issued.body))
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            self._send_json(
-                500,
-                {
-                    "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                    "status": 500,
-                    "error": "Internal Server Error",
-                    "path": ISSUE_PATH,
-                },
-            )
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason), "text/html")
-
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-class XunlianServer(ThreadingHTTPServer):
+class XunlianServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "xunlian-sandbox"
 
     def __init__(self, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False) -> None:
         self.state = XunlianState(dedupe=dedupe)
         self.injector = faults.FaultInjector(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(port, _Handler, verbose=verbose)
 
     @property
     def issue_url(self) -> str:
@@ -953,30 +866,10 @@ class XunlianServer(ThreadingHTTPServer):
         self.state.reset()
         self.injector.reset()
 
-    def start(self) -> XunlianServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"xunlian-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
 
 def run(host: str = HOST, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False) -> XunlianServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     return XunlianServer(port, dedupe=dedupe, seed=seed, verbose=verbose).start()
 
 
@@ -989,13 +882,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = XunlianServer(args.port, dedupe=not args.no_dedupe, seed=args.seed, verbose=not args.quiet)
     print(f"xunlian sandbox on {server.base_url} (serverIssue: {server.issue_url})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":
