@@ -549,3 +549,29 @@ def test_partner_reject_but_issue_while_still_applied(partner) -> None:
     assert isinstance(partner_query(partner, app, "FH-P4"), Rejected)
     assert isinstance(partner_query(partner, app, "FH-P4"), Issued)
     assert get(f"{partner.base_url}/_sandbox/issued")["counts"]["FH-P4"] == 1
+
+
+def test_wrong_results_by_rate_over_http(xunlian) -> None:
+    """``rates`` switches the wrong results on like the other faults (seeded, reproducible)."""
+    config = post(f"{xunlian.base_url}/_sandbox/config", {"seed": 7, "rates": {"wrong_amount": 1.0}})
+    assert config["rates"]["wrong_amount"] == 1.0 and config["rates"]["malformed"] == 0.0
+    app = application(InvoiceType.VAT_NORMAL_PAPER)
+    outcome = xunlian_channel(xunlian).issue(app, "FH-R1")
+    assert isinstance(outcome, Issued) and outcome.invoices[0].amount == app.amount + Decimal("10.00")
+    too_much = requests.post(
+        f"{xunlian.base_url}/_sandbox/config", json={"rates": {"reject": 0.6, "extra_invoice": 0.6}}, timeout=TIMEOUT
+    )
+    assert too_much.status_code == 400 and "at most 1" in too_much.json()["error"]
+
+
+def test_a_draw_without_the_new_faults_is_unchanged() -> None:
+    """The wrong results come last in the draw: a configuration that does not name them decides
+    exactly as before they existed."""
+    rates = {"latency": 0.3, "error_5xx": 0.1, "connection_reset": 0.1, "reject": 0.1, "malformed": 0.1}
+    injector = faults.FaultInjector(seed=11)
+    injector.configure({"rates": rates})
+    decisions = [injector.decide(None).describe() for _ in range(200)]
+    assert not any(set(d) & set(faults.WRONG_RESULTS) for d in decisions)
+    again = faults.FaultInjector(seed=11)
+    again.configure({"rates": {**rates, **dict.fromkeys(faults.WRONG_RESULTS, 0.0)}})
+    assert [again.decide(None).describe() for _ in range(200)] == decisions
