@@ -231,9 +231,7 @@ def invoice_xml(invoice: Invoice, request_id: str) -> str:
         if facts.get(key) not in (None, ""):
             parts.append(f"<{tag}>{_xml_escape(str(facts[key]))}</{tag}>")
     for line in facts.get("details") or []:
-        cells = "".join(
-            f"<{tag}>{_xml_escape(str(line.get(key, '')))}</{tag}>" for tag, key in _XML_LINE_FACTS
-        )
+        cells = "".join(f"<{tag}>{_xml_escape(str(line.get(key, '')))}</{tag}>" for tag, key in _XML_LINE_FACTS)
         parts.append(f"<Line>{cells}</Line>")
     parts.append("<Note>sandbox partner invoice, not a real fapiao</Note>")
     return '<?xml version="1.0" encoding="UTF-8"?>\n<EInvoice>' + "".join(parts) + "</EInvoice>\n"
@@ -733,7 +731,6 @@ class PartnerFaults:
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
-
 
 
 class _Handler(VendorHandler):
