@@ -196,9 +196,10 @@ def test_a_replayed_push_is_401_and_changes_nothing(callbacks, hub):
 
 def test_an_unreadable_push_is_400_but_its_body_is_kept(callbacks):
     body = json.loads(seed_push_text())
-    body["data"][0]["details"][1]["goodsVat"] = "not a number"
+    # Not a result at all (a malformed *field* is recorded raw instead: IssuedInvoice.unreadable).
+    body["data"][0]["details"] = {"goodsVat": "not a list of lines"}
     status, answer = callbacks.post(json.dumps(body, ensure_ascii=False))
-    assert status == 400 and "data[0].details[1].goodsVat" in answer["message"]
+    assert status == 400 and "data[0].details: not a list" in answer["message"]
     assert any(k.startswith("raw/callbacks/ekuaibao/") for k in callbacks.s3_objects())
     assert callbacks.invoices() == []
 
@@ -212,3 +213,16 @@ def test_the_seed_push_body_stays_verbatim_in_the_fixture():
     text = seed_push_text()
     assert '"taxTaxonomyCode "' in text and '"taxRate"' in text and '"invoicingDate": ""' in text
     assert copy.deepcopy(json.loads(text))["data"][0]["invoiceNumber"] == "89429424"
+
+
+def test_a_push_with_malformed_fields_is_no_5xx_and_its_invoice_is_kept_raw(callbacks, hub):
+    """An amount that is not a number and no invoice number: recorded as reported (the raw text in
+    ``unreadable``), never a crash; what the application becomes is verification's business."""
+    number = _submitted_application(hub)
+    body = json.loads(_push_for(number))
+    body["data"][0]["invoiceAmount"] = "828.3O"
+    body["data"][0]["invoiceNumber"] = ""
+    status, answer = callbacks.post(json.dumps(body, ensure_ascii=False))
+    assert (status, answer) == (200, {"value": True})
+    assert [invoice["number"] for invoice in callbacks.invoices()] == [""]
+    assert any(k.startswith("raw/callbacks/ekuaibao/") for k in callbacks.s3_objects())
