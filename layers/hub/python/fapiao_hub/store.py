@@ -7,9 +7,10 @@ races). A failed condition becomes a domain error the workflow understands.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import time
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -23,6 +24,13 @@ from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Status, applicat
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
 DUE_BUCKET = "OPEN"
 HISTORY_LIMIT = 50
+# The reconciliation's index (GSI "settled"): applications that reached a status that is not open are
+# filed under the day of that transition in China time, spread over a few shards so that one busy day
+# is not one hot partition. SETTLED_SHARDS and settled_partition are shared with the verify work.
+SETTLED_SHARDS = 4
+CHINA_TIME = timezone(timedelta(hours=8))
+# GSI "attention": present (this value) while an application needs a person.
+ATTENTION = "PERSON"
 # DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
 INLINE_DOCUMENT_LIMIT = 300 * 1024
 
@@ -54,6 +62,12 @@ class InvoiceNumberTaken(Exception):
 
 class StaleWrite(Exception):
     """A conditional update lost: the application moved on (another writer, a newer state)."""
+
+
+def settled_partition(pk: str, day: date) -> str:
+    """The "settled" index partition of an application settled on ``day`` (China time)."""
+    shard = int.from_bytes(hashlib.sha256(pk.encode()).digest()[:2], "big") % SETTLED_SHARDS
+    return f"{day.isoformat()}#{shard}"
 
 
 def utc_now() -> datetime:
@@ -126,6 +140,20 @@ class StoredApplication:
     @property
     def key(self) -> str:
         return self.application.key
+
+
+@dataclass(frozen=True)
+class IndexedApplication:
+    """What the reconciliation's indexes hold of an application (their projection)."""
+
+    source_system: str
+    open_apply_code: str
+    status: Status
+    channel: str | None = None
+
+    @property
+    def key(self) -> str:
+        return application_key(self.source_system, self.open_apply_code)
 
 
 class DocumentOverflow:
@@ -567,6 +595,47 @@ class ApplicationStore:
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
+
+    # ------------------------------------------------------------------ reconciliation reads
+    def settled_between(self, start: datetime, end: datetime) -> list[IndexedApplication]:
+        """Applications whose last move to a status that is not open fell in [start, end] (GSI "settled").
+
+        One query per (China-time day, shard) of the window, each bounded by ``settled_at``: the cost
+        follows the applications settled in the window, never the table.
+        """
+        found: list[IndexedApplication] = []
+        day, last = start.astimezone(CHINA_TIME).date(), end.astimezone(CHINA_TIME).date()
+        while day <= last:
+            for shard in range(SETTLED_SHARDS):
+                found += self._index_entries(
+                    "settled",
+                    Key("settled_day").eq(f"{day.isoformat()}#{shard}")
+                    & Key("settled_at").between(iso(start), iso(end)),
+                )
+            day += timedelta(days=1)
+        return found
+
+    def needing_person(self) -> list[IndexedApplication]:
+        """Every application waiting for a person (GSI "attention", sparse: only they carry it)."""
+        return self._index_entries("attention", Key("attention").eq(ATTENTION))
+
+    def _index_entries(self, index: str, condition: Any) -> list[IndexedApplication]:
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ProjectionExpression": "source_system, open_apply_code, #status, channel",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        found: list[IndexedApplication] = []
+        while True:
+            answer = self._table.query(**kwargs)
+            found += [
+                IndexedApplication(i["source_system"], i["open_apply_code"], Status(i["status"]), i.get("channel"))
+                for i in answer.get("Items", [])
+            ]
+            if "LastEvaluatedKey" not in answer:
+                return found
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:
