@@ -64,7 +64,7 @@ class BlueInvoiceUnknown(Exception):
 
 
 class BlueInvoiceTypeDiffers(Exception):
-    """The owner's blue invoice is of a type the red application may not reverse (DOMAIN.md 4)."""
+    """The owner's blue invoice is of a type the red application may not reverse (docs/rules.md section 4)."""
 
     def __init__(self, blue_invoice_type: str):
         super().__init__(blue_invoice_type)

@@ -623,7 +623,7 @@ class Dispatcher:
                 application.red.blue_invoice_code, application.red.blue_invoice_number
             )
         else:
-            # What red invoices may still reverse (DOMAIN.md section 4); the channel's figure wins.
+            # What red invoices may still reverse (docs/rules.md section 4); the channel's figure wins.
             optional["red_remaining_amount"] = (
                 invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
             )
