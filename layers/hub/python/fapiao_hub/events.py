@@ -27,6 +27,8 @@ class EventType(StrEnum):
     APPLICATION_STUCK = "ApplicationStuck"
     INVOICE_VOIDED = "InvoiceVoided"
     RESULT_UNMATCHED = "ResultUnmatched"
+    # A channel's circuit opened (health.py): dispatch holds its applications. Not an application's.
+    CHANNEL_CIRCUIT_OPENED = "ChannelCircuitOpened"
 
 
 class PublishFailed(Exception):
@@ -44,6 +46,11 @@ def outcome_event(event_type: EventType, *, source_system: str, open_apply_code:
             **detail,
         },
     }
+
+
+def channel_event(event_type: EventType, *, channel: str, **detail: Any) -> dict:
+    """An event about a channel rather than an application (same envelope, no application named)."""
+    return {"detail_type": event_type.value, "detail": {"schema_version": SCHEMA_VERSION, "channel": channel, **detail}}
 
 
 class EventPublisher:
