@@ -24,6 +24,7 @@ from typing import Protocol
 from fapiao_hub.channels.base import NotSent, Unknown
 from fapiao_hub.config import HubConfig
 from fapiao_hub.models import Application
+from fapiao_hub.store import CircuitState
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,6 @@ class BreakerPolicy:
     # None: never fail over. Otherwise an application that never reached its channel may go to the
     # next capable channel once the circuit has been open this long.
     failover_after_seconds: int | None = None
-
-
-@dataclass(frozen=True)
-class CircuitState:
-    """A channel's circuit as stored."""
-
-    channel: str
-    open: bool = False
-    failures: int = 0  # in a row, within the window that began at window_start
-    window_start: int | None = None
-    opened_at: int | None = None  # when this outage began (kept across failed probes)
-    open_until: int | None = None  # the cool-down's end
-    probe_until: int | None = None  # an elected probe is in flight until then
-    openings: int = 0  # how many times it opened: a probe's answer only counts for its own opening
 
 
 class CircuitStore(Protocol):

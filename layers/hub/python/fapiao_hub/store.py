@@ -17,7 +17,6 @@ from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub.health import CircuitState
 from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Direction, Status, application_key
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
@@ -142,6 +141,20 @@ class StoredApplication:
     @property
     def key(self) -> str:
         return self.application.key
+
+
+@dataclass(frozen=True)
+class CircuitState:
+    """A channel's circuit as stored (health.py decides what it means)."""
+
+    channel: str
+    open: bool = False
+    failures: int = 0  # in a row, within the window that began at window_start
+    window_start: int | None = None
+    opened_at: int | None = None  # when this outage began (kept across failed probes)
+    open_until: int | None = None  # the cool-down's end
+    probe_until: int | None = None  # an elected probe is in flight until then
+    openings: int = 0  # how many times it opened: a probe's answer only counts for its own opening
 
 
 class DocumentOverflow:
