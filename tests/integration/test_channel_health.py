@@ -83,8 +83,9 @@ class World:
             ).get("Messages", [])
             if not messages:
                 attributes = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
-                waiting = sum(int(attributes[k]) for k in ("ApproximateNumberOfMessages",
-                              "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"))  # fmt: skip
+                kinds = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                         "ApproximateNumberOfMessagesDelayed")  # fmt: skip
+                waiting = sum(int(attributes[k]) for k in kinds)
                 if waiting == 0:
                     return True
                 time.sleep(0.1)
