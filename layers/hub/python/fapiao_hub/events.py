@@ -27,6 +27,10 @@ class EventType(StrEnum):
     APPLICATION_STUCK = "ApplicationStuck"
     INVOICE_VOIDED = "InvoiceVoided"
     RESULT_UNMATCHED = "ResultUnmatched"
+    # An operator ended an application that never reached a channel (an outcome: notified).
+    APPLICATION_CANCELLED = "ApplicationCancelled"
+    # Every operator action (operations.py): who, what, why; the audit trail besides the history.
+    OPERATOR_ACTION = "OperatorAction"
 
 
 class PublishFailed(Exception):

@@ -1,7 +1,7 @@
 """The notifier: tells each business system of its applications' outcomes, by webhook, at least once.
 
 Every outcome event on the hub's bus (``InvoiceIssued``, ``ApplicationRejected``, ``InvoiceVoided``,
-``ApplicationStuck``, ``ApplicationNeedsReview``) reaches the notify queue through the outcomes
+``ApplicationStuck``, ``ApplicationNeedsReview``, ``ApplicationCancelled``) reaches the notify queue through the outcomes
 rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
 target (``{"version": "0", "id": ..., "detail-type": ..., "source": "fapiao-hub", "time": ...,
 "detail": {...}}``). :meth:`Notifier.deliver_record` POSTs it to the business system's webhook
@@ -26,8 +26,8 @@ described, not sent: the business system downloads them with ``GET /v1/invoice-o
 ``ekuaibao``: seed 000's push shape (``channels.ekuaibao.to_push_body``), POSTed to the webhook's URL
 with ``accessToken=<access_token>`` added to its query, so an Ekuaibao tenant receives results as its
 own API documents them: ``serialNo`` is the openApplyCode; ``result`` 0 for ``InvoiceIssued`` and
-``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` (with
-``rejectMsg``). ``ApplicationStuck`` and ``ApplicationNeedsReview`` have no equivalent in seed 000:
+``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` and
+``ApplicationCancelled`` (an operator ended it before it reached a channel; with ``rejectMsg``). ``ApplicationStuck`` and ``ApplicationNeedsReview`` have no equivalent in seed 000:
 they are not sent (the application's history says so). Invoice lines are the ones the channel
 reported, else (one invoice for the application) the application's lines; files are not carried
 (seed 000 carries them as URLs, the hub keeps them private). The signature headers are added in
@@ -134,6 +134,8 @@ _EKUAIBAO_RESULTS = {
     EventType.INVOICE_ISSUED.value: ekuaibao.RESULT_ISSUED,
     EventType.INVOICE_VOIDED.value: ekuaibao.RESULT_ISSUED,
     EventType.APPLICATION_REJECTED.value: ekuaibao.RESULT_REJECTED,
+    # Not invoiced, for good: seed 000 has no other word for it (rejectMsg says it was cancelled).
+    EventType.APPLICATION_CANCELLED.value: ekuaibao.RESULT_REJECTED,
 }
 OUTCOME_TYPES = frozenset(
     {
@@ -142,6 +144,7 @@ OUTCOME_TYPES = frozenset(
         EventType.INVOICE_VOIDED.value,
         EventType.APPLICATION_STUCK.value,
         EventType.APPLICATION_NEEDS_REVIEW.value,
+        EventType.APPLICATION_CANCELLED.value,
     }
 )
 
