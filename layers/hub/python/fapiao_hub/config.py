@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     poll_claim_seconds: int = 300
     # An application still open this long after it was received is STUCK (alarm).
     open_deadline_seconds: int = 24 * 3600
+    # How often a STUCK application of a channel that can be queried is still asked (no dead ends).
+    stuck_poll_seconds: int = 3600
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

@@ -1,8 +1,8 @@
 """The notifier: tells each business system of its applications' outcomes, by webhook, at least once.
 
 Every outcome event on the hub's bus (``InvoiceIssued``, ``ApplicationRejected``, ``InvoiceVoided``,
-``ApplicationStuck``, ``ApplicationNeedsReview``, ``ApplicationCancelled``) reaches the notify queue through the outcomes
-rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
+``ApplicationStuck``, ``ApplicationNeedsReview``, ``ApplicationCancelled``) reaches the notify queue
+through the outcomes rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
 target (``{"version": "0", "id": ..., "detail-type": ..., "source": "fapiao-hub", "time": ...,
 "detail": {...}}``). :meth:`Notifier.deliver_record` POSTs it to the business system's webhook
 (``business_systems.<id>.webhook`` in the hub configuration) in the system's format.
