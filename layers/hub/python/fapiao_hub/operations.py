@@ -364,7 +364,8 @@ class Operations:
 
     def _cancel(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
         text = f"cancelled by operator {operator}: {reason}"
-        self._close(stored, Status.CANCELLED, text, events.EventType.APPLICATION_CANCELLED, text)
+        note = f"cancel by operator {operator}: {reason}"
+        self._close(stored, Status.CANCELLED, text, events.EventType.APPLICATION_CANCELLED, note)
         return {"result": "cancelled"}
 
     def _attach_result(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
