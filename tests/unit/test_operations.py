@@ -11,11 +11,10 @@ import json
 import time
 from dataclasses import replace
 
-import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Accepted, Issued, NotFound, NotSent
+from fapiao_hub.channels.base import Accepted, Issued, NotFound
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, Difference, FindingKind, Status, request_number_for
 from fapiao_hub.operations import (
     ACTIONS,
@@ -28,8 +27,11 @@ from fapiao_hub.polling import Poller
 from fapiao_hub.store import ApplicationStore, iso, utc_now
 from fapiao_hub.verification import finding_for
 from fapiao_hub.workflow import DispatchPolicy
-from tests.unit.conftest import REGION
-from tests.unit.test_dispatch_workflow import CODE, INVOICE, world  # noqa: F401 - the fixture
+from tests.unit import test_dispatch_workflow as dispatch_tests
+from tests.unit.conftest import FakeContext, load_handler
+from tests.unit.test_dispatch_workflow import CODE, INVOICE
+
+world = dispatch_tests.world  # the fixture: an application, a scripted channel, the real Dispatcher
 
 SYSTEM = "sample-erp"
 QUERYABLE = {"can_query": True, "dedupes_request_number": True}
@@ -78,8 +80,18 @@ def force(hub, code: str, status: Status, *, previous: Status = Status.RETRY_WAI
     if status in (Status.MISMATCH, Status.ISSUED, Status.VOIDING, Status.VOIDED):
         store = runtime.application_store()
         pk = f"{code}-{INVOICE.number}"
-        store.record_invoices(f"{SYSTEM}#{code}", [{"pk": pk, "number": INVOICE.number, "code": code,
-                                                     "application_key": f"{SYSTEM}#{code}", "status": "ISSUED"}])
+        store.record_invoices(
+            f"{SYSTEM}#{code}",
+            [
+                {
+                    "pk": pk,
+                    "number": INVOICE.number,
+                    "code": code,
+                    "application_key": f"{SYSTEM}#{code}",
+                    "status": "ISSUED",
+                }
+            ],
+        )
         store.add_invoice_keys(store.get(SYSTEM, code), [pk])
 
 
@@ -213,7 +225,9 @@ def test_resolve_issued_checked_by_a_query_refuses_an_invoice_the_channel_does_n
     with pytest.raises(ActionInvalid) as invalid:
         operations(world).act(SYSTEM, CODE, "resolve-issued", "seen", "alice", {"invoice": {"number": "999"}})
     assert invalid.value.field == "invoice.number"
-    assert "does not report invoice 999" in invalid.value.message and "not found (never received)" in invalid.value.message
+    assert (
+        "does not report invoice 999" in invalid.value.message and "not found (never received)" in invalid.value.message
+    )
     assert item(hub) == before
 
 
@@ -280,7 +294,6 @@ def test_acknowledging_a_finding_closes_it_and_clears_attention_when_nothing_els
 
 
 def test_mismatch_resolved_as_issued_accepts_the_reported_invoice_and_closes_its_finding(world, hub):
-    world.channel.script = [Issued((replace(INVOICE, amount=INVOICE.amount and INVOICE.amount + 100),))]
     world.channel.script = [Issued((replace(INVOICE, seller_tax_number="91110000000000000X"),))]
     assert world.dispatch() == "mismatch"
     ops = operations(world)
@@ -319,7 +332,9 @@ def test_an_action_racing_a_callback_loses_and_the_callbacks_result_is_kept(worl
     ops = operations(world, store)
 
     def callback():  # the channel's push arrives, applied by the real dispatcher on its own read
-        world.dispatcher().apply_result(runtime.application_store().get(SYSTEM, CODE), Issued((INVOICE,)), world.channel)
+        world.dispatcher().apply_result(
+            runtime.application_store().get(SYSTEM, CODE), Issued((INVOICE,)), world.channel
+        )
 
     RacingStore.race = callback
     with pytest.raises(ActionNotApplicable) as moved:
@@ -379,10 +394,12 @@ def test_a_stuck_application_of_a_polled_channel_whose_result_arrives_a_day_late
         world.channel.script = [NotFound()]
         assert poller.run().queued == 1
         [request] = hub.queued()
-        assert world.dispatcher(policy=policy).dispatch(SYSTEM, CODE, claimed_until=request["claimed_until"]) == "waiting"
+        assert (
+            world.dispatcher(policy=policy).dispatch(SYSTEM, CODE, claimed_until=request["claimed_until"]) == "waiting"
+        )
     world.clock.now += 3600
     world.channel.script = [Issued((INVOICE,))]
-    [request] = [None] if poller.run().queued == 1 else []
+    assert poller.run().queued == 1
     [request] = hub.queued()
     assert world.dispatcher(policy=policy).dispatch(SYSTEM, CODE, claimed_until=request["claimed_until"]) == "issued"
     done = item(hub)
@@ -399,7 +416,31 @@ def test_a_stuck_application_of_a_push_only_channel_leaves_due_work(world, hub):
     assert "due_bucket" not in item(hub) and "next_poll_at" not in item(hub)
 
 
-def _unused() -> None:  # keep imports honest for linters
-    json.dumps({})
-    boto3.client("sqs", region_name=REGION)
-    NotSent("x")
+# ---------------------------------------------------------------------------- backlog
+def backlog_metrics(capsys) -> dict[str, float]:
+    """Run the poller function once; the backlog metrics it emitted (EMF lines on stdout)."""
+    capsys.readouterr()
+    load_handler("poller", "poller_app_under_test")({}, FakeContext())
+    found = {}
+    for line in capsys.readouterr().out.splitlines():
+        if '"_aws"' in line:
+            document = json.loads(line)
+            found.update(
+                {k: v[0] if isinstance(v, list) else v for k, v in document.items() if k.startswith("Backlog.")}
+            )
+    return found
+
+
+def test_a_review_caused_by_a_callback_raises_the_backlog_metric(world, hub, capsys):
+    assert backlog_metrics(capsys) == {
+        "Backlog.MANUAL_REVIEW": 0, "Backlog.STUCK": 0, "Backlog.MISMATCH": 0, "Backlog.OPEN_FINDINGS": 0,
+    }  # fmt: skip
+    world.channel.script = [Accepted()]
+    assert world.dispatch() == "submitted"
+    pushed = Issued((replace(INVOICE, seller_tax_number="91110000000000000X"),))
+    assert world.dispatcher().apply_result(world.stored(), pushed, world.channel) == "mismatch"
+    assert backlog_metrics(capsys)["Backlog.MISMATCH"] == 1
+    operations(world).act(
+        SYSTEM, CODE, "resolve-issued", "seller merged", "alice", {"invoice": {"number": INVOICE.number}}
+    )
+    assert backlog_metrics(capsys)["Backlog.MISMATCH"] == 0

@@ -318,8 +318,10 @@ class Operations:
         note = f"resolve-not-issued by operator {operator}: {reason}"
         if channel is not None and channel.can_query:
             # The channel's word first: an invoice it reports is recorded, never overruled.
-            outcome, result = self._dispatcher.query_now(stored, channel)
-            if isinstance(outcome, Issued) or result in ("lost race", "rejected"):
+            # Only an invoice is applied here: any other answer leaves the operator's decision to stand.
+            outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+            if isinstance(outcome, Issued):
+                self._dispatcher.apply_answer(stored, outcome, channel)
                 raise self._moved(stored, f"{name} answers {describe_outcome(outcome)}: recorded; resolve-not-issued")
         if channel is not None and channel.dedupes_request_number:
             now = int(self._clock())

@@ -779,6 +779,30 @@ class ApplicationStore:
         history = (*stored.history, Transition.from_item(entry))
         return replace(stored, findings=findings, history=history)
 
+    def attention_counts(self, limit: int = 10000) -> dict[str, int]:
+        """How many applications need a person, by status, through the sparse "attention" index (never
+        a scan: it holds only those). An application there whose status needs no person is held by an
+        open finding: counted under "FINDINGS". Small pages of keys and the status only."""
+        counts: dict[str, int] = {}
+        kwargs: dict[str, Any] = {
+            "IndexName": "attention",
+            "KeyConditionExpression": Key("attention").eq(ATTENTION),
+            "ProjectionExpression": "#status",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        seen = 0
+        while seen < limit:
+            answer = self._table.query(Limit=1000, **kwargs)
+            for item in answer.get("Items", []):
+                status = Status(item["status"])
+                name = status.value if status.needs_person else "FINDINGS"
+                counts[name] = counts.get(name, 0) + 1
+                seen += 1
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return counts
+
     def restore_unmatched(self, item: dict[str, Any], application_pk: str) -> None:
         """Put an unmatched result back as it was, if an operator's attach-result took it for an
         application and then lost its race (the application moved): it stays to be attached again."""
