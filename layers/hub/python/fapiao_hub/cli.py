@@ -48,7 +48,7 @@ EXIT_TIMEOUT = 4
 EXIT_MISMATCH = 5
 
 # models' statuses that are not open (not imported: the command need not load pydantic's models).
-FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
+FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "CANCELLED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
 ORDERS_PATH = "/v1/invoice-orders"
 REQUEST_TIMEOUT = 30.0
 DEFAULT_STATE_DIR = ".fapiao-hub"

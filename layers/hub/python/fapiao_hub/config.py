@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     channel_circuit_window_seconds: int = Field(default=60, ge=1)
     channel_circuit_cooldown_seconds: int = Field(default=30, ge=1)
     channel_failover_after_seconds: int | None = Field(default=None, ge=0)
+    # How often a STUCK application of a channel that can be queried is still asked (no dead ends).
+    stuck_poll_seconds: int = 3600
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fapiao_hub.files import FileStore
     from fapiao_hub.intake.workflow import Intake
     from fapiao_hub.notifier import Notifier
+    from fapiao_hub.operations import Operations
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.reconciliation import Reconciler
@@ -110,6 +111,7 @@ def dispatcher() -> Dispatcher:
         retry_delays=current.dispatch_retry_delays,
         max_attempts=current.dispatch_max_attempts,
         deadline_seconds=current.open_deadline_seconds,
+        stuck_poll_seconds=current.stuck_poll_seconds,
     )
     breaker = BreakerPolicy(
         failures_to_open=current.channel_circuit_failures,
@@ -138,6 +140,14 @@ def callback_receiver() -> CallbackReceiver:
         event_publisher(),
         hub_config,
     )
+
+
+@cache
+def operations() -> Operations:
+    """The operator's actions (ops API)."""
+    from fapiao_hub.operations import Operations
+
+    return Operations(application_store(), dispatcher(), channel_registry(), event_publisher(), dispatch_queue())
 
 
 @cache

@@ -332,9 +332,14 @@ class ApplicationStore:
             **{k: v for k, v in changes.items() if v is not None},
         }
         removed = set(remove) | {k for k, v in changes.items() if v is None}
-        if to.is_open:
+        # A STUCK application stays in due work when given a next_poll_at (its channel can be queried:
+        # a late result is still asked for, slowly; workflow.Dispatcher.close).
+        in_due_work = to.is_open or (to is Status.STUCK and next_poll_at is not None)
+        if in_due_work:
             values["due_bucket"] = DUE_BUCKET
             values["next_poll_at"] = next_poll_at if next_poll_at is not None else int(self._clock())
+            if not to.is_open:
+                removed.add("lease_until")
         else:
             removed |= {"due_bucket", "next_poll_at", "lease_until"}
         if not to.is_open:
@@ -406,7 +411,7 @@ class ApplicationStore:
             **{k: None for k in removed if k in _STORED_FIELDS},
             "claim": None,  # every transition writes next_poll_at: a poller's claim is gone
         }
-        if to.is_open:
+        if in_due_work:
             fields["next_poll_at"] = values["next_poll_at"]
         if pending_event is not None:
             fields["pending_event"] = pending_event
@@ -902,6 +907,93 @@ class ApplicationStore:
             if _is_condition_failure(error):
                 raise StaleWrite(stored.key) from None
             raise
+    # ------------------------------------------------------------------ operator actions (operations.py)
+    def acknowledge_finding(
+        self, stored: StoredApplication, finding_id: str, *, by: str, reason: str, note: str
+    ) -> StoredApplication:
+        """Close an open finding (who, when, why) and clear ``attention`` when nothing else needs a person.
+
+        Conditional on the status read (attention follows from it), on the number of findings read
+        (one added meanwhile might need a person) and on this finding still being open; the version is
+        not touched, so no result loses a race to it. Raises StaleWrite when the condition fails, KeyError
+        for a finding the application does not hold.
+        """
+        index = next(i for i, f in enumerate(stored.findings) if f.id == finding_id)
+        at = iso(utc_now())
+        closed = stored.findings[index].model_copy(
+            update={"open": False, "acknowledged_by": by, "acknowledged_at": at, "acknowledged_reason": reason}
+        )
+        findings = (*stored.findings[:index], closed, *stored.findings[index + 1 :])
+        still = stored.status.needs_person or any(f.open for f in findings)
+        entry = Transition(at=at, status=stored.status.value, note=note, is_note=True).to_item()
+        expression = (
+            f"SET findings[{index}] = :finding, history = list_append(if_not_exists(history, :empty), :entry)"
+        )
+        expression += ", attention = :attention" if still else " REMOVE attention"
+        values: dict[str, Any] = {
+            ":finding": finding_item(closed),
+            ":entry": [entry],
+            ":empty": [],
+            ":status": stored.status.value,
+            ":count": len(stored.findings),
+            ":id": finding_id,
+            ":open": True,
+        }
+        if still:
+            values[":attention"] = ATTENTION
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression=expression,
+                ConditionExpression=f"#status = :status AND size(findings) = :count "
+                f"AND findings[{index}].id = :id AND findings[{index}].#open = :open",
+                ExpressionAttributeNames={"#status": "status", "#open": "open"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(f"{stored.key}: finding {finding_id} or the application moved") from None
+            raise
+        history = (*stored.history, Transition.from_item(entry))
+        return replace(stored, findings=findings, history=history)
+
+    def attention_counts(self, limit: int = 10000) -> dict[str, int]:
+        """How many applications need a person, by status, through the sparse "attention" index (never
+        a scan: it holds only those). An application there whose status needs no person is held by an
+        open finding: counted under "FINDINGS". Small pages of keys and the status only."""
+        counts: dict[str, int] = {}
+        kwargs: dict[str, Any] = {
+            "IndexName": "attention",
+            "KeyConditionExpression": Key("attention").eq(ATTENTION),
+            "ProjectionExpression": "#status",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        seen = 0
+        while seen < limit:
+            answer = self._table.query(Limit=1000, **kwargs)
+            for item in answer.get("Items", []):
+                status = Status(item["status"])
+                name = status.value if status.needs_person else "FINDINGS"
+                counts[name] = counts.get(name, 0) + 1
+                seen += 1
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return counts
+
+    def restore_unmatched(self, item: dict[str, Any], application_pk: str) -> None:
+        """Put an unmatched result back as it was, if an operator's attach-result took it for an
+        application and then lost its race (the application moved): it stays to be attached again."""
+        try:
+            self._table.meta.client.put_item(
+                TableName=self._invoices_table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR application_key = :app",
+                ExpressionAttributeValues={":app": application_pk},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
 
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:

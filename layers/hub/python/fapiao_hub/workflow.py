@@ -62,6 +62,9 @@ class DispatchPolicy:
     deadline_seconds: int = 24 * 3600
     # Waits between queries while a channel is working on an application (SUBMITTED).
     poll_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600)
+    # A STUCK application of a channel that can be queried is still asked this often, so a late
+    # result is recorded (no dead ends; docs/operations.md).
+    stuck_poll_seconds: int = 3600
 
 
 class ChannelDirectory(Protocol):
@@ -131,9 +134,10 @@ class Dispatcher:
         leased = status is Status.DISPATCHING and (stored.lease_until or 0) > now
         if status.is_open and not leased and self._past_deadline(stored, now):
             hours = self._policy.deadline_seconds / 3600
+            # An expired DISPATCHING lease: that attempt may have reached the channel (not "never sent").
             return self._finish(
                 stored, Status.STUCK, f"still {status.value} {hours:g} h after it was received; needs a person",
-                events.EventType.APPLICATION_STUCK,
+                events.EventType.APPLICATION_STUCK, {"uncertain": True} if status is Status.DISPATCHING else None,
             )  # fmt: skip
         if status is Status.DISPATCHING:
             if leased:
@@ -159,8 +163,8 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
-        if status in (Status.SUBMITTED, Status.VOIDING):
-            return self._ask(stored, now)
+        if status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK):
+            return self._ask(stored, now)  # STUCK: only while it is in due work (a queryable channel)
         if status is Status.ISSUED and stored.extra.get("files_pending"):
             return self._fetch_pending_files(stored)
         return "nothing to do"  # outcomes
@@ -170,7 +174,9 @@ class Dispatcher:
         return self._apply(stored, outcome, channel, queried=True, fetch_files=False, source="callback")
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
-        return stored.created_epoch is not None and now >= stored.created_epoch + self._policy.deadline_seconds
+        # An operator's requeue (operations.py) starts the deadline again.
+        started = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
+        return started > 0 and now >= started + self._policy.deadline_seconds
 
     def _ask(self, stored: StoredApplication, now: int) -> str:
         """A channel is working on it: query where the channel can be asked, else wait for its push."""
@@ -186,6 +192,8 @@ class Dispatcher:
         """Ask again later, each time a little later (poll_intervals); the poller brings it back."""
         intervals = self._policy.poll_intervals
         wait = intervals[min(stored.polls, len(intervals) - 1)]
+        if stored.status is Status.STUCK:
+            wait = self._policy.stuck_poll_seconds
         try:
             self._store.reschedule(stored, next_poll_at=now + wait, polls=stored.polls + 1)
         except StaleWrite:
@@ -341,7 +349,7 @@ class Dispatcher:
         name = stored.channel or channel.name
         # An outcome stands: a later refusal, "not found" or "in progress" changes nothing.
         settled = stored.status in _AFTER_OUTCOME
-        waiting = stored.status in (Status.SUBMITTED, Status.VOIDING)
+        waiting = stored.status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK)
         match outcome:
             case Issued(invoices=invoices, duplicate=duplicate, raw=raw):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
@@ -752,6 +760,28 @@ class Dispatcher:
         event_type: events.EventType,
         changes: dict[str, object] | None = None,
     ) -> str:
+        try:
+            self.close(stored, to, reason, event_type, changes=changes)
+        except StaleWrite:
+            return "lost race"
+        except IllegalTransition:
+            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
+            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
+            return "ignored"
+        return to.value.lower()
+
+    def close(
+        self,
+        stored: StoredApplication,
+        to: Status,
+        reason: str,
+        event_type: events.EventType,
+        *,
+        changes: dict[str, object] | None = None,
+        note: str | None = None,
+    ) -> StoredApplication:
+        """Move to an outcome (or a state that needs a person) and announce it; raises StaleWrite or
+        IllegalTransition (operations.py answers them 409). ``note``: the history entry, if not the reason."""
         logger.warning("application %s", to.value, extra={"reason": reason[:300]})  # why it was refused, or stopped
         application = stored.application
         event = events.outcome_event(
@@ -763,22 +793,64 @@ class Dispatcher:
             request_number=stored.request_number or request_number_for(stored.key),
             reason=reason,
         )
-        try:
-            done = self._store.transition(
-                stored, to, note=reason, changes={"reason": reason, **(changes or {})}, pending_event=event
-            )
-        except StaleWrite:
-            return "lost race"
-        except IllegalTransition:
-            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
-            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
-            return "ignored"
+        done = self._store.transition(
+            stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
+            next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None,
+        )  # fmt: skip
         reserved_on = stored.extra.get("red_reserved_on")
-        if to is Status.REJECTED and reserved_on:
+        if to in (Status.REJECTED, Status.CANCELLED) and reserved_on:
             # Nothing was reversed: what it held of the blue invoice is free again.
             self._store.release_red(str(reserved_on), -application.amount, -application.tax)
         self._publish(done)
-        return to.value.lower()
+        return done
+
+    def _stuck_poll_at(self, stored: StoredApplication) -> int | None:
+        """A STUCK application stays in due work, slowly, where its channel can answer a query."""
+        _, channel = self._channels.channel_for(stored.application, stored.channel)
+        if channel is None or not channel.can_query:
+            return None
+        return int(self._clock()) + self._policy.stuck_poll_seconds
+
+    # ------------------------------------------------------------------ operator actions (operations.py)
+    def query_now(self, stored: StoredApplication, channel: Channel) -> tuple[object, str]:
+        """Ask the channel now and apply the answer as a poll would: (the answer, what happened)."""
+        outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+        return outcome, self.apply_answer(stored, outcome, channel)
+
+    def apply_answer(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
+        """A channel's answer to an operator's query, applied as a poll's."""
+        return self._apply(stored, outcome, channel, queried=True, source="operator")
+
+    def record_result(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str) -> str:
+        """A result an operator vouches for (seen at the channel or the bureau, or an unmatched one):
+        verified and recorded like a channel's, once, on the state read (StaleWrite if it moved; no
+        retry: the operator is answered 409 and decides again). Raises InvoiceNumberTaken."""
+        request_number = stored.request_number or request_number_for(stored.key)
+        items = [
+            self._invoice_item(stored, invoice, request_number, len(issued), position)
+            for position, invoice in enumerate(issued)
+        ]
+        result = self._record_issued(stored, issued, items, _status_of(issued), note, "operator", None)
+        self._store_files(stored, issued, items, fetch=True)
+        return result
+
+    def accept_reported(self, stored: StoredApplication, items: list[dict], note: str) -> StoredApplication:
+        """MISMATCH -> ISSUED: a person accepted the invoices the channel reported (already recorded);
+        the business system is told as for any issued invoice (InvoiceIssued). Raises StaleWrite."""
+        application = stored.application
+        event = events.outcome_event(
+            events.EventType.INVOICE_ISSUED,
+            source_system=application.source_system,
+            open_apply_code=application.open_apply_code,
+            status=Status.ISSUED.value,
+            channel=stored.channel,
+            request_number=stored.request_number or request_number_for(stored.key),
+            # No "files": the notifier reads the recorded invoices and their files.
+            invoices=[{k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item} for item in items],
+        )
+        done = self._store.transition(stored, Status.ISSUED, note=note, changes={"reason": None}, pending_event=event)
+        self._publish(done)
+        return done
 
     def _move(
         self, stored: StoredApplication, to: Status, note: str, changes: dict[str, object], next_poll_at: int
