@@ -339,7 +339,7 @@ ORDER_EXAMPLES = {
     ),
     "unknownCodes": example(
         "codes the hub does not know: invoiceType, openInvoiceType",
-        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="2"),
+        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="9"),
     ),
     "sameCodeOtherContent": example(
         "blueOrder's openApplyCode again with other content", _order(remark="changed after submitting")
@@ -387,7 +387,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
                         "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, "
                         "028)",
                     },
-                    {"field": "invoiceOrder.openInvoiceType", "message": "must be 0 (blue) or 1 (red), got '2'"},
+                    {
+                        "field": "invoiceOrder.openInvoiceType",
+                        "message": "must be 0 (blue), 1 (red) or 2 (void), got '9'",
+                    },
                 ]
             },
         ),
@@ -397,7 +400,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
         "sameCodeOtherContent": refusal(
             "the openApplyCode is taken by other content",
             409,
-            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content",
+            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content and was ISSUED: an "
+            "issued application is not replaced; reverse its invoice with a red application (openInvoiceType 1) "
+            "under a new openApplyCode",
+            {"status": "ISSUED"},
         )
     },
     413: {"tooLarge": refusal("a body over the limit", 413, "body is 6291457 bytes; the limit is 6291456")},

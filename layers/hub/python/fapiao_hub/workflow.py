@@ -147,6 +147,8 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
+        if status is Status.VOIDING and stored.extra.get("void_request") and not stored.extra.get("void_sent"):
+            return self._send_void(stored)
         if status in (Status.SUBMITTED, Status.VOIDING):
             return self._ask(stored, now)
         if status is Status.ISSUED and stored.extra.get("files_pending"):
@@ -158,7 +160,38 @@ class Dispatcher:
         return self._apply(stored, outcome, channel, queried=True, fetch_files=False)
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
-        return stored.created_epoch is not None and now >= stored.created_epoch + self._policy.deadline_seconds
+        began = stored.created_epoch
+        if stored.status is Status.VOIDING and stored.extra.get("void_requested_epoch") is not None:
+            began = int(stored.extra["void_requested_epoch"])  # a void's deadline counts from its request
+        return began is not None and now >= began + self._policy.deadline_seconds
+
+    def _send_void(self, stored: StoredApplication) -> str:
+        """A void request (intake moved the application ISSUED -> VOIDING): to the channel that issued
+        it, once; its result comes like an issue's, by query or push (VOIDING -> VOIDED)."""
+        name, channel = self._channels.channel_for(stored.application, stored.channel)
+        reason = str(stored.extra.get("void_reason") or "")
+        void = getattr(channel, "void", None)
+        if void is None:
+            return self._move(
+                stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
+            )
+        try:
+            outcome = void(stored.application, stored.request_number or request_number_for(stored.key), reason)
+        except Exception as error:  # the request may have left: ask the channel, as for an issue
+            logger.exception("channel raised on void")
+            outcome = Unknown(f"channel {name} raised {type(error).__name__}")
+        match outcome:
+            case Rejected(reason=why, code=code):
+                text = f"{name} refused the void: {why}" + (f" ({code})" if code else "")
+                return self._move(stored, Status.ISSUED, text, {"void_refused": text}, 0)
+            case NotSent():
+                return self._later(stored, self._policy.retry_delays[0])
+            case _:  # Accepted, Issued, Unknown: the channel has (or may have) it; its reports decide
+                try:
+                    self._store.mark_void_sent(stored, f"void request sent to {name}")
+                except StaleWrite:
+                    return "lost race"
+                return self._later(stored, self._policy.poll_intervals[0], "void sent")
 
     def _ask(self, stored: StoredApplication, now: int) -> str:
         """A channel is working on it: query where the channel can be asked, else wait for its push."""
@@ -248,6 +281,12 @@ class Dispatcher:
         settled = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
         waiting = stored.status in (Status.SUBMITTED, Status.VOIDING)
         match outcome:
+            case Issued(invoices=invoices) if (
+                stored.status is Status.VOIDING
+                and stored.extra.get("void_request")
+                and _status_of(invoices) is Status.ISSUED
+            ):
+                return self._reschedule(stored, now)  # the void is not reported yet: keep asking
             case Issued(invoices=invoices, duplicate=duplicate):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
                 return self._issued(stored, invoices, note, fetch_files=fetch_files)
@@ -379,7 +418,7 @@ class Dispatcher:
                 invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
-            self._update_invoice_states(issued)
+            self._update_invoice_states(issued, stored)
         done = self._store.transition(
             stored, target, note=note if target is Status.ISSUED else f"{note}: {target.value.lower()}",
             changes={"reason": None}, invoices=new_items, pending_event=event,
@@ -387,9 +426,18 @@ class Dispatcher:
         self._publish(done)
         return target.value.lower()
 
-    def _update_invoice_states(self, issued: tuple[IssuedInvoice, ...]) -> None:
+    def _update_invoice_states(
+        self, issued: tuple[IssuedInvoice, ...], stored: StoredApplication | None = None
+    ) -> None:
         for invoice in issued:
             self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
+            original = invoice_key(invoice.original_code, invoice.original_number) if invoice.original_number else None
+            if invoice.state is InvoiceState.VOIDED and stored is not None and original in stored.invoice_keys:
+                # The void names the invoice it voided (partner status 2): that one is void too, and
+                # nothing is left on it for a red invoice to reverse.
+                self._store.update_invoice(
+                    original, {"status": InvoiceState.VOIDED.value, "red_remaining_amount": 0, "red_remaining_tax": 0}
+                )
 
     def _store_files(
         self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
@@ -480,6 +528,8 @@ class Dispatcher:
                 invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
             )
             optional["red_remaining_tax"] = invoice.red_remaining_tax if invoice.red_remaining_tax is not None else tax
+            if invoice.state is not InvoiceState.ISSUED:  # a void (or one on its way): nothing to reverse
+                optional["red_remaining_amount"] = optional["red_remaining_tax"] = 0
         if invoice.details:
             optional["details"] = dict(invoice.details)
         if invoice.lines:
