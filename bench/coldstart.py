@@ -55,6 +55,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     "callback": {"factories": ["callback_receiver", "hub_config"], "clients": ["dynamodb", "sqs", "s3", "events"]},
     "poller": {"factories": ["poller"], "clients": ["dynamodb", "sqs"]},
     "notifier": {"factories": ["notifier", "hub_config"], "clients": ["dynamodb", "sqs"]},
+    "reconciliation": {"factories": ["reconciler", "hub_config"], "clients": ["dynamodb", "s3"]},
 }
 
 HANDLER_SCRIPT = """

@@ -45,6 +45,11 @@ NOT_LOADED = {
     "notifier": [
         "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.files",
     ],
+    # Channels are built when a run first asks one; no workflow, queue or event bus.
+    "reconciliation": [
+        "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.workflow",
+        "fapiao_hub.events", "fapiao_hub.queues", "aws_lambda_powertools.event_handler", BATCH_UTILITY,
+    ],
 }  # fmt: skip
 
 
