@@ -157,6 +157,16 @@ class OrderRefusedAnswer(Envelope):
     data: OrderErrors | None = Field(description="the problems, for an invalid invoice order")  # type: ignore[assignment]
 
 
+class ConflictStatus(BaseModel):
+    status: str = Field(description="where the application stands now (a Status value)", examples=["ISSUED"])
+
+
+class OrderConflictAnswer(Envelope):
+    data: ConflictStatus = Field(  # type: ignore[assignment]
+        description="where the application stands; the message says why it may not be replaced and what to do"
+    )
+
+
 class OrderDetailAnswer(Envelope):
     data: OrderDetail  # type: ignore[assignment]
 

@@ -368,7 +368,7 @@ _SUBMIT_DOCS: dict[str, Any] = {
             "the openApplyCode was already received with different content and may not be replaced now (only a "
             "REJECTED application may be sent again with corrected content): the message says why and what to do "
             "instead, data.status where it stands",
-            openapi.Envelope,
+            openapi.OrderConflictAnswer,
             examples=_ANSWERS[409],
         ),
         413: openapi.answer(
