@@ -76,6 +76,10 @@ def assert_documented(response: requests.Response, status: int, documented: Any,
         assert answer["message"] == documented["message"]
         assert answer["data"]["openApplyCode"] == documented["data"]["openApplyCode"]
         assert set(answer["data"]) == set(documented["data"]), name
+    elif status == 409:  # why, and what to do instead, depend on where the application is by now
+        head = "was already received with different content"
+        assert head in answer["message"] and head in documented["message"], answer
+        assert set(answer["data"]) == set(documented["data"]) == {"status"}, answer
     else:
         assert answer == documented, name  # the message, and for a 400 every field path and problem
 

@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fapiao_hub.models import InvoiceType, Party
@@ -99,11 +99,33 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _channel_list(channel: str | None, channels: tuple[str, ...]) -> tuple[str, ...]:
+    """``"channel": "x"`` is ``"channels": ["x"]``; giving both is a mistake worth a clear error."""
+    if channel is not None and channels:
+        raise ValueError('give "channels" (a list, in order of preference) or "channel", not both')
+    names = channels or ((channel,) if channel else ())
+    if len(set(names)) != len(names):
+        raise ValueError("channels: a channel is listed twice")
+    return names
+
+
 class Company(_Config):
     """A seller as a business system knows it (seed 004 ``bukrs``, 账套编码)."""
 
     seller: Party
-    channel: str | None = None  # default channel for this seller (routing may override)
+    # The seller's channels in order of preference: an application goes to the first whose
+    # capabilities cover its type and colour (channels/registry.py). "channel" is the one-element form.
+    channel: str | None = None
+    channels: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Company:
+        _channel_list(self.channel, self.channels)
+        return self
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return _channel_list(self.channel, self.channels)
 
 
 class Webhook(_Config):
@@ -140,6 +162,15 @@ class BusinessSystem(_Config):
         return value
 
 
+class CapabilitySettings(_Config):
+    """What one configured channel may do, when less than its module can (absent: as declared)."""
+
+    blue: tuple[InvoiceType, ...] | None = None
+    red: tuple[InvoiceType, ...] | None = None
+    void: tuple[InvoiceType, ...] | None = None
+    can_query: bool | None = None
+
+
 class ChannelSettings(_Config):
     """One configured channel (an entry of ``channels``; its key is the channel's name)."""
 
@@ -147,7 +178,10 @@ class ChannelSettings(_Config):
     base_url: str
     # The vendor recognises a repeated request number (answers the first result, issues nothing).
     # Only then is an Unknown outcome resolved by re-sending the same number (docs/rules.md section 6).
-    dedupes_request_number: bool = False
+    # None: the module's own default; true where the module cannot is a configuration error.
+    dedupes_request_number: bool | None = None
+    # Narrows what the module declares it can do (never widens: more is a configuration error).
+    capabilities: CapabilitySettings | None = None
     # How long after an Unknown outcome before the same number is sent again.
     quiet_period_seconds: int = Field(default=60, ge=0)
     connect_timeout_seconds: float = Field(default=3.05, gt=0)
@@ -166,13 +200,25 @@ class Route(_Config):
 
     seller_tax_number: str
     business_type_code: str | None = None
-    channel: str
+    # In order of preference, like a company's; "channel" is the one-element form.
+    channel: str | None = None
+    channels: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Route:
+        if not _channel_list(self.channel, self.channels):
+            raise ValueError('a route needs "channels" (or "channel")')
+        return self
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return _channel_list(self.channel, self.channels)
 
 
 class HubConfig(_Config):
     business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
-    # First match wins: seller + business type, then seller; then the company's own channel,
+    # First match wins: seller + business type, then seller; then the company's own channels,
     # then default_channel.
     routes: tuple[Route, ...] = ()
     default_channel: str | None = None
@@ -185,18 +231,26 @@ class HubConfig(_Config):
     def intake_invoice_types(self) -> dict[str, InvoiceType]:
         return {**DEFAULT_INTAKE_INVOICE_TYPES, **self.invoice_types}
 
-    def route(
-        self, *, seller_tax_number: str | None, business_type_code: str | None, company_channel: str | None
-    ) -> str | None:
-        """The channel that issues for this seller, or None (the application is then rejected)."""
+    def channel_preferences(
+        self, *, seller_tax_number: str | None, business_type_code: str | None, company_channels: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The channels that may issue for this seller, most preferred first (capabilities not yet
+        considered: channels/registry.py): the seller's route for the business type, else the
+        seller's route, else the company's channels, else default_channel."""
         candidates = [r for r in self.routes if r.seller_tax_number == seller_tax_number]
         for route in candidates:
             if route.business_type_code is not None and route.business_type_code == business_type_code:
-                return route.channel
+                return route.channel_names
         for route in candidates:
             if route.business_type_code is None:
-                return route.channel
-        return company_channel or self.default_channel
+                return route.channel_names
+        if company_channels:
+            return company_channels
+        return (self.default_channel,) if self.default_channel else ()
+
+    def company(self, source_system: str, company_code: str) -> Company | None:
+        system = self.business_systems.get(source_system)
+        return system.companies.get(company_code) if system else None
 
     def authenticate(self, token: str) -> str | None:
         """The business system a bearer token belongs to, or None.

@@ -348,13 +348,16 @@ class Problem(_Model):
     warning: bool = False
 
 
-def request_number_for(application_key: str) -> str:
-    """The one request number an application is sent under, on every attempt, for ever.
+def request_number_for(application_key: str, submission: int = 1) -> str:
+    """The one request number a submission of an application is sent under, on every try, for ever.
 
-    Derived from the application's key, so it cannot change between attempts or dispatchers:
-    20 characters (Nuonuo's orderNo limit), letters and digits only (every channel accepts them).
+    Derived from the application's key and its submission (1, then 2, 3, ... for each corrected
+    resubmission of a REJECTED application: a new attempt is a new request, never the rejected one's
+    number), so it cannot change between tries or dispatchers: 20 characters (Nuonuo's orderNo limit),
+    letters and digits only (every channel accepts them). The first submission's is the key's alone.
     """
-    digest = hashlib.sha256(application_key.encode("utf-8")).digest()
+    seed = application_key if submission == 1 else f"{application_key}#submission-{submission}"
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
     return "FH" + base64.b32encode(digest).decode("ascii")[:18]
 
 

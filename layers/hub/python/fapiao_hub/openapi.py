@@ -157,6 +157,16 @@ class OrderRefusedAnswer(Envelope):
     data: OrderErrors | None = Field(description="the problems, for an invalid invoice order")  # type: ignore[assignment]
 
 
+class ConflictStatus(BaseModel):
+    status: str = Field(description="where the application stands now (a Status value)", examples=["ISSUED"])
+
+
+class OrderConflictAnswer(Envelope):
+    data: ConflictStatus = Field(  # type: ignore[assignment]
+        description="where the application stands; the message says why it may not be replaced and what to do"
+    )
+
+
 class OrderDetailAnswer(Envelope):
     data: OrderDetail  # type: ignore[assignment]
 
@@ -362,7 +372,7 @@ ORDER_EXAMPLES = {
     ),
     "unknownCodes": example(
         "codes the hub does not know: invoiceType, openInvoiceType",
-        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="2"),
+        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="9"),
     ),
     "sameCodeOtherContent": example(
         "blueOrder's openApplyCode again with other content", _order(remark="changed after submitting")
@@ -410,7 +420,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
                         "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, "
                         "028)",
                     },
-                    {"field": "invoiceOrder.openInvoiceType", "message": "must be 0 (blue) or 1 (red), got '2'"},
+                    {
+                        "field": "invoiceOrder.openInvoiceType",
+                        "message": "must be 0 (blue), 1 (red) or 2 (void), got '9'",
+                    },
                 ]
             },
         ),
@@ -420,7 +433,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
         "sameCodeOtherContent": refusal(
             "the openApplyCode is taken by other content",
             409,
-            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content",
+            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content and was ISSUED: an "
+            "issued application is not replaced; reverse its invoice with a red application (openInvoiceType 1) "
+            "under a new openApplyCode",
+            {"status": "ISSUED"},
         )
     },
     413: {"tooLarge": refusal("a body over the limit", 413, "body is 6291457 bytes; the limit is 6291456")},

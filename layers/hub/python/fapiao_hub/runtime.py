@@ -102,7 +102,7 @@ def channel_registry() -> ChannelRegistry:
 
 @cache
 def dispatcher() -> Dispatcher:
-    from fapiao_hub.health import BreakerPolicy, ChannelHealth, configured_channel_order
+    from fapiao_hub.health import BreakerPolicy, ChannelHealth
     from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 
     current = settings()
@@ -123,8 +123,8 @@ def dispatcher() -> Dispatcher:
     return Dispatcher(
         application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy,
         health=ChannelHealth(application_store(), breaker),
-        # Merge note: ChannelRegistry.capable_channels (routing by capability) replaces this stand-in.
-        channel_order=lambda application, proposed: configured_channel_order(hub_config(), application, proposed),
+        # Failover's order: the seller's channels that can issue the application, most preferred first.
+        channel_order=lambda application, proposed: channel_registry().capable_channels(application),
     )  # fmt: skip
 
 

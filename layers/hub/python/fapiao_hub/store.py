@@ -744,6 +744,121 @@ class ApplicationStore:
             ExpressionAttributeValues={":a": amount, ":t": tax},
         )
 
+    def resubmit(
+        self,
+        rejected: StoredApplication,
+        application: Application,
+        *,
+        payload_sha256: str,
+        channel: str | None,
+        warnings: list[str],
+        request_number: str,
+        submission: int,
+        requeue_after_seconds: int,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> StoredApplication:
+        """A REJECTED application sent again with corrected content: a new submission (RECEIVED) under
+        the same key, with its own request number; the history and the earlier submissions are kept.
+
+        One conditional write on the status and version read (and no invoice recorded for it), so a
+        concurrent resubmission or any other change makes it fail: StaleWrite, and nothing changed.
+        """
+        now = utc_now()
+        epoch = int(self._clock())
+        earlier = {
+            "submission": int(rejected.extra.get("submission", 1)),
+            "request_number": rejected.request_number,
+            "channel": rejected.channel,
+            "status": rejected.status.value,
+            "reason": rejected.reason,
+            "payload_sha256": rejected.payload_sha256,
+            "received_at": rejected.created_at,
+        }
+        history = [*(t.to_item() for t in rejected.history)]
+        history.append(
+            Transition(
+                at=iso(now),
+                status=Status.RECEIVED.value,
+                previous=rejected.status.value,
+                note=f"received again with corrected content: submission {submission}, request number "
+                f"{request_number} (submission {earlier['submission']}, {earlier['request_number']}, was "
+                f"{rejected.status.value.lower()}: {rejected.reason or 'no reason recorded'})",
+            ).to_item()
+        )
+        if len(history) > HISTORY_LIMIT:
+            history = [history[0], *history[-(HISTORY_LIMIT - 1) :]]
+        values: dict[str, Any] = {
+            "status": Status.RECEIVED.value,
+            "version": rejected.version + 1,
+            "payload_sha256": payload_sha256,
+            "updated_at": iso(now),
+            "created_epoch": epoch,  # the open deadline counts from this submission
+            "request_number": request_number,
+            "submission": submission,
+            "submissions": [*rejected.extra.get("submissions", []), {k: v for k, v in earlier.items() if v}],
+            "warnings": list(warnings),
+            "history": history,
+            "due_bucket": DUE_BUCKET,
+            "next_poll_at": epoch + requeue_after_seconds,
+            "attempts": 0,
+            "polls": 0,
+            **self._encode_document(application),
+            **(extra_fields or {}),
+        }
+        if channel:
+            values["channel"] = channel
+        removed = {
+            "reason", "uncertain", "lease_until", "channel_ref", "raw_answer", "red_reserved_on", "files_pending",
+            "document", "document_ref", "settled_day", "settled_at", "attention",
+        } - set(values)  # fmt: skip
+        if not channel:
+            removed.add("channel")
+        names = {f"#a{i}": name for i, name in enumerate([*values, *removed])}
+        alias = {name: placeholder for placeholder, name in names.items()}
+        expression = "SET " + ", ".join(f"{alias[name]} = :v{i}" for i, name in enumerate(values))
+        expression += " REMOVE " + ", ".join(alias[name] for name in removed)
+        names["#status"], names["#version"], names["#invoices"] = "status", "version", "invoice_keys"
+        try:
+            self._table.update_item(
+                Key={"pk": rejected.key},
+                UpdateExpression=expression,
+                ConditionExpression="#status = :expected_status AND #version = :expected_version "
+                "AND (attribute_not_exists(#invoices) OR size(#invoices) = :none)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    **{f":v{i}": value for i, value in enumerate(values.values())},
+                    ":expected_status": rejected.status.value,
+                    ":expected_version": rejected.version,
+                    ":none": 0,
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(f"{rejected.key} is no longer {rejected.status.value} v{rejected.version}") from None
+            raise
+        return self._require(rejected.key)
+
+    def mark_void_sent(self, stored: StoredApplication, note: str) -> None:
+        """The void request went to the channel (never sent twice by later steps), with a history note.
+
+        Conditional on the status and version read; the version is not bumped (a note, not a move)."""
+        entry = Transition(at=iso(utc_now()), status=stored.status.value, note=note, is_note=True).to_item()
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression="SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)",
+                ConditionExpression="#status = :status AND #version = :version",
+                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeValues={
+                    ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value,
+                    ":version": stored.version,
+                },
+            )  # fmt: skip
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(stored.key) from None
+            raise
+
     def clear_pending_event(self, stored: StoredApplication) -> None:
         """The outcome event is published: forget it (only if nothing moved on since)."""
         try:

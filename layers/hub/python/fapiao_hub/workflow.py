@@ -163,6 +163,8 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
+        if status is Status.VOIDING and stored.extra.get("void_request") and not stored.extra.get("void_sent"):
+            return self._send_void(stored)
         if status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK):
             return self._ask(stored, now)  # STUCK: only while it is in due work (a queryable channel)
         if status is Status.ISSUED and stored.extra.get("files_pending"):
@@ -174,9 +176,39 @@ class Dispatcher:
         return self._apply(stored, outcome, channel, queried=True, fetch_files=False, source="callback")
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
-        # An operator's requeue (operations.py) starts the deadline again.
-        started = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
-        return started > 0 and now >= started + self._policy.deadline_seconds
+        # An operator's requeue (operations.py) starts the deadline again; a void's counts from its request.
+        began = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
+        if stored.status is Status.VOIDING and stored.extra.get("void_requested_epoch") is not None:
+            began = int(stored.extra["void_requested_epoch"])
+        return began > 0 and now >= began + self._policy.deadline_seconds
+
+    def _send_void(self, stored: StoredApplication) -> str:
+        """A void request (intake moved the application ISSUED -> VOIDING): to the channel that issued
+        it, once; its result comes like an issue's, by query or push (VOIDING -> VOIDED)."""
+        name, channel = self._channels.channel_for(stored.application, stored.channel)
+        reason = str(stored.extra.get("void_reason") or "")
+        void = getattr(channel, "void", None)
+        if void is None:
+            return self._move(
+                stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
+            )
+        try:
+            outcome = void(stored.application, stored.request_number or request_number_for(stored.key), reason)
+        except Exception as error:  # the request may have left: ask the channel, as for an issue
+            logger.exception("channel raised on void")
+            outcome = Unknown(f"channel {name} raised {type(error).__name__}")
+        match outcome:
+            case Rejected(reason=why, code=code):
+                text = f"{name} refused the void: {why}" + (f" ({code})" if code else "")
+                return self._move(stored, Status.ISSUED, text, {"void_refused": text}, 0)
+            case NotSent():
+                return self._later(stored, self._policy.retry_delays[0])
+            case _:  # Accepted, Issued, Unknown: the channel has (or may have) it; its reports decide
+                try:
+                    self._store.mark_void_sent(stored, f"void request sent to {name}")
+                except StaleWrite:
+                    return "lost race"
+                return self._later(stored, self._policy.poll_intervals[0], "void sent")
 
     def _ask(self, stored: StoredApplication, now: int) -> str:
         """A channel is working on it: query where the channel can be asked, else wait for its push."""
@@ -351,6 +383,12 @@ class Dispatcher:
         settled = stored.status in _AFTER_OUTCOME
         waiting = stored.status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK)
         match outcome:
+            case Issued(invoices=invoices) if (
+                stored.status is Status.VOIDING
+                and stored.extra.get("void_request")
+                and _status_of(invoices) is Status.ISSUED
+            ):
+                return self._reschedule(stored, now)  # the void is not reported yet: keep asking
             case Issued(invoices=invoices, duplicate=duplicate, raw=raw):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
                 return self._issued(stored, invoices, note, fetch_files=fetch_files, source=source, raw=raw)
@@ -445,6 +483,7 @@ class Dispatcher:
     ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
+        issued = tuple(_as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
         items = [
             self._invoice_item(stored, invoice, request_number, len(issued), position)
             for position, invoice in enumerate(issued)
@@ -586,7 +625,7 @@ class Dispatcher:
                 invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
-            self._update_invoice_states(issued)
+            self._update_invoice_states(issued, stored)
         done = self._store.transition(
             stored, target, note=note if target is Status.ISSUED else f"{note}: {target.value.lower()}",
             changes={"reason": None}, invoices=new_items, pending_event=event,
@@ -642,10 +681,16 @@ class Dispatcher:
         self._publish(done)
         return "mismatch"
 
-    def _update_invoice_states(self, issued: tuple[IssuedInvoice, ...]) -> None:
+    def _update_invoice_states(
+        self, issued: tuple[IssuedInvoice, ...], stored: StoredApplication | None = None
+    ) -> None:
         for invoice in issued:
-            if (invoice.number or "").strip():
-                self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
+            if not (invoice.number or "").strip():
+                continue
+            changes: dict[str, object] = {"status": invoice.state.value}
+            if invoice.state is InvoiceState.VOIDED and stored is not None and stored.extra.get("void_request"):
+                changes.update(red_remaining_amount=0, red_remaining_tax=0)  # nothing left to reverse in red
+            self._store.update_invoice(invoice_key(invoice.code, invoice.number), changes)
 
     def _store_files(
         self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
@@ -738,6 +783,8 @@ class Dispatcher:
                 invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
             )
             optional["red_remaining_tax"] = invoice.red_remaining_tax if invoice.red_remaining_tax is not None else tax
+            if invoice.state is not InvoiceState.ISSUED:  # a void (or one on its way): nothing to reverse
+                optional["red_remaining_amount"] = optional["red_remaining_tax"] = 0
         if invoice.details:
             optional["details"] = dict(invoice.details)
         if invoice.unreadable:
@@ -904,6 +951,27 @@ def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     if InvoiceState.VOID_REQUESTED in states or InvoiceState.VOIDED in states:
         return Status.VOIDING
     return Status.ISSUED
+
+
+def _as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
+    """A void report that names the invoice it voided (partner status 2: the void's own number, and
+    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
+    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
+    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
+        return invoice
+    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
+        return invoice
+    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
+    if invoice.code:
+        details["voidInvoiceCode"] = invoice.code
+    return replace(
+        invoice,
+        number=invoice.original_number,
+        code=invoice.original_code,
+        original_number=None,
+        original_code=None,
+        details=details,
+    )
 
 
 def _date_or_none(value: object) -> date | None:
