@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     poll_claim_seconds: int = 300
     # An application still open this long after it was received is STUCK (alarm).
     open_deadline_seconds: int = 24 * 3600
+    # The ops summary's dead-letter queues: {"<logical id>": "<queue URL>"} (JSON in DEAD_LETTER_QUEUES).
+    dead_letter_queues: dict[str, str] = {}
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fapiao_hub.files import FileStore
     from fapiao_hub.intake.workflow import Intake
     from fapiao_hub.notifier import Notifier
+    from fapiao_hub.operations import Operations
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.rules import RulePolicy
@@ -144,6 +145,22 @@ def notifier() -> Notifier:
     return Notifier(application_store(), hub_config, visibility=visibility, dead_letter=dead_letter)
 
 
+@cache
+def sqs_client() -> object:
+    """For the ops summary's dead-letter depths (GetQueueAttributes)."""
+    return _boto_session().client("sqs")
+
+
+@cache
+def operations() -> Operations:
+    """The operations desk's actions (operations.py, written with the "act" half of the desk)."""
+    from fapiao_hub.operations import Operations
+
+    return Operations(
+        application_store(), dispatcher(), dispatch_queue(), event_publisher(), channel_registry(), file_store()
+    )
+
+
 class _ConfigCache:
     """The hub configuration, re-read when its file changes (locally) or its max age passes."""
 
@@ -196,7 +213,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher, callback_receiver, poller, notifier,
+        channel_registry, dispatcher, callback_receiver, poller, notifier, sqs_client, operations,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()
