@@ -368,9 +368,9 @@ def test_a_list_row_says_what_a_person_needs(ops: Ops) -> None:
 def test_csv_cells_from_business_systems_are_never_formulas(ops: Ops) -> None:
     from fapiao_hub.ops_api import ROW_FIELDS, rows_csv
 
-    text = rows_csv([{**dict.fromkeys(ROW_FIELDS), "buyerName": "=HYPERLINK(\"x\")", "amount": "-1.00"}])
+    text = rows_csv([{**dict.fromkeys(ROW_FIELDS), "buyerName": '=HYPERLINK("x")', "amount": "-1.00"}])
     (row,) = list(csv.DictReader(io.StringIO(text)))
-    assert row["buyerName"] == "'=HYPERLINK(\"x\")" and row["amount"] == "-1.00"
+    assert row["buyerName"] == '\'=HYPERLINK("x")' and row["amount"] == "-1.00"
 
 
 # ---------------------------------------------------------------------------- cost of a page

@@ -96,6 +96,8 @@ def test_the_applications_table_has_its_due_work_index(resources: Resources) -> 
         "list-system": ["list_system", "created_at"],
         "list-seller": ["list_seller", "created_at"],
         "list-channel": ["list_channel", "created_at"],
+        "settled": ["settled_day", "settled_at"],
+        "attention": ["attention", "updated_at"],
     }
 
 

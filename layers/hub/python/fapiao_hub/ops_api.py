@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
-from fapiao_hub.intake.api import _invoice, envelope
+from fapiao_hub.intake.api import _finding, _invoice, envelope
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
 from fapiao_hub.store import InvalidCursor, ListQuery, StoredApplication, utc_now
 
@@ -246,7 +246,6 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
     invoices = intake.invoices(stored)
     raw_keys = [stored.extra["raw_answer"]] if stored.extra.get("raw_answer") else []
     raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
-    findings = getattr(stored, "findings", ())
     return {
         "businessSystem": stored.application.source_system,
         "openApplyCode": stored.application.open_apply_code,
@@ -260,7 +259,7 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
         "reason": stored.reason,
         "history": [t.to_item() for t in stored.history],
         "invoices": [_invoice(i) for i in invoices],
-        "findings": [f.model_dump(mode="json") for f in findings],
+        "findings": [_finding(f) for f in stored.findings],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
         "attempts": stored.attempts,
         "leaseUntil": stored.lease_until,
