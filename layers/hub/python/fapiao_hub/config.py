@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     channel_failover_after_seconds: int | None = Field(default=None, ge=0)
     # How often a STUCK application of a channel that can be queried is still asked (no dead ends).
     stuck_poll_seconds: int = 3600
+    # The ops summary's dead-letter queues: {"<logical id>": "<queue URL>"} (JSON in DEAD_LETTER_QUEUES).
+    dead_letter_queues: dict[str, str] = {}
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 
@@ -156,10 +158,43 @@ class BusinessSystem(_Config):
     @field_validator("token_sha256")
     @classmethod
     def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for digest in value:
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise ValueError("token_sha256 entries are lowercase hex SHA-256 digests")
-        return value
+        return _check_digests(value)
+
+
+def _check_digests(value: tuple[str, ...]) -> tuple[str, ...]:
+    for digest in value:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("token_sha256 entries are lowercase hex SHA-256 digests")
+    return value
+
+
+class Operator(_Config):
+    """A person (or their tool) at the operations desk: the ops API's routes (docs/operations.md).
+
+    ``viewer`` reads; ``operator`` also acts. ``business_systems`` / ``sellers`` (seller tax
+    numbers), when given, limit what the token sees and acts on; absent means all.
+    """
+
+    token_sha256: tuple[str, ...] = Field(min_length=1)
+    role: Literal["viewer", "operator"] = "viewer"
+    business_systems: tuple[str, ...] | None = None
+    sellers: tuple[str, ...] | None = None
+    revoked: bool = False
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_digests(value)
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "operator"
+
+    def may_see(self, business_system: str, seller_tax_number: str | None) -> bool:
+        """Whether an application of this business system and seller is within this operator's reach."""
+        if self.business_systems is not None and business_system not in self.business_systems:
+            return False
+        return self.sellers is None or seller_tax_number in self.sellers
 
 
 class CapabilitySettings(_Config):
@@ -217,6 +252,8 @@ class Route(_Config):
 
 class HubConfig(_Config):
     business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
+    # The operations desk (ops API): by name, the name recorded in the audit trail.
+    operators: dict[str, Operator] = Field(default_factory=dict)
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
     # First match wins: seller + business type, then seller; then the company's own channels,
     # then default_channel.
@@ -264,6 +301,22 @@ class HubConfig(_Config):
             for digest in system.token_sha256:
                 if hmac.compare_digest(presented, digest):
                     found = system_id
+        return found
+
+    def authenticate_operator(self, token: str) -> tuple[str, Operator] | None:
+        """The operator (name, settings) a bearer token belongs to, or None; a revoked one is None.
+
+        Compared like business-system tokens (every digest, constant time each). A business
+        system's token is never an operator's: the two live in different sections.
+        """
+        presented = token_sha256(token)
+        found = None
+        for name, operator in self.operators.items():
+            for digest in operator.token_sha256:
+                if hmac.compare_digest(presented, digest):
+                    found = (name, operator)
+        if found is None or found[1].revoked:
+            return None
         return found
 
 

@@ -180,6 +180,12 @@ def reconciler() -> Reconciler:
     )
 
 
+@cache
+def sqs_client() -> object:
+    """For the ops summary's dead-letter depths (GetQueueAttributes)."""
+    return _boto_session().client("sqs")
+
+
 class _ConfigCache:
     """The hub configuration, re-read when its file changes (locally) or its max age passes."""
 
@@ -232,7 +238,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler,
+        channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler, sqs_client, operations,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()
