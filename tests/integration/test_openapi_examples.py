@@ -92,8 +92,9 @@ def test_the_document_is_openapi_3_1_with_the_outcome_webhook() -> None:
     assert set(headers) == {"X-Fapiao-Event-Id", "X-Fapiao-Timestamp", "X-Fapiao-Signature"}
     body = webhook["requestBody"]["content"]["application/json"]
     schema = DOC["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert {"id", "type", "application", "invoices", "request_number"} <= set(schema["properties"])
-    assert "request_number" not in schema["required"]
+    assert {"id", "type", "application", "invoices", "findings"} <= set(schema["properties"])
+    application = DOC["components"]["schemas"]["NotifiedApplication"]
+    assert "requestNumber" in application["required"]
     validator = jsonschema.Draft202012Validator({**body["schema"], "components": DOC["components"]})
     for example in body["examples"].values():
         validator.validate(example["value"])

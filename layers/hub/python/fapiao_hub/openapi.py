@@ -271,10 +271,12 @@ class NotifiedApplication(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     openApplyCode: str | None = Field(description="your application number")
-    status: str | None = Field(description="ISSUED, REJECTED, VOIDED, STUCK, MANUAL_REVIEW, MISMATCH")
+    status: str | None = Field(
+        description="ISSUED, REJECTED, VOIDED, CANCELLED, STUCK, MANUAL_REVIEW or MISMATCH (a person looks)"
+    )
     reason: str | None = Field(description="why (rejected, stuck, needs review)")
     channel: str | None = Field(description="the channel it went to")
-    requestNumber: str | None = Field(None, description="the request number sent to the channel")
+    requestNumber: str = Field(description="the request number sent to the channel (its portal keys on it)")
 
 
 class OutcomeNotification(BaseModel):
@@ -292,6 +294,8 @@ class OutcomeNotification(BaseModel):
                 "InvoiceVoided",
                 "ApplicationStuck",
                 "ApplicationNeedsReview",
+                "ApplicationCancelled",
+                "FindingRecorded",
             ]
         },
     )
@@ -299,9 +303,10 @@ class OutcomeNotification(BaseModel):
     occurred_at: str | None = Field(description="ISO 8601, UTC")
     application: NotifiedApplication = Field(description="the application the outcome is about")
     invoices: list[NotifiedInvoice] = Field(description="the invoices the outcome concerns (issued, voided)")
-    request_number: str | None = Field(None, description="the request number sent to the channel")
-    findings: list[dict[str, Any]] | None = Field(
-        None, description="what a person should look at (differences between the application and the invoice)"
+    findings: list[Finding] | None = Field(
+        None,
+        description="ApplicationNeedsReview and FindingRecorded: what a person should look at (each difference "
+        "between the application and what the channel reported)",
     )
 
 
@@ -477,10 +482,13 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
                         {"at": "2026-11-21T12:00:01.200Z", "status": "ISSUED", "previous": "DISPATCHING",
                          "note": "issued"},
                     ],
+                    "requestNumber": request_number_for(application_key("sample-erp", EXAMPLE_CODE)),
+                    "findings": [],
                     "invoices": [
                         {"invoiceNumber": "00000001", "invoiceCode": "044002300111", "invoiceDate": "2026-11-21",
                          "invoiceType": "VAT_SPECIAL_ELECTRONIC", "amount": 5318.58, "tax": 691.42,
                          "status": "ISSUED", "channel": "xunlian",
+                         "redRemainingAmount": 5318.58, "redRemainingTax": 691.42,
                          "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65...",
                                     "url": "https://files.example/invoices/...?X-Amz-Expires=300"}]},
                     ],
