@@ -56,6 +56,11 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     "poller": {"factories": ["poller"], "clients": ["dynamodb", "sqs"]},
     "notifier": {"factories": ["notifier", "hub_config"], "clients": ["dynamodb", "sqs"]},
     "reconciliation": {"factories": ["reconciler", "hub_config"], "clients": ["dynamodb", "s3"]},
+    # The operations desk: a summary, a list or a read (an action builds the operations use case on first use).
+    "ops": {
+        "factories": ["intake", "application_store", "hub_config", "sqs_client"],
+        "clients": ["dynamodb", "sqs", "s3"],
+    },
 }
 
 HANDLER_SCRIPT = """
