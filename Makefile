@@ -103,9 +103,10 @@ chromium:
 
 # Unit and integration tests (the soak at 160 orders, the hostile-input tier and the bench smoke test
 # among them), then the template checks and the container tier (which runs by its own target, below).
+# Three pytest workers on two cores: most integration tests wait on local runs and sandboxes, not the CPU.
 test: $(STAMP) chromium
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadgroup --ignore=tests/container
+	$(PY) -m pytest -q -n 3 --dist loadgroup --ignore=tests/container
 	$(MAKE) --no-print-directory sam-validate
 	$(MAKE) --no-print-directory lint-template
 	$(MAKE) --no-print-directory sam-build
