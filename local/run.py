@@ -249,6 +249,53 @@ class ApiDocs:
         }
 
 
+class LocalSession:
+    """Local run only: ``GET /ops/local-session`` answers ``{"token": <operator token>}``, so the console
+    opened from ``make run`` signs in by itself (docs/operations.md, Console).
+
+    The token is read from local.json (``operator_token``) at each request, never put in the page or a
+    URL. Answered only to the console's own origin: the Host must be the loopback address (a DNS
+    rebinding page names its own host), and a browser's fetch metadata, when sent, must say
+    same-origin. The answer is never cached. In AWS this route does not exist (the console asks
+    for a token instead).
+    """
+
+    name = "local-session"
+    PATH = "/ops/local-session"
+    _HOSTS = ("127.0.0.1", "localhost")
+
+    def __init__(self, local_json: Path) -> None:
+        self._local_json = local_json
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        headers = event.get("headers") or {}
+        host = str(headers.get("host", "")).rsplit(":", 1)[0]
+        site = headers.get("sec-fetch-site")
+        if host not in self._HOSTS or (site is not None and site != "same-origin"):
+            return self._answer(403, {"message": "the local session is for the console on 127.0.0.1 only"})
+        try:
+            token = json.loads(self._local_json.read_text(encoding="utf-8")).get("operator_token")
+        except (OSError, ValueError):
+            token = None
+        if not isinstance(token, str) or not token:
+            return self._answer(404, {"message": "no operator token in local.json"})
+        return self._answer(200, {"token": token})
+
+    @staticmethod
+    def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "statusCode": status,
+            "headers": {"content-type": "application/json", "cache-control": "no-store",
+                        "x-content-type-options": "nosniff"},
+            "body": json.dumps(body),
+        }  # fmt: skip
+
+
+def console_url(api_url: str) -> str:
+    """The operations console of a run whose API is at ``api_url``."""
+    return f"{api_url}/ops/"
+
+
 def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
     """The sample configuration with ``token``'s SHA-256 for the local business system."""
     from fapiao_hub.config import HubConfig, token_sha256
@@ -495,6 +542,7 @@ def start(
             Route(route.method, route.path, functions[lid]) for lid, spec in specs.items() for route in spec.http_routes
         ]
         routes += [Route("GET", path, ApiDocs()) for path in ApiDocs.PATHS]
+        routes.append(Route("GET", LocalSession.PATH, LocalSession(local_json)))
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:
@@ -587,6 +635,7 @@ def start(
         )
         info = {
             "api_url": hub.api_url,
+            "console_url": console_url(hub.api_url),
             "token": token,
             "aws_endpoint_url": endpoint,
             "region": region,
@@ -622,6 +671,8 @@ def main() -> int:
             api_port=int(os.environ.get("API_PORT", "3000")),
             moto_port=int(os.environ.get("MOTO_PORT", "0")),
             keep_state=True,
+            # Another configuration than the sample (tests: a channel that does not de-duplicate).
+            hub_config=os.environ.get("FAPIAO_HUB_LOCAL_CONFIG") or SAMPLE_HUB_CONFIG,
         )
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
@@ -638,6 +689,7 @@ def main() -> int:
                 "fapiao-hub local run is ready",
                 f"  API          {hub.api_url}",
                 f"  Swagger UI   {hub.api_url}/swagger",
+                f"  console      {console_url(hub.api_url)}   (signs in by itself from this machine)",
                 f"  token        {hub.token}   (Authorization: Bearer <token>)",
                 f"  moto         {hub.aws_endpoint_url}",
                 f"  local.json   {hub.local_json}",
