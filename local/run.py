@@ -34,7 +34,9 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +169,21 @@ class OutOfBandForwarder(Pump):
     idle_wait = 1.0
     index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.store.Store.due reads it too
 
-    def __init__(self, dynamodb: Any, table: str, sandboxes: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        sandboxes: dict[str, Any],
+        order_for: Callable[[str, str], dict[str, Any] | None],
+    ) -> None:
         from fapiao_hub.store import DUE_BUCKET
 
         super().__init__("out-of-band forwarder")
         self._dynamodb = dynamodb
         self._table = table
+        # (source system, code) -> the stored application in the channel's hand-over shape: the
+        # sandbox issues what it is handed, as the vendor would.
+        self._order_for = order_for
         self._sandboxes = sandboxes
         self._due_bucket = DUE_BUCKET
         self._forwarded: set[str] = set()  # request numbers handed over (once each)
@@ -190,7 +201,8 @@ class OutOfBandForwarder(Pump):
                 self._settled.add(key)  # another channel's, for good
             elif item.get("status", {}).get("S") == "SUBMITTED" and channel and number:
                 if number not in self._forwarded:
-                    self._sandboxes[channel].submit(number)
+                    order = self._order_for(item["source_system"]["S"], item["open_apply_code"]["S"])
+                    self._sandboxes[channel].submit(number, order=order)
                     self._forwarded.add(number)
                     forwarded += 1
                 self._settled.add(key)
@@ -215,7 +227,7 @@ class OutOfBandForwarder(Pump):
             request: dict[str, Any] = {
                 self._table: {
                     "Keys": [{"pk": {"S": key}} for key in keys[start : start + 100]],
-                    "ProjectionExpression": "pk, #s, channel, request_number",
+                    "ProjectionExpression": "pk, #s, channel, request_number, source_system, open_apply_code",
                     "ExpressionAttributeNames": {"#s": "status"},
                 }
             }
@@ -224,6 +236,13 @@ class OutOfBandForwarder(Pump):
                 items += answer.get("Responses", {}).get(self._table, [])
                 request = answer.get("UnprocessedKeys") or {}
         return items
+
+
+def _hand_over_order(store: Any, source_system: str, open_apply_code: str) -> dict[str, Any] | None:
+    from fapiao_hub.channels.ekuaibao import hand_over
+
+    stored = store.get(source_system, open_apply_code)
+    return hand_over(stored.application) if stored is not None else None
 
 
 class ApiDocs:
@@ -608,8 +627,19 @@ def start(
                 )
         pushing = {n: sb for n, sb in sandboxes.items() if config_document["channels"][n]["type"] in PUSHING}
         if pushing:
+            from fapiao_hub.files import FileStore
+            from fapiao_hub.store import ApplicationStore
+
             dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint)
-            pumps.append(OutOfBandForwarder(dynamodb, resources.tables["ApplicationsTable"], pushing))
+            table = resources.tables["ApplicationsTable"]
+            store = ApplicationStore(
+                boto3.resource("dynamodb", region_name=region, endpoint_url=endpoint).Table(table),
+                FileStore(
+                    boto3.client("s3", region_name=region, endpoint_url=endpoint),
+                    resources.buckets["InvoiceFileBucket"],
+                ),
+            )
+            pumps.append(OutOfBandForwarder(dynamodb, table, pushing, partial(_hand_over_order, store)))
         if local_state is not None and SAVE_SECONDS > 0:
             pumps.append(PeriodicSave(local_state, SAVE_SECONDS))
         for pump in pumps:

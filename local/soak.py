@@ -129,16 +129,17 @@ class CrashInjector:
         self._rng = random.Random(seed)  # noqa: S311 - fault draws, not secrets
         self._lock = threading.Lock()
         self.tallies: collections.Counter[str] = collections.Counter()
-        self._submitted: dict[str, list[str]] = collections.defaultdict(list)  # channel -> request numbers
+        # channel -> (request number, application) handed over once each
+        self._submitted: dict[str, list[tuple[str, Any]]] = collections.defaultdict(list)
         self._seen: set[str] = set()
 
-    def note_submitted(self, channel: str | None, request_number: str | None) -> None:
+    def note_submitted(self, channel: str | None, request_number: str | None, application: Any) -> None:
         with self._lock:
             if channel and request_number and request_number not in self._seen:
                 self._seen.add(request_number)
-                self._submitted[channel].append(request_number)
+                self._submitted[channel].append((request_number, application))
 
-    def take_submitted(self, channel: str) -> list[str]:
+    def take_submitted(self, channel: str) -> list[tuple[str, Any]]:
         with self._lock:
             taken, self._submitted[channel] = self._submitted[channel], []
             return taken
@@ -179,7 +180,7 @@ class CrashInjector:
         def crashing_transition(self: Any, stored: Any, to: Any, *args: Any, **kwargs: Any) -> Any:
             done = transition(self, stored, to, *args, **kwargs)
             if to is Status.SUBMITTED:
-                injector.note_submitted(done.channel, done.request_number)
+                injector.note_submitted(done.channel, done.request_number, done.application)
             if to is Status.DISPATCHING:
                 injector.maybe("after-claim")
             return done
@@ -561,9 +562,11 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
 
 
 def _hand_over(pump: Any, injector: CrashInjector, ekuaibao: Any) -> int:
+    from fapiao_hub.channels.ekuaibao import hand_over
+
     handed = 0
-    for number in injector.take_submitted("ekuaibao"):
-        ekuaibao.submit(number)
+    for number, application in injector.take_submitted("ekuaibao"):
+        ekuaibao.submit(number, order=hand_over(application))
         handed += 1
     pump._stop_event.wait(0.5)
     return handed

@@ -11,5 +11,10 @@ simulator must run wherever the tests run, with no extra dependencies.
 - :mod:`sandbox.pusher` - a client that pushes Ekuaibao-shaped results (seed 000) to a callback URL
   (uses requests: it is a client, not a server).
 - :mod:`sandbox.ekuaibao` - Ekuaibao for the local run: applications in out of band, pushes out.
-- :mod:`sandbox.faults` - fault switches shared by the simulators.
+- :mod:`sandbox.faults` - fault switches shared by the simulators, wrong results included
+  (``wrong_amount``, ``wrong_seller``, ``wrong_type``, ``extra_invoice``, ``reject_but_issue``).
+- :mod:`sandbox.base` - the HTTP plumbing every simulator shares.
+
+Each simulator issues what it was asked: the invoice carries the order's seller, buyer, type, lines
+and totals, dated today in China (UTC+8), red (negative) for a red order.
 """

@@ -1,56 +1,212 @@
 """Ekuaibao (seed 000) as the local run needs it: a channel that learns of applications out of band
 and pushes its results to the hub's callback URL.
 
-- ``POST /_sandbox/applications`` ``{"requestNumber": "...", "outcome": "issued", "switches": "duplicate"}``:
-  an application reaches the channel (as the business's own Ekuaibao integration would hand it
-  over); a background pusher (:mod:`sandbox.pusher`) sends the result after ``delay_ms``,
-  signed when a secret is set, with the switches of :class:`sandbox.pusher.Switches`
-  (``duplicate``, ``out_of_order``, ``late=2``, ``never``, ...).
+- ``POST /_sandbox/applications`` ``{"requestNumber": "...", "order": {...}, "outcome": "issued",
+  "switches": "duplicate"}``: an application reaches the channel (as the business's own Ekuaibao
+  integration would hand it over); a background pusher (:mod:`sandbox.pusher`) sends the result
+  after ``delay_ms``, signed when a secret is set, with the switches of
+  :class:`sandbox.pusher.Switches` (``duplicate``, ``out_of_order``, ``late=2``, ``never``, ...).
+  A request number handed over again is not issued again (its first invoice is pushed again).
 - ``GET /files/<invoice number>.pdf``: the invoice's PDF (``originalsUrl`` of every pushed invoice).
 - ``GET /_sandbox/pushes``: every push made and the hub's HTTP status for it.
+- ``GET /_sandbox/issued`` -> ``{"counts": {"<requestNumber>": n}, "total": N}``: invoices issued
+  (the oracle; extra and "rejected but issued" invoices included); ``GET /_sandbox/issued/<no>``
+  -> ``{"requestNumber", "count", "invoices"}``.
+- ``GET``/``POST /_sandbox/config`` ``{"seed", "rates", "latency_ms", "timeout_ms"}`` and
+  ``GET``/``POST /_sandbox/faults`` ``{"<requestNumber>": ["wrong_amount"]}``: fault switches
+  (:mod:`sandbox.faults`); ``POST /_sandbox/reset`` forgets invoices and faults.
+
+The order (what the invoice reflects)
+-------------------------------------
+``order`` is the application in seed 000's own field names (``fapiao_hub.channels.ekuaibao.hand_over``
+writes it from a hub application): ``sellerTaxNo``, ``sellerName``, ``buyerTaxNo``, ``buyerName``,
+``invoiceTypeCode`` (004/007/026/028/01/02), ``invoiceType`` (0 blue, 1 red), for a red one
+``originalInvoiceNumber`` / ``originalInvoiceCode``, and ``details``: lines with ``goodsName``,
+``goodsCost`` (tax-exclusive), ``goodsVat``, ``taxRate`` and optionally ``goodsNum``,
+``goodsPrice``, ``goodsUnit``, ``goodsSpecification``, ``taxTaxonomyCode``, ``invRowType``. The
+invoice carries them as given (a red order's negative amounts stay negative), its totals are the
+sums of the lines, ``invoiceDate`` is today in China (00:00 UTC+8, in ms). Without an order the
+sandbox has nothing to reflect and pushes seed 000's example invoice (:func:`sandbox.pusher.sample_invoice`),
+which matches no application: hand the order over.
+
+Faults (one decision per hand-over, keyed by the request number)
+----------------------------------------------------------------
+``latency`` (the push waits ``latency_ms`` more), ``reject`` (result 1, nothing issued), and the
+wrong results: ``wrong_amount``, ``wrong_seller``, ``wrong_type`` (the pushed invoice is wrong),
+``extra_invoice`` (after the invoice, a second push with a second, different invoice: both
+counted), ``reject_but_issue`` (result 1 is pushed, the invoice is counted as issued; Ekuaibao has
+no query). The other shared faults are about answering a request, which this channel never does:
+they are accepted and have no effect.
 
 Binds 127.0.0.1 only. ``callback_url`` may be set after start (the hub's port may be chosen later).
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
-import json
+import hashlib
 import re
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
+from sandbox import faults
+from sandbox.base import CHINA, HOST, BadRequest, SandboxHandler, SandboxServer, check_host, china_today
 from sandbox.partner import invoice_pdf
 from sandbox.pusher import BackgroundPusher, Pusher, PushJob, Switches, sample_invoice
 
-HOST = "127.0.0.1"
+#: ``wrong_type``: special <-> normal of the same medium (seed 000 codes).
+OTHER_TYPES = {"004": "007", "007": "004", "026": "028", "028": "026", "01": "02", "02": "01"}
+REJECT_MESSAGE = "沙箱驳回：购方信息有误"
 
 
-class EkuaibaoSimulator:
-    def __init__(self, port: int = 0, *, access_token: str, hmac_secret: str | None = None, delay_ms: int = 1000):
+def _money(value: Any, path: str) -> Decimal:
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise BadRequest(f"{path}: not a number: {value!r}") from None
+    if not number.is_finite():
+        raise BadRequest(f"{path}: not a finite number")
+    return number
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _numbers(key: str) -> tuple[str, str, str]:
+    """Invoice number, code and check code, deterministic per key (request number and position)."""
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
+    number = str(int(digest[:12], 16) % 10**8).zfill(8)
+    code = "0" + str(int(digest[12:24], 16) % 10**11).zfill(11)
+    check_code = str(int(digest[24:44], 16) % 10**20).zfill(20)
+    return number, code, check_code
+
+
+def order_invoice(request_number: str, order: Mapping[str, Any], *, position: int = 0) -> dict[str, Any]:
+    """The invoice (seed 000 shape) Ekuaibao issues for ``order``, today, numbered from the request
+    number (``position`` > 0: a further invoice for the same request number)."""
+    details = order.get("details")
+    if not isinstance(details, list) or not details or not all(isinstance(d, Mapping) for d in details):
+        raise BadRequest("order.details: a non-empty list of lines is required")
+    for field in ("sellerTaxNo", "invoiceTypeCode"):
+        if not _text(order.get(field)).strip():
+            raise BadRequest(f"order.{field}: required")
+    if order["invoiceTypeCode"] not in OTHER_TYPES:
+        raise BadRequest(f"order.invoiceTypeCode: one of {', '.join(OTHER_TYPES)}")
+    lines = []
+    amount = tax = Decimal(0)
+    for row, given in enumerate(details):
+        cost = _money(given.get("goodsCost"), f"order.details[{row}].goodsCost")
+        vat = _money(given.get("goodsVat"), f"order.details[{row}].goodsVat")
+        amount, tax = amount + cost, tax + vat
+        line = {
+            "billNumber": str(row + 1),
+            "detailRowNo": str(row + 1),
+            "goodsCost": f"{cost:f}",
+            "goodsName": _text(given.get("goodsName")),
+            "goodsNum": _text(given.get("goodsNum")),
+            "goodsPrice": _text(given.get("goodsPrice")),
+            "goodsSpecification": _text(given.get("goodsSpecification")),
+            "goodsSum": f"{cost + vat:f}",
+            "goodsUnit": _text(given.get("goodsUnit")),
+            "goodsVat": f"{vat:f}",
+            "preferPolicyName": "",
+            "preferPolicySign": "",
+            "taxTaxonomyCode ": _text(given.get("taxTaxonomyCode")),  # seed 000's trailing space, on purpose
+            "taxRate": _text(given.get("taxRate")),
+            "zeroTaxSign": "",
+        }
+        if _text(given.get("invRowType")).strip():
+            line["invRowType"] = int(given["invRowType"])
+        lines.append(line)
+    number, code, check_code = _numbers(request_number if position == 0 else f"{request_number}#{position}")
+    today = china_today()
+    millis = int(dt.datetime(today.year, today.month, today.day, tzinfo=CHINA).timestamp()) * 1000
+    red = str(order.get("invoiceType", 0)) == "1"
+    return {
+        "invoiceType": 1 if red else 0,
+        "invoiceTypeCode": order["invoiceTypeCode"],
+        "buyerName": _text(order.get("buyerName")),
+        "buyerTaxNo": _text(order.get("buyerTaxNo")),
+        "invoiceTotalPriceTax": f"{amount + tax:f}",
+        "sellerName": _text(order.get("sellerName")),
+        "sellerTaxNo": order["sellerTaxNo"],
+        "orderNo": "",
+        "originals": 0,
+        "originalsUrl": "",
+        "previewUrl": "",
+        "invoicingDate": "",
+        "invoicingStatus": "00",
+        "originalInvoiceNumber": _text(order.get("originalInvoiceNumber")) if red else "",
+        "originalInvoiceCode": _text(order.get("originalInvoiceCode")) if red else "",
+        "invoiceCode": code,
+        "invoiceNumber": number,
+        "invoiceDate": millis,
+        "invoiceAmount": f"{amount:f}",
+        "invoiceTaxRate": _text(details[0].get("taxRate")),
+        "invoiceTaxAmount": f"{tax:f}",
+        "checkCode": check_code,
+        "ext": {},
+        "details": lines,
+    }
+
+
+def spoil(invoice: dict[str, Any], fault: str) -> dict[str, Any]:
+    """``invoice`` as a wrong-result fault issues it (see :mod:`sandbox.faults`)."""
+    wrong = copy.deepcopy(invoice)
+    if fault == faults.WRONG_AMOUNT:
+        amount = Decimal(wrong["invoiceAmount"]) + faults.WRONG_AMOUNT_DELTA
+        tax = Decimal(wrong["invoiceTaxAmount"]) + faults.WRONG_TAX_DELTA
+        wrong.update(invoiceAmount=f"{amount:f}", invoiceTaxAmount=f"{tax:f}", invoiceTotalPriceTax=f"{amount + tax:f}")
+        first = wrong["details"][0]
+        cost = Decimal(first["goodsCost"]) + faults.WRONG_AMOUNT_DELTA
+        vat = Decimal(first["goodsVat"]) + faults.WRONG_TAX_DELTA
+        first.update(goodsCost=f"{cost:f}", goodsVat=f"{vat:f}", goodsSum=f"{cost + vat:f}")
+    elif fault == faults.WRONG_SELLER:
+        wrong.update(sellerTaxNo=faults.OTHER_SELLER_TAX_NUMBER, sellerName=faults.OTHER_SELLER_NAME)
+    elif fault == faults.WRONG_TYPE:
+        wrong["invoiceTypeCode"] = faults.other_type(wrong["invoiceTypeCode"], OTHER_TYPES)
+    return wrong
+
+
+class EkuaibaoSimulator(SandboxServer):
+    thread_name = "ekuaibao-sandbox"
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        access_token: str,
+        hmac_secret: str | None = None,
+        delay_ms: int = 1000,
+        seed: int = 0,
+        verbose: bool = False,
+    ):
         self.access_token = access_token
         self.hmac_secret = hmac_secret
         self.delay_ms = delay_ms
         self.callback_url = ""
-        self._invoices: dict[str, dict[str, Any]] = {}
+        self.injector = faults.FaultInjector(seed=seed)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((HOST, port), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://{HOST}:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="ekuaibao-sandbox", daemon=True)
+        self._invoices: dict[str, dict[str, Any]] = {}  # by invoice number (for the PDFs)
+        self._issued: dict[str, list[dict[str, Any]]] = {}  # by request number (the oracle)
         self._background: BackgroundPusher | None = None
-
-    def start(self) -> EkuaibaoSimulator:
-        self._thread.start()
-        return self
+        super().__init__(port, _Handler, verbose=verbose)
 
     def shutdown(self) -> None:
         if self._background is not None:
             self._background.close()
-        self._server.shutdown()
-        self._server.server_close()
+        super().shutdown()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._invoices.clear()
+            self._issued.clear()
+        self.injector.reset()
 
     def _pusher(self) -> BackgroundPusher:
         with self._lock:
@@ -59,23 +215,77 @@ class EkuaibaoSimulator:
                 self._background = BackgroundPusher(pusher)
             return self._background
 
-    def submit(self, request_number: str, outcome: str = "issued", switches: str = "") -> dict[str, Any]:
-        invoice = sample_invoice(request_number, dt.date.today())
+    def _record(self, request_number: str, invoice: dict[str, Any]) -> dict[str, Any]:
         invoice["originalsUrl"] = f"{self.base_url}/files/{invoice['invoiceNumber']}.pdf"
         invoice["originals"] = 1
-        with self._lock:
-            self._invoices[invoice["invoiceNumber"]] = invoice
+        self._invoices[invoice["invoiceNumber"]] = invoice
+        self._issued.setdefault(request_number, []).append(invoice)
+        return invoice
+
+    def submit(
+        self,
+        request_number: str,
+        outcome: str = "issued",
+        switches: str = "",
+        order: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Hand an application over; the result is pushed after ``delay_ms`` (see the docstring)."""
         parsed = Switches.parse(switches) if switches else Switches()
-        job = PushJob(request_number, outcome, parsed, (invoice,) if outcome == "issued" else None)
-        threading.Timer(self.delay_ms / 1000, lambda: self._pusher().submit(job)).start()
-        return {"requestNumber": request_number, "invoiceNumber": invoice["invoiceNumber"]}
+        decision = self.injector.decide(request_number)
+        fault = decision.fault
+        if order is not None:
+            invoice = order_invoice(request_number, order)
+            extra = order_invoice(request_number, order, position=1) if fault == faults.EXTRA_INVOICE else None
+        else:
+            invoice, extra = sample_invoice(request_number, china_today()), None
+        if decision.wrong_result:
+            invoice = spoil(invoice, fault or "")
+        issues = outcome == "issued" and fault != faults.REJECT
+        pushed_outcome = "rejected" if fault in (faults.REJECT, faults.REJECT_BUT_ISSUE) else outcome
+        with self._lock:
+            first = self._issued.get(request_number)
+            if first:  # handed over again: nothing issued again, the first invoice pushed again
+                invoice, extra = first[0], None
+            elif issues:
+                self._record(request_number, invoice)
+                if extra is not None:
+                    self._record(request_number, extra)
+        jobs = [
+            PushJob(
+                request_number,
+                pushed_outcome,
+                parsed,
+                (invoice,) if pushed_outcome == "issued" else None,
+                REJECT_MESSAGE if pushed_outcome == "rejected" else None,
+            )
+        ]
+        if extra is not None and issues and pushed_outcome == "issued":
+            jobs.append(PushJob(request_number, "issued", None, (extra,)))
+        delay = self.delay_ms / 1000 + (self.injector.latency_seconds if decision.latency else 0)
+
+        def push() -> None:
+            for job in jobs:
+                self._pusher().submit(job)
+
+        timer = threading.Timer(delay, push)
+        timer.daemon = True
+        timer.start()
+        number = invoice["invoiceNumber"]
+        return {"requestNumber": request_number, "invoiceNumber": number, "faults": decision.describe()}
 
     def pdf(self, number: str) -> bytes | None:
         with self._lock:
             invoice = self._invoices.get(number)
         if invoice is None:
             return None
-        return invoice_pdf([f"Ekuaibao sandbox invoice {invoice['invoiceCode']} {number}", time.strftime("%Y-%m-%d")])
+        return invoice_pdf(
+            [
+                f"Ekuaibao sandbox invoice {invoice['invoiceCode']} {number}",
+                f"Seller {invoice['sellerTaxNo']}  Buyer {invoice['buyerTaxNo'] or '-'}",
+                f"Type {invoice['invoiceTypeCode']}  {invoice['invoiceAmount']} + {invoice['invoiceTaxAmount']}",
+                china_today().isoformat(),
+            ]
+        )
 
     def pushes(self) -> list[dict[str, Any]]:
         if self._background is None:
@@ -85,53 +295,87 @@ class EkuaibaoSimulator:
             for r in self._background.pusher.history
         ]
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        simulator = self
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            counts = {number: len(items) for number, items in self._issued.items()}
+        return {"counts": counts, "total": sum(counts.values())}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # quiet: the hub logs its side
-                pass
+    def for_number(self, request_number: str) -> dict[str, Any]:
+        with self._lock:
+            items = [copy.deepcopy(i) for i in self._issued.get(request_number, [])]
+        return {"requestNumber": request_number, "count": len(items), "invoices": items}
 
-            def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def do_GET(self) -> None:
-                match = re.fullmatch(r"/files/(\w+)\.pdf", self.path)
-                if match:
-                    pdf = simulator.pdf(match.group(1))
-                    if pdf is None:
-                        self._send(404, b'{"error": "no such invoice"}')
-                    else:
-                        self._send(200, pdf, "application/pdf")
-                elif self.path == "/_sandbox/pushes":
-                    self._send(200, json.dumps(simulator.pushes()).encode())
-                else:
-                    self._send(404, b'{"error": "not found"}')
+class _Handler(SandboxHandler):
+    server: EkuaibaoSimulator
 
-            def do_POST(self) -> None:
-                if self.path != "/_sandbox/applications":
-                    self._send(404, b'{"error": "not found"}')
-                    return
-                try:
-                    request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                    answer = simulator.submit(
-                        str(request["requestNumber"]), request.get("outcome", "issued"), request.get("switches", "")
-                    )
-                except (ValueError, KeyError, TypeError) as error:
-                    self._send(400, json.dumps({"error": str(error)}).encode())
-                    return
-                self._send(200, json.dumps(answer).encode())
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        simulator = self.server
+        match = re.fullmatch(r"/files/(\w+)\.pdf", path)
+        if match:
+            pdf = simulator.pdf(match.group(1))
+            if pdf is None:
+                self._send_json(404, {"error": "no such invoice"})
+            else:
+                self._send(200, pdf, "application/pdf")
+        elif path == "/_sandbox/pushes":
+            self._send_json(200, simulator.pushes())
+        elif path == "/_sandbox/issued":
+            self._send_json(200, simulator.summary())
+        elif path.startswith("/_sandbox/issued/"):
+            self._send_json(200, simulator.for_number(unquote(path.removeprefix("/_sandbox/issued/"))))
+        elif path == "/_sandbox/config":
+            self._send_json(200, simulator.injector.snapshot())
+        elif path == "/_sandbox/faults":
+            self._send_json(200, simulator.injector.scripts())
+        else:
+            self._send_json(404, {"error": "not found"})
 
-        return Handler
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        simulator = self.server
+        try:
+            raw = self._read_body()
+            if path == "/_sandbox/applications":
+                request = self._control_json(raw)
+                number = request.get("requestNumber")
+                if not isinstance(number, str | int) or isinstance(number, bool) or not str(number):
+                    raise BadRequest("requestNumber: a non-empty string is required")
+                order = request.get("order")
+                if order is not None and not isinstance(order, dict):
+                    raise BadRequest("order: an object is required")
+                answer = simulator.submit(
+                    str(number), request.get("outcome", "issued"), request.get("switches", ""), order
+                )
+            elif path == "/_sandbox/config":
+                simulator.injector.configure(self._control_json(raw))
+                answer = simulator.injector.snapshot()
+            elif path == "/_sandbox/faults":
+                simulator.injector.script(self._control_json(raw))
+                answer = simulator.injector.scripts()
+            elif path == "/_sandbox/reset":
+                simulator.reset()
+                answer = {"reset": True}
+            else:
+                self._send_json(404, {"error": "not found"})
+                return
+        except (BadRequest, faults.FaultConfigError, ValueError, KeyError, TypeError) as error:
+            self._send_json(400, {"error": str(error)})
+            return
+        self._send_json(200, answer)
 
 
 def run(
-    host: str = HOST, port: int = 0, *, access_token: str, hmac_secret: str | None = None, delay_ms: int = 1000
+    host: str = HOST,
+    port: int = 0,
+    *,
+    access_token: str,
+    hmac_secret: str | None = None,
+    delay_ms: int = 1000,
+    seed: int = 0,
 ) -> EkuaibaoSimulator:
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
-    return EkuaibaoSimulator(port, access_token=access_token, hmac_secret=hmac_secret, delay_ms=delay_ms).start()
+    check_host(host)
+    return EkuaibaoSimulator(
+        port, access_token=access_token, hmac_secret=hmac_secret, delay_ms=delay_ms, seed=seed
+    ).start()

@@ -15,7 +15,25 @@ shared so tests read the same for every channel:
                          ``timeout_ms`` and close it without an answer (the client's read
                          timeout fires first when it is shorter).
 ``malformed``            issue and count the invoice, then answer a body that is not valid JSON.
+``wrong_amount``         issue and count an invoice whose totals are off by more than the
+                         tolerance (``WRONG_AMOUNT_DELTA`` = 10.00 more on the tax-exclusive
+                         amount, 0.60 more on the tax, first line too), answered normally.
+``wrong_seller``         issue and count an invoice of another seller (``OTHER_SELLER_TAX_NUMBER``).
+``wrong_type``           issue and count an invoice of another invoice type (:func:`other_type`
+                         in the channel's own codes: special <-> normal).
+``extra_invoice``        issue the invoice asked for and a second, different one (its own
+                         number, same order) for the same request number: both counted; both
+                         reported where the wire format carries several invoices (Kingdee,
+                         Ekuaibao, partner), else the second only in the sandbox's records.
+``reject_but_issue``     issue and count the invoice, then answer (or push) a refusal; later
+                         queries of that request number report it issued where the channel
+                         has a query.
 =======================  ====================================================================
+
+The last five are *wrong results*: the channel issues, so a hub that believes what it is told
+records something other than what was asked (issue 12). Where a wire format has no place for a
+field (Xunlian answers no seller or type), the wrong value is in the sandbox's own record
+(``GET /_sandbox/issued/<no>`` or the like) and in the numbering it drives, not in the answer.
 
 Two ways to switch them on:
 
@@ -44,6 +62,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 LATENCY = "latency"
@@ -52,15 +71,37 @@ CONNECTION_RESET = "connection_reset"
 REJECT = "reject"
 TIMEOUT_AFTER_ISSUE = "timeout_after_issue"
 MALFORMED = "malformed"
+WRONG_AMOUNT = "wrong_amount"
+WRONG_SELLER = "wrong_seller"
+WRONG_TYPE = "wrong_type"
+EXTRA_INVOICE = "extra_invoice"
+REJECT_BUT_ISSUE = "reject_but_issue"
 OK = "ok"
 
 #: Mutually exclusive faults, in the order the rate draw walks them.
-EXCLUSIVE_FAULTS: tuple[str, ...] = (ERROR_5XX, CONNECTION_RESET, REJECT, TIMEOUT_AFTER_ISSUE, MALFORMED)
+#: The wrong-result faults come last, so configurations that do not name them draw as before.
+WRONG_RESULTS: tuple[str, ...] = (WRONG_AMOUNT, WRONG_SELLER, WRONG_TYPE, EXTRA_INVOICE, REJECT_BUT_ISSUE)
+EXCLUSIVE_FAULTS: tuple[str, ...] = (
+    ERROR_5XX,
+    CONNECTION_RESET,
+    REJECT,
+    TIMEOUT_AFTER_ISSUE,
+    MALFORMED,
+    *WRONG_RESULTS,
+)
 RATE_FAULTS: tuple[str, ...] = (LATENCY, *EXCLUSIVE_FAULTS)
 #: Faults that leave nothing issued; the others spoil the answer after issuing.
 BEFORE_ISSUE: frozenset[str] = frozenset({ERROR_5XX, CONNECTION_RESET, REJECT})
 ERROR_STATUSES: tuple[int, ...] = (500, 502, 503)
 _EXPLICIT_STATUS = {f"error_{code}": code for code in ERROR_STATUSES}
+
+#: What ``wrong_amount`` adds: far beyond every tolerance (0.01 per amount, 0.06 per line tax, 1.27 per
+#: invoice's tax; DOMAIN.md section 4), so no check may pass it.
+WRONG_AMOUNT_DELTA = Decimal("10.00")
+WRONG_TAX_DELTA = Decimal("0.60")
+#: The seller ``wrong_seller`` issues for: a well-formed unified social credit code no sample uses.
+OTHER_SELLER_TAX_NUMBER = "91310000MA1FL0WR0N"
+OTHER_SELLER_NAME = "沙箱错开销方有限公司"
 
 DEFAULT_LATENCY_MS = 200
 DEFAULT_TIMEOUT_MS = 3000
@@ -87,6 +128,10 @@ class Decision:
     @property
     def after_issue(self) -> bool:
         return self.fault in (TIMEOUT_AFTER_ISSUE, MALFORMED)
+
+    @property
+    def wrong_result(self) -> bool:
+        return self.fault in WRONG_RESULTS
 
     def describe(self) -> list[str]:
         names = [LATENCY] if self.latency else []
@@ -275,6 +320,14 @@ def abort_connection(sock: socket.socket, rfile: Any = None) -> None:
                 closable.close()
             except OSError:
                 pass
+
+
+def other_type(code: str, types: Mapping[str, str]) -> str:
+    """``wrong_type``'s invoice type: ``types`` maps each of a channel's codes to the code issued
+    instead (special <-> normal of the same medium); a code it lacks gets the first other one."""
+    if code in types:
+        return types[code]
+    return next(c for c in types if c != code)
 
 
 def known_fault_names() -> Iterable[str]:

@@ -67,6 +67,15 @@ answer the query, issuing if due - then hold the connection ``timeout_ms`` and c
 answer), ``malformed`` (do the work, then answer ``success: true`` with a ``data`` that is not
 valid base64). A per-bill script is consumed by pushes and queries alike.
 
+The wrong results, carried by a ``BILL.PUSH`` (a valid new bill) or a query of a held bill: the
+bill's invoices are issued (or, already issued, changed) so that ``wrong_amount`` puts the first
+invoice's ``totalAmount`` / ``totalTaxAmount`` (and its first goods line, ``canRed*``) 10.00 / 0.60
+over the bill's, ``wrong_seller`` makes every invoice ``faults.OTHER_SELLER_TAX_NUMBER``'s,
+``wrong_type`` swaps special and normal (004 <-> 007, 026 <-> 028, 01 <-> 02), ``extra_invoice``
+adds a second, different invoice for the whole bill (its own number; counted); the answer itself is
+normal. ``reject_but_issue`` issues the bill at once (whatever ``issue_delay_ms``), counts it, and
+answers ``SANDBOX_REJECT``; later queries answer the invoices.
+
 Sandbox endpoints
 -----------------
 - ``GET /_sandbox/issued`` -> ``{"counts": {"<billNo>": invoices issued}, "total": N,
@@ -98,20 +107,18 @@ import datetime as dt
 import hashlib
 import json
 import re
-import socketserver
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox import faults
+from sandbox.base import HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
 API_PATH = "/kapi/app/sim/openApi"
-HOST = "127.0.0.1"
 DEFAULT_ACCESS_TOKEN = "kingdee-sandbox-token"  # noqa: S105 - a local simulator's well-known token
 
 BILL_PUSH = "BILL.PUSH"
@@ -127,6 +134,8 @@ CODE_NOT_FOUND = "BILL_NOT_FOUND"
 CODE_REJECTED = "SANDBOX_REJECT"
 
 PAPER_TYPES = {"004", "007"}
+#: ``wrong_type``: special <-> normal of the same medium.
+OTHER_TYPES = {"004": "007", "007": "004", "026": "028", "028": "026", "01": "02", "02": "01"}
 ELECTRONIC_TYPES = {"026", "028"}
 DIGITAL_TYPES = {"01", "02"}
 INVOICE_TYPES = PAPER_TYPES | ELECTRONIC_TYPES | DIGITAL_TYPES
@@ -357,6 +366,7 @@ class Bill:
     invoices: list[dict[str, Any]] | None = None  # None until issued
     issued_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    spoil: str | None = None  # a wrong-result fault the bill is (or was) issued with
 
 
 def _split_cents(value: Decimal, parts: int) -> list[Decimal]:
@@ -420,9 +430,18 @@ class KingdeeState:
                 )
 
     def query(
-        self, bill_no: str, seller: str, *, delay_s: float, split_into: int, auto: bool, base_url: str
+        self,
+        bill_no: str,
+        seller: str,
+        *,
+        delay_s: float,
+        split_into: int,
+        auto: bool,
+        base_url: str,
+        fault: str | None = None,
     ) -> list[dict[str, Any]] | None:
-        """The query's data for a bill (issuing it when due), or None when the bill is not held."""
+        """The query's data for a bill (issuing it when due), or None when the bill is not held.
+        ``fault``: a wrong-result fault this query carries (``reject_but_issue`` issues now)."""
         with self._lock:
             bill = self._bills.get(bill_no)
             if bill is None and auto:
@@ -431,10 +450,32 @@ class KingdeeState:
                 self._bills[bill_no] = bill
             if bill is None or (bill.seller_tax_id is not None and bill.seller_tax_id != seller):
                 return None
+            if fault is not None:
+                self._mark(bill, fault, split_into, base_url)
             if bill.invoices is None and time.monotonic() - bill.received >= delay_s:
                 self._issue(bill, split_into, base_url)
             invoices = bill.invoices or []
             return [{"invoiceList": [dict(i) for i in invoices], "billNo": bill_no}]
+
+    def mark(self, bill_no: str, fault: str, split_into: int, base_url: str) -> None:
+        """A wrong-result fault carried by a push of ``bill_no`` (see :meth:`_mark`)."""
+        with self._lock:
+            bill = self._bills.get(bill_no)
+            if bill is not None:
+                self._mark(bill, fault, split_into, base_url)
+
+    def _mark(self, bill: Bill, fault: str, split_into: int, base_url: str) -> None:
+        """The bill is issued wrong: marked before issuing, spoiled at once after; ``reject_but_issue``
+        issues it now (the caller answers a refusal)."""
+        if fault == faults.REJECT_BUT_ISSUE:
+            if bill.invoices is None:
+                self._issue(bill, split_into, base_url)
+            return
+        if bill.invoices is None:
+            bill.spoil = fault
+        else:
+            bill.spoil = fault
+            self._spoil(bill, base_url)
 
     def _issue(self, bill: Bill, split_into: int, base_url: str) -> None:
         payload = bill.payload
@@ -454,6 +495,40 @@ class KingdeeState:
         invoices = [self._invoice(bill, share, flag, now, midnight, base_url) for share in shares]
         bill.invoices = invoices
         bill.issued_at = now.isoformat(timespec="seconds")
+        if bill.spoil is not None:
+            self._spoil(bill, base_url)
+
+    def _spoil(self, bill: Bill, base_url: str) -> None:
+        """Apply the bill's wrong-result fault to its issued invoices (see :mod:`sandbox.faults`)."""
+        invoices = bill.invoices or []
+        fault, bill.spoil = bill.spoil, None
+        if not invoices:
+            return
+        if fault == faults.WRONG_AMOUNT:
+            first = invoices[0]
+            first["totalAmount"] += faults.WRONG_AMOUNT_DELTA
+            first["totalTaxAmount"] += faults.WRONG_TAX_DELTA
+            first["includeTaxAmount"] = first["totalAmount"] + first["totalTaxAmount"]
+            if first["canRedAmount"]:
+                first["canRedAmount"], first["canRedTaxAmount"] = first["totalAmount"], first["totalTaxAmount"]
+            if first["goods"]:
+                goods = first["goods"][0]
+                goods["amount"] += faults.WRONG_AMOUNT_DELTA
+                goods["taxAmount"] += faults.WRONG_TAX_DELTA
+                goods["includeTaxAmount"] = goods["amount"] + goods["taxAmount"]
+        elif fault == faults.WRONG_SELLER:
+            for invoice in invoices:
+                invoice.update(sellerTaxpayerId=faults.OTHER_SELLER_TAX_NUMBER, sellerName=faults.OTHER_SELLER_NAME)
+        elif fault == faults.WRONG_TYPE:
+            for invoice in invoices:
+                invoice["invoiceType"] = faults.other_type(invoice["invoiceType"], OTHER_TYPES)
+        elif fault == faults.EXTRA_INVOICE:
+            lines = [line for line in bill.payload.get("billDetail") or [] if isinstance(line, dict)]
+            share = [(line, _decimal(line.get("amount")) or Decimal(0), _decimal(line.get("taxAmount")) or Decimal(0))
+                     for line in lines]  # fmt: skip
+            now = dt.datetime.now(_SHANGHAI)
+            midnight = dt.datetime.combine(now.date(), dt.time(), _SHANGHAI)
+            invoices.append(self._invoice(bill, share, invoices[0]["splitOrMergeFlag"], now, midnight, base_url))
 
     def _invoice(
         self,
@@ -617,58 +692,16 @@ def _now_text() -> str:
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
 #: What the ``malformed`` fault puts in ``data``: base64 with a character outside the alphabet.
 MALFORMED_DATA = "W3siYmlsbE5vIjoi*ZmFwaWFvIn1d"
 
 
-class _BadRequest(Exception):
-    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: KingdeeServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- plumbing
-
-    def _send(self, status: int, data: bytes, content_type: str = "application/json;charset=UTF-8") -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+    max_body = _MAX_BODY
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, _dumps(obj).encode("utf-8"))
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _BadRequest("chunked bodies are not supported: send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
 
     # -- routing
 
@@ -695,7 +728,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         try:
             raw = self._read_body()
-        except _BadRequest as exc:
+        except BadRequest as exc:
             if path == API_PATH:
                 self._send_json(200, answer(False, CODE_PARAM, str(exc)))
             else:
@@ -721,7 +754,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"preloaded": server.preload(preload)})
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, _BadRequest) as exc:
+        except (faults.FaultConfigError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
 
     @staticmethod
@@ -732,9 +765,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             obj = _loads(raw or b"{}") if decimals else json.loads(raw or b"{}", parse_constant=_no_constant)
         except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
+            raise BadRequest(f"body is not JSON: {exc}") from exc
         if not isinstance(obj, dict) and not (list_ok and isinstance(obj, list)):
-            raise _BadRequest("body must be a JSON object" + (" or a list" if list_ok else ""))
+            raise BadRequest("body must be a JSON object" + (" or a list" if list_ok else ""))
         return obj
 
     # -- openApi
@@ -766,7 +799,7 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.latency:
             server.stopping.wait(server.injector.latency_seconds)
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, API_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -783,14 +816,20 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is not None:
             self._send_json(200, answer(False, CODE_PARAM, problem))
             return
+        wrong = decision.fault if decision.wrong_result else None
         if interface == BILL_PUSH:
             result = self._push(data)
+            if wrong is not None and result["success"]:
+                server.state.mark(str(data["billNo"]).strip(), wrong, server.split_into, server.base_url)
         elif interface == BILL_INVOICE_QUERY:
-            result = self._query(data)
+            result = self._query(data, wrong)
         else:
             self._send_json(200, answer(False, CODE_INTERFACE, f"interfaceCode {interface!r} is not supported"))
             return
 
+        if wrong == faults.REJECT_BUT_ISSUE and (result["success"] or result["errorCode"] == CODE_EXISTS):
+            self._send_json(200, answer(False, CODE_REJECTED, "请求被拒绝: 系统繁忙 (sandbox reject fault)"))
+            return
         if decision.fault == faults.TIMEOUT_AFTER_ISSUE:
             self.close_connection = True
             server.stopping.wait(server.injector.timeout_seconds)
@@ -812,7 +851,7 @@ class _Handler(BaseHTTPRequestHandler):
             return answer(True, CODE_OK, "", {"billNo": bill_no})
         return answer(False, CODE_EXISTS, f"单据编号已存在: {bill_no}", {"billNo": bill_no})
 
-    def _query(self, data: dict[str, Any]) -> dict[str, Any]:
+    def _query(self, data: dict[str, Any], wrong: str | None = None) -> dict[str, Any]:
         seller = _text(data.get("sellerTaxpayerId"))
         bill_no = _text(data.get("serialNo"))
         if seller is None or bill_no is None:
@@ -827,6 +866,7 @@ class _Handler(BaseHTTPRequestHandler):
             split_into=server.split_into,
             auto=server.auto,
             base_url=server.base_url,
+            fault=wrong,
         )
         if found is None:
             if server.not_found == "empty":
@@ -834,24 +874,11 @@ class _Handler(BaseHTTPRequestHandler):
             return answer(False, CODE_NOT_FOUND, f"开票申请单不存在: {bill_no}")
         return answer(True, CODE_OK, "", found)
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            body = {
-                "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                "status": 500,
-                "error": "Internal Server Error",
-                "path": API_PATH,
-            }
-            self._send_json(500, body)
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason).encode(), "text/html")
 
-
-class KingdeeServer(ThreadingHTTPServer):
+class KingdeeServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "kingdee-sandbox"
 
     def __init__(
         self,
@@ -867,8 +894,6 @@ class KingdeeServer(ThreadingHTTPServer):
     ) -> None:
         self.state = KingdeeState()
         self.injector = faults.FaultInjector(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
         self._defaults = {
             "access_token": access_token,
             "issue_delay_ms": issue_delay_ms,
@@ -878,21 +903,7 @@ class KingdeeServer(ThreadingHTTPServer):
         }
         self._settings_lock = threading.Lock()
         self._apply(self._defaults)
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(port, _Handler, verbose=verbose)
 
     @property
     def api_url(self) -> str:
@@ -954,7 +965,7 @@ class KingdeeServer(ThreadingHTTPServer):
             if not problems and self.state.known(str(bill["billNo"]).strip()):
                 problems.append(f"[{i}] billNo {bill['billNo']!r} is already held")
         if problems:
-            raise _BadRequest("; ".join(problems))
+            raise BadRequest("; ".join(problems))
         for bill in bills:
             self.state.push(bill, source="out_of_band")
         return len(bills)
@@ -963,10 +974,10 @@ class KingdeeServer(ThreadingHTTPServer):
         entries = body if isinstance(body, list) else [body]
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or _text(entry.get("billNo")) is None:
-                raise _BadRequest(f"[{i}]: an object with billNo is required")
+                raise BadRequest(f"[{i}]: an object with billNo is required")
             listed = entry.get("invoiceList")
             if listed is not None and (not isinstance(listed, list) or not all(isinstance(x, dict) for x in listed)):
-                raise _BadRequest(f"[{i}].invoiceList: a list of objects is required")
+                raise BadRequest(f"[{i}].invoiceList: a list of objects is required")
         self.state.preload(entries)
         return len(entries)
 
@@ -974,27 +985,6 @@ class KingdeeServer(ThreadingHTTPServer):
         self.state.reset()
         self.injector.reset()
         self._apply(self._defaults)
-
-    # -- lifecycle
-
-    def start(self) -> KingdeeServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"kingdee-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
 
 
 def run(
@@ -1010,8 +1000,7 @@ def run(
     verbose: bool = False,
 ) -> KingdeeServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     return KingdeeServer(
         port,
         access_token=access_token,
@@ -1044,13 +1033,7 @@ def main(argv: list[str] | None = None) -> None:
         verbose=not args.quiet,
     )
     print(f"kingdee sandbox on {server.base_url} (openApi: {server.api_url})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,13 @@ Vendor endpoint
   ``invoiceCode`` = the number ("数电发票无发票代码可以传发票号码"); false: a 12-digit code and an
   8-digit number. Invoice ``i`` of an application keeps its id and numbers from step to step.
 
-``GET /partner/files/<invoiceNumber>.xml`` serves the invoice's XML (what ``invoiceXml`` points at).
+``GET /partner/files/<invoiceNumber>.xml`` serves the invoice's XML (what ``invoiceXml`` points at):
+number, code, requestId, issue time (China, UTC+8) and, when the application was registered with
+its ``order``, what the invoice says of it: ``InvoiceTypeCode``, ``Red``, ``SellerTaxNo``,
+``SellerName``, ``BuyerTaxNo``, ``BuyerName``, ``TotalAmount`` / ``TotalTax`` (the sums of the
+lines), ``IssueDate``, ``OriginalInvoiceNumber`` / ``Code`` and one ``Line`` per order line
+(``GoodsName``, ``Amount``, ``Tax``, ``TaxRate``); the PDF names type, seller, buyer and totals.
+Seed 003's answer itself has no field for any of these.
 
 Scripts
 -------
@@ -58,6 +64,12 @@ starts now. A step is ``after_ms`` (non-decreasing, 0..600000) and either ``stat
 ``bad_file`` (true: ``invoiceFile`` is not base64). Optional ``digital`` overrides the config. The
 current step is the last one whose ``after_ms`` has passed; before the first, the requestId is
 unknown. Invoices already issued for a requestId are kept when it is registered again.
+Optional ``order``: the application as the partner receives it out of band, in the same shape as
+``sandbox.ekuaibao``'s (seed 000's names: ``sellerTaxNo``, ``sellerName``, ``buyerTaxNo``,
+``buyerName``, ``invoiceTypeCode``, ``invoiceType`` 0/1, ``originalInvoiceNumber`` / ``Code``,
+``details`` with ``goodsName``, ``goodsCost``, ``goodsVat``, ``taxRate``; written by
+``fapiao_hub.channels.ekuaibao.hand_over``); without ``script`` the default script applies (as for
+an ``auto`` registration).
 
 With config ``auto`` true (the default), a requestId queried for the first time is registered with
 the default script: ``4`` now, ``1`` after ``issue_after_ms``; with probability ``fail_rate`` ``3``
@@ -74,6 +86,14 @@ answer); ``malformed`` (HTTP 200, the answer cut short: not JSON). Plus this san
 ``bad_file``: the answer is normal but every ``invoiceFile`` is garbage, not base64. ``bad_file``
 is allowed in ``rates`` (drawn from its own ``random.Random(seed)``, one number per query) and in
 per-requestId scripts, alone or with others (``["bad_file", "latency"]``).
+
+The wrong results (the query that carries one answers from the script as usual, unless said):
+``wrong_amount`` / ``wrong_seller`` / ``wrong_type`` make the application's invoices (issued or
+still to come) say 10.00 / 0.60 more, ``faults.OTHER_SELLER_TAX_NUMBER``, or the other type of the
+medium in their XML and PDF (seed 003's answer has no place for them); ``extra_invoice`` adds one
+more issued invoice (its own id and number, counted) to every answer that lists issued invoices;
+``reject_but_issue`` issues the application's invoices now (counted) and answers every item with
+status 3 (开票失败); later queries report them issued (status 1 where the script still says 4).
 
 Sandbox endpoints
 -----------------
@@ -100,19 +120,18 @@ import hashlib
 import hmac
 import json
 import random
-import socketserver
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox import faults
+from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
-HOST = "127.0.0.1"
 QUERY_PATH = "/partner/queryInvoice"
 FILES_PREFIX = "/partner/files/"
 DEFAULT_CLIENT_ID = "sandbox-partner"
@@ -201,16 +220,74 @@ def invoice_pdf(lines: list[str]) -> bytes:
 
 
 def invoice_xml(invoice: Invoice, request_id: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        "<EInvoice>"
-        f"<InvoiceNumber>{invoice.number}</InvoiceNumber>"
-        f"<InvoiceCode>{invoice.code}</InvoiceCode>"
-        f"<RequestId>{_xml_escape(request_id)}</RequestId>"
-        f"<IssueTime>{invoice.issued_at}</IssueTime>"
-        "<Note>sandbox partner invoice, not a real fapiao</Note>"
-        "</EInvoice>\n"
-    )
+    facts = invoice.facts
+    parts = [
+        f"<InvoiceNumber>{invoice.number}</InvoiceNumber>",
+        f"<InvoiceCode>{invoice.code}</InvoiceCode>",
+        f"<RequestId>{_xml_escape(request_id)}</RequestId>",
+        f"<IssueTime>{invoice.issued_at}</IssueTime>",
+    ]
+    for tag, key in _XML_FACTS:
+        if facts.get(key) not in (None, ""):
+            parts.append(f"<{tag}>{_xml_escape(str(facts[key]))}</{tag}>")
+    for line in facts.get("details") or []:
+        cells = "".join(f"<{tag}>{_xml_escape(str(line.get(key, '')))}</{tag}>" for tag, key in _XML_LINE_FACTS)
+        parts.append(f"<Line>{cells}</Line>")
+    parts.append("<Note>sandbox partner invoice, not a real fapiao</Note>")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n<EInvoice>' + "".join(parts) + "</EInvoice>\n"
+
+
+# What the invoice XML says of the order (the order's keys: seed 000's names, see the docstring).
+_XML_FACTS = (
+    ("InvoiceTypeCode", "invoiceTypeCode"),
+    ("Red", "invoiceType"),
+    ("SellerTaxNo", "sellerTaxNo"),
+    ("SellerName", "sellerName"),
+    ("BuyerTaxNo", "buyerTaxNo"),
+    ("BuyerName", "buyerName"),
+    ("TotalAmount", "invoiceAmount"),
+    ("TotalTax", "invoiceTaxAmount"),
+    ("IssueDate", "invoiceDate"),
+    ("OriginalInvoiceNumber", "originalInvoiceNumber"),
+    ("OriginalInvoiceCode", "originalInvoiceCode"),
+)
+_XML_LINE_FACTS = (("GoodsName", "goodsName"), ("Amount", "goodsCost"), ("Tax", "goodsVat"), ("TaxRate", "taxRate"))
+#: ``wrong_type``: special <-> normal of the same medium (seed 000 codes, which the order uses).
+OTHER_TYPES = {"004": "007", "007": "004", "026": "028", "028": "026", "01": "02", "02": "01"}
+
+
+def order_facts(order: Mapping[str, Any] | None, issued_on: dt.date, fault: str | None = None) -> dict[str, Any]:
+    """What an invoice issued today for ``order`` says (``fault``: a wrong-result fault), or ``{}``."""
+    if not order:
+        return {}
+    facts: dict[str, Any] = {key: order.get(key, "") for _, key in _XML_FACTS if key in order}
+    details = [dict(line) for line in order.get("details") or [] if isinstance(line, Mapping)]
+    amount = sum((_decimal_or_zero(line.get("goodsCost")) for line in details), Decimal(0))
+    tax = sum((_decimal_or_zero(line.get("goodsVat")) for line in details), Decimal(0))
+    if fault == faults.WRONG_AMOUNT:
+        amount, tax = amount + faults.WRONG_AMOUNT_DELTA, tax + faults.WRONG_TAX_DELTA
+        if details:
+            details[0]["goodsCost"] = f"{_decimal_or_zero(details[0].get('goodsCost')) + faults.WRONG_AMOUNT_DELTA:f}"
+            details[0]["goodsVat"] = f"{_decimal_or_zero(details[0].get('goodsVat')) + faults.WRONG_TAX_DELTA:f}"
+    elif fault == faults.WRONG_SELLER:
+        facts.update(sellerTaxNo=faults.OTHER_SELLER_TAX_NUMBER, sellerName=faults.OTHER_SELLER_NAME)
+    elif fault == faults.WRONG_TYPE and facts.get("invoiceTypeCode") in OTHER_TYPES:
+        facts["invoiceTypeCode"] = OTHER_TYPES[facts["invoiceTypeCode"]]
+    facts.update(invoiceAmount=f"{amount:f}", invoiceTaxAmount=f"{tax:f}", invoiceDate=issued_on.isoformat())
+    facts["details"] = details
+    return facts
+
+
+def _decimal_or_zero(value: Any) -> Decimal:
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return Decimal(0)
+    return number if number.is_finite() else Decimal(0)
+
+
+def _china_date(iso: str) -> dt.date:
+    return dt.date.fromisoformat(iso[:10])
 
 
 def _xml_escape(text: str) -> str:
@@ -237,6 +314,7 @@ class Invoice:
     number: str
     issued_at: str
     pdf_base64: str = ""
+    facts: dict[str, Any] = field(default_factory=dict)  # what it says of the order (order_facts)
 
 
 @dataclass
@@ -256,6 +334,10 @@ class PartnerApplication:
     started: float
     digital: bool
     slots: list[Slot] = field(default_factory=list)
+    order: dict[str, Any] | None = None  # handed over with the registration (seed 000's names)
+    spoil: str | None = None  # wrong_amount / wrong_seller / wrong_type: how its invoices come out
+    extra: bool = False  # extra_invoice: one more invoice than the script says, once issued
+    forced: bool = False  # reject_but_issue: issued though the script still says "applied"
 
 
 def _int(value: Any, name: str, low: int, high: int) -> int:
@@ -363,12 +445,18 @@ class PartnerState:
             if "seed" in update:
                 self._rng = random.Random(update["seed"])
 
-    def register(self, request_id: str, raw_script: Any, digital: Any = None) -> dict[str, Any]:
+    def register(self, request_id: str, raw_script: Any, digital: Any = None, order: Any = None) -> dict[str, Any]:
+        """Register (or replace) ``request_id``; no script: the default one (as ``auto`` would)."""
+        if order is not None and (not isinstance(order, dict) or not isinstance(order.get("details"), list)):
+            raise SandboxError("order must be an object with a details list (seed 000's names)")
         with self._lock:
+            if raw_script is None:
+                self._auto(request_id).order = order
+                return self._application(request_id)
             steps = parse_script(raw_script, self._config["invoices_per_application"])
             is_digital = self._config["digital"] if digital is None else _bool(digital, "digital")
             self._apps[request_id] = PartnerApplication(
-                request_id, steps, self._monotonic(), is_digital, self._slots.setdefault(request_id, [])
+                request_id, steps, self._monotonic(), is_digital, self._slots.setdefault(request_id, []), order
             )
         return self.application(request_id)
 
@@ -380,21 +468,43 @@ class PartnerState:
 
     # -- the query
 
-    def answer(self, request_id: str, bad_file: bool) -> dict[str, Any]:
-        """The ``queryInvoice`` answer for ``request_id`` now (issuing what the script says)."""
+    def answer(self, request_id: str, bad_file: bool, wrong: str | None = None) -> dict[str, Any]:
+        """The ``queryInvoice`` answer for ``request_id`` now (issuing what the script says);
+        ``wrong``: a wrong-result fault this query carries (see the module docstring)."""
         with self._lock:
             app = self._apps.get(request_id)
             if app is None and self._config["auto"]:
                 app = self._auto(request_id)
+            if app is not None and wrong is not None:
+                self._mark(app, wrong)
             step = self._current(app) if app is not None else None
             if app is None or step is None:
                 if self._config["not_found_result"] == RESULT_OK:
                     return {"result": RESULT_OK, "message": "SUCCESS", "data": []}
                 return {"result": self._config["not_found_result"], "message": "requestId not found", "data": None}
-            items = [
-                self._item(app, index, status, bad_file or step.bad_file) for index, status in enumerate(step.statuses)
-            ]
+            statuses = list(step.statuses)
+            if app.forced:
+                statuses = [ISSUED if status == APPLIED else status for status in statuses]
+            if app.extra and any(status in (ISSUED, MAILED) for status in statuses):
+                statuses.append(ISSUED)
+            bad = bad_file or step.bad_file
+            items = [self._item(app, index, status, bad) for index, status in enumerate(statuses)]
+            if wrong == faults.REJECT_BUT_ISSUE:
+                # Issued and counted above; answered as a failure this once.
+                items = [{"invoiceId": item["invoiceId"], "status": FAILED} for item in items]
+                return {"result": RESULT_OK, "message": "开票失败 (sandbox reject_but_issue fault)", "data": items}
             return {"result": RESULT_OK, "message": step.message or "SUCCESS", "data": items}
+
+    def _mark(self, app: PartnerApplication, fault: str) -> None:
+        if fault == faults.EXTRA_INVOICE:
+            app.extra = True
+        elif fault == faults.REJECT_BUT_ISSUE:
+            app.forced = True
+        else:
+            app.spoil = fault
+            for slot in app.slots:  # already issued: the invoice says it wrong from now on
+                if slot.blue is not None and app.order:
+                    slot.blue.facts = order_facts(app.order, _china_date(slot.blue.issued_at), fault)
 
     def _auto(self, request_id: str) -> PartnerApplication:
         c = self._config
@@ -430,7 +540,7 @@ class PartnerState:
     def _new_invoice(self, app: PartnerApplication) -> Invoice:
         sequence = self._next_number
         self._next_number += 1
-        now = dt.datetime.now()
+        now = dt.datetime.now(CHINA)
         if app.digital:
             number = f"{now.year % 100:02d}31{sequence:016d}"  # 20 digits, no code
             code = number
@@ -442,6 +552,8 @@ class PartnerState:
     def _blue(self, app: PartnerApplication, slot: Slot) -> Invoice:
         if slot.blue is None:
             blue = self._new_invoice(app)
+            blue.facts = order_facts(app.order, _china_date(blue.issued_at), app.spoil)
+            facts = blue.facts
             pdf = invoice_pdf(
                 [
                     "Sandbox partner invoice - not a real fapiao",
@@ -449,6 +561,15 @@ class PartnerState:
                     f"Invoice code: {blue.code}",
                     f"requestId: {app.request_id}",
                     f"Issued: {blue.issued_at}",
+                    *(
+                        [
+                            f"Type {facts.get('invoiceTypeCode')}  Seller {facts.get('sellerTaxNo')}",
+                            f"Buyer {facts.get('buyerTaxNo') or '-'}",
+                            f"Amount {facts['invoiceAmount']}  Tax {facts['invoiceTaxAmount']}",
+                        ]
+                        if facts
+                        else []
+                    ),
                 ]
             )
             blue.pdf_base64 = base64.b64encode(pdf).decode("ascii")
@@ -498,25 +619,30 @@ class PartnerState:
 
     def application(self, request_id: str) -> dict[str, Any]:
         with self._lock:
-            app = self._apps.get(request_id)
-            if app is None:
-                return {"requestId": request_id, "known": False}
-            current = self._current(app)
-            return {
-                "requestId": request_id,
-                "known": True,
-                "elapsed_ms": int((self._monotonic() - app.started) * 1000),
-                "current": current.public() if current else None,
-                "script": [step.public() for step in app.steps],
-                "invoices": [
-                    {
-                        "invoiceId": s.invoice_id,
-                        "invoiceNumber": s.blue.number if s.blue else None,
-                        "voidNumber": s.void.number if s.void else None,
-                    }
-                    for s in app.slots
-                ],
-            }
+            return self._application(request_id)
+
+    def _application(self, request_id: str) -> dict[str, Any]:
+        """The application's view; the caller holds the lock."""
+        app = self._apps.get(request_id)
+        if app is None:
+            return {"requestId": request_id, "known": False}
+        current = self._current(app)
+        return {
+            "requestId": request_id,
+            "known": True,
+            "elapsed_ms": int((self._monotonic() - app.started) * 1000),
+            "current": current.public() if current else None,
+            "script": [step.public() for step in app.steps],
+            "invoices": [
+                {
+                    "invoiceId": s.invoice_id,
+                    "invoiceNumber": s.blue.number if s.blue else None,
+                    "voidNumber": s.void.number if s.void else None,
+                    "facts": s.blue.facts if s.blue else None,
+                }
+                for s in app.slots
+            ],
+        }
 
 
 # -- faults: the shared injector plus this sandbox's bad_file ---------------------------------------
@@ -606,52 +732,10 @@ class PartnerFaults:
 
 # -- HTTP ------------------------------------------------------------------------------------------
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
 
-
-class _BadRequest(Exception):
-    pass
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: PartnerServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send(self, status: int, text: str, content_type: str = "application/json;charset=UTF-8") -> None:
-        data = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _send_json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(obj, ensure_ascii=False))
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
+    max_body = _MAX_BODY
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
@@ -695,25 +779,18 @@ class _Handler(BaseHTTPRequestHandler):
                 body = self._control_json(raw)
                 request_id = body.get("requestId")
                 if not isinstance(request_id, str) or not request_id:
-                    raise _BadRequest("requestId must be a non-empty string")
-                unknown = set(body) - {"requestId", "script", "digital"}
+                    raise BadRequest("requestId must be a non-empty string")
+                unknown = set(body) - {"requestId", "script", "digital", "order"}
                 if unknown:
-                    raise _BadRequest(f"unknown keys {sorted(unknown)}")
-                self._send_json(200, self.server.state.register(request_id, body.get("script"), body.get("digital")))
+                    raise BadRequest(f"unknown keys {sorted(unknown)}")
+                state = self.server.state
+                self._send_json(
+                    200, state.register(request_id, body.get("script"), body.get("digital"), body.get("order"))
+                )
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, SandboxError, _BadRequest) as exc:
+        except (faults.FaultConfigError, SandboxError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
-
-    @staticmethod
-    def _control_json(raw: bytes) -> dict[str, Any]:
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise _BadRequest("body must be a JSON object")
-        return obj
 
     # -- queryInvoice
 
@@ -727,7 +804,7 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.latency:
             server.stopping.wait(server.faults.injector.latency_seconds)
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, QUERY_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -741,7 +818,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"result": refusal[0], "message": refusal[1], "data": None})
             return
         assert request_id is not None  # checked above
-        answer = server.state.answer(request_id, bad_file)
+        answer = server.state.answer(request_id, bad_file, decision.fault if decision.wrong_result else None)
         if decision.fault == faults.TIMEOUT_AFTER_ISSUE:
             self.close_connection = True
             server.stopping.wait(server.faults.injector.timeout_seconds)
@@ -772,26 +849,11 @@ class _Handler(BaseHTTPRequestHandler):
             return RESULT_AUTH, "invalid sign"
         return None
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            self._send_json(
-                500,
-                {
-                    "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                    "status": 500,
-                    "error": "Internal Server Error",
-                    "path": QUERY_PATH,
-                },
-            )
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason), "text/html")
 
-
-class PartnerServer(ThreadingHTTPServer):
+class PartnerServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "partner-sandbox"
 
     def __init__(
         self,
@@ -811,24 +873,8 @@ class PartnerServer(ThreadingHTTPServer):
         self.sign_algorithm = sign_algorithm
         self.clock = clock
         self.faults = PartnerFaults(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
+        super().__init__(port, _Handler, verbose=verbose)
         self.state = PartnerState(lambda number: f"{self.base_url}{FILES_PREFIX}{quote(number)}.xml", seed=seed)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
     @property
     def query_url(self) -> str:
@@ -855,25 +901,6 @@ class PartnerServer(ThreadingHTTPServer):
         self.state.reset()
         self.faults.reset()
 
-    def start(self) -> PartnerServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"partner-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
 
 def run(
     host: str = HOST,
@@ -887,8 +914,7 @@ def run(
     verbose: bool = False,
 ) -> PartnerServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     server = PartnerServer(
         port,
         client_id=client_id,
@@ -922,13 +948,7 @@ def main(argv: list[str] | None = None) -> None:
         f"partner sandbox on {server.base_url} (queryInvoice: {server.query_url}, channel {server.client_id})",
         flush=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ import hmac
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HOST = "127.0.0.1"
+from sandbox.base import HOST, BadRequest, SandboxHandler, SandboxServer, check_host
 
 
 def signature_ok(secret: str, headers: Any, body: bytes, now: float, tolerance: int = 300) -> bool:
@@ -32,29 +31,25 @@ def signature_ok(secret: str, headers: Any, body: bytes, now: float, tolerance: 
     return hmac.compare_digest(presented, f"sha256={expected}")
 
 
-class WebhookReceiver:
+class WebhookReceiver(SandboxServer):
+    thread_name = "webhook-receiver"
+
     def __init__(self, port: int = 0, *, secret: str | None = None):
         self.secret = secret
         self._lock = threading.Lock()
         self._notifications: list[dict[str, Any]] = []
         self._answers: list[int] = []
-        self._server = ThreadingHTTPServer((HOST, port), self._handler())
-        self._server.daemon_threads = True
-        self.base_url = f"http://{HOST}:{self._server.server_address[1]}"
+        super().__init__(port, _Handler)
         self.url = f"{self.base_url}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
-
-    def start(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def notifications(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._notifications)
+
+    def answers(self, answers: list[int]) -> list[int]:
+        with self._lock:
+            self._answers = [int(a) for a in answers]
+            return list(self._answers)
 
     def _record(self, headers: Any, query: str, body: bytes) -> int:
         with self._lock:
@@ -74,44 +69,37 @@ class WebhookReceiver:
             )
             return status
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+class _Handler(SandboxHandler):
+    server: WebhookReceiver
 
-            def _send(self, status: int, payload: Any) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def do_GET(self) -> None:
+        if self.path == "/_sandbox/notifications":
+            self._send_json(200, self.server.notifications())
+        else:
+            self._send_json(404, {"error": "not found"})
 
-            def do_GET(self) -> None:
-                if self.path == "/_sandbox/notifications":
-                    self._send(200, receiver.notifications())
-                else:
-                    self._send(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path, _, query = self.path.partition("?")
-                if path == "/hook":
-                    status = receiver._record(self.headers, query, body)
-                    self._send(status, {"ok": status < 300})
-                elif path == "/_sandbox/answers":
-                    with receiver._lock:
-                        receiver._answers = [int(a) for a in json.loads(body).get("answers", [])]
-                    self._send(200, {"answers": receiver._answers})
-                else:
-                    self._send(404, {"error": "not found"})
-
-        return Handler
+    def do_POST(self) -> None:
+        try:
+            body = self._read_body()
+        except BadRequest as exc:
+            self._send_json(400, {"error": str(exc)})
+            return
+        path, _, query = self.path.partition("?")
+        if path == "/hook":
+            status = self.server._record(self.headers, query, body)
+            self._send_json(status, {"ok": status < 300})
+        elif path == "/_sandbox/answers":
+            try:
+                answers = self.server.answers(self._control_json(body).get("answers", []))
+            except (BadRequest, TypeError, ValueError) as exc:
+                self._send_json(400, {"error": str(exc)})
+                return
+            self._send_json(200, {"answers": answers})
+        else:
+            self._send_json(404, {"error": "not found"})
 
 
 def run(host: str = HOST, port: int = 0, *, secret: str | None = None) -> WebhookReceiver:
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     return WebhookReceiver(port, secret=secret).start()

@@ -45,7 +45,7 @@ counts 2), limit 92, 2 too many``.
 A valid request is issued: deterministic ``invoiceCode`` (12 digits: ``0`` + 4 digits derived from
 the seller's tax number + 2-digit year + ``00`` + ``invoiceTypeCode`` + ``0``, so every seller has its
 own codes as the bureau allocates them), ``invoiceNumber`` (8 digits, numbered from 00000001 per code),
-``invoiceDate`` (today, local), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
+``invoiceDate`` (today in China, UTC+8), ``invoiceParityCode`` (20 digits from a hash), ``invoiceUuid``
 (a UUID5), ``docId`` (``ANI`` + yyyymmdd + 6-digit sequence), ``amount`` =
 ``totalAmountExcludeTax`` (derived from the lines when absent; a JSON number with 2 decimals), and
 ``requisitionApplyNo`` / ``otherId`` (as a string) echoed, in seed 001's envelope::
@@ -96,6 +96,14 @@ needs the number) and before anything else:
   body that is not valid JSON, shaped like the seed's own example answer (a missing comma after
   ``docId``, curly quotes around ``invoiceNumber``, ``"amount"4570.80`` without a colon). If
   validation fails the rejection is answered normally.
+- the wrong results (validate first; a rejection is answered normally): ``wrong_amount`` (the
+  answer's ``amount`` and the record's totals 10.00 / 0.60 over the request's), ``wrong_seller``
+  (issued for ``faults.OTHER_SELLER_TAX_NUMBER``: the invoice code is that seller's), ``wrong_type``
+  (01 <-> 04, 08 <-> 10: the code carries the type issued), ``extra_invoice`` (a second invoice,
+  its own number, counted; the answer shows the first: seed 001's body holds one invoice),
+  ``reject_but_issue`` (issue and count, answer ``ok: false`` 4002; the same number sent again
+  answers 4090 with that invoice). Seed 001's answer carries no seller, buyer or type: the wrong
+  ones show in ``GET /_sandbox/issued/<no>`` and in the invoice code.
 
 A scripted entry is consumed by every request carrying its number, whatever becomes of it.
 
@@ -104,8 +112,12 @@ Sandbox endpoints
 - ``GET /_sandbox/issued`` -> ``{"counts": {"<no>": n}, "total": N, "attempts": {"<no>": n}}``
   (``attempts`` counts every ``serverIssue`` request per number, faulted or not).
 - ``GET /_sandbox/issued/<no>`` (URL-encoded) -> ``{"requestNo", "count", "attempts", "invoices"}``,
-  each invoice its answer body (``amount`` as a string) plus ``invoiceTypeCode``, ``red`` and
-  ``issuedAt``. An unknown number answers count 0.
+  each invoice its answer body (``amount`` as a string) plus ``invoiceTypeCode``, ``red``,
+  ``issuedAt`` and what the invoice says beyond the answer: ``sellerTaxId``, ``sellerName``,
+  ``buyerTaxId``, ``buyerName``, ``totalAmountExcludeTax``, ``totalTaxAmount``, ``blueInvoiceNo``,
+  ``blueInvoiceCode`` and ``lines`` (``itemName``, ``lineAttribute``, ``taxRate``,
+  ``amountExcludeTax`` and ``taxAmount`` net of the line's discount, ``discountExcludeTax``,
+  ``taxDiscount``). An unknown number answers count 0.
 - ``GET /_sandbox/config`` / ``POST /_sandbox/config`` with ``{"seed", "rates", "latency_ms",
   "timeout_ms", "dedupe"}`` (any subset; ``rates`` replaces the whole table) -> the config.
 - ``GET /_sandbox/faults`` / ``POST /_sandbox/faults`` with ``{"<no>": ["timeout_after_issue",
@@ -118,25 +130,24 @@ A bad sandbox request answers 400 ``{"error": "..."}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import re
-import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
+from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
 
 ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
-HOST = "127.0.0.1"
 
 CODE_OK = "200"
 CODE_BAD_BODY = "4000"
@@ -245,6 +256,13 @@ class Application:
     amount: Decimal
     red: bool
     seller_tax_id: str = ""
+    seller_name: str = ""
+    buyer_tax_id: str = ""
+    buyer_name: str = ""
+    tax: Decimal = Decimal(0)
+    lines: tuple[dict[str, Any], ...] = ()
+    blue_invoice_no: str = ""
+    blue_invoice_code: str = ""
 
 
 class _Checker:
@@ -358,6 +376,8 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
     lines = payload.get("lines")
     line_excl: list[Decimal | None] = []
     line_incl: list[Decimal | None] = []
+    line_tax: list[Decimal] = []
+    line_names: list[tuple[str, str, Decimal | None, Decimal, Decimal]] = []
     discounted = False
     if not isinstance(lines, list) or not lines:
         c.fail("lines: required, a non-empty list")
@@ -416,6 +436,17 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
             excl = (incl / (1 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
         line_excl.append(excl)
         line_incl.append(incl)
+        if tax is None and excl is not None and incl is not None:
+            tax = incl - excl
+        # A discounted line carries its discount (positive): the invoice shows the line net of it.
+        d_excl, d_tax = num["lineDiscountExcludeTax"], num["taxDiscount"]
+        d_incl = num["discount"]
+        if d_excl is None and d_incl is not None and rate is not None and 0 <= rate < 1:
+            d_excl = (d_incl / (1 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+        if d_tax is None and d_incl is not None and d_excl is not None:
+            d_tax = d_incl - d_excl
+        line_tax.append((tax if tax is not None else Decimal(0)) - (d_tax or Decimal(0)))
+        line_names.append((text["itemName"] or "", attribute or "0", rate, d_excl or Decimal(0), d_tax or Decimal(0)))
 
     if lines and not discounted:
         for total_field, values in (
@@ -443,6 +474,23 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
     if amount is None:
         amount = sum((v for v in line_excl if v is not None), Decimal(0))
     other_id = payload.get("otherId")
+    tax_total = totals["totalTaxAmount"]
+    if tax_total is None:
+        tax_total = sum(line_tax, Decimal(0))
+    recorded = tuple(
+        {
+            "itemName": name,
+            "lineAttribute": attribute,
+            "taxRate": f"{rate:f}" if rate is not None else "",
+            "amountExcludeTax": f"{((excl or Decimal(0)) - d_excl).quantize(CENT, rounding=ROUND_HALF_UP):f}",
+            "taxAmount": f"{line_tax_value.quantize(CENT, rounding=ROUND_HALF_UP):f}",
+            "discountExcludeTax": f"{d_excl:f}",
+            "taxDiscount": f"{d_tax:f}",
+        }
+        for (name, attribute, rate, d_excl, d_tax), excl, line_tax_value in zip(
+            line_names, line_excl, line_tax, strict=True
+        )
+    )
     return [], Application(
         key=key,
         key_field=key_field,
@@ -452,6 +500,13 @@ def validate(payload: Mapping[str, Any]) -> tuple[list[str], Application | None]
         amount=amount.quantize(CENT, rounding=ROUND_HALF_UP),
         red=red,
         seller_tax_id=header_text["sellerTaxId"] or "",
+        seller_name=header_text["sellerName"] or "",
+        buyer_tax_id=header_text["buyerTaxId"] or "",
+        buyer_name=header_text["buyerName"] or "",
+        tax=tax_total.quantize(CENT, rounding=ROUND_HALF_UP),
+        lines=recorded,
+        blue_invoice_no=header_text["blueInvoiceNo"] or "",
+        blue_invoice_code=header_text["blueInvoiceCode"] or "",
     )
 
 
@@ -464,6 +519,7 @@ class Issued:
     invoice_type: str
     red: bool
     issued_at: str
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the invoice says beyond the answer
 
     def public(self) -> dict[str, Any]:
         return {
@@ -472,7 +528,12 @@ class Issued:
             "invoiceTypeCode": self.invoice_type,
             "red": self.red,
             "issuedAt": self.issued_at,
+            **self.record,
         }
+
+
+#: ``wrong_type``: special <-> normal of the same medium (seed 001 codes).
+OTHER_TYPES = {"01": "04", "04": "01", "08": "10", "10": "08"}
 
 
 class XunlianState:
@@ -501,36 +562,67 @@ class XunlianState:
         with self._lock:
             self._attempts[key] = self._attempts.get(key, 0) + 1
 
-    def issue(self, app: Application) -> tuple[Issued, bool]:
-        """Issue for ``app``, or return the existing invoice: (invoice, duplicate)."""
+    def issue(self, app: Application, fault: str | None = None) -> tuple[Issued, bool]:
+        """Issue for ``app`` (as a wrong-result ``fault`` says, see :mod:`sandbox.faults`), or return
+        the existing invoice: (invoice, duplicate)."""
         with self._lock:
             existing = self._issued.get(app.key)
             if existing and self.dedupe:
                 return existing[0], True
-            now = dt.datetime.now()
-            self._sequence += 1
-            # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
-            seller_part = int.from_bytes(hashlib.sha256(app.seller_tax_id.encode()).digest()[:4], "big") % 10**4
-            code = f"0{seller_part:04d}{now.year % 100:02d}00{app.invoice_type}0"
-            number = self._numbers.get(code, 0) + 1
-            self._numbers[code] = number
-            invoice_number = f"{number:08d}"
-            seed = f"{code}|{invoice_number}|{app.key}".encode()
-            parity = f"{int.from_bytes(hashlib.sha256(seed).digest()[:10], 'big') % 10**20:020d}"
-            body = {
-                "requisitionApplyNo": app.requisition_apply_no,
-                "otherId": app.other_id,
-                "invoiceUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")),
-                "docId": f"ANI{now:%Y%m%d}{self._sequence:06d}",
-                "invoiceCode": code,
-                "invoiceNumber": invoice_number,
-                "invoiceDate": now.date().isoformat(),
-                "invoiceParityCode": parity,
-                "amount": app.amount,
-            }
-            issued = Issued(body, app.invoice_type, app.red, now.isoformat(timespec="seconds"))
+            issued = self._new(app, fault)
             self._issued.setdefault(app.key, []).append(issued)
+            if fault == faults.EXTRA_INVOICE:
+                self._issued[app.key].append(self._new(app, None))
             return issued, False
+
+    def _new(self, app: Application, fault: str | None) -> Issued:
+        now = dt.datetime.now(CHINA)
+        self._sequence += 1
+        seller_tax_id, seller_name = app.seller_tax_id, app.seller_name
+        if fault == faults.WRONG_SELLER:
+            seller_tax_id, seller_name = faults.OTHER_SELLER_TAX_NUMBER, faults.OTHER_SELLER_NAME
+        invoice_type = app.invoice_type
+        if fault == faults.WRONG_TYPE:
+            invoice_type = faults.other_type(invoice_type, OTHER_TYPES)
+        amount, tax = app.amount, app.tax
+        if fault == faults.WRONG_AMOUNT:
+            amount, tax = amount + faults.WRONG_AMOUNT_DELTA, tax + faults.WRONG_TAX_DELTA
+        # Like the bureau's allocation: each seller has its own invoice codes (and so numbers).
+        seller_part = int.from_bytes(hashlib.sha256(seller_tax_id.encode()).digest()[:4], "big") % 10**4
+        code = f"0{seller_part:04d}{now.year % 100:02d}00{invoice_type}0"
+        number = self._numbers.get(code, 0) + 1
+        self._numbers[code] = number
+        invoice_number = f"{number:08d}"
+        seed = f"{code}|{invoice_number}|{app.key}".encode()
+        parity = f"{int.from_bytes(hashlib.sha256(seed).digest()[:10], 'big') % 10**20:020d}"
+        body = {
+            "requisitionApplyNo": app.requisition_apply_no,
+            "otherId": app.other_id,
+            "invoiceUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"xunlian-sandbox:{code}:{invoice_number}")),
+            "docId": f"ANI{now:%Y%m%d}{self._sequence:06d}",
+            "invoiceCode": code,
+            "invoiceNumber": invoice_number,
+            "invoiceDate": now.date().isoformat(),
+            "invoiceParityCode": parity,
+            "amount": amount,
+        }
+        lines = [dict(line) for line in app.lines]
+        if fault == faults.WRONG_AMOUNT and lines:
+            first = lines[0]
+            first["amountExcludeTax"] = f"{Decimal(first['amountExcludeTax']) + faults.WRONG_AMOUNT_DELTA:f}"
+            first["taxAmount"] = f"{Decimal(first['taxAmount']) + faults.WRONG_TAX_DELTA:f}"
+        record = {
+            "sellerTaxId": seller_tax_id,
+            "sellerName": seller_name,
+            "buyerTaxId": app.buyer_tax_id,
+            "buyerName": app.buyer_name,
+            "totalAmountExcludeTax": f"{amount:f}",
+            "totalTaxAmount": f"{tax:f}",
+            "blueInvoiceNo": app.blue_invoice_no,
+            "blueInvoiceCode": app.blue_invoice_code,
+            "lines": lines,
+        }
+        return Issued(body, invoice_type, app.red, now.isoformat(timespec="seconds"), record)
 
     def summary(self) -> dict[str, Any]:
         with self._lock:
@@ -621,60 +713,15 @@ def malformed_answer(body: Mapping[str, Any]) -> str:
     )
 
 
-_GATEWAY_PAGE = (
-    "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n"
-    "<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
-)
-
-
-class _BadRequest(Exception):
-    pass
-
-
 # -- HTTP ------------------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(VendorHandler):
     server: XunlianServer
-    protocol_version = "HTTP/1.1"
-    server_version = "nginx"
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- plumbing
-
-    def _send(self, status: int, text: str, content_type: str = "application/json;charset=UTF-8") -> None:
-        data = text.encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+    max_body = _MAX_BODY
 
     def _send_json(self, status: int, obj: Any) -> None:
         self._send(status, _to_json(obj))
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise _BadRequest("chunked bodies are not supported: send Content-Length")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError as exc:
-            self.close_connection = True
-            raise _BadRequest("bad Content-Length") from exc
-        if length < 0 or length > _MAX_BODY:
-            self.close_connection = True
-            raise _BadRequest(f"Content-Length must be in 0..{_MAX_BODY}")
-        return self.rfile.read(length) if length else b""
 
     def _path(self) -> str:
         return urlsplit(self.path).path
@@ -701,7 +748,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self._path()
         try:
             raw = self._read_body()
-        except _BadRequest as exc:
+        except BadRequest as exc:
             if path == ISSUE_PATH:
                 self._send_json(200, envelope(False, CODE_BAD_BODY, str(exc)))
             else:
@@ -721,18 +768,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, self.server.injector.scripts())
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
-        except (faults.FaultConfigError, _BadRequest) as exc:
+        except (faults.FaultConfigError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
-
-    @staticmethod
-    def _control_json(raw: bytes) -> dict[str, Any]:
-        try:
-            obj = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from exc
-        if not isinstance(obj, dict):
-            raise _BadRequest("body must be a JSON object")
-        return obj
 
     # -- serverIssue
 
@@ -758,7 +795,7 @@ class _Handler(BaseHTTPRequestHandler):
             server.stopping.wait(server.injector.latency_seconds)
 
         if decision.fault == faults.ERROR_5XX:
-            self._answer_5xx(decision.status or 500)
+            self._answer_5xx(decision.status or 500, ISSUE_PATH)
             return
         if decision.fault == faults.CONNECTION_RESET:
             self.close_connection = True
@@ -775,7 +812,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, envelope(False, CODE_INVALID, "; ".join(errors)))
             return
 
-        issued, duplicate = server.state.issue(app)
+        issued, duplicate = server.state.issue(app, decision.fault if decision.wrong_result else None)
+        if decision.fault == faults.REJECT_BUT_ISSUE:
+            self._send_json(200, envelope(False, CODE_REJECTED, "开票失败: 税控设备繁忙 (sandbox reject fault)"))
+            return
         if decision.fault == faults.TIMEOUT_AFTER_ISSUE:
             self.close_connection = True
             server.stopping.wait(server.injector.timeout_seconds)
@@ -788,51 +828,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, envelope(True, CODE_OK, None, issued.body))
 
-    def _answer_5xx(self, status: int) -> None:
-        if status == 500:
-            self._send_json(
-                500,
-                {
-                    "timestamp": dt.datetime.now().isoformat(timespec="milliseconds"),
-                    "status": 500,
-                    "error": "Internal Server Error",
-                    "path": ISSUE_PATH,
-                },
-            )
-        else:
-            reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}.get(status, "Error")
-            self._send(status, _GATEWAY_PAGE.format(code=status, reason=reason), "text/html")
-
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
-class XunlianServer(ThreadingHTTPServer):
+class XunlianServer(SandboxServer):
     """The simulator; :func:`run` builds and starts one."""
 
-    daemon_threads = True
+    thread_name = "xunlian-sandbox"
 
     def __init__(self, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False) -> None:
         self.state = XunlianState(dedupe=dedupe)
         self.injector = faults.FaultInjector(seed=seed)
-        self.stopping = threading.Event()
-        self.verbose = verbose
-        self._thread: threading.Thread | None = None
-        super().__init__((HOST, port), _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host name (getfqdn), which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        super().__init__(port, _Handler, verbose=verbose)
 
     @property
     def issue_url(self) -> str:
@@ -855,30 +864,10 @@ class XunlianServer(ThreadingHTTPServer):
         self.state.reset()
         self.injector.reset()
 
-    def start(self) -> XunlianServer:
-        self._thread = threading.Thread(
-            target=self.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"xunlian-sandbox-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def shutdown(self) -> None:
-        """Stop serving, wake held connections, close the socket."""
-        self.stopping.set()
-        if self._thread is not None:
-            super().shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.server_close()
-
 
 def run(host: str = HOST, port: int = 0, *, dedupe: bool = True, seed: int = 0, verbose: bool = False) -> XunlianServer:
     """Start a simulator in a daemon thread; ``port=0`` picks a free port (see ``.base_url``)."""
-    if host != HOST:
-        raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+    check_host(host)
     return XunlianServer(port, dedupe=dedupe, seed=seed, verbose=verbose).start()
 
 
@@ -891,13 +880,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     server = XunlianServer(args.port, dedupe=not args.no_dedupe, seed=args.seed, verbose=not args.quiet)
     print(f"xunlian sandbox on {server.base_url} (serverIssue: {server.issue_url})", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stopping.set()
-        server.server_close()
+    server.serve_in_foreground()
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from tests.unit.conftest import REGION, event
 
 CODE = "zcxs1825830330588741634"
-INVOICE = IssuedInvoice(number="12221761", code="050002000205", issued_on=date(2026, 11, 21), check_code="1188")
+# Issued today: the verification refuses an invoice dated before the application was received.
+INVOICE = IssuedInvoice(number="12221761", code="050002000205", issued_on=date.today(), check_code="1188")
 
 
 @dataclass
@@ -138,10 +139,13 @@ def test_issued_records_the_invoice_and_publishes_once(world, hub):
     status, answer, _ = hub.call(event("intake-get.json"))
     assert status == 200 and answer["data"]["status"] == "ISSUED"
     assert answer["data"]["invoices"] == [
-        {"invoiceNumber": "12221761", "invoiceCode": "050002000205", "invoiceDate": "2026-11-21",
+        {"invoiceNumber": "12221761", "invoiceCode": "050002000205", "invoiceDate": date.today().isoformat(),
          "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57, "checkCode": "1188",
-         "status": "ISSUED", "channel": "scripted"}
+         "status": "ISSUED", "channel": "scripted", "redRemainingAmount": 5327.43, "redRemainingTax": 692.57}
     ]  # fmt: skip
+    assert answer["data"]["requestNumber"] == request_number_for(f"sample-erp#{CODE}")
+    assert answer["data"]["findings"] == []
+    assert detail["request_number"] == request_number_for(f"sample-erp#{CODE}")
     # A repeated delivery changes nothing and calls nobody.
     assert world.dispatch() == "nothing to do"
     assert world.channel.sent == [request_number_for(f"sample-erp#{CODE}")]

@@ -395,6 +395,26 @@ def test_unknown_type_code_and_odd_figures_do_not_hide_the_invoice() -> None:
     assert got.invoice_type is None and got.details["invoiceType"] == "0099"
     assert got.amount is None and got.issued_on is None and got.channel_invoice_id is None
     assert got.number == "10452076"
+    # The raw text of each, for verification's finding (never a crash, never silently gone).
+    assert got.unreadable == {"invoiceType": "0099", "totalAmount": "abc", "invoiceDate": "tomorrow"}
+
+
+def test_unreadable_goods_are_recorded_raw() -> None:
+    invoice = seed_invoice(goods=[{"amount": "91.7x", "taxAmount": "8.26", "goodsName": "x"}, "line"])
+    outcome = interpret_query_answer(200, query_answer(invoice), request_number=SEED_BILL)
+    assert isinstance(outcome, Issued)
+    (got,) = outcome.invoices
+    assert got.lines == () and got.details["unreadable_goods"] == "2"
+    assert got.unreadable == {"goods[0].amount": "91.7x", "goods[1]": "line"}
+
+
+def test_seller_and_buyer_tax_numbers_are_mapped() -> None:
+    invoice = seed_invoice(sellerTaxpayerId=SELLER_TAX_ID, buyerTaxpayerId=f" {BUYER_TAX_ID} ")
+    outcome = interpret_query_answer(200, query_answer(invoice), request_number=SEED_BILL)
+    assert isinstance(outcome, Issued)
+    (got,) = outcome.invoices
+    assert (got.seller_tax_number, got.buyer_tax_number) == (SELLER_TAX_ID, BUYER_TAX_ID)
+    assert got.unreadable == {}
 
 
 def test_split_and_merge_flags() -> None:

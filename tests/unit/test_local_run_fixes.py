@@ -280,9 +280,11 @@ def test_kingdee_config_still_refuses_rates_outside_0_to_1(kingdee: Any, body: b
 class FakeSandbox:
     def __init__(self) -> None:
         self.submitted: list[str] = []
+        self.orders: list[Any] = []
 
-    def submit(self, number: str) -> None:
+    def submit(self, number: str, order: Any = None) -> None:
         self.submitted.append(number)
+        self.orders.append(order)
 
 
 @pytest.fixture
@@ -348,11 +350,12 @@ def test_the_forwarder_hands_over_submitted_pushing_applications_from_the_index(
     _put(dynamodb, "erp#3", "SUBMITTED", "partner", "FH3")  # a channel the hub polls
     _put(dynamodb, "erp#4", "SUBMITTED", "ekuaibao", "FH4", open_=False)  # not in the index: not read
     sandbox = FakeSandbox()
-    forwarder = OutOfBandForwarder(dynamodb, "applications", {"ekuaibao": sandbox})
+    forwarder = OutOfBandForwarder(dynamodb, "applications", {"ekuaibao": sandbox}, lambda s, c: {"order": f"{s}/{c}"})
     forwarder.idle_wait = 0
 
     assert forwarder.poll_once() == 1
     assert sandbox.submitted == ["FH1"]
+    assert sandbox.orders == [{"order": "erp/erp#1"}]  # the stored application is handed over with its number
     assert forwarder.poll_once() == 0  # once per application
     _put(dynamodb, "erp#2", "SUBMITTED", "ekuaibao", "FH2")
     assert forwarder.poll_once() == 1

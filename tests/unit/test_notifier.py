@@ -27,7 +27,7 @@ from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.events import EventPublisher
-from fapiao_hub.models import InvoiceType, Status
+from fapiao_hub.models import InvoiceType, Status, request_number_for
 from fapiao_hub.notifier import (
     idempotency_key,
     loggable_url,
@@ -45,7 +45,7 @@ ACCESS_TOKEN = "ID01w4CBe9Vjpd:xgJ3wajigF25H0"
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 INVOICE = IssuedInvoice(
     number="26112000000012221761",
-    issued_on=date(2026, 11, 21),
+    issued_on=date.today(),  # the hub refuses an invoice dated before the application (verification)
     amount=Decimal("5327.43"),
     tax=Decimal("692.57"),
     check_code="1188",
@@ -305,12 +305,15 @@ def test_outcome_rule_delivers_to_the_notify_queue_and_the_hub_format_is_signed(
     body = request.json()
     assert body["id"] == headers["x-fapiao-event-id"] and body["type"] == "InvoiceIssued"
     assert body["schema_version"] == "1" and body["occurred_at"] == delivered["time"]
-    assert body["application"] == {"openApplyCode": CODE, "status": "ISSUED", "reason": None, "channel": "scripted"}
+    assert body["application"] == {
+        "openApplyCode": CODE, "status": "ISSUED", "reason": None, "channel": "scripted",
+        "requestNumber": request_number_for(f"sample-erp#{CODE}"),
+    }  # fmt: skip
     [invoice] = body["invoices"]
     assert invoice == {
         "invoiceNumber": "26112000000012221761",
         "invoiceCode": None,
-        "invoiceDate": "2026-11-21",
+        "invoiceDate": date.today().isoformat(),
         "invoiceType": "DIGITAL_SPECIAL",
         "amount": 5327.43,
         "tax": 692.57,
@@ -333,11 +336,13 @@ def test_ekuaibao_format_is_seed_000s_push_with_the_access_token(world, receiver
     [result] = parse_push(request.body, channel_codes=["jcsk"])
     assert result.request_number == CODE  # serialNo: the openApplyCode
     [invoice] = result.outcome.invoices
-    assert (invoice.number, invoice.code, invoice.issued_on) == ("26112000000012221761", None, date(2026, 11, 21))
+    assert (invoice.number, invoice.code, invoice.issued_on) == ("26112000000012221761", None, date.today())
     assert (invoice.amount, invoice.tax, invoice.invoice_type) == (
         Decimal("5327.43"), Decimal("692.57"), InvoiceType.DIGITAL_SPECIAL
     )  # fmt: skip
     assert invoice.state is InvoiceState.ISSUED
+    # orderNo (业务请求流水号) carries the request number the channel was sent.
+    assert invoice.details["order_no"] == request_number_for(f"sample-erp#{CODE}")
     # The channel reported no lines: the application's (one invoice for it) are the invoice's.
     assert sum(line.amount for line in invoice.lines) == Decimal("5327.43")
     assert sum(line.tax for line in invoice.lines) == Decimal("692.57")

@@ -20,7 +20,7 @@ from tests.conftest import REGION
 from tests.unit.conftest import event, get_event
 from tests.unit.test_dispatch_workflow import Clock, Directory, ScriptedChannel
 
-BLUE = IssuedInvoice(number="12221761", code="050002000205", issued_on=date(2026, 11, 21))
+BLUE = IssuedInvoice(number="12221761", code="050002000205", issued_on=date.today())
 
 
 def _count_dynamodb_calls(client, calls: list[str]):

@@ -87,7 +87,12 @@ def test_the_applications_table_has_its_due_work_index(resources: Resources) -> 
     """A fixed anchor, in case the comparison above compares two empty things."""
     table = client("dynamodb").describe_table(TableName=resources.tables["ApplicationsTable"])["Table"]
     indexes = {i["IndexName"]: [k["AttributeName"] for k in i["KeySchema"]] for i in table["GlobalSecondaryIndexes"]}
-    assert indexes == {"due-work": ["due_bucket", "next_poll_at"], "by-request-number": ["request_number"]}
+    assert indexes == {
+        "due-work": ["due_bucket", "next_poll_at"],
+        "by-request-number": ["request_number"],
+        "settled": ["settled_day", "settled_at"],
+        "attention": ["attention", "updated_at"],
+    }
 
 
 def test_queues_have_their_attributes_and_redrive_to_the_dlq(resources: Resources) -> None:

@@ -7,7 +7,6 @@ counts: what is issued, what is not, and which faults leave an invoice behind.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
 import re
 import threading
@@ -19,6 +18,7 @@ import pytest
 import requests
 
 from sandbox import faults
+from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, gbk_len, run
 
 # Seed 001's request example, verbatim (otherId is a JSON number there).
@@ -130,9 +130,9 @@ def script(server: XunlianServer, plan: dict[str, Any]) -> dict[str, Any]:
 
 def test_seed_example_is_issued_once(server: XunlianServer) -> None:
     assert server.issue_url.endswith("/sco-invoice-legged-biz/tax/output/openapi/serverIssue")
-    today_before = dt.date.today().isoformat()
+    today_before = china_today().isoformat()
     response = issue(server, seed_request())
-    today_after = dt.date.today().isoformat()
+    today_after = china_today().isoformat()
     result = answer(response)
 
     assert result["ok"] is True

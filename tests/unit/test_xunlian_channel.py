@@ -38,6 +38,7 @@ from fapiao_hub.channels.xunlian import (
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
 from fapiao_hub.rules import unfold_inline_discount
+from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -285,6 +286,27 @@ def envelope(ok: bool, code: str | None, body: Any = None, message: str | None =
 
 
 INVOICE_BODY = {"requisitionApplyNo": "R-1", "invoiceCode": "050024000001", "invoiceNumber": "00000007"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "unreadable"),
+    [
+        ({"amount": "4570.8O"}, {"amount": "4570.8O"}),
+        ({"amount": True}, {"amount": "true"}),
+        ({"invoiceDate": "21/09/2022"}, {"invoiceDate": "21/09/2022"}),
+        ({"invoiceDate": ["2022-09-21"]}, {"invoiceDate": '["2022-09-21"]'}),
+        ({"invoiceNumber": None, "amount": "1.00"}, {"invoiceNumber": ""}),
+        ({"invoiceNumber": ["00000007"]}, {"invoiceNumber": '["00000007"]'}),
+    ],
+)
+def test_malformed_fields_of_an_issued_invoice_are_recorded_raw(fields: dict, unreadable: dict) -> None:
+    """Issued all the same (the invoice exists); the raw text goes to verification, never a crash."""
+    content = envelope(True, "200", {**INVOICE_BODY, **fields})
+    outcome = interpret_answer(200, content, request_number="R-1")
+    assert isinstance(outcome, Issued), outcome
+    [invoice] = outcome.invoices
+    assert invoice.unreadable == unreadable
+    assert invoice.number == ("" if "invoiceNumber" in unreadable else "00000007")
 
 
 def test_duplicate_answer_with_the_invoice_is_a_success() -> None:
@@ -678,7 +700,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
 
 def test_issue_over_http(sandbox: XunlianServer) -> None:
-    before = dt.date.today()
+    before = china_today()
     outcome = channel_for(sandbox).issue(make_app(), "REQ-0001")
     assert isinstance(outcome, Issued) and outcome.duplicate is False
     (invoice,) = outcome.invoices
@@ -693,7 +715,7 @@ def test_issue_over_http(sandbox: XunlianServer) -> None:
     )
     assert first["otherId"] == first["requisitionApplyNo"] == "REQ-0001"
     assert invoice.amount == Decimal("4570.80")
-    assert invoice.issued_on in {before, dt.date.today()}
+    assert invoice.issued_on in {before, china_today()}
     assert invoice.invoice_type == InvoiceType.VAT_SPECIAL_PAPER
 
 

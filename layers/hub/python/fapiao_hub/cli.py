@@ -793,10 +793,13 @@ class Sample:
     order: Any = None
     actual: str | None = None
     note: str = ""
+    channel: str | None = None  # the sandbox channel it goes to (its invoice is checked)
+    invoice: str | None = None  # how its invoice compares with its order
+    mismatch: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.actual == self.expected
+        return self.actual == self.expected and not self.mismatch
 
 
 @main.command()
@@ -829,7 +832,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         described = f"{name} ({channel['company_code']}, {invoice_type}" + (
             f", {pairs} discount pairs)" if pairs else ")"
         )
-        sample = Sample(f"blue {described}", code, "ISSUED", order, note=source)
+        sample = Sample(f"blue {described}", code, "ISSUED", order, note=source, channel=name)
         plan.append(sample)
         if name == red_channel:
             blue_for_red = sample
@@ -844,7 +847,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
     plan.append(Sample("unknown company code", code, REFUSED_400, samples.unknown_company_order(code, known)))
     red: Sample | None = None
     if blue_for_red is not None:
-        red = Sample(f"red reversal of the {red_channel} invoice", f"demo-red-{suffix}", "ISSUED")
+        red = Sample(f"red reversal of the {red_channel} invoice", f"demo-red-{suffix}", "ISSUED", channel=red_channel)
         red.actual = "not submitted"
     by_code = {s.code: s for s in plan}
 
@@ -859,6 +862,19 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
             sample.actual = REFUSED_400 if result.http_status == 400 else f"{result.result} ({result.http_status})"
             sample.note = result.reason
 
+    sellers = samples.company_sellers(info.get("hub_config_file"))
+
+    def check_invoice(sample: Sample, data: dict[str, Any]) -> None:
+        """An issued sample's invoice against its order: seller, type, totals."""
+        if sample.channel is None or data.get("status") != "ISSUED":
+            return
+        company = str((sample.order or {}).get("invoiceOrder", {}).get("bukrs"))
+        from_sandbox = samples.sandbox_sellers(channels[sample.channel], samples.request_number(data))
+        differences, unreported = samples.invoice_check(data, sellers.get(company), from_sandbox)
+        sample.mismatch = bool(differences)
+        sample.invoice = samples.describe_check(differences, unreported)
+        click.echo(f"{_clock()}  {sample.code}  invoice {sample.invoice}")
+
     def on_final(code: str, data: dict[str, Any]) -> None:
         sample = by_code.get(code)
         if sample is not None:
@@ -872,6 +888,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
                 sample.note = str(data["reason"])
             elif numbers:
                 sample.note = "invoice " + ", ".join(numbers)
+            check_invoice(sample, data)
         if red is None or blue_for_red is None or code != blue_for_red.code:
             return
         invoices = [i for i in data.get("invoices") or [] if i.get("invoiceNumber")]
@@ -914,12 +931,23 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
     everything = [*plan, *([red] if red is not None else [])]
     click.echo("")
     _echo_table(
-        ["sample", "openApplyCode", "expected", "actual", "ok", "note"],
+        ["sample", "openApplyCode", "expected", "actual", "invoice vs order", "ok", "note"],
         [
-            (s.name, s.code, s.expected, s.actual, "yes" if s.ok else "NO", _shorten(s.note, 90) if s.note else None)
+            (
+                s.name,
+                s.code,
+                s.expected,
+                s.actual,
+                _shorten(s.invoice, 60) if s.invoice else None,
+                "yes" if s.ok else "NO",
+                _shorten(s.note, 60) if s.note else None,
+            )
             for s in everything
         ],
     )
+    for s in everything:
+        if s.mismatch:
+            _say_error(f"{s.code}: {s.actual} but its invoice {s.invoice}")
     failed = [s for s in everything if not s.ok]
     if not finished:
         _say_error(f"timed out after {timeout:g} s; still open: {watcher.still_open()}")

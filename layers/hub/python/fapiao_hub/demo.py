@@ -4,18 +4,22 @@ The blue orders are docs/examples/order-<channel>.json when the repository is at
 same order built here: seed 004's own example (five lines: two discount pairs and a car) as a
 增值税电子专用发票 (``028``) with a valid buyer tax number. Every order gets a code unique to the run.
 
-Not used by any Lambda handler (the CLI is a client of the API, nothing more).
+It also checks an outcome against its order (:func:`invoice_check`): the seller, type and totals of
+the invoices the hub reports (the seller, which the hub's answer does not show, from the channel's
+sandbox record). Not used by any Lambda handler (the CLI is a client of the API, nothing more).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import secrets
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ROOT = "invoiceOrder"
 LINES = "invoiceOrderSub"
@@ -203,3 +207,136 @@ def red_order(blue: dict[str, Any], invoice: dict[str, Any], code: str) -> dict[
     if invoice.get("invoiceDate"):
         order["originInvoiceDate"] = str(invoice["invoiceDate"])[:10]
     return {ROOT: {k: v for k, v in order.items() if v is not None}}
+
+
+# ---------------------------------------------------------------------------- does the invoice match?
+
+#: Where each sandbox tells which seller an invoice is of (the hub's GET answer does not show it):
+#: channel type -> (path of its record by request number, invoice number key, seller key).
+SANDBOX_RECORDS: dict[str, tuple[str, str, str]] = {
+    "xunlian": ("/_sandbox/issued/{}", "invoiceNumber", "sellerTaxId"),
+    "kingdee": ("/_sandbox/bills/{}", "invoiceNumber", "sellerTaxpayerId"),
+    "ekuaibao": ("/_sandbox/issued/{}", "invoiceNumber", "sellerTaxNo"),
+    "partner": ("/_sandbox/applications/{}", "invoiceNumber", "facts.sellerTaxNo"),
+}
+_SENT_AS = re.compile(r"sending to \S+ as (\S+)")
+
+
+def request_number(data: dict[str, Any]) -> str | None:
+    """The request number the channel knows the application by: the GET answer's, else the history
+    note that recorded the dispatch."""
+    if data.get("requestNumber"):
+        return str(data["requestNumber"])
+    for entry in data.get("history") or []:
+        found = _SENT_AS.search(str(entry.get("note") or ""))
+        if found:
+            return found.group(1)
+    return None
+
+
+def _dig(item: dict[str, Any], dotted: str) -> Any:
+    for key in dotted.split("."):
+        item = item.get(key) if isinstance(item, dict) else None
+    return item
+
+
+def sandbox_sellers(channel: dict[str, Any], number: str | None, *, timeout: float = 5.0) -> dict[str, str]:
+    """Invoice number -> seller tax number, as the channel's sandbox recorded them ({} when unknown)."""
+    known = SANDBOX_RECORDS.get(str(channel.get("type")))
+    if known is None or not number or not channel.get("base_url"):
+        return {}
+    path, number_key, seller_key = known
+    try:
+        import requests  # the CLI's dependency; demo.py itself stays importable without it
+
+        answer = requests.get(channel["base_url"] + path.format(quote(number, safe="")), timeout=timeout)
+        record = answer.json() if answer.status_code == 200 else {}
+    except (OSError, ValueError):  # requests' errors are OSErrors: no record, nothing to compare
+        return {}
+    invoices = record.get("invoices") if isinstance(record, dict) else None
+    return {
+        str(i[number_key]): str(_dig(i, seller_key))
+        for i in invoices or []
+        if isinstance(i, dict) and i.get(number_key) and _dig(i, seller_key)
+    }
+
+
+def company_sellers(hub_config_file: str | None) -> dict[str, str]:
+    """Company code -> seller tax number, from the local run's hub configuration."""
+    if not hub_config_file:
+        return {}
+    try:
+        document = json.loads(Path(hub_config_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        code: str(company["seller"]["tax_number"])
+        for system in (document.get("business_systems") or {}).values()
+        for code, company in (system.get("companies") or {}).items()
+        if isinstance(company, dict) and (company.get("seller") or {}).get("tax_number")
+    }
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value not in (None, "") else None
+    except ArithmeticError:
+        return None
+
+
+def invoice_check(
+    data: dict[str, Any], expected_seller: str | None, sellers: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """(differences, fields not reported) between the invoices of an application's GET answer and its
+    order: seller, type, totals (sums over all invoices: a channel may split one application)."""
+    from fapiao_hub.config import DEFAULT_INTAKE_INVOICE_TYPES
+    from fapiao_hub.rules import INVOICE_TAX, LINES_VS_TOTAL
+
+    order = data.get(ROOT) or {}
+    invoices = [i for i in data.get("invoices") or [] if i.get("invoiceNumber") is not None]
+    differences: list[str] = []
+    unreported: list[str] = []
+    if not invoices:
+        return ["no invoice"], []
+    # seller
+    reported = [i.get("sellerTaxNumber") or sellers.get(str(i["invoiceNumber"])) for i in invoices]
+    if expected_seller is None or not all(reported):
+        unreported.append("seller")
+    else:
+        wrong = sorted({s for s in reported if s != expected_seller})
+        if wrong:
+            differences.append(f"seller {', '.join(str(w) for w in wrong)} != {expected_seller}")
+    # type
+    expected_type = DEFAULT_INTAKE_INVOICE_TYPES.get(str(order.get("invoiceType")))
+    types = [i.get("invoiceType") for i in invoices]
+    if expected_type is None or not all(types):
+        unreported.append("type")
+    else:
+        wrong = sorted({str(t) for t in types if t != expected_type.value})
+        if wrong:
+            differences.append(f"type {', '.join(wrong)} != {expected_type.value}")
+    # totals
+    amounts = [_decimal(i.get("amount")) for i in invoices]
+    taxes = [_decimal(i.get("tax")) for i in invoices]
+    expected_amount, expected_tax = _decimal(order.get("invoiceAmt")), _decimal(order.get("invoiceTax"))
+    if expected_amount is None or any(a is None for a in amounts):
+        unreported.append("totals")
+    else:
+        amount = sum((a for a in amounts if a is not None), Decimal(0))
+        tax = sum((t for t in taxes if t is not None), Decimal(0))
+        if abs(amount - expected_amount) > LINES_VS_TOTAL:
+            differences.append(f"amount {amount} != {expected_amount}")
+        if expected_tax is not None and all(t is not None for t in taxes) and abs(tax - expected_tax) > INVOICE_TAX:
+            differences.append(f"tax {tax} != {expected_tax}")
+    return differences, unreported
+
+
+def describe_check(differences: list[str], unreported: list[str]) -> str:
+    """One short line for the demo's table."""
+    if differences:
+        return "DOES NOT MATCH its order: " + "; ".join(differences)
+    checked = [name for name in ("seller", "type", "totals") if name not in unreported]
+    text = f"matches its order ({', '.join(checked)})" if checked else "nothing to compare"
+    if unreported:
+        text += f"; not reported: {', '.join(unreported)}"
+    return text

@@ -27,6 +27,8 @@ class EventType(StrEnum):
     APPLICATION_STUCK = "ApplicationStuck"
     INVOICE_VOIDED = "InvoiceVoided"
     RESULT_UNMATCHED = "ResultUnmatched"
+    # A finding recorded without a status change (a second invoice after the outcome, reconciliation).
+    FINDING_RECORDED = "FindingRecorded"
 
 
 class PublishFailed(Exception):

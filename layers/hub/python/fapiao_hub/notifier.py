@@ -13,7 +13,8 @@ Formats
 
     {"id": "<idempotency key>", "type": "InvoiceIssued", "schema_version": "1",
      "occurred_at": "2026-11-21T12:00:00Z",
-     "application": {"openApplyCode": "...", "status": "ISSUED", "reason": null, "channel": "..."},
+     "application": {"openApplyCode": "...", "status": "ISSUED", "reason": null, "channel": "...",
+                     "requestNumber": "FH..."},
      "invoices": [{"invoiceNumber": "...", "invoiceCode": null, "invoiceDate": "2026-11-21",
                    "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57,
                    "status": "ISSUED", "files": [{"format": "pdf", "size": 1234, "sha256": "..."}]}]}
@@ -22,12 +23,16 @@ with the headers ``Content-Type: application/json``, ``X-Fapiao-Event-Id: <idemp
 ``X-Fapiao-Timestamp: <epoch seconds>`` and ``X-Fapiao-Signature: sha256=<hex HMAC-SHA256 of
 "{timestamp}.{body}" keyed with the webhook's secret>`` (the body: the exact bytes sent). Files are
 described, not sent: the business system downloads them with ``GET /v1/invoice-orders/{code}``.
+``application.requestNumber`` is the request number the channel was sent; ``ApplicationNeedsReview``
+after a mismatch and ``FindingRecorded`` (e.g. a second invoice after the outcome) also carry
+``findings`` (each with ``kind``, ``summary`` and the ``differences``: field, expected, reported).
 
 ``ekuaibao``: seed 000's push shape (``channels.ekuaibao.to_push_body``), POSTed to the webhook's URL
 with ``accessToken=<access_token>`` added to its query, so an Ekuaibao tenant receives results as its
 own API documents them: ``serialNo`` is the openApplyCode; ``result`` 0 for ``InvoiceIssued`` and
 ``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` (with
-``rejectMsg``). ``ApplicationStuck`` and ``ApplicationNeedsReview`` have no equivalent in seed 000:
+``rejectMsg``). Each invoice's ``orderNo`` (业务请求流水号) is the request number the channel was sent.
+``ApplicationStuck``, ``ApplicationNeedsReview`` and ``FindingRecorded`` have no equivalent in seed 000:
 they are not sent (the application's history says so). Invoice lines are the ones the channel
 reported, else (one invoice for the application) the application's lines; files are not carried
 (seed 000 carries them as URLs, the hub keeps them private). The signature headers are added in
@@ -94,7 +99,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -142,6 +147,7 @@ OUTCOME_TYPES = frozenset(
         EventType.INVOICE_VOIDED.value,
         EventType.APPLICATION_STUCK.value,
         EventType.APPLICATION_NEEDS_REVIEW.value,
+        EventType.FINDING_RECORDED.value,
     }
 )
 
@@ -245,6 +251,13 @@ def _selected_invoices(detail_type: str, detail: Mapping[str, Any], stored_items
     return chosen
 
 
+def _with_order_no(invoice: IssuedInvoice, request_number: str | None) -> IssuedInvoice:
+    """Seed 000's orderNo (业务请求流水号) carries the request number the channel was sent."""
+    if not request_number:
+        return invoice
+    return replace(invoice, details={**invoice.details, "order_no": str(request_number)})
+
+
 def hub_body(
     key: str, detail_type: str, detail: Mapping[str, Any], occurred_at: str | None, invoices: list[dict]
 ) -> dict[str, Any]:
@@ -259,7 +272,10 @@ def hub_body(
             "status": detail.get("status"),
             "reason": detail.get("reason"),
             "channel": detail.get("channel"),
+            "requestNumber": detail.get("request_number"),
         },
+        # What a person must look at (ApplicationNeedsReview after a mismatch, FindingRecorded).
+        **({"findings": list(detail["findings"])} if detail.get("findings") else {}),
         "invoices": [
             {
                 "invoiceNumber": item.get("number"),
@@ -451,13 +467,17 @@ class Notifier:
                 self._note(delivery, f"{detail_type} not sent: no Ekuaibao equivalent")
                 return "not sent"
             application = delivery.stored.application
+            request_number = detail.get("request_number") or delivery.stored.request_number
             try:
                 payload = ekuaibao.to_push_body(
                     webhook.channel_code,
                     serial_no=open_apply_code,
                     result=result,
                     reject_msg=detail.get("reason") if result == ekuaibao.RESULT_REJECTED else None,
-                    invoices=[issued_invoice(i, application, only_invoice=len(invoices) == 1) for i in invoices],
+                    invoices=[
+                        _with_order_no(issued_invoice(i, application, only_invoice=len(invoices) == 1), request_number)
+                        for i in invoices
+                    ],
                 )
             except ValueError as error:
                 return self._refuse(delivery, f"not expressible in the ekuaibao format: {error}")

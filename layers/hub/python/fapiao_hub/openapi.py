@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fapiao_hub.models import Status, application_key, request_number_for
+from fapiao_hub.models import FindingKind, Status, application_key, request_number_for
 
 TITLE = "fapiao-hub"
 DOCUMENT_PATH = Path("docs/openapi.json")
@@ -110,7 +110,26 @@ class Invoice(BaseModel):
     checkCode: str | None = Field(None, description="check code (校验码), where the channel reports one")
     status: str | None = Field(None, description="ISSUED, VOID_REQUESTED or VOIDED")
     channel: str | None = Field(None, description="the channel that issued it")
+    redRemainingAmount: float | None = Field(None, description="a blue invoice: the amount red invoices may still reverse")
+    redRemainingTax: float | None = Field(None, description="a blue invoice: the tax red invoices may still reverse")
     files: list[StoredFile | MissingFile] | None = Field(None, description="the invoice's files, with download links")
+
+
+class Difference(BaseModel):
+    field: str = Field(description="the field that differs, e.g. seller.tax_number, invoice_type, amount")
+    expected: str | None = Field(description="what the application (or the hub's record) says")
+    reported: str | None = Field(description="what the channel reported")
+
+
+class Finding(BaseModel):
+    id: str = Field(description="stable for the same discovery")
+    kind: FindingKind
+    at: str = Field(description="ISO 8601, UTC")
+    source: str = Field(description="dispatch, poll, callback or reconciliation")
+    summary: str
+    differences: list[Difference]
+    invoiceNumbers: list[str]
+    open: bool = Field(description="true until a person acknowledges it")
 
 
 class OrderDetail(OrderAccepted):
@@ -119,8 +138,10 @@ class OrderDetail(OrderAccepted):
     createdAt: str = Field(description="ISO 8601, UTC")
     updatedAt: str = Field(description="ISO 8601, UTC")
     reason: str | None = Field(description="why it is in its status (a rejection, an unknown outcome)")
+    requestNumber: str = Field(description="the request number sent to the channel on every attempt")
     history: list[StatusChange] = Field(description="every status change, oldest first")
     invoices: list[Invoice] = Field(description="the invoices issued for it (a red application: the red invoice)")
+    findings: list[Finding] = Field(description="what a person must look at (see the operations runbook, Findings)")
     invoiceOrder: dict[str, Any] = Field(
         description="the application in the submitted invoiceOrder shape, with the line-derived totals the hub stored"
     )

@@ -7,9 +7,10 @@ races). A failed condition becomes a domain error the workflow understands.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import time
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +18,7 @@ from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Direction, Status, application_key
+from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Direction, Finding, Status, application_key
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
@@ -25,6 +26,12 @@ DUE_BUCKET = "OPEN"
 HISTORY_LIMIT = 50
 # DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
 INLINE_DOCUMENT_LIMIT = 300 * 1024
+# GSI "settled" (template.yaml): applications that reached a state that is not open, by the China
+# day of that transition and a shard, so reconciliation reads a window in a few partitions.
+SETTLED_SHARDS = 4
+# GSI "attention": sparse, only applications that need a person carry it.
+ATTENTION = "PERSON"
+_CHINA = timezone(timedelta(hours=8))
 
 
 class ApplicationExists(Exception):
@@ -77,6 +84,21 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def settled_partition(pk: str, day: str) -> str:
+    """The "settled" index's partition of an application for a China day (ISO yyyy-mm-dd)."""
+    shard = int.from_bytes(hashlib.sha256(pk.encode("utf-8")).digest()[:2], "big") % SETTLED_SHARDS
+    return f"{day}#{shard}"
+
+
+def china_day(moment: datetime) -> str:
+    return moment.astimezone(_CHINA).date().isoformat()
+
+
+def finding_item(finding: Finding) -> dict[str, Any]:
+    """A finding as stored on its application (JSON types; absent values left out)."""
+    return finding.model_dump(mode="json", exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -135,12 +157,21 @@ class StoredApplication:
     created_epoch: int | None = None
     polls: int = 0  # queries made while waiting for a result (for growing intervals)
     extra: dict[str, Any] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()  # what a person must look at (verification, reconciliation)
     # Not stored: the poller's claim (its next_poll_at) a dispatch step acts under (Dispatcher.dispatch).
     claim: int | None = None
 
     @property
     def key(self) -> str:
         return self.application.key
+
+    @property
+    def open_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.open)
+
+    @property
+    def needs_person(self) -> bool:
+        return self.status.needs_person or bool(self.open_findings)
 
 
 class DocumentOverflow:
@@ -245,10 +276,14 @@ class ApplicationStore:
         next_poll_at: int | None = None,
         invoices: list[dict[str, Any]] | None = None,
         pending_event: dict[str, Any] | None = None,
+        findings: list[Finding] | None = None,
     ) -> StoredApplication:
         """Move an application on, if nobody else did: the condition is the status and version read.
 
-        Open statuses stay in the due-work index (at ``next_poll_at``); others leave it. Invoice
+        Open statuses stay in the due-work index (at ``next_poll_at``); others leave it and enter the
+        "settled" index (``settled_day``, ``settled_at``). ``attention`` marks an application that
+        needs a person (its status, or an open finding). ``findings`` are recorded in the same write
+        (appended, each id once: one already there fails the condition like a stale read). Invoice
         items, when given, are recorded first (record_invoices). Raises StaleWrite when the
         condition fails.
         """
@@ -273,6 +308,15 @@ class ApplicationStore:
             values["next_poll_at"] = next_poll_at if next_poll_at is not None else int(self._clock())
         else:
             removed |= {"due_bucket", "next_poll_at", "lease_until"}
+        if not to.is_open:
+            values["settled_day"] = settled_partition(stored.key, china_day(now))
+            values["settled_at"] = iso(now)
+        new_findings = [f for f in findings or () if f.id not in {g.id for g in stored.findings}]
+        all_findings = (*stored.findings, *new_findings)
+        if to.needs_person or any(f.open for f in all_findings):
+            values["attention"] = ATTENTION
+        else:
+            removed.add("attention")
         if pending_event is not None:
             values["pending_event"] = pending_event
         if invoices:
@@ -287,15 +331,33 @@ class ApplicationStore:
         if removed:
             expression += " REMOVE " + ", ".join(alias[name] for name in removed)
         names["#status"], names["#version"] = "status", "version"
+        condition = "#status = :expected_status AND #version = :expected_version"
+        extra_values: dict[str, Any] = {}
+        if new_findings:
+            # Appended, never rewritten: add_finding may have added one since this copy was read.
+            names["#findings"], names["#finding_ids"] = "findings", "finding_ids"
+            expression = expression.replace(
+                "SET ", "SET #findings = list_append(if_not_exists(#findings, :no_findings), :new_findings), ", 1
+            )
+            expression += " ADD #finding_ids :new_finding_ids"
+            extra_values = {
+                ":no_findings": [],
+                ":new_findings": [finding_item(f) for f in new_findings],
+                ":new_finding_ids": {f.id for f in new_findings},
+            }
+            for n, finding in enumerate(new_findings):
+                condition += f" AND (attribute_not_exists(#finding_ids) OR NOT contains(#finding_ids, :fid{n}))"
+                extra_values[f":fid{n}"] = finding.id
         update = {
             "Key": {"pk": stored.key},
             "UpdateExpression": expression,
-            "ConditionExpression": "#status = :expected_status AND #version = :expected_version",
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {
                 **{f":v{i}": value for i, value in enumerate(values.values())},
                 ":expected_status": stored.status.value,
                 ":expected_version": stored.version,
+                **extra_values,
             },
         }
         if invoices:
@@ -321,7 +383,53 @@ class ApplicationStore:
             fields["pending_event"] = pending_event
         if invoices:
             fields["invoice_keys"] = tuple(values["invoice_keys"])
+        if new_findings:
+            fields["findings"] = all_findings
         return replace(stored, **fields)
+
+    def add_finding(self, stored_or_key: StoredApplication | str, finding: Finding, *, note: str) -> bool:
+        """Record a finding on an application without a status change; False if it is there already.
+
+        Idempotent by ``finding.id`` (the write's condition: a repeated callback or a second
+        reconciliation run records nothing); appends a history ``note`` and marks the application as
+        needing a person (``attention``). The version is not touched, so no transition loses a race
+        to it. Raises StaleWrite if the application vanished.
+        """
+        if isinstance(stored_or_key, StoredApplication):
+            key, status = stored_or_key.key, stored_or_key.status.value
+        else:
+            key, status = stored_or_key, self._require(stored_or_key).status.value
+        entry = Transition(at=iso(utc_now()), status=status, note=note, is_note=True).to_item()
+        values: dict[str, Any] = {
+            ":finding": [finding_item(finding)],
+            ":ids": {finding.id},
+            ":id": finding.id,
+            ":entry": [entry],
+            ":empty": [],
+        }
+        expression = (
+            "SET findings = list_append(if_not_exists(findings, :empty), :finding), "
+            "history = list_append(if_not_exists(history, :empty), :entry)"
+        )
+        if finding.open:
+            expression += ", attention = :attention"
+            values[":attention"] = ATTENTION
+        try:
+            self._table.update_item(
+                Key={"pk": key},
+                UpdateExpression=expression + " ADD finding_ids :ids",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(finding_ids) OR NOT contains(finding_ids, :id))",
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                if not error.response.get("Item"):
+                    raise StaleWrite(f"{key} vanished") from None
+                return False
+            raise
+        return True
 
     def note(self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None) -> None:
         """Add a history entry without a status change (e.g. the notifier's deliveries).
@@ -639,6 +747,7 @@ class ApplicationStore:
             "created_at", "updated_at", "warnings", "history", "channel",
             "document", "document_ref", "due_bucket", "next_poll_at", "attempts", "request_number",
             "lease_until", "reason", "pending_event", "invoice_keys", "uncertain", "created_epoch", "polls",
+            "findings", "finding_ids",
         }  # fmt: skip
         return StoredApplication(
             application=application,
@@ -661,6 +770,7 @@ class ApplicationStore:
             created_epoch=_int_or_none(item.get("created_epoch")),
             polls=int(item.get("polls", 0)),
             extra={k: _plain(v) for k, v in item.items() if k not in known},
+            findings=tuple(Finding.model_validate(_plain_tree(f)) for f in item.get("findings", ())),
         )
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import events
+from fapiao_hub import alarms, events, verification
 from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
@@ -34,7 +34,7 @@ from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
-from fapiao_hub.models import Application, Status, invoice_key, request_number_for
+from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key, request_number_for
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import (
     ApplicationStore,
@@ -42,6 +42,7 @@ from fapiao_hub.store import (
     InvoiceNumberTaken,
     StaleWrite,
     StoredApplication,
+    finding_item,
     iso,
     utc_now,
 )
@@ -155,7 +156,7 @@ class Dispatcher:
 
     def apply_result(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
         """A result the channel pushed (callback): applied like the answer to a query."""
-        return self._apply(stored, outcome, channel, queried=True, fetch_files=False)
+        return self._apply(stored, outcome, channel, queried=True, fetch_files=False, source="callback")
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
         return stored.created_epoch is not None and now >= stored.created_epoch + self._policy.deadline_seconds
@@ -168,7 +169,7 @@ class Dispatcher:
         if channel is None or not channel.can_query:
             return self._reschedule(stored, now)
         outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
-        return self._apply(stored, outcome, channel, queried=True)
+        return self._apply(stored, outcome, channel, queried=True, source="poll")
 
     def _reschedule(self, stored: StoredApplication, now: int) -> str:
         """Ask again later, each time a little later (poll_intervals); the poller brings it back."""
@@ -224,7 +225,7 @@ class Dispatcher:
             return self._later(stored, stored.next_poll_at - now)
         if channel.can_query:
             outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
-            return self._apply(stored, outcome, channel, queried=True)
+            return self._apply(stored, outcome, channel, queried=True, source="poll")
         if channel.dedupes_request_number:
             return self._attempt(stored)
         return self._finish(
@@ -242,15 +243,17 @@ class Dispatcher:
         *,
         queried: bool = False,
         fetch_files: bool = True,
+        source: str = "dispatch",
     ) -> str:
         now = int(self._clock())
         name = stored.channel or channel.name
-        settled = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
+        # An outcome stands: a later refusal, "not found" or "in progress" changes nothing.
+        settled = stored.status in _AFTER_OUTCOME
         waiting = stored.status in (Status.SUBMITTED, Status.VOIDING)
         match outcome:
-            case Issued(invoices=invoices, duplicate=duplicate):
+            case Issued(invoices=invoices, duplicate=duplicate, raw=raw):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
-                return self._issued(stored, invoices, note, fetch_files=fetch_files)
+                return self._issued(stored, invoices, note, fetch_files=fetch_files, source=source, raw=raw)
             case _ if settled and stored.status is not Status.VOIDING:
                 return "already issued"  # an older state never overwrites a newer one
             case Accepted(channel_ref=ref):
@@ -321,15 +324,28 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ writing outcomes
     def _issued(
-        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str, *, fetch_files: bool = True
+        self,
+        stored: StoredApplication,
+        issued: tuple[IssuedInvoice, ...],
+        note: str,
+        *,
+        fetch_files: bool = True,
+        source: str = "dispatch",
+        raw: bytes | None = None,
     ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
-        items = [self._invoice_item(stored, invoice, request_number, len(issued)) for invoice in issued]
+        items = [
+            self._invoice_item(stored, invoice, request_number, len(issued), position)
+            for position, invoice in enumerate(issued)
+        ]
         target = _status_of(issued)
         for _ in range(3):  # a result must never be lost: re-read and apply it to whatever is there
             try:
-                result = self._record_issued(stored, issued, items, target, note)
+                if stored.status in _AFTER_OUTCOME:
+                    result = self._after_outcome(stored, issued, items, target, note, source)
+                else:
+                    result = self._record_issued(stored, issued, items, target, note, source, raw)
             except StaleWrite:
                 stored = self._store.get(application.source_system, application.open_apply_code)
                 continue
@@ -339,11 +355,93 @@ class Dispatcher:
             except InvoiceNumberTaken as taken:
                 # The channel reports an invoice the hub holds for another application: a person
                 # must look (the invoice stays recorded where it was; this one is not lost).
-                reason = f"{note}, but invoice {', '.join(taken.args[0])} is recorded for another application"
+                taken_keys = [str(k) for k in taken.args[0]]
+                reason = f"{note}, but invoice {', '.join(taken_keys)} is recorded for another application"
+                if stored.status in _AFTER_OUTCOME:
+                    return self._late_finding(stored, reason, source, taken_keys, [], None)
                 return self._finish(stored, Status.MANUAL_REVIEW, reason, _REVIEW)
             self._store_files(stored, issued, items, fetch=fetch_files)
             return result
         raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue
+
+    def _after_outcome(
+        self,
+        stored: StoredApplication,
+        issued: tuple[IssuedInvoice, ...],
+        items: list[dict[str, object]],
+        target: Status,
+        note: str,
+        source: str,
+    ) -> str:
+        """A result for an application that already has its outcome (ISSUED, REJECTED, MISMATCH, ...).
+
+        The same invoices again: their states are updated (a void), nothing else. A different invoice
+        is never silent: it is recorded, linked to the application, and a POSSIBLE_DUPLICATE_ISSUANCE
+        finding, an event and an alarm follow; the status does not change (a person decides). This
+        replaces the former "split result arriving in parts" path: every channel reports a split
+        result complete (Kingdee waits until each invoice of the bill has a number, Ekuaibao pushes a
+        serial number's invoices at once, the partner answers a query with all of them), so a part
+        arriving later cannot be told from a second issuance; a person who sees that it was the rest
+        of a split acknowledges the finding.
+        """
+        new_items = [i for i in items if i["pk"] not in stored.invoice_keys]
+        if not new_items:
+            issued_before = stored.status in (Status.ISSUED, Status.VOIDING, Status.VOIDED)
+            if issued_before and not (
+                stored.status is target or (stored.status is Status.VOIDED and target is not Status.VOIDED)
+            ):
+                return self._record_issued(stored, issued, items, target, note, source, None)  # a void, or undone
+            if stored.invoice_keys:
+                self._update_invoice_states(issued)
+            return "already issued" if issued_before else "already recorded"
+        self._store.record_invoices(stored.key, new_items)
+        recorded = [str(k) for k in stored.invoice_keys]
+        new_numbers = [str(i["number"]) for i in new_items]
+        summary = (
+            f"{note} after the application was {stored.status.value}: invoice {', '.join(new_numbers)} "
+            f"is another invoice (recorded: {', '.join(recorded) or 'none'}); possibly issued twice"
+        )
+        difference = Difference(
+            field="invoices",
+            expected=", ".join(recorded) or f"no invoice ({stored.status.value})",
+            reported=", ".join(str(i["pk"]) for i in items),
+        )
+        return self._late_finding(stored, summary, source, new_numbers, [str(i["pk"]) for i in new_items], difference)
+
+    def _late_finding(
+        self,
+        stored: StoredApplication,
+        summary: str,
+        source: str,
+        numbers: list[str],
+        new_keys: list[str],
+        difference: Difference | None,
+    ) -> str:
+        """Record a POSSIBLE_DUPLICATE_ISSUANCE finding (once), announce it, link the new invoices."""
+        application = stored.application
+        finding = verification.finding_for(
+            FindingKind.POSSIBLE_DUPLICATE_ISSUANCE, stored.key, source=source, summary=summary,
+            at=iso(utc_now()), differences=[difference] if difference else [], invoice_numbers=numbers,
+        )  # fmt: skip
+        # The event first: if it fails, the queue (or the channel) brings the result back and all of
+        # this runs again (the finding once; a repeated event is de-duplicated by its receivers).
+        self._events.publish(
+            events.outcome_event(
+                events.EventType.FINDING_RECORDED,
+                source_system=application.source_system,
+                open_apply_code=application.open_apply_code,
+                status=stored.status.value,
+                channel=stored.channel,
+                request_number=stored.request_number or request_number_for(stored.key),
+                reason=summary,
+                findings=[finding_item(finding)],
+            )
+        )
+        if self._store.add_finding(stored, finding, note=summary):
+            alarms.finding_recorded(finding)
+        if new_keys:
+            self._store.add_invoice_keys(stored, new_keys)
+        return "possible duplicate"
 
     def _record_issued(
         self,
@@ -352,17 +450,16 @@ class Dispatcher:
         items: list[dict[str, object]],
         target: Status,
         note: str,
+        source: str,
+        raw: bytes | None,
     ) -> str:
         application = stored.application
         new_items = [i for i in items if i["pk"] not in stored.invoice_keys]
-        if stored.status is target or (stored.status is Status.VOIDED and target is not Status.VOIDED):
-            if not new_items:
-                self._update_invoice_states(issued)
-                return "already issued"
-            # More invoices for a settled application (a split result arriving in parts).
-            self._store.record_invoices(stored.key, new_items)
-            self._store.add_invoice_keys(stored, [str(i["pk"]) for i in new_items])
-            return "invoices added"
+        if stored.status not in _AFTER_OUTCOME:
+            today = verification.china_date(datetime.fromtimestamp(self._clock(), UTC))
+            differences = verification.verify_result(application, issued, received_at=stored.created_at, today=today)
+            if differences:
+                return self._mismatch(stored, issued, items, new_items, differences, note, source, raw)
         event_type = {
             Status.ISSUED: events.EventType.INVOICE_ISSUED,
             Status.VOIDED: events.EventType.INVOICE_VOIDED,
@@ -375,7 +472,7 @@ class Dispatcher:
                 open_apply_code=application.open_apply_code,
                 status=target.value,
                 channel=stored.channel,
-                request_number=stored.request_number,
+                request_number=stored.request_number or request_number_for(stored.key),
                 invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
@@ -387,9 +484,58 @@ class Dispatcher:
         self._publish(done)
         return target.value.lower()
 
+    def _mismatch(
+        self,
+        stored: StoredApplication,
+        issued: tuple[IssuedInvoice, ...],
+        items: list[dict[str, object]],
+        new_items: list[dict[str, object]],
+        differences: tuple[Difference, ...],
+        note: str,
+        source: str,
+        raw: bytes | None,
+    ) -> str:
+        """The result differs from the application: recorded in full, MISMATCH with a finding, review."""
+        application = stored.application
+        request_number = stored.request_number or request_number_for(stored.key)
+        unreadable = verification.only_unreadable(differences)
+        kind = FindingKind.UNREADABLE_RESULT if unreadable else FindingKind.RESULT_MISMATCH
+        what = "could not be read in full" if unreadable else "differs from the application"
+        summary = f"{note}, but the result {what}: {verification.describe(differences)}"
+        finding: Finding = verification.finding_for(
+            kind, stored.key, source=source, summary=summary, at=iso(utc_now()), differences=differences,
+            invoice_numbers=[str(i["number"]) for i in items],
+        )  # fmt: skip
+        changes: dict[str, object] = {"reason": summary}
+        if raw is not None:
+            # The answer as the channel sent it, for the person who looks (a callback's is archived already).
+            changes["raw_answer"] = self._files.put_raw_answer(
+                stored.channel or "channel", request_number, str(int(self._clock())), raw
+            )
+        event = events.outcome_event(
+            events.EventType.APPLICATION_NEEDS_REVIEW,
+            source_system=application.source_system,
+            open_apply_code=application.open_apply_code,
+            status=Status.MISMATCH.value,
+            channel=stored.channel,
+            request_number=request_number,
+            reason=summary,
+            invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
+            findings=[finding_item(finding)],
+        )
+        done = self._store.transition(
+            stored, Status.MISMATCH, note=summary, changes=changes, invoices=new_items, pending_event=event,
+            findings=[finding],
+        )  # fmt: skip
+        alarms.finding_recorded(finding)
+        alarms.result_mismatch()
+        self._publish(done)
+        return "mismatch"
+
     def _update_invoice_states(self, issued: tuple[IssuedInvoice, ...]) -> None:
         for invoice in issued:
-            self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
+            if (invoice.number or "").strip():
+                self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
 
     def _store_files(
         self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
@@ -442,14 +588,16 @@ class Dispatcher:
         return self._fetcher(url)
 
     def _invoice_item(
-        self, stored: StoredApplication, invoice: IssuedInvoice, request_number: str, count: int
+        self, stored: StoredApplication, invoice: IssuedInvoice, request_number: str, count: int, position: int = 0
     ) -> dict[str, object]:
         application = stored.application
-        # One invoice for the whole application: figures the channel left out are the application's.
-        amount = invoice.amount if invoice.amount is not None else (application.amount if count == 1 else None)
-        tax = invoice.tax if invoice.tax is not None else (application.tax if count == 1 else None)
+        # One invoice for the whole application: figures the channel left out are the application's
+        # (not when it sent them unreadable: then the invoice has none, and a finding says why).
+        alone = count == 1 and not invoice.unreadable
+        amount = invoice.amount if invoice.amount is not None else (application.amount if alone else None)
+        tax = invoice.tax if invoice.tax is not None else (application.tax if alone else None)
         item: dict[str, object] = {
-            "pk": invoice_key(invoice.code, invoice.number),
+            "pk": _item_key(invoice, request_number, position),
             "number": invoice.number,
             "application_key": stored.key,
             "source_system": application.source_system,
@@ -482,6 +630,12 @@ class Dispatcher:
             optional["red_remaining_tax"] = invoice.red_remaining_tax if invoice.red_remaining_tax is not None else tax
         if invoice.details:
             optional["details"] = dict(invoice.details)
+        if invoice.unreadable:
+            optional["unreadable"] = dict(invoice.unreadable)  # raw, as the channel sent it
+        if invoice.seller_tax_number is not None:
+            optional["reported_seller_tax_number"] = invoice.seller_tax_number
+        if invoice.buyer_tax_number is not None:
+            optional["reported_buyer_tax_number"] = invoice.buyer_tax_number
         if invoice.lines:
             optional["lines"] = [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines]
         item["status"] = invoice.state.value
@@ -504,6 +658,7 @@ class Dispatcher:
             open_apply_code=application.open_apply_code,
             status=to.value,
             channel=stored.channel,
+            request_number=stored.request_number or request_number_for(stored.key),
             reason=reason,
         )
         try:
@@ -512,6 +667,10 @@ class Dispatcher:
             )
         except StaleWrite:
             return "lost race"
+        except IllegalTransition:
+            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
+            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
+            return "ignored"
         reserved_on = stored.extra.get("red_reserved_on")
         if to is Status.REJECTED and reserved_on:
             # Nothing was reversed: what it held of the blue invoice is free again.
@@ -553,6 +712,14 @@ class Dispatcher:
 
 
 _REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW
+# Applications with an outcome: a result for one is checked for a second issuance, not verified again.
+_AFTER_OUTCOME = frozenset({Status.ISSUED, Status.VOIDING, Status.VOIDED, Status.REJECTED, Status.MISMATCH})
+
+
+def _item_key(invoice: IssuedInvoice, request_number: str, position: int) -> str:
+    """The invoices table key; an invoice reported without a number gets a stable one of its own."""
+    number = (invoice.number or "").strip()
+    return invoice_key(invoice.code, number) if number else f"UNNUMBERED-{request_number}-{position + 1}"
 
 
 def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:

@@ -97,6 +97,8 @@ class IssuedInvoice:
 class Issued:
     invoices: tuple[IssuedInvoice, ...]
     duplicate: bool = False  # the channel said "already issued" and returned the invoice
+    # The raw answer, when there was one: kept in S3 when the result does not verify (a person reads it).
+    raw: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

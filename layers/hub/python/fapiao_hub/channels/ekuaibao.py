@@ -19,6 +19,9 @@ Public API
 - :func:`parse_push`: a pushed body -> ``list[CallbackResult]`` (raises ``CallbackRejected``).
 - :func:`to_push_body`: neutral invoices -> a body in seed 000's shape (the write-back to business
   systems); ``parse_push(json(to_push_body(...)))`` gives the same invoices back.
+- :func:`hand_over`: an application -> the order as the business's own Ekuaibao integration hands
+  it to Ekuaibao, in seed 000's field names (the local run's and the tests' hand-over to
+  ``sandbox.ekuaibao``; the hub itself sends nothing).
 
 Which application a push belongs to
 -----------------------------------
@@ -46,10 +49,16 @@ Liberal where the seed's example deviates from its own table, strict elsewhere
 - ``result`` absent or blank is 0, the table's default: seed 000's example has no ``result`` (a
   deviation the seeds README does not list).
 - ``result`` is 0, 1 or 2, as an integer or a string of that digit; ``channelCode`` is required;
-  with result 0 ``data`` must hold at least one invoice, each with ``invoiceNumber``,
-  ``invoiceTypeCode`` (one of the six codes), ``invoiceAmount`` and a non-empty ``details`` list whose
-  lines have ``goodsName``, ``goodsCost`` and ``goodsVat``. A violation raises ``CallbackRejected``
-  naming the JSON path, e.g. ``data[0].details[1].goodsVat: not a number``.
+  with result 0 ``data`` must hold at least one invoice (an object) with a non-empty ``details``
+  list of objects. A violation of the body's structure raises ``CallbackRejected`` naming the JSON
+  path, e.g. ``data[0].details: required``.
+- A malformed *field* of an invoice (``invoiceNumber`` missing, ``invoiceTypeCode`` not one of the
+  six codes, an amount that is not a number, a date that cannot be read, a line without
+  ``goodsCost``/``goodsVat``) refuses nothing: the invoice is kept as reported, the field left empty
+  (``number`` ``""``, ``amount`` None, a line's amount 0), and its raw text recorded in
+  ``IssuedInvoice.unreadable`` under the vendor's name (``invoiceAmount``, ``details[1].goodsVat``),
+  for verification to turn into a finding. ``invoiceType`` and ``invoicingStatus`` stay strict: a
+  colour or state the hub cannot read would be recorded as something it is not.
 - When the channel option ``channel_codes`` (comma-separated) is set, ``channelCode`` must be one of
   them.
 - With result 1 or 2 the invoices in ``data`` (if any) are only read for ``orderNo``.
@@ -67,6 +76,7 @@ invoiceTypeCode 004/007/026/028/01/02       VAT_SPECIAL_PAPER / VAT_NORMAL_PAPER
                                             VAT_NORMAL_ELECTRONIC / VAT_SPECIAL_ELECTRONIC /
                                             DIGITAL_SPECIAL / DIGITAL_NORMAL
 invoicingStatus 00 / 03 (absent: 00)        state ISSUED / VOIDED
+sellerTaxNo / buyerTaxNo                    seller_tax_number / buyer_tax_number (also in details)
 invoiceType 0 / 1 (absent: 0)               blue / red: details["direction"] = "RED" for 1
 originalInvoiceNumber / Code                original_number / original_code
 originalsUrl, previewUrl (non-empty)        files: InvoiceFile(url=..., format_hint from the suffix)
@@ -116,7 +126,7 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, InvoiceType
+from fapiao_hub.models import Application, Direction, InvoiceType
 
 #: The path the vendor documents (the hub's own route is ``/v1/callbacks/{channel}``).
 PUSH_PATH = "/api/openapi/v2/invoicing"
@@ -214,15 +224,6 @@ def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _fail(where, "not a string")
     return str(value).strip()
-
-
-def _required_text(obj: Mapping[str, Any], key: str, path: str) -> str:
-    return _text(obj, key, path, required=True) or ""
-
-
-def _required_decimal(obj: Mapping[str, Any], key: str, path: str) -> Decimal:
-    value = _decimal(obj, key, path, required=True)
-    return value if value is not None else Decimal(0)
 
 
 def _decimal(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> Decimal | None:
@@ -329,16 +330,56 @@ def _format_hint(url: str) -> str | None:
 # --------------------------------------------------------------------------- parsing
 
 
-def _line(raw: Any, path: str) -> InvoiceLine:
+def _raw_text(value: Any) -> str:
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
+class _Unreadable:
+    """Invoice fields that could not be read, by vendor field name (``invoiceAmount``,
+    ``details[1].goodsVat``) with the raw text: kept on the invoice, never a refused push."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+
+    def decimal(self, obj: Mapping[str, Any], key: str, path: str, name: str) -> Decimal | None:
+        try:
+            return _decimal(obj, key, path)
+        except CallbackRejected:
+            self.fields[name] = _raw_text(obj.get(key))
+            return None
+
+    def date(self, obj: Mapping[str, Any], key: str, path: str) -> dt.date | None:
+        try:
+            return _date(obj, key, path)
+        except CallbackRejected:
+            self.fields[key] = _raw_text(obj.get(key))
+            return None
+
+    def text(self, obj: Mapping[str, Any], key: str, path: str, name: str) -> str | None:
+        try:
+            return _text(obj, key, path)
+        except CallbackRejected:
+            self.fields[name] = _raw_text(obj.get(key))
+            return None
+
+
+def _line(raw: Any, path: str, index: int, unreadable: _Unreadable) -> InvoiceLine:
     line = _normalized(raw, path)
+    at = f"details[{index}]"
     nature = _code(line, "invRowType", path, ("0", "1", "2"), None)
+    amount = unreadable.decimal(line, "goodsCost", path, f"{at}.goodsCost")
+    tax = unreadable.decimal(line, "goodsVat", path, f"{at}.goodsVat")
+    for key, value in (("goodsCost", amount), ("goodsVat", tax)):
+        if value is None and f"{at}.{key}" not in unreadable.fields:
+            unreadable.fields[f"{at}.{key}"] = ""  # absent: recorded, the line kept
     return InvoiceLine(
-        goods_name=_required_text(line, "goodsName", path),
-        amount=_required_decimal(line, "goodsCost", path),
-        tax=_required_decimal(line, "goodsVat", path),
+        goods_name=unreadable.text(line, "goodsName", path, f"{at}.goodsName") or "",
+        # An unreadable amount is kept as 0 on the line; the raw text is in ``unreadable``.
+        amount=amount if amount is not None else Decimal(0),
+        tax=tax if tax is not None else Decimal(0),
         tax_rate=_tax_rate(line, path),
-        quantity=_decimal(line, "goodsNum", path),
-        unit_price=_decimal(line, "goodsPrice", path),
+        quantity=unreadable.decimal(line, "goodsNum", path, f"{at}.goodsNum"),
+        unit_price=unreadable.decimal(line, "goodsPrice", path, f"{at}.goodsPrice"),
         unit=_text(line, "goodsUnit", path),
         specification=_text(line, "goodsSpecification", path),
         tax_code=_text(line, "taxTaxonomyCode", path),
@@ -348,23 +389,30 @@ def _line(raw: Any, path: str) -> InvoiceLine:
 
 def _invoice(raw: Any, path: str) -> IssuedInvoice:
     inv = _normalized(raw, path)
-    number = _required_text(inv, "invoiceNumber", path)
-    type_code = _required_text(inv, "invoiceTypeCode", path)
-    if type_code not in INVOICE_TYPES_BY_CODE:
-        raise _fail(f"{path}.invoiceTypeCode", f"must be one of {', '.join(INVOICE_TYPES_BY_CODE)}")
+    unreadable = _Unreadable()
+    number = unreadable.text(inv, "invoiceNumber", path, "invoiceNumber")
+    if number is None:
+        unreadable.fields.setdefault("invoiceNumber", _raw_text(inv.get("invoiceNumber", "")))
+        number = ""
+    type_code = unreadable.text(inv, "invoiceTypeCode", path, "invoiceTypeCode")
+    invoice_type = INVOICE_TYPES_BY_CODE.get(type_code or "")
+    if invoice_type is None:
+        unreadable.fields.setdefault("invoiceTypeCode", _raw_text(inv.get("invoiceTypeCode", "")))
     red = _code(inv, "invoiceType", path, ("0", "1"), "0") == "1"
     state = STATES_BY_CODE[_code(inv, "invoicingStatus", path, tuple(STATES_BY_CODE), "00") or "00"]
-    amount = _required_decimal(inv, "invoiceAmount", path)
-    tax = _decimal(inv, "invoiceTaxAmount", path)
-    issued_on = _date(inv, "invoiceDate", path)
-    invoicing_date = _date(inv, "invoicingDate", path)
+    amount = unreadable.decimal(inv, "invoiceAmount", path, "invoiceAmount")
+    if amount is None:
+        unreadable.fields.setdefault("invoiceAmount", _raw_text(inv.get("invoiceAmount", "")))
+    tax = unreadable.decimal(inv, "invoiceTaxAmount", path, "invoiceTaxAmount")
+    issued_on = unreadable.date(inv, "invoiceDate", path)
+    invoicing_date = unreadable.date(inv, "invoicingDate", path)
 
     if _blank(inv.get("details")):
         raise _fail(f"{path}.details", "required")
     raw_lines = _list(inv["details"], f"{path}.details")
     if not raw_lines:
         raise _fail(f"{path}.details", "an issued invoice needs at least one line")
-    lines = tuple(_line(item, f"{path}.details[{i}]") for i, item in enumerate(raw_lines))
+    lines = tuple(_line(item, f"{path}.details[{i}]", i, unreadable) for i, item in enumerate(raw_lines))
 
     files = []
     for key in ("originalsUrl", "previewUrl"):
@@ -375,11 +423,11 @@ def _invoice(raw: Any, path: str) -> IssuedInvoice:
     details: dict[str, str] = {}
     for key, name in DETAIL_FIELDS.items():
         if key in _NUMERIC_DETAILS:
-            value = _decimal(inv, key, path)
+            value = unreadable.decimal(inv, key, path, key)
             if value is not None:
                 details[name] = f"{value:f}"
         else:
-            text = _text(inv, key, path)
+            text = unreadable.text(inv, key, path, key)
             if text is not None:
                 details[name] = text
     if red:
@@ -399,14 +447,17 @@ def _invoice(raw: Any, path: str) -> IssuedInvoice:
         issued_on=issued_on if issued_on is not None else invoicing_date,
         amount=amount,
         tax=tax,
-        check_code=_text(inv, "checkCode", path),
-        invoice_type=INVOICE_TYPES_BY_CODE[type_code],
+        check_code=unreadable.text(inv, "checkCode", path, "checkCode"),
+        invoice_type=invoice_type,
         state=state,
         files=tuple(files),
         lines=lines,
-        original_number=_text(inv, "originalInvoiceNumber", path),
-        original_code=_text(inv, "originalInvoiceCode", path),
+        original_number=unreadable.text(inv, "originalInvoiceNumber", path, "originalInvoiceNumber"),
+        original_code=unreadable.text(inv, "originalInvoiceCode", path, "originalInvoiceCode"),
         details=details,
+        seller_tax_number=details.get("seller_tax_number"),
+        buyer_tax_number=details.get("buyer_tax_number"),
+        unreadable=unreadable.fields,
     )
 
 
@@ -557,6 +608,37 @@ def to_push_body(
         body["rejectMsg"] = reject_msg
     body["data"] = [_invoice_body(invoice) for invoice in invoices]
     return body
+
+
+def hand_over(application: Application) -> dict[str, Any]:
+    """The order in seed 000's names: seller, buyer, type, colour, the blue invoice a red one
+    reverses, and the lines (amounts tax-exclusive, as the application holds them)."""
+    red = application.red
+    return {
+        "sellerTaxNo": application.seller.tax_number or "",
+        "sellerName": application.seller.name,
+        "buyerTaxNo": application.buyer.tax_number or "",
+        "buyerName": application.buyer.name,
+        "invoiceTypeCode": INVOICE_TYPE_CODES[application.invoice_type],
+        "invoiceType": 1 if application.direction == Direction.RED else 0,
+        "originalInvoiceNumber": red.blue_invoice_number if red else "",
+        "originalInvoiceCode": (red.blue_invoice_code or "") if red else "",
+        "details": [
+            {
+                "goodsName": line.goods_name,
+                "goodsCost": _plain(line.amount),
+                "goodsVat": _plain(line.tax),
+                "taxRate": _plain(line.tax_rate),
+                "goodsNum": _plain(line.quantity),
+                "goodsPrice": _plain(line.unit_price),
+                "goodsUnit": line.unit or "",
+                "goodsSpecification": line.specification or "",
+                "taxTaxonomyCode": line.tax_code or "",
+                "invRowType": int(line.nature.value),
+            }
+            for line in application.lines
+        ],
+    }
 
 
 # --------------------------------------------------------------------------- the channel

@@ -46,7 +46,9 @@ Field mapping (``invoiceList`` element -> :class:`IssuedInvoice`)
 ``totalAmount`` / ``totalTaxAmount``        ``amount`` / ``tax``
 ``checkCode``                               ``check_code``
 ``invoiceType``                             ``invoice_type`` (:data:`INVOICE_TYPES_BY_CODE`;
-                                            an unknown code: None, kept in details)
+                                            an unknown code: None, kept in details and
+                                            ``unreadable``)
+``sellerTaxpayerId`` / ``buyerTaxpayerId``  ``seller_tax_number`` / ``buyer_tax_number``
 ``id``                                      ``channel_invoice_id``
 ``invoiceStatus``                           ``state`` (see below)
 ``goods[]``                                 ``lines``: ``goodsName``, ``amount``, ``taxAmount``,
@@ -61,9 +63,12 @@ the rest                                    ``details`` (:data:`DETAIL_FIELDS`, 
                                             ``bill_no`` is the bill queried)
 ==========================================  ==============================================
 
-Money is parsed as ``Decimal`` from numbers or strings (never through float); an unreadable figure
-leaves the field None (the invoice exists all the same); a ``goods`` entry without a readable amount
-and tax is left out of ``lines`` and counted in ``details["unreadable_goods"]``.
+Money is parsed as ``Decimal`` from numbers or strings (never through float). A malformed field never
+makes the answer unreadable (the invoice exists all the same): an unreadable figure, date or
+invoice type leaves the field None and its raw text is recorded in ``IssuedInvoice.unreadable``
+under Kingdee's name (``totalAmount``, ``invoiceDate``, ``goods[1].taxAmount``); a ``goods`` entry
+without a readable amount and tax is left out of ``lines``, counted in
+``details["unreadable_goods"]`` and its fields recorded the same way.
 
 Outcomes
 --------
@@ -546,10 +551,34 @@ def _issued_on(value: Any) -> dt.date | None:
     return None
 
 
-def _line(raw: Mapping[str, Any]) -> InvoiceLine | None:
-    amount = _money_or_none(raw.get("amount"))
-    tax = _money_or_none(raw.get("taxAmount"))
+def _raw_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return f"{value:f}"
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _read_money(raw: Mapping[str, Any], field: str, name: str, unreadable: dict[str, str]) -> Decimal | None:
+    """An amount, or None; a value that is there but not a number is recorded as ``name``."""
+    value = raw.get(field)
+    number = _money_or_none(value)
+    if number is None and not _blank(value):
+        unreadable[name] = _raw_text(value)
+    return number
+
+
+def _line(raw: Mapping[str, Any], at: str, unreadable: dict[str, str]) -> InvoiceLine | None:
+    amount = _read_money(raw, "amount", f"{at}.amount", unreadable)
+    tax = _read_money(raw, "taxAmount", f"{at}.taxAmount", unreadable)
     if amount is None or tax is None:
+        for field, value in (("amount", amount), ("taxAmount", tax)):
+            if value is None:
+                unreadable.setdefault(f"{at}.{field}", _raw_text(raw.get(field)))
         return None
     nature = _code_text(raw.get("lineProperty"))
     return InvoiceLine(
@@ -600,10 +629,25 @@ def invoice_from_answer(
     states = states if states is not None else {DEFAULT_VOIDED_STATUSES: InvoiceState.VOIDED}
     status = _code_text(raw.get("invoiceStatus"))
     type_code = _code_text(raw.get("invoiceType"))
+    unreadable: dict[str, str] = {}
+    goods_field = "goods"
     goods = raw.get("goods")
     if not isinstance(goods, list):
+        goods_field = "invoiceDetail"
         goods = raw.get("invoiceDetail") if isinstance(raw.get("invoiceDetail"), list) else []
-    lines = [_line(g) if isinstance(g, Mapping) else None for g in goods]
+    lines = []
+    for i, item in enumerate(goods):
+        if isinstance(item, Mapping):
+            lines.append(_line(item, f"{goods_field}[{i}]", unreadable))
+        else:
+            unreadable[f"{goods_field}[{i}]"] = _raw_text(item)
+            lines.append(None)
+    invoice_type = INVOICE_TYPES_BY_CODE.get(type_code) if type_code is not None else None
+    if invoice_type is None and not _blank(raw.get("invoiceType")):
+        unreadable["invoiceType"] = _raw_text(raw.get("invoiceType"))
+    issued_on = _issued_on(raw.get("invoiceDate"))
+    if issued_on is None and not _blank(raw.get("invoiceDate")):
+        unreadable["invoiceDate"] = _raw_text(raw.get("invoiceDate"))
     details: dict[str, str] = {}
     for field in DETAIL_FIELDS:
         value = _code_text(raw.get(field))
@@ -614,26 +658,29 @@ def invoice_from_answer(
         details["split_or_merge"] = SPLIT_OR_MERGE.get(flag, "unknown")
     if bill_no is not None:
         details["bill_no"] = bill_no
-    unreadable = sum(1 for line in lines if line is None)
-    if unreadable:
-        details["unreadable_goods"] = str(unreadable)
+    unreadable_goods = sum(1 for line in lines if line is None)
+    if unreadable_goods:
+        details["unreadable_goods"] = str(unreadable_goods)
     return IssuedInvoice(
         number=number.strip(),
         code=(text_or_none(raw.get("invoiceCode")) or "").strip() or None,
-        issued_on=_issued_on(raw.get("invoiceDate")),
-        amount=_money_or_none(raw.get("totalAmount")),
-        tax=_money_or_none(raw.get("totalTaxAmount")),
+        issued_on=issued_on,
+        amount=_read_money(raw, "totalAmount", "totalAmount", unreadable),
+        tax=_read_money(raw, "totalTaxAmount", "totalTaxAmount", unreadable),
         check_code=(text_or_none(raw.get("checkCode")) or "").strip() or None,
-        invoice_type=INVOICE_TYPES_BY_CODE.get(type_code) if type_code is not None else None,
+        invoice_type=invoice_type,
         channel_invoice_id=_code_text(raw.get("id")),
         state=states.get(status, InvoiceState.ISSUED) if status is not None else InvoiceState.ISSUED,
         files=_files(raw),
         lines=tuple(line for line in lines if line is not None),
-        red_remaining_amount=_money_or_none(raw.get("canRedAmount")),
-        red_remaining_tax=_money_or_none(raw.get("canRedTaxAmount")),
+        red_remaining_amount=_read_money(raw, "canRedAmount", "canRedAmount", unreadable),
+        red_remaining_tax=_read_money(raw, "canRedTaxAmount", "canRedTaxAmount", unreadable),
         original_number=text_or_none(raw.get("originalInvoiceNumber")),
         original_code=text_or_none(raw.get("originalInvoiceCode")),
         details=details,
+        seller_tax_number=(text_or_none(raw.get("sellerTaxpayerId")) or "").strip() or None,
+        buyer_tax_number=(text_or_none(raw.get("buyerTaxpayerId")) or "").strip() or None,
+        unreadable=unreadable,
     )
 
 

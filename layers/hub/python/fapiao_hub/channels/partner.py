@@ -68,7 +68,7 @@ otherwise, each item not 3:                                Issued, every such it
 some items 3 and others issued                             Issued with the issued ones; each carries
                                                            ``details["failedInvoiceIds"]``
 an item status other than 1-6, an item not an object, a    Unknown (answer kept as raw)
-needed ``invoiceNumber`` missing, ``data`` not a list,
+status 2/6 item without a number, ``data`` not a list,
 not JSON, no integer ``result``
 =========================================================  ===========================================
 
@@ -83,7 +83,11 @@ item without ``invoiceFile`` is still issued (the invoice exists; the missing fi
 store's finding).
 
 Status 6 in the seed's own example carries only ``invoiceId`` and ``status``: the contract needs a
-number, so such an answer is Unknown (reason names the invoiceIds).
+number, so such an answer is Unknown (reason names the invoiceIds). An *issued* item (1, 5) without a
+readable ``invoiceNumber``, or with an ``invoiceFile`` / ``invoiceXml`` that is not text, is kept as
+reported: ``number`` ``""`` and the raw text in ``IssuedInvoice.unreadable`` under the partner's
+field name (verification turns it into a finding). The partner's answer carries no seller, buyer,
+type, date or amounts (seed 003), so those fields stay None: not reported.
 
 Transport
 ---------
@@ -223,6 +227,12 @@ class _BadItem(ValueError):
     pass
 
 
+def _raw_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
 def _item_invoice(
     position: int, item: Mapping[str, Any], status: int, file_format: str, extra: Mapping[str, str]
 ) -> IssuedInvoice:
@@ -235,6 +245,11 @@ def _item_invoice(
     if number is None and status == VOIDED and original_number is not None:
         # The voided invoice is the original itself.
         number, code, original_number, original_code = original_number, original_code, None, None
+    unreadable: dict[str, str] = {}
+    if number is None and status in (ISSUED, MAILED):
+        # Issued, the number unreadable: kept as reported (number "") for a person, never dropped.
+        unreadable["invoiceNumber"] = _raw_text(item.get("invoiceNumber"))
+        number = ""
     if number is None:
         known = f" (invoiceId {invoice_id})" if invoice_id else ""
         raise _BadItem(f"{at}{known} has status {status} but no invoiceNumber")
@@ -248,13 +263,13 @@ def _item_invoice(
     files: list[InvoiceFile] = []
     content = item.get("invoiceFile")
     if content is not None and not isinstance(content, str):
-        raise _BadItem(f"{at}.invoiceFile is not a string")
-    if content and content.strip():
+        unreadable["invoiceFile"] = _raw_text(content)
+    elif content and content.strip():
         files.append(InvoiceFile(content_base64=content, format_hint=file_format))
     xml = item.get("invoiceXml")
     if xml is not None and not isinstance(xml, str):
-        raise _BadItem(f"{at}.invoiceXml is not a string")
-    if xml and xml.strip().lower().startswith(("http://", "https://")):
+        unreadable["invoiceXml"] = _raw_text(xml)
+    elif xml and xml.strip().lower().startswith(("http://", "https://")):
         files.append(InvoiceFile(url=xml.strip(), format_hint="xml"))
     details = {name: text for name in _DETAIL_FIELDS if (text := text_or_none(item.get(name))) is not None}
     details.update(extra)
@@ -267,6 +282,7 @@ def _item_invoice(
         original_number=original_number,
         original_code=original_code.strip() if original_code else None,
         details=details,
+        unreadable=unreadable,
     )
 
 

@@ -50,13 +50,20 @@ HTTP 400, 413, 414, 422 without a Xunlian envelope              Rejected ``HTTP_
 HTTP 500, 502, 504 and any other 5xx                            Unknown (answer kept as raw)
 answer not JSON / not the seed's envelope                       Unknown (answer kept as raw)
 ``ok: true``, returnCode 200, body with invoiceNumber           Issued
-``ok: true`` without invoiceNumber, or another returnCode       Unknown
+``ok: true``, an invoice in the body but no invoiceNumber       Issued, ``number`` ``""`` and
+                                                                ``unreadable["invoiceNumber"]``
+``ok: true`` without any invoice field, or another returnCode   Unknown
 ``ok: false``, a duplicate code, body with invoiceNumber        Issued(duplicate=True)
 ``ok: false``, a duplicate code, no invoice in the body         Unknown (it exists, unseen)
 ``ok: false``, another code, but an invoiceNumber in the body   Unknown (an undocumented code)
 ``ok: false`` otherwise                                         Rejected(message, code=returnCode)
 body.requisitionApplyNo differs from the request number         Unknown (not our answer)
 ==============================================================  =================================
+
+The answer's ``amount`` is the tax-exclusive total (金额); it carries no tax, seller, buyer, type or
+lines, so ``seller_tax_number``, ``buyer_tax_number`` and ``tax`` stay None (not reported) and
+``invoice_type`` is the type requested. A malformed ``amount`` or ``invoiceDate`` is recorded raw in
+``IssuedInvoice.unreadable`` (the field left None); the invoice is kept.
 
 Duplicates: seed 001 documents no duplicate-request answer. ``4090`` (``ok: false`` with the existing
 invoice as ``body``) is **the sandbox's assumption** (sandbox/xunlian.py); :data:`DUPLICATE_CODES`
@@ -588,29 +595,51 @@ def duplicate_codes(options: Mapping[str, str]) -> frozenset[str]:
     return DUPLICATE_CODES | {code.strip() for code in extra if code.strip()}
 
 
+#: Fields of an answer's body that describe an invoice (the echoed request numbers do not).
+_INVOICE_FIELDS = ("invoiceNumber", "invoiceCode", "invoiceDate", "invoiceParityCode", "amount", "invoiceUuid")
+
+
+def _raw_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
 def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> IssuedInvoice | None:
+    """The invoice in an answer's body; None when the body describes none. A malformed field is
+    recorded raw in ``unreadable`` (the invoice exists; an odd field does not change that)."""
+    if all(text_or_none(body.get(field)) is None and not body.get(field) for field in _INVOICE_FIELDS):
+        return None
+    unreadable: dict[str, str] = {}
     number = text_or_none(body.get("invoiceNumber"))
     if number is None:
-        return None
+        unreadable["invoiceNumber"] = _raw_text(body.get("invoiceNumber"))
     issued_on = None
     raw_date = text_or_none(body.get("invoiceDate"))
     if raw_date is not None:
         try:
             issued_on = dt.date.fromisoformat(raw_date.strip()[:10])
         except ValueError:
-            issued_on = None  # the invoice exists; an odd date does not change that
-    try:
-        amount = parse_decimal(body.get("amount"), "amount")
-    except ValueError:
-        amount = None
+            unreadable["invoiceDate"] = raw_date
+    elif body.get("invoiceDate") not in (None, ""):
+        unreadable["invoiceDate"] = _raw_text(body.get("invoiceDate"))
+    amount = None
+    if body.get("amount") not in (None, ""):
+        try:
+            amount = parse_decimal(body.get("amount"), "amount")
+        except ValueError:
+            amount = None
+        if amount is None:  # not a number (true/false read as absent by parse_decimal)
+            unreadable["amount"] = _raw_text(body.get("amount"))
     return IssuedInvoice(
-        number=number.strip(),
+        number=(number or "").strip(),
         code=text_or_none(body.get("invoiceCode")),
         issued_on=issued_on,
         amount=amount,
         check_code=text_or_none(body.get("invoiceParityCode")),
         invoice_type=invoice_type,
         channel_invoice_id=text_or_none(body.get("invoiceUuid")),
+        unreadable=unreadable,
     )
 
 

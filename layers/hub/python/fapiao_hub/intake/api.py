@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.workflow import ApplicationConflict, RedRefused
+from fapiao_hub.models import Finding, request_number_for
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import StoredApplication
 
@@ -136,6 +137,9 @@ _INVOICE_FIELDS = {
     "check_code": "checkCode",
     "status": "status",
     "channel": "channel",
+    # A blue invoice: what red invoices may still reverse (DOMAIN.md section 4).
+    "red_remaining_amount": "redRemainingAmount",
+    "red_remaining_tax": "redRemainingTax",
 }
 
 
@@ -144,6 +148,19 @@ def _invoice(item: dict[str, Any]) -> dict[str, Any]:
     if item.get("files"):
         shown["files"] = [_file(f) for f in item["files"]]
     return shown
+
+
+def _finding(finding: Finding) -> dict[str, Any]:
+    return {
+        "id": finding.id,
+        "kind": finding.kind.value,
+        "at": finding.at,
+        "source": finding.source,
+        "summary": finding.summary,
+        "differences": [d.model_dump(mode="json") for d in finding.differences],
+        "invoiceNumbers": list(finding.invoice_numbers),
+        "open": finding.open,
+    }
 
 
 def _file(record: dict[str, Any]) -> dict[str, Any]:
@@ -307,11 +324,14 @@ def read(
         **_summary(stored),
         "version": stored.version,
         "channel": stored.channel,
+        # The number every channel portal keys on (sent on every attempt).
+        "requestNumber": stored.request_number or request_number_for(stored.key),
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
         "history": [t.to_item() for t in stored.history],
         "invoices": [_invoice(i) for i in runtime.intake().invoices(stored)],
+        "findings": [_finding(f) for f in stored.findings],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
     }
     return envelope(HTTPStatus.OK, "ok", data)
