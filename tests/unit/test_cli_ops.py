@@ -97,7 +97,8 @@ def ops() -> Iterator[FakeOps]:
             text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
             raw = text.encode("utf-8")
             self.send_response(status)
-            self.send_header("Content-Type", "text/csv; charset=utf-8" if isinstance(answer, str) else "application/json")
+            kind = "text/csv; charset=utf-8" if isinstance(answer, str) else "application/json"
+            self.send_header("Content-Type", kind)
             for name, value in extra.items():
                 if value:
                     self.send_header(name, value)
@@ -210,7 +211,8 @@ def test_show_prints_the_operator_view(ops: FakeOps) -> None:
         "openApplyCode": "code-0001", "status": "MANUAL_REVIEW", "reason": "outcome unknown", "channel": "xunlian",
         "requestNumber": "R1", "attempts": 1, "leaseUntil": None, "nextPollAt": None,
         "history": [{"at": "2026-11-21T00:00:00.000Z", "status": "RECEIVED", "note": "received"}],
-        "invoices": [], "findings": [{"id": "f-1", "kind": "RESULT_MISMATCH", "open": True, "summary": "amount differs"}],
+        "invoices": [],
+        "findings": [{"id": "f-1", "kind": "RESULT_MISMATCH", "open": True, "summary": "amount differs"}],
         "rawKeys": ["raw/answers/xunlian/R1/1"], "actions": ["resolve-issued", "resolve-not-issued"],
     }  # fmt: skip
     result = invoke("ops", "show", "sample-erp", "code/0001", "--api-url", ops.url, "--token", OPERATOR)
