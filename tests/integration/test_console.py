@@ -154,9 +154,10 @@ def test_an_operator_resolves_a_manual_review_as_issued(hub: LocalRun, browser: 
     issued = sandbox["invoices"][0]
 
     open_console(browser, hub)
-    count = wait_for("the MANUAL_REVIEW count", lambda: text_of(browser, '#summary-counts [data-status="MANUAL_REVIEW"] .n'))
+    review = '#summary-counts [data-status="MANUAL_REVIEW"]'
+    count = wait_for("the MANUAL_REVIEW count", lambda: text_of(browser, f"{review} .n"))
     assert int(count) >= 1
-    browser.find_element(By.CSS_SELECTOR, '#summary-counts [data-status="MANUAL_REVIEW"]').click()
+    browser.find_element(By.CSS_SELECTOR, review).click()
     row = f'#application-rows tr[data-code="{code}"]'
     wait_for("the application in the filtered list", lambda: browser.find_elements(By.CSS_SELECTOR, row))
     statuses = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#application-rows .status")]
@@ -183,7 +184,8 @@ def test_an_operator_resolves_a_manual_review_as_issued(hub: LocalRun, browser: 
     shot(browser, "action.png")
     browser.find_element(By.ID, "action-submit").click()
 
-    wait_for("ISSUED in the console", lambda: "ISSUED" in (text_of(browser, '#detail-fields [data-field="Status"]') or ""))
+    status = '#detail-fields [data-field="Status"]'
+    wait_for("ISSUED in the console", lambda: "ISSUED" in (text_of(browser, status) or ""))
     assert not dialog.is_displayed()
     assert issued["invoiceNumber"] in text_of(browser, "#detail-invoices")
     assert reason in text_of(browser, "#detail-timeline")
