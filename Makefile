@@ -94,12 +94,13 @@ openapi: $(STAMP)
 	$(PY) -m fapiao_hub.openapi
 
 # The Swagger page test renders in Debian's Chromium, and the console's browser tests drive it through
-# Selenium (the dev extra) and Debian's chromedriver; installed here when missing (root only, apt).
+# Selenium (the dev extra) and Debian's chromedriver; installed here when missing (root only, apt), with a
+# CJK font so that the console's screenshots (docs/console/) show names and remarks, not boxes.
 chromium:
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Debian's chromium and chromium-driver for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null; \
 	  else echo "error: the browser tests need chromium and chromedriver: apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
 # Unit and integration tests (the soak at 160 orders, the hostile-input tier and the bench smoke test
