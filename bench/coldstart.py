@@ -57,6 +57,7 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     "notifier": {"factories": ["notifier", "hub_config"], "clients": ["dynamodb", "sqs"]},
     # Static files only: no factory, no AWS client (its baseline is boto3's import alone).
     "console": {"factories": [], "clients": []},
+    "reconciliation": {"factories": ["reconciler", "hub_config"], "clients": ["dynamodb", "s3"]},
 }
 
 HANDLER_SCRIPT = """

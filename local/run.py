@@ -125,6 +125,16 @@ SANDBOXES = {
 PUSHING = {"ekuaibao"}
 # Scheduled functions fire this often locally (rate(1 minute) in AWS), so a demo does not wait.
 LOCAL_SCHEDULE_SECONDS = float(os.environ.get("LOCAL_SCHEDULE_SECONDS", "5"))
+# The daily reconciliation (template.yaml ReconciliationSchedule) fires every few seconds too, but no
+# more often than this: each run re-asks the channels about every application of its window.
+LOCAL_RECONCILIATION_SECONDS = float(os.environ.get("LOCAL_RECONCILIATION_SECONDS", "10"))
+
+
+def local_schedule_seconds(function_logical_id: str) -> float:
+    """How often a scheduled function fires in the local run (whatever its rate says in AWS)."""
+    if function_logical_id == "ReconciliationFunction":
+        return max(LOCAL_SCHEDULE_SECONDS, LOCAL_RECONCILIATION_SECONDS)
+    return LOCAL_SCHEDULE_SECONDS
 
 
 def start_sandboxes(config: dict[str, Any]) -> dict[str, Any]:
@@ -596,7 +606,7 @@ def start(
                             scheduler=schedule.kind == "ScheduleV2",
                             region=region,
                             account_id=resources.account_id,
-                            interval=LOCAL_SCHEDULE_SECONDS,
+                            interval=local_schedule_seconds(lid),
                         )
                     )
         for function_lid, schedule in resources.schedule_targets:
@@ -611,7 +621,7 @@ def start(
                         rule_arn=rule.arn if rule else "",
                         region=region,
                         account_id=resources.account_id,
-                        interval=LOCAL_SCHEDULE_SECONDS,
+                        interval=local_schedule_seconds(function_lid),
                     )
                 )
         for bridge in resources.bridges:

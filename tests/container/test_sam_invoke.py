@@ -286,6 +286,23 @@ def _console(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert answer["body"] == page
 
 
+# ------------------------------------------------------------------ reconciliation
+
+
+@step("reconciliation-schedule.json")
+def _reconciliation(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """Last: every application has settled. Xunlian and Ekuaibao have no query: "not verifiable",
+    never matching, and no finding; the day's report is in S3."""
+    answer = invocation.answer()
+    settled = [a for a in tier.applications() if a["status"] not in ("RECEIVED", "DISPATCHING", "SUBMITTED")]
+    assert answer["checked"] == len(settled) > 0 and answer["new_findings"] == 0, (answer, settled)
+    sent = [a for a in settled if a.get("channel")]
+    assert answer["not_verifiable"] == len(sent), (answer, sent)
+    day = answer["day"]
+    assert answer["report"] == [f"reports/reconciliation/{day}{s}" for s in (".json", ".csv", "-findings.csv")]
+    assert set(answer["report"]) <= set(tier.s3_keys("reports/reconciliation/"))
+
+
 # ------------------------------------------------------------------ the tests
 
 

@@ -48,6 +48,11 @@ NOT_LOADED = {
     ],
     # Static files: the standard library only (no SDK, no Powertools, not even the hub's package).
     "console": ["fapiao_hub", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk", "requests", "pydantic"],
+    # Channels are built when a run first asks one; no workflow, queue or event bus.
+    "reconciliation": [
+        "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.workflow",
+        "fapiao_hub.events", "fapiao_hub.queues", "aws_lambda_powertools.event_handler", BATCH_UTILITY,
+    ],
 }  # fmt: skip
 
 

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     poll_claim_seconds: int = 300
     # An application still open this long after it was received is STUCK (alarm).
     open_deadline_seconds: int = 24 * 3600
+    # Reconciliation (reconciliation.Reconciler): how far back a run re-asks the channels about
+    # applications that reached a final state (template.yaml ReconciliationWindowDays).
+    reconciliation_window_days: float = Field(default=2, gt=0, le=31)
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

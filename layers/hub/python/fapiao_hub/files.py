@@ -46,6 +46,9 @@ CONTENT_TYPES: dict[str, str] = {
     "xml": "application/xml",
 }
 
+# Where the daily reconciliation reports go (template.yaml grants the function this prefix only).
+REPORT_PREFIX = "reports/reconciliation/"
+
 # The longest a presigned URL may live with SigV4 (7 days).
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 
@@ -242,6 +245,21 @@ class FileStore(DocumentOverflow):
             ServerSideEncryption="AES256",
         )
         return f"s3://{self._bucket}/{key}"
+
+    def put_reconciliation_report(self, day: date, files: dict[str, tuple[bytes, str]]) -> list[str]:
+        """The day's reconciliation report: ``reports/reconciliation/{yyyy-mm-dd}{suffix}`` per file.
+
+        A later run the same day replaces it (the bucket's versioning keeps the earlier ones).
+        ``files``: name suffix (".json", ".csv", ...) -> (bytes, content type). Returns the keys.
+        """
+        keys = []
+        for suffix, (data, content_type) in files.items():
+            key = f"{REPORT_PREFIX}{day.isoformat()}{suffix}"
+            self._s3.put_object(
+                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, ServerSideEncryption="AES256"
+            )
+            keys.append(key)
+        return keys
 
     # --- invoice files ---------------------------------------------------------------------
 

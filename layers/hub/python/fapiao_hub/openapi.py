@@ -110,7 +110,9 @@ class Invoice(BaseModel):
     checkCode: str | None = Field(None, description="check code (校验码), where the channel reports one")
     status: str | None = Field(None, description="ISSUED, VOID_REQUESTED or VOIDED")
     channel: str | None = Field(None, description="the channel that issued it")
-    redRemainingAmount: float | None = Field(None, description="a blue invoice: the amount red invoices may still reverse")
+    redRemainingAmount: float | None = Field(
+        None, description="a blue invoice: the amount red invoices may still reverse"
+    )
     redRemainingTax: float | None = Field(None, description="a blue invoice: the tax red invoices may still reverse")
     files: list[StoredFile | MissingFile] | None = Field(None, description="the invoice's files, with download links")
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from fapiao_hub.notifier import Notifier
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
+    from fapiao_hub.reconciliation import Reconciler
     from fapiao_hub.rules import RulePolicy
     from fapiao_hub.store import ApplicationStore, StoredApplication
     from fapiao_hub.workflow import CallbackReceiver, Dispatcher
@@ -144,6 +145,20 @@ def notifier() -> Notifier:
     return Notifier(application_store(), hub_config, visibility=visibility, dead_letter=dead_letter)
 
 
+@cache
+def reconciler() -> Reconciler:
+    from fapiao_hub.reconciliation import Reconciler, StoreFindings
+
+    store = application_store()
+    return Reconciler(
+        store,
+        channel_registry(),
+        StoreFindings(store),
+        file_store(),
+        window_days=settings().reconciliation_window_days,
+    )
+
+
 class _ConfigCache:
     """The hub configuration, re-read when its file changes (locally) or its max age passes."""
 
@@ -196,7 +211,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher, callback_receiver, poller, notifier,
+        channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

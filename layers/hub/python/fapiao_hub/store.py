@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import time
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -26,12 +26,13 @@ DUE_BUCKET = "OPEN"
 HISTORY_LIMIT = 50
 # DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
 INLINE_DOCUMENT_LIMIT = 300 * 1024
-# GSI "settled" (template.yaml): applications that reached a state that is not open, by the China
-# day of that transition and a shard, so reconciliation reads a window in a few partitions.
+# GSI "settled" (template.yaml): applications that reached a state that is not open, filed under the
+# China day of that transition and a shard, so that reconciliation reads a window in a few partitions
+# and one busy day is not one hot partition.
 SETTLED_SHARDS = 4
-# GSI "attention": sparse, only applications that need a person carry it.
+CHINA_TIME = timezone(timedelta(hours=8))
+# GSI "attention": sparse, only applications that need a person carry it (this value).
 ATTENTION = "PERSON"
-_CHINA = timezone(timedelta(hours=8))
 
 
 class ApplicationExists(Exception):
@@ -78,6 +79,12 @@ class StaleWrite(Exception):
     """A conditional update lost: the application moved on (another writer, a newer state)."""
 
 
+def settled_partition(pk: str, day: date) -> str:
+    """The "settled" index partition of an application settled on ``day`` (China time)."""
+    shard = int.from_bytes(hashlib.sha256(pk.encode()).digest()[:2], "big") % SETTLED_SHARDS
+    return f"{day.isoformat()}#{shard}"
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -86,14 +93,8 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def settled_partition(pk: str, day: str) -> str:
-    """The "settled" index's partition of an application for a China day (ISO yyyy-mm-dd)."""
-    shard = int.from_bytes(hashlib.sha256(pk.encode("utf-8")).digest()[:2], "big") % SETTLED_SHARDS
-    return f"{day}#{shard}"
-
-
-def china_day(moment: datetime) -> str:
-    return moment.astimezone(_CHINA).date().isoformat()
+def china_day(moment: datetime) -> date:
+    return moment.astimezone(CHINA_TIME).date()
 
 
 def finding_item(finding: Finding) -> dict[str, Any]:
@@ -172,6 +173,20 @@ class StoredApplication:
     @property
     def needs_person(self) -> bool:
         return self.status.needs_person or bool(self.open_findings)
+
+
+@dataclass(frozen=True)
+class IndexedApplication:
+    """What the reconciliation's indexes hold of an application (their projection)."""
+
+    source_system: str
+    open_apply_code: str
+    status: Status
+    channel: str | None = None
+
+    @property
+    def key(self) -> str:
+        return application_key(self.source_system, self.open_apply_code)
 
 
 class DocumentOverflow:
@@ -723,6 +738,47 @@ class ApplicationStore:
         except ClientError as error:
             if not _is_condition_failure(error):
                 raise
+
+    # ------------------------------------------------------------------ reconciliation reads
+    def settled_between(self, start: datetime, end: datetime) -> list[IndexedApplication]:
+        """Applications whose last move to a status that is not open fell in [start, end] (GSI "settled").
+
+        One query per (China-time day, shard) of the window, each bounded by ``settled_at``: the cost
+        follows the applications settled in the window, never the table.
+        """
+        found: list[IndexedApplication] = []
+        day, last = start.astimezone(CHINA_TIME).date(), end.astimezone(CHINA_TIME).date()
+        while day <= last:
+            for shard in range(SETTLED_SHARDS):
+                found += self._index_entries(
+                    "settled",
+                    Key("settled_day").eq(f"{day.isoformat()}#{shard}")
+                    & Key("settled_at").between(iso(start), iso(end)),
+                )
+            day += timedelta(days=1)
+        return found
+
+    def needing_person(self) -> list[IndexedApplication]:
+        """Every application waiting for a person (GSI "attention", sparse: only they carry it)."""
+        return self._index_entries("attention", Key("attention").eq(ATTENTION))
+
+    def _index_entries(self, index: str, condition: Any) -> list[IndexedApplication]:
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ProjectionExpression": "source_system, open_apply_code, #status, channel",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        found: list[IndexedApplication] = []
+        while True:
+            answer = self._table.query(**kwargs)
+            found += [
+                IndexedApplication(i["source_system"], i["open_apply_code"], Status(i["status"]), i.get("channel"))
+                for i in answer.get("Items", [])
+            ]
+            if "LastEvaluatedKey" not in answer:
+                return found
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:
