@@ -14,7 +14,10 @@
 6. ``<state>/local.json`` with the API URL, token, moto endpoint, region and resource names,
    written once everything is up (and removed on a clean stop).
 
-``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise.
+``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise;
+``FAPIAO_HUB_LOCAL_CONFIG`` names another hub configuration than the sample (tests use it).
+The operations console is at ``<api>/ops/``; it signs in by itself through ``GET /ops/local-session``
+(:class:`LocalSession`, local run only).
 Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
 
 ``make run`` keeps its state across a restart (local.state): tables, files and the token are saved
