@@ -148,7 +148,7 @@ function describeError(error) {
         if (item && typeof item === "object") lines.push(`${show(item.field)}: ${show(item.message)}`);
       }
     }
-    if (typeof data.field === "string") lines.push(`field: ${data.field}`);
+    if (typeof data.field === "string" && !error.message.startsWith(data.field)) lines.push(`field: ${data.field}`);
     if (typeof data.status === "string") lines.push(`current status: ${data.status}`);
   }
   return lines.join("\n");

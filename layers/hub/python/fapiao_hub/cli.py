@@ -986,7 +986,7 @@ class OpsClient(Client):
         data = answer.data if isinstance(answer.data, dict) else {}
         if answer.errors:
             detail = _reason(answer)
-        elif isinstance(data.get("field"), str):
+        elif isinstance(data.get("field"), str) and not detail.startswith(data["field"]):
             detail += f" (field {data['field']})"
         if answer.status == 409 and data.get("status"):
             detail += f" (current status {data['status']})"
