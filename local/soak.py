@@ -690,7 +690,7 @@ def _applications(hub: Any) -> dict[str, dict[str, Any]]:
     table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
         hub.resources.tables["ApplicationsTable"]
     )
-    return {i["open_apply_code"]: i for i in scan_all(table) if not str(i["pk"]).startswith("replay#")}
+    return {i["open_apply_code"]: i for i in scan_all(table) if "open_apply_code" in i}  # not replay# or circuit# items
 
 
 def _open_count(hub: Any, ddb: Any = None) -> int:

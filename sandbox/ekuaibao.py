@@ -33,10 +33,10 @@ Faults (one decision per hand-over, keyed by the request number)
 ----------------------------------------------------------------
 ``latency`` (the push waits ``latency_ms`` more), ``reject`` (result 1, nothing issued), and the
 wrong results: ``wrong_amount``, ``wrong_seller``, ``wrong_type`` (the pushed invoice is wrong),
-``extra_invoice`` (after the invoice, a second push with a second, different invoice: both
-counted), ``reject_but_issue`` (result 1 is pushed, the invoice is counted as issued; Ekuaibao has
-no query). The other shared faults are about answering a request, which this channel never does:
-they are accepted and have no effect.
+``extra_invoice`` (a second, different invoice in the same push: both counted; a channel that
+answers two invoices where one was asked), ``reject_but_issue`` (result 1 is pushed, the invoice
+is counted as issued; Ekuaibao has no query). The other shared faults are about answering a
+request, which this channel never does: they are accepted and have no effect.
 
 Binds 127.0.0.1 only. ``callback_url`` may be set after start (the hub's port may be chosen later).
 """
@@ -250,17 +250,16 @@ class EkuaibaoSimulator(SandboxServer):
                 self._record(request_number, invoice)
                 if extra is not None:
                     self._record(request_number, extra)
+        pushed = (invoice,) if extra is None or not issues else (invoice, extra)
         jobs = [
             PushJob(
                 request_number,
                 pushed_outcome,
                 parsed,
-                (invoice,) if pushed_outcome == "issued" else None,
+                pushed if pushed_outcome == "issued" else None,
                 REJECT_MESSAGE if pushed_outcome == "rejected" else None,
             )
         ]
-        if extra is not None and issues and pushed_outcome == "issued":
-            jobs.append(PushJob(request_number, "issued", None, (extra,)))
         delay = self.delay_ms / 1000 + (self.injector.latency_seconds if decision.latency else 0)
 
         def push() -> None:

@@ -96,7 +96,7 @@ ERROR_STATUSES: tuple[int, ...] = (500, 502, 503)
 _EXPLICIT_STATUS = {f"error_{code}": code for code in ERROR_STATUSES}
 
 #: What ``wrong_amount`` adds: far beyond every tolerance (0.01 per amount, 0.06 per line tax, 1.27 per
-#: invoice's tax; DOMAIN.md section 4), so no check may pass it.
+#: invoice's tax; docs/rules.md section 4), so no check may pass it.
 WRONG_AMOUNT_DELTA = Decimal("10.00")
 WRONG_TAX_DELTA = Decimal("0.60")
 #: The seller ``wrong_seller`` issues for: a well-formed unified social credit code no sample uses.

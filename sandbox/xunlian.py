@@ -74,7 +74,7 @@ The request number is ``requisitionApplyNo``, falling back to ``otherId``. With 
      "status": {"returnCode": "4090", "message": "duplicate requisitionApplyNo", ...}}
 
 (``"duplicate otherId"`` when the number came from ``otherId``), so a client can treat it as a
-success path (DOMAIN.md section 6). The check and the issuing are atomic, so concurrent requests
+success path (docs/rules.md section 6). The check and the issuing are atomic, so concurrent requests
 with one number still issue once. The payload is not compared: the number alone decides. With
 de-duplication off, each valid request issues again: the count climbs to 2, which is exactly
 what the hub must never cause.

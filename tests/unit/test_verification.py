@@ -1,4 +1,4 @@
-"""verification.verify_result: a channel's result against its application, at DOMAIN.md's tolerances."""
+"""verification.verify_result: a channel's result against its application, at the tolerances of docs/rules.md."""
 
 from __future__ import annotations
 

@@ -73,8 +73,20 @@ class Settings(BaseSettings):
     # Reconciliation (reconciliation.Reconciler): how far back a run re-asks the channels about
     # applications that reached a final state (template.yaml ReconciliationWindowDays).
     reconciliation_window_days: float = Field(default=2, gt=0, le=31)
+    # Channel health (health.BreakerPolicy): this many failures in a row within the window open a
+    # channel's circuit for the cool-down; applications that never reached it may go to the next
+    # capable channel once it has been open failover-after seconds (unset: never).
+    channel_circuit_failures: int = Field(default=5, ge=1)
+    channel_circuit_window_seconds: int = Field(default=60, ge=1)
+    channel_circuit_cooldown_seconds: int = Field(default=30, ge=1)
+    channel_failover_after_seconds: int | None = Field(default=None, ge=0)
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
+
+    @field_validator("channel_failover_after_seconds", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value  # template.yaml passes "" for "never fail over"
 
 
 def token_sha256(token: str) -> str:

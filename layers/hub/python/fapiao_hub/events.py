@@ -29,6 +29,8 @@ class EventType(StrEnum):
     RESULT_UNMATCHED = "ResultUnmatched"
     # A finding recorded without a status change (a second invoice after the outcome, reconciliation).
     FINDING_RECORDED = "FindingRecorded"
+    # A channel's circuit opened (health.py): dispatch holds its applications. Not an application's.
+    CHANNEL_CIRCUIT_OPENED = "ChannelCircuitOpened"
 
 
 class PublishFailed(Exception):
@@ -46,6 +48,11 @@ def outcome_event(event_type: EventType, *, source_system: str, open_apply_code:
             **detail,
         },
     }
+
+
+def channel_event(event_type: EventType, *, channel: str, **detail: Any) -> dict:
+    """An event about a channel rather than an application (same envelope, no application named)."""
+    return {"detail_type": event_type.value, "detail": {"schema_version": SCHEMA_VERSION, "channel": channel, **detail}}
 
 
 class EventPublisher:

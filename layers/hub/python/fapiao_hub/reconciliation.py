@@ -1,4 +1,4 @@
-"""Reconciliation: re-ask the channels, compare with the hub, report (DOMAIN.md section 6).
+"""Reconciliation: re-ask the channels, compare with the hub, report (docs/rules.md section 6).
 
 What the hub believes issued must match what the channel reports; a difference is an alarm. Once a
 day (template.yaml ReconciliationFunction) every application that reached a final state in the

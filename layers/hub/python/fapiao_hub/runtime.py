@@ -101,6 +101,7 @@ def channel_registry() -> ChannelRegistry:
 
 @cache
 def dispatcher() -> Dispatcher:
+    from fapiao_hub.health import BreakerPolicy, ChannelHealth, configured_channel_order
     from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 
     current = settings()
@@ -110,9 +111,19 @@ def dispatcher() -> Dispatcher:
         max_attempts=current.dispatch_max_attempts,
         deadline_seconds=current.open_deadline_seconds,
     )
-    return Dispatcher(
-        application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy
+    breaker = BreakerPolicy(
+        failures_to_open=current.channel_circuit_failures,
+        window_seconds=current.channel_circuit_window_seconds,
+        cooldown_seconds=current.channel_circuit_cooldown_seconds,
+        probe_seconds=current.dispatch_lease_seconds,
+        failover_after_seconds=current.channel_failover_after_seconds,
     )
+    return Dispatcher(
+        application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy,
+        health=ChannelHealth(application_store(), breaker),
+        # Merge note: ChannelRegistry.capable_channels (routing by capability) replaces this stand-in.
+        channel_order=lambda application, proposed: configured_channel_order(hub_config(), application, proposed),
+    )  # fmt: skip
 
 
 @cache

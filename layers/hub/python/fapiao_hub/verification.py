@@ -12,7 +12,7 @@ a person reads. An empty answer means the result may be believed. What is checke
   Ekuaibao's ``invoiceType`` 1), else the sign of the reported amounts: a red invoice's are negative.
   An invoice of zero amount and no marker has no colour and is not judged.
 - **totals** (``amount``, ``tax``): summed over every reported invoice (a channel may split one
-  application into several) and compared with the application's within DOMAIN.md's tolerances:
+  application into several) and compared with the application's within the tolerances of docs/rules.md:
   ``|amount| <= 0.01``, ``|tax| <= 1.27``. A red invoice the channel marks red but reports in
   positive figures (seed 000's red example) is counted negative. An invoice that reports no amount
   is not counted: with a single invoice the totals are then not checked (the channel does not say;
@@ -48,7 +48,7 @@ from decimal import Decimal
 from fapiao_hub.channels.base import IssuedInvoice
 from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind
 
-AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (DOMAIN.md section 1)
+AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
 LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|
 TAX_TOLERANCE = Decimal("1.27")  # invoice |sum(amount x rate) - total tax|
 DATE_SLACK = timedelta(days=1)

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, events, verification
+from fapiao_hub import alarms, events, health, verification
 from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
@@ -34,6 +34,7 @@ from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore
+from fapiao_hub.health import ChannelHealth, Gate, Verdict
 from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key, request_number_for
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import (
@@ -70,6 +71,12 @@ class ChannelDirectory(Protocol):
 
     def quiet_period(self, name: str) -> int: ...
 
+    def channel(self, name: str) -> Channel | None: ...
+
+
+# The channels an application may go to, in order of preference (failover: health.py).
+ChannelOrder = Callable[[Application, str | None], list[str]]
+
 
 class Dispatcher:
     """Sends an application to its channel at most once per request number, and records the outcome.
@@ -90,8 +97,12 @@ class Dispatcher:
         policy: DispatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
         fetcher: Callable[[str], bytes] | None = None,
+        health: ChannelHealth | None = None,
+        channel_order: ChannelOrder | None = None,
     ):
         self._fetcher = fetcher or _http_get
+        self._health = health
+        self._channel_order = channel_order
         self._store = store
         self._queue = queue
         self._events = events
@@ -165,7 +176,7 @@ class Dispatcher:
         """A channel is working on it: query where the channel can be asked, else wait for its push."""
         if (stored.next_poll_at or 0) > now:
             return "waiting"
-        _, channel = self._channels.channel_for(stored.application, stored.channel)
+        _, channel = self._route(stored)
         if channel is None or not channel.can_query:
             return self._reschedule(stored, now)
         outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
@@ -182,9 +193,15 @@ class Dispatcher:
         return "waiting"
 
     # ------------------------------------------------------------------ steps
+    def _route(self, stored: StoredApplication) -> tuple[str | None, Channel | None]:
+        """The application's channel: routed, or, once it failed over, the one it went to for good."""
+        if stored.extra.get("failed_over_from") and stored.channel:
+            return stored.channel, self._channels.channel(stored.channel)
+        return self._channels.channel_for(stored.application, stored.channel)
+
     def _attempt(self, stored: StoredApplication) -> str:
         application = stored.application
-        name, channel = self._channels.channel_for(application, stored.channel)
+        name, channel = self._route(stored)
         if channel is None:
             reason = (
                 f"channel {name!r} is not configured"
@@ -194,31 +211,105 @@ class Dispatcher:
             return self._finish(stored, Status.REJECTED, reason, events.EventType.APPLICATION_REJECTED)
         request_number = stored.request_number or request_number_for(stored.key)
         now = int(self._clock())
+        gate: Gate | None = None
+        failed_over_from = None
+        if self._health is not None:
+            gate = self._health.admit(name, now)
+            if not gate.admitted:
+                moved = self._failover(stored, gate, now)
+                if moved is None:
+                    return self._wait_for_channel(stored, gate, now)
+                failed_over_from = name
+                name, channel, gate = moved
+        note = f"sending to {name} as {request_number} (attempt {stored.attempts + 1})"
+        if failed_over_from:
+            note = f"failing over from {failed_over_from} (circuit open, no request ever left the hub): {note}"
+        elif gate is not None and gate.probe:
+            note += f": probing {name}, whose circuit is open"
+        changes: dict[str, object] = {
+            "lease_until": now + self._policy.lease_seconds,
+            "attempts": stored.attempts + 1,
+            "request_number": request_number,
+            "channel": name,
+        }
+        if failed_over_from:
+            changes["failed_over_from"] = failed_over_from
         try:
             claimed = self._store.transition(
-                stored,
-                Status.DISPATCHING,
-                note=f"sending to {name} as {request_number} (attempt {stored.attempts + 1})",
-                changes={
-                    "lease_until": now + self._policy.lease_seconds,
-                    "attempts": stored.attempts + 1,
-                    "request_number": request_number,
-                    "channel": name,
-                },
-                next_poll_at=now + self._policy.lease_seconds,
+                stored, Status.DISPATCHING, note=note, changes=changes, next_poll_at=now + self._policy.lease_seconds
             )
         except StaleWrite:
+            if gate is not None and self._health is not None:
+                self._health.abandon(gate)
             return "lost race"  # another dispatcher claimed it: that one sends, this one does not
+        if failed_over_from:
+            claimed = replace(claimed, extra={**claimed.extra, "failed_over_from": failed_over_from})
         try:
             outcome = channel.issue(application, request_number)
         except Exception as error:  # a channel bug after the request may have left: not a failure
             logger.exception("channel raised")
             outcome = Unknown(f"channel {name} raised {type(error).__name__}")
-        return self._apply(claimed, outcome, channel)
+        verdict = self._health.record(gate, outcome, int(self._clock())) if self._health and gate else Verdict()
+        result = self._apply(claimed, outcome, channel, circuit_open_until=verdict.open_until)
+        if verdict.opened is not None:
+            self._announce_circuit(verdict, outcome)
+            return "circuit opened"  # the step's metric (Dispatch.circuit_opened) raises the alarm
+        return result
+
+    # ------------------------------------------------------------------ channel health
+    def _failover(self, stored: StoredApplication, gate: Gate, now: int) -> tuple[str, Channel, Gate] | None:
+        """The next capable channel that will take it, only if no request for it ever reached a channel."""
+        assert self._health is not None
+        if self._channel_order is None or not self._health.may_fail_over(gate, now):
+            return None
+        unsent = int(stored.extra.get("unsent_attempts", 0))
+        if stored.status not in (Status.RECEIVED, Status.RETRY_WAIT) or not health.never_reached(
+            stored.attempts, unsent, stored.uncertain
+        ):
+            return None  # it may have reached its channel (DOMAIN.md section 6): it waits for that one
+        order = self._channel_order(stored.application, stored.channel)
+        after = order[order.index(gate.channel) + 1 :] if gate.channel in order else order
+        for name in after:
+            channel = self._channels.channel(name)
+            if channel is None:
+                continue
+            other = self._health.admit(name, now)
+            if other.admitted:
+                return name, channel, other
+        return None
+
+    def _wait_for_channel(self, stored: StoredApplication, gate: Gate, now: int) -> str:
+        """Held by an open circuit: due again at the cool-down's end, status and attempts unchanged."""
+        until = max(gate.until or now, now + 1)
+        reason = f"waiting for {gate.channel}: its circuit is open (requests kept failing); next try at {until}"
+        try:
+            self._store.wait_for_channel(stored, next_poll_at=until, reason=reason)
+        except StaleWrite:
+            return "lost race"
+        return self._later(replace(stored, claim=None), until - now, "circuit open")
+
+    def _announce_circuit(self, verdict: Verdict, outcome: object) -> None:
+        """ChannelCircuitOpened, once per opening (the dispatcher whose write opened it)."""
+        opened = verdict.opened
+        assert opened is not None
+        logger.warning("channel circuit opened", extra={"channel": opened.channel, "open_until": opened.open_until})
+        event = events.channel_event(
+            events.EventType.CHANNEL_CIRCUIT_OPENED,
+            channel=opened.channel,
+            opened_at=opened.opened_at,
+            open_until=opened.open_until,
+            failures=opened.failures,
+            last_failure=getattr(outcome, "reason", type(outcome).__name__),
+        )
+        try:
+            self._events.publish(event)
+        except events.PublishFailed:
+            # The alarm (Dispatch.circuit_opened) does not depend on EventBridge; the outcome was applied.
+            logger.exception("ChannelCircuitOpened not published")
 
     def _resolve_unknown(self, stored: StoredApplication, now: int) -> str:
         """Never a fresh submission: query, or the same number again where the channel de-duplicates."""
-        name, channel = self._channels.channel_for(stored.application, stored.channel)
+        name, channel = self._route(stored)
         if channel is None:
             return self._finish(stored, Status.MANUAL_REVIEW, f"outcome unknown and channel {name!r} is gone", _REVIEW)
         if (stored.next_poll_at or 0) > now:
@@ -244,6 +335,7 @@ class Dispatcher:
         queried: bool = False,
         fetch_files: bool = True,
         source: str = "dispatch",
+        circuit_open_until: int | None = None,
     ) -> str:
         now = int(self._clock())
         name = stored.channel or channel.name
@@ -291,6 +383,16 @@ class Dispatcher:
             case NotSent(reason=reason):
                 if stored.status is not Status.DISPATCHING:
                     return self._later(stored, self._policy.retry_delays[0])  # a query that did not leave
+                # Counted: the proof that this application never reached a channel (failover, health.py).
+                unsent = {"unsent_attempts": int(stored.extra.get("unsent_attempts", 0)) + 1}
+                if circuit_open_until is not None:
+                    # The channel is down, not this application: wait for the circuit, never STUCK for it.
+                    delay = max(circuit_open_until - now, 1)
+                    moved = self._move(
+                        stored, Status.RETRY_WAIT,
+                        f"not sent ({reason}); {name}'s circuit is open, next try in {delay}s", unsent, now + delay,
+                    )  # fmt: skip
+                    return moved if moved == "lost race" else self._later(stored, delay, moved)
                 if stored.attempts >= self._policy.max_attempts:
                     return self._finish(
                         stored, Status.STUCK, f"{name} unreachable after {stored.attempts} attempts: {reason}",
@@ -298,7 +400,7 @@ class Dispatcher:
                     )  # fmt: skip
                 delay = self._policy.retry_delays[min(stored.attempts, len(self._policy.retry_delays)) - 1]
                 moved = self._move(
-                    stored, Status.RETRY_WAIT, f"not sent ({reason}); retry in {delay}s", {}, now + delay
+                    stored, Status.RETRY_WAIT, f"not sent ({reason}); retry in {delay}s", unsent, now + delay
                 )
                 return moved if moved == "lost race" else self._later(stored, delay, moved)
             case Unknown(reason=reason, raw=raw):
@@ -623,7 +725,7 @@ class Dispatcher:
                 application.red.blue_invoice_code, application.red.blue_invoice_number
             )
         else:
-            # What red invoices may still reverse (DOMAIN.md section 4); the channel's figure wins.
+            # What red invoices may still reverse (docs/rules.md section 4); the channel's figure wins.
             optional["red_remaining_amount"] = (
                 invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
             )

@@ -13,8 +13,9 @@ The outcomes, and what the workflow does with them:
 - ``Unknown(reason)``: the request may have arrived and the answer was lost (read timeout,
   connection reset after sending, an unreadable answer). The invoice may exist: never resubmit
   with a new number; query, or re-send the same number where the channel de-duplicates.
-- ``NotSent(reason)``: nothing left this machine (connection refused, DNS, connect timeout):
-  safe to try again later with the same number.
+- ``NotSent(reason)``: nothing left this machine (connection refused, DNS, connect timeout), or the
+  server said it did not process it (429, 503): safe to try again later with the same number, and
+  proof that this attempt did not reach the channel (failover relies on it: health.py).
 - ``NotFound``: (queries only) the channel does not know the request number.
 """
 
@@ -117,6 +118,9 @@ class Unknown:
     reason: str
     # The raw answer, when there was one (kept in S3 for a person to read).
     raw: bytes | None = field(default=None, repr=False)
+    # The channel itself failed (HTTP 5xx, no answer in time, the connection dropped), as opposed to
+    # an answer the hub could not read: counts toward the channel's circuit breaker (health.py).
+    channel_failed: bool = False
 
 
 @dataclass(frozen=True)

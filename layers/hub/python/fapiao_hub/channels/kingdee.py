@@ -704,7 +704,7 @@ def _read_answer(
     if status_code in (408, 425, 429, 503):
         return NotSent(f"HTTP {status_code}: the server did not process the request")
     if status_code >= 500:
-        return Unknown(f"HTTP {status_code}: the request may have been processed", raw=content)
+        return Unknown(f"HTTP {status_code}: the request may have been processed", raw=content, channel_failed=True)
     try:
         answer = jsonutil.loads(content)
     except jsonutil.InvalidJson as error:

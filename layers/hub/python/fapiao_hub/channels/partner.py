@@ -301,7 +301,7 @@ def interpret_answer(
     if status_code in (408, 425, 429, 503):
         return NotSent(f"HTTP {status_code}: the partner did not process the query")
     if status_code >= 500:
-        return Unknown(f"HTTP {status_code}: the partner could not answer the query", raw=content)
+        return Unknown(f"HTTP {status_code}: the partner could not answer the query", raw=content, channel_failed=True)
     try:
         answer = jsonutil.loads(content)
     except jsonutil.InvalidJson as error:

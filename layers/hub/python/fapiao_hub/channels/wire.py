@@ -145,10 +145,14 @@ def exchange(
             return NotSent(f"could not connect to {vendor} ({type(error).__name__}); nothing was sent")
         cause = error.args[0] if error.args else None
         if isinstance(cause, MaxRetryError) and isinstance(cause.reason, ReadTimeoutError):
-            return Unknown(f"no answer within the read timeout of {timeout[1]} s, retries included")
-        return Unknown(f"the connection failed after the request was sent ({type(error).__name__})")
+            return Unknown(
+                f"no answer within the read timeout of {timeout[1]} s, retries included", channel_failed=True
+            )
+        return Unknown(
+            f"the connection failed after the request was sent ({type(error).__name__})", channel_failed=True
+        )
     except requests.ReadTimeout:
-        return Unknown(f"no answer within the read timeout of {timeout[1]} s")
+        return Unknown(f"no answer within the read timeout of {timeout[1]} s", channel_failed=True)
     except (
         requests.exceptions.InvalidURL,
         requests.exceptions.MissingSchema,

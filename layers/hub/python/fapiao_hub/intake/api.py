@@ -137,7 +137,7 @@ _INVOICE_FIELDS = {
     "check_code": "checkCode",
     "status": "status",
     "channel": "channel",
-    # A blue invoice: what red invoices may still reverse (DOMAIN.md section 4).
+    # A blue invoice: what red invoices may still reverse (docs/rules.md section 4).
     "red_remaining_amount": "redRemainingAmount",
     "red_remaining_tax": "redRemainingTax",
 }

@@ -32,7 +32,7 @@ class ApplicationConflict(Exception):
 
 
 class RedRefused(Exception):
-    """A red application its blue invoice does not allow (DOMAIN.md 4); nothing was stored or reserved.
+    """A red application its blue invoice does not allow (docs/rules.md section 4); nothing was stored or reserved.
 
     ``problem.path`` is canonical (``("red", "blue_invoice_number")``, ``("invoice_type",)``): the
     intake shape names the caller's field.
@@ -111,7 +111,7 @@ class Intake:
         return Submitted(existing, created=False)
 
     def _reserve_red(self, application: Application, warnings: list[str], outside_allowed: bool) -> str | None:
-        """Take a red application's amount from what its blue invoice has left (DOMAIN.md 4).
+        """Take a red application's amount from what its blue invoice has left (docs/rules.md section 4).
 
         Only a blue invoice issued through the hub for this business system and seller can be
         reversed; any other reads exactly like an unknown one (no figure of anyone else's).
