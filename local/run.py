@@ -445,12 +445,14 @@ def _channel_info(config: dict[str, Any], sandboxes: dict[str, Any], api_url: st
     info: dict[str, Any] = {}
     for name, sandbox in sandboxes.items():
         channel = config["channels"][name]
-        companies = [
-            code
+        # A company whose first choice is this channel (its orders go there), else any that lists it.
+        listing = [
+            (code, company.get("channels") or ([company["channel"]] if company.get("channel") else []))
             for system in config["business_systems"].values()
             for code, company in system.get("companies", {}).items()
-            if company.get("channel") == name
         ]
+        companies = [code for code, names in listing if names[:1] == [name]]
+        companies += [code for code, names in listing if name in names[1:]]
         info[name] = {"type": channel["type"], "company_code": companies[0] if companies else None,
                       "base_url": sandbox.base_url}  # fmt: skip
         if channel["type"] in PUSHING:

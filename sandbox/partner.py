@@ -101,6 +101,10 @@ Sandbox endpoints
   "attempts": {"<requestId>": n}}``: invoices issued per requestId (the oracle), voids, queries.
 - ``GET /_sandbox/applications/<requestId>`` -> its script, elapsed time and invoices.
 - ``POST /_sandbox/applications`` -> register a script (above).
+- ``POST /_sandbox/voids`` ``{"requestId": "R1", "after_ms": 300}`` -> a void request for an issued
+  application, out of band like its issue (seed 003 has no void call; the hub's partner channel
+  sends nothing for a void): its invoices answer ``6`` (已申请作废) from now and ``2`` (已作废) after
+  ``after_ms`` (default ``issue_after_ms``). 400 when the requestId has no issued invoice.
 - ``GET``/``POST /_sandbox/config`` ``{"auto", "issue_after_ms", "invoices_per_application",
   "fail_rate", "void_rate", "seed", "not_found_result", "digital", "rates", "latency_ms",
   "timeout_ms"}`` (any subset; ``rates`` replaces the whole table) -> the config.
@@ -460,6 +464,24 @@ class PartnerState:
             )
         return self.application(request_id)
 
+    def void(self, request_id: str, after_ms: Any = None) -> dict[str, Any]:
+        """Void an issued application (out of band): 6 from now, 2 after ``after_ms``."""
+        with self._lock:
+            app = self._apps.get(request_id)
+            step = self._current(app) if app is not None else None
+            issued = [i for i, status in enumerate(step.statuses) if status in (ISSUED, MAILED)] if step else []
+            if app is None or step is None or not issued:
+                raise SandboxError(f"requestId {request_id!r} has no issued invoice to void")
+            wait = self._config["issue_after_ms"] if after_ms is None else _int(after_ms, "after_ms", 0, _MAX_MS)
+            now = int((self._monotonic() - app.started) * 1000)
+            count = len(step.statuses)
+            app.steps = (
+                *(s for s in app.steps if s.after_ms <= now),
+                Step(now, (VOID_REQUESTED,) * count),
+                Step(now + wait, (VOIDED,) * count),
+            )
+            return self._application(request_id)
+
     def note_attempt(self, request_id: str | None) -> None:
         if request_id is None:
             return
@@ -775,6 +797,15 @@ class _Handler(VendorHandler):
             elif path == "/_sandbox/faults":
                 self.server.faults.script(self._control_json(raw))
                 self._send_json(200, self.server.faults.scripts())
+            elif path == "/_sandbox/voids":
+                body = self._control_json(raw)
+                request_id = body.get("requestId")
+                if not isinstance(request_id, str) or not request_id:
+                    raise BadRequest("requestId must be a non-empty string")
+                unknown = set(body) - {"requestId", "after_ms"}
+                if unknown:
+                    raise BadRequest(f"unknown keys {sorted(unknown)}")
+                self._send_json(200, self.server.state.void(request_id, body.get("after_ms")))
             elif path == "/_sandbox/applications":
                 body = self._control_json(raw)
                 request_id = body.get("requestId")

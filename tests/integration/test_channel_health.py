@@ -26,7 +26,7 @@ from local.provision import provision
 from local.soak import scan_all
 from sandbox.xunlian import run as run_xunlian
 from tests.integration.test_dispatch_faults import _sqs_event, order
-from tests.unit.conftest import REGION, SELLER, TEMPLATE, FakeContext, event, hub_config_document, load_handler
+from tests.unit.conftest import REGION, TEMPLATE, FakeContext, event, hub_config_document, load_handler
 
 pytestmark = pytest.mark.integration
 
@@ -121,12 +121,10 @@ def world(request, aws_env, monkeypatch, tmp_path):
     world = None
     try:
         document = hub_config_document()
-        document["business_systems"]["sample-erp"]["companies"]["VB5"]["channel"] = "xunlian-a"
-        # The seller's channels in order of preference: the first, then the second.
-        document["routes"] = [
-            {"seller_tax_number": SELLER["tax_number"], "channel": "xunlian-a"},
-            {"seller_tax_number": SELLER["tax_number"], "channel": "xunlian-b"},
-        ]
+        # The company's channels in order of preference: the first, then the second.
+        company = document["business_systems"]["sample-erp"]["companies"]["VB5"]
+        company.pop("channel", None)
+        company["channels"] = ["xunlian-a", "xunlian-b"]
         options = {"company_data_resource": "hub", "terminal_code": "T01"}
         common = {"type": "xunlian", "dedupes_request_number": True, "quiet_period_seconds": 0,
                   "read_timeout_seconds": 0.4, "connect_retries": 0, "options": options}  # fmt: skip

@@ -75,7 +75,11 @@ def test_demo_takes_every_sample_to_its_expected_state(local_run_factory: Callab
     assert any("discount pairs" in name for name in blues)
     [red] = [row for name, row in by_name.items() if name.startswith("red reversal")]
     assert red["actual"] == "ISSUED"
-    assert by_name["数电 0112 to xunlian (VB5)"]["actual"] == "REJECTED"
+    # Seed 004's own 数电 example for VB5: not Xunlian's, VB5's second (数电-capable) channel issues it.
+    assert by_name["数电 0112 for VB5 (not xunlian: its 数电 channel)"]["actual"] == "ISSUED"
+    [void] = [row for name, row in by_name.items() if name.startswith("void of the")]
+    assert void["actual"] == "VOIDED", report
+    voided_blue = void["note"].removeprefix("voids ")
     assert by_name["unknown company code"]["actual"] == "refused (400)"
     assert f"all {len(table)} samples ended as expected" in demo.stdout
     # The red order went in after its blue invoice was issued, against that invoice.
@@ -93,7 +97,11 @@ def test_demo_takes_every_sample_to_its_expected_state(local_run_factory: Callab
             break
         time.sleep(0.5)
     kinds = {"ISSUED": "InvoiceIssued", "REJECTED": "ApplicationRejected"}
+    voided = [n for n in notes if n["body"]["application"]["openApplyCode"] == voided_blue]
+    assert {n["body"]["type"] for n in voided if n["answered"] == 200} == {"InvoiceIssued", "InvoiceVoided"}, voided
     for code, state in finals.items():
+        if code == voided_blue:
+            continue
         mine = [n for n in notes if n["body"]["application"]["openApplyCode"] == code]
         assert len({n["event_id"] for n in mine}) == 1, (code, mine)  # one outcome, one notification
         assert len([n for n in mine if n["answered"] == 200]) == 1, (code, mine)

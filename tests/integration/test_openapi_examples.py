@@ -76,6 +76,10 @@ def assert_documented(response: requests.Response, status: int, documented: Any,
         assert answer["message"] == documented["message"]
         assert answer["data"]["openApplyCode"] == documented["data"]["openApplyCode"]
         assert set(answer["data"]) == set(documented["data"]), name
+    elif status == 409:  # why, and what to do instead, depend on where the application is by now
+        head = "was already received with different content"
+        assert head in answer["message"] and head in documented["message"], answer
+        assert set(answer["data"]) == set(documented["data"]) == {"status"}, answer
     else:
         assert answer == documented, name  # the message, and for a 400 every field path and problem
 
@@ -88,8 +92,9 @@ def test_the_document_is_openapi_3_1_with_the_outcome_webhook() -> None:
     assert set(headers) == {"X-Fapiao-Event-Id", "X-Fapiao-Timestamp", "X-Fapiao-Signature"}
     body = webhook["requestBody"]["content"]["application/json"]
     schema = DOC["components"]["schemas"][body["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert {"id", "type", "application", "invoices", "request_number"} <= set(schema["properties"])
-    assert "request_number" not in schema["required"]
+    assert {"id", "type", "application", "invoices", "findings"} <= set(schema["properties"])
+    application = DOC["components"]["schemas"]["NotifiedApplication"]
+    assert "requestNumber" in application["required"]
     validator = jsonschema.Draft202012Validator({**body["schema"], "components": DOC["components"]})
     for example in body["examples"].values():
         validator.validate(example["value"])

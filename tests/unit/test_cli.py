@@ -544,7 +544,7 @@ def test_the_built_in_sample_is_the_docs_example_and_every_demo_order_passes_int
         result = _convert(order)
         assert result.errors == [] and result.channel == channel
         assert demo.discount_pairs(order) == 2
-    assert _convert(demo.digital_order("VB5", "d-1")).errors == []  # accepted; the Xunlian channel refuses it
+    assert _convert(demo.digital_order("VB5", "d-1")).errors == []  # accepted; VB5's 数电 channel issues it
     refused = _convert(demo.unknown_company_order("u-1", {"VB5"}))
     assert [e.field for e in refused.errors] == ["invoiceOrder.bukrs"]
 

@@ -101,8 +101,11 @@ def test_answers_are_declared_with_their_models(doc: dict) -> None:
         refused = answer(path, "post", "400")["properties"]["data"]["anyOf"]
         errors = schema(doc, refused[0])["properties"]["errors"]["items"]
         assert set(schema(doc, errors)["properties"]) == {"field", "message"}
-        for status in ("401", "409", "413", "415", "503"):
+        for status in ("401", "413", "415", "503"):
             assert answer(path, "post", status)["title"] == "Envelope"
+        conflict = answer(path, "post", "409")
+        assert conflict["title"] == "OrderConflictAnswer"
+        assert set(schema(doc, conflict["properties"]["data"])["properties"]) == {"status"}
     detail = answer("/v1/invoice-orders/{openApplyCode}", "get", "200")
     assert {"history", "invoices", "invoiceOrder"} <= set(schema(doc, detail["properties"]["data"])["properties"])
     callback = answer("/v1/callbacks/{channel}", "post", "200")

@@ -108,7 +108,7 @@ def _numbers(value):
         (lambda o: o.pop("bukrs"), "invoiceOrder.bukrs", "required"),
         (lambda o: o.update(bukrs="XXX"), "invoiceOrder.bukrs", "unknown company code 'XXX'"),
         (lambda o: o.update(invoiceType="9999"), "invoiceOrder.invoiceType", "0112"),
-        (lambda o: o.update(openInvoiceType="7"), "invoiceOrder.openInvoiceType", "0 (blue) or 1 (red)"),
+        (lambda o: o.update(openInvoiceType="7"), "invoiceOrder.openInvoiceType", "0 (blue), 1 (red) or 2 (void)"),
         (
             lambda o: o["invoiceOrderSub"][3].pop("goodsName"),
             "invoiceOrder.invoiceOrderSub[3].goodsName",

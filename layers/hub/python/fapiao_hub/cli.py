@@ -49,7 +49,7 @@ EXIT_TIMEOUT = 4
 EXIT_MISMATCH = 5
 
 # models' statuses that are not open (not imported: the command need not load pydantic's models).
-FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
+FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "CANCELLED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
 ORDERS_PATH = "/v1/invoice-orders"
 REQUEST_TIMEOUT = 30.0
 DEFAULT_STATE_DIR = ".fapiao-hub"
@@ -803,6 +803,43 @@ class Sample:
         return self.actual == self.expected and not self.mismatch
 
 
+def _demo_void(
+    client: Client,
+    channels: dict[str, Any],
+    plan: list[Sample],
+    watcher: Watcher,
+    suffix: str,
+    interval: float,
+    timeout: float,
+) -> Sample | None:
+    """Void the partner sample's invoice: the void request to the hub, the partner's side to its
+    sandbox, then the blue application followed to VOIDED."""
+    blue = next((s for s in plan if s.channel and channels[s.channel].get("type") == "partner"), None)
+    if blue is None:
+        return None
+    sample = Sample(f"void of the {blue.channel} invoice", f"demo-void-{suffix}", "VOIDED", note=f"voids {blue.code}")
+    data = watcher.latest.get(blue.code) or {}
+    invoices = [i for i in data.get("invoices") or [] if i.get("invoiceNumber")]
+    if data.get("status") != "ISSUED" or not invoices:
+        sample.actual = f"not submitted (blue {data.get('status')})"
+        return sample
+    company = str(blue.order["invoiceOrder"]["bukrs"])
+    sample.order = samples.void_order(sample.code, company, invoices[0])
+    click.echo(f"{_clock()}  submitting {sample.code}: void of invoice {invoices[0]['invoiceNumber']} ({blue.code})")
+    answer = client.submit(sample.order)
+    if answer.status != 200:
+        sample.actual, sample.note = f"refused ({answer.status})", _reason(answer)
+        return sample
+    if not samples.partner_takes_void(channels[blue.channel], samples.request_number(data) or ""):
+        sample.actual = "the partner sandbox could not be asked"
+        return sample
+    follow = Watcher(client, interval=interval, timeout=timeout)
+    follow.add(blue.code)
+    follow.run()
+    sample.actual = follow.status(blue.code)
+    return sample
+
+
 @main.command()
 @_interval_option
 @click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Give up after (s).")
@@ -811,9 +848,10 @@ class Sample:
 def demo(settings: Settings, interval: float, timeout: float) -> int:
     """Sample orders through every sandbox channel of the local run, live to their final states.
 
-    One order per channel (seed 004's example with its discount pairs), a 数电 (0112) order the
-    Xunlian channel rejects, an order for an unknown company (refused at intake, 400) and, once
-    the Xunlian order is ISSUED, a red reversal of part of its invoice. Ends with a table of
+    One order per channel (seed 004's example with its discount pairs), a 数电 (0112) order for the
+    Xunlian company (VB5), which Xunlian cannot issue and its second, 数电-capable channel does, an
+    order for an unknown company (refused at intake, 400), once the Xunlian order is ISSUED a red
+    reversal of part of its invoice, and once the partner order is ISSUED a void of its invoice. Ends with a table of
     sample / expected / actual; exit 0 only if every sample ended as expected.
     """
     info = settings.local_info("the demo needs the local run's channels")
@@ -841,8 +879,9 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         code = f"demo-digital-{suffix}"
         company = channels[red_channel]["company_code"]
         plan.append(
-            Sample(f"数电 0112 to {red_channel} ({company})", code, "REJECTED", samples.digital_order(company, code))
-        )
+            Sample(f"数电 0112 for {company} (not {red_channel}: its 数电 channel)", code, "ISSUED",
+                   samples.digital_order(company, code))
+        )  # fmt: skip
     code = f"demo-unknown-company-{suffix}"
     known = {c["company_code"] for c in channels.values()}
     plan.append(Sample("unknown company code", code, REFUSED_400, samples.unknown_company_order(code, known)))
@@ -928,8 +967,9 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
             sample.actual, sample.note = "unknown to the hub", answer
     if red is not None and red.actual == "not submitted" and blue_for_red is not None:
         red.actual = f"not submitted (blue {watcher.status(blue_for_red.code) or 'unknown'})"
+    void = _demo_void(client, channels, plan, watcher, suffix, interval, timeout) if finished else None
 
-    everything = [*plan, *([red] if red is not None else [])]
+    everything = [*plan, *([red] if red is not None else []), *([void] if void is not None else [])]
     click.echo("")
     _echo_table(
         ["sample", "openApplyCode", "expected", "actual", "invoice vs order", "ok", "note"],

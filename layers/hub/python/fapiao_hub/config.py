@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fapiao_hub.models import InvoiceType, Party
@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     channel_circuit_window_seconds: int = Field(default=60, ge=1)
     channel_circuit_cooldown_seconds: int = Field(default=30, ge=1)
     channel_failover_after_seconds: int | None = Field(default=None, ge=0)
+    # How often a STUCK application of a channel that can be queried is still asked (no dead ends).
+    stuck_poll_seconds: int = 3600
+    # The ops summary's dead-letter queues: {"<logical id>": "<queue URL>"} (JSON in DEAD_LETTER_QUEUES).
+    dead_letter_queues: dict[str, str] = {}
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 
@@ -97,11 +101,33 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _channel_list(channel: str | None, channels: tuple[str, ...]) -> tuple[str, ...]:
+    """``"channel": "x"`` is ``"channels": ["x"]``; giving both is a mistake worth a clear error."""
+    if channel is not None and channels:
+        raise ValueError('give "channels" (a list, in order of preference) or "channel", not both')
+    names = channels or ((channel,) if channel else ())
+    if len(set(names)) != len(names):
+        raise ValueError("channels: a channel is listed twice")
+    return names
+
+
 class Company(_Config):
     """A seller as a business system knows it (seed 004 ``bukrs``, 账套编码)."""
 
     seller: Party
-    channel: str | None = None  # default channel for this seller (routing may override)
+    # The seller's channels in order of preference: an application goes to the first whose
+    # capabilities cover its type and colour (channels/registry.py). "channel" is the one-element form.
+    channel: str | None = None
+    channels: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Company:
+        _channel_list(self.channel, self.channels)
+        return self
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return _channel_list(self.channel, self.channels)
 
 
 class Webhook(_Config):
@@ -132,10 +158,52 @@ class BusinessSystem(_Config):
     @field_validator("token_sha256")
     @classmethod
     def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for digest in value:
-            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-                raise ValueError("token_sha256 entries are lowercase hex SHA-256 digests")
-        return value
+        return _check_digests(value)
+
+
+def _check_digests(value: tuple[str, ...]) -> tuple[str, ...]:
+    for digest in value:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError("token_sha256 entries are lowercase hex SHA-256 digests")
+    return value
+
+
+class Operator(_Config):
+    """A person (or their tool) at the operations desk: the ops API's routes (docs/operations.md).
+
+    ``viewer`` reads; ``operator`` also acts. ``business_systems`` / ``sellers`` (seller tax
+    numbers), when given, limit what the token sees and acts on; absent means all.
+    """
+
+    token_sha256: tuple[str, ...] = Field(min_length=1)
+    role: Literal["viewer", "operator"] = "viewer"
+    business_systems: tuple[str, ...] | None = None
+    sellers: tuple[str, ...] | None = None
+    revoked: bool = False
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex_digests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_digests(value)
+
+    @property
+    def can_act(self) -> bool:
+        return self.role == "operator"
+
+    def may_see(self, business_system: str, seller_tax_number: str | None) -> bool:
+        """Whether an application of this business system and seller is within this operator's reach."""
+        if self.business_systems is not None and business_system not in self.business_systems:
+            return False
+        return self.sellers is None or seller_tax_number in self.sellers
+
+
+class CapabilitySettings(_Config):
+    """What one configured channel may do, when less than its module can (absent: as declared)."""
+
+    blue: tuple[InvoiceType, ...] | None = None
+    red: tuple[InvoiceType, ...] | None = None
+    void: tuple[InvoiceType, ...] | None = None
+    can_query: bool | None = None
 
 
 class ChannelSettings(_Config):
@@ -145,7 +213,10 @@ class ChannelSettings(_Config):
     base_url: str
     # The vendor recognises a repeated request number (answers the first result, issues nothing).
     # Only then is an Unknown outcome resolved by re-sending the same number (docs/rules.md section 6).
-    dedupes_request_number: bool = False
+    # None: the module's own default; true where the module cannot is a configuration error.
+    dedupes_request_number: bool | None = None
+    # Narrows what the module declares it can do (never widens: more is a configuration error).
+    capabilities: CapabilitySettings | None = None
     # How long after an Unknown outcome before the same number is sent again.
     quiet_period_seconds: int = Field(default=60, ge=0)
     connect_timeout_seconds: float = Field(default=3.05, gt=0)
@@ -164,13 +235,27 @@ class Route(_Config):
 
     seller_tax_number: str
     business_type_code: str | None = None
-    channel: str
+    # In order of preference, like a company's; "channel" is the one-element form.
+    channel: str | None = None
+    channels: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Route:
+        if not _channel_list(self.channel, self.channels):
+            raise ValueError('a route needs "channels" (or "channel")')
+        return self
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return _channel_list(self.channel, self.channels)
 
 
 class HubConfig(_Config):
     business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
+    # The operations desk (ops API): by name, the name recorded in the audit trail.
+    operators: dict[str, Operator] = Field(default_factory=dict)
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)
-    # First match wins: seller + business type, then seller; then the company's own channel,
+    # First match wins: seller + business type, then seller; then the company's own channels,
     # then default_channel.
     routes: tuple[Route, ...] = ()
     default_channel: str | None = None
@@ -183,18 +268,26 @@ class HubConfig(_Config):
     def intake_invoice_types(self) -> dict[str, InvoiceType]:
         return {**DEFAULT_INTAKE_INVOICE_TYPES, **self.invoice_types}
 
-    def route(
-        self, *, seller_tax_number: str | None, business_type_code: str | None, company_channel: str | None
-    ) -> str | None:
-        """The channel that issues for this seller, or None (the application is then rejected)."""
+    def channel_preferences(
+        self, *, seller_tax_number: str | None, business_type_code: str | None, company_channels: tuple[str, ...]
+    ) -> tuple[str, ...]:
+        """The channels that may issue for this seller, most preferred first (capabilities not yet
+        considered: channels/registry.py): the seller's route for the business type, else the
+        seller's route, else the company's channels, else default_channel."""
         candidates = [r for r in self.routes if r.seller_tax_number == seller_tax_number]
         for route in candidates:
             if route.business_type_code is not None and route.business_type_code == business_type_code:
-                return route.channel
+                return route.channel_names
         for route in candidates:
             if route.business_type_code is None:
-                return route.channel
-        return company_channel or self.default_channel
+                return route.channel_names
+        if company_channels:
+            return company_channels
+        return (self.default_channel,) if self.default_channel else ()
+
+    def company(self, source_system: str, company_code: str) -> Company | None:
+        system = self.business_systems.get(source_system)
+        return system.companies.get(company_code) if system else None
 
     def authenticate(self, token: str) -> str | None:
         """The business system a bearer token belongs to, or None.
@@ -208,6 +301,22 @@ class HubConfig(_Config):
             for digest in system.token_sha256:
                 if hmac.compare_digest(presented, digest):
                     found = system_id
+        return found
+
+    def authenticate_operator(self, token: str) -> tuple[str, Operator] | None:
+        """The operator (name, settings) a bearer token belongs to, or None; a revoked one is None.
+
+        Compared like business-system tokens (every digest, constant time each). A business
+        system's token is never an operator's: the two live in different sections.
+        """
+        presented = token_sha256(token)
+        found = None
+        for name, operator in self.operators.items():
+            for digest in operator.token_sha256:
+                if hmac.compare_digest(presented, digest):
+                    found = (name, operator)
+        if found is None or found[1].revoked:
+            return None
         return found
 
 

@@ -34,7 +34,7 @@ def repository_checkouts() -> list[Path]:
 
 VALID_BUYER_TAX_NUMBER = "91220101MA0Y5K3N4H"
 LEGACY_SPECIAL = "028"  # 增值税电子专用发票: every sandbox channel issues it
-DIGITAL_SPECIAL = "0112"  # 数电专票 (seed 004's own example): Xunlian refuses it
+DIGITAL_SPECIAL = "0112"  # 数电专票 (seed 004's own example): Xunlian cannot, VB5's second channel does
 UNKNOWN_COMPANY = "ZZ-DEMO"  # routed nowhere: refused at intake
 
 
@@ -144,7 +144,8 @@ def blue_order(channel: str, company_code: str, code: str) -> tuple[dict[str, An
 
 
 def digital_order(company_code: str, code: str) -> dict[str, Any]:
-    """Seed 004's example as published (a 数电专票, 0112), for a company whose channel refuses it."""
+    """Seed 004's example as published (a 数电专票, 0112, with a valid buyer): routed to the first of
+    the company's channels that can issue 数电 (VB5: not Xunlian, its second channel)."""
     order = with_code(SEED_EXAMPLE, code, company_code)
     order[ROOT]["invoiceType"] = DIGITAL_SPECIAL
     return order
@@ -340,3 +341,33 @@ def describe_check(differences: list[str], unreported: list[str]) -> str:
     if unreported:
         text += f"; not reported: {', '.join(unreported)}"
     return text
+
+
+def void_order(code: str, company_code: str, invoice: dict[str, Any]) -> dict[str, Any]:
+    """A void request (openInvoiceType 2, 作废) for an issued ``invoice`` (as GET shows it)."""
+    order: dict[str, Any] = {
+        "openApplyCode": code,
+        "bukrs": company_code,
+        "openInvoiceType": "2",
+        "applyCancelReason": "demo: issued to the wrong buyer",
+        "blueInvoiceNumber": invoice["invoiceNumber"],
+    }
+    if invoice.get("invoiceCode"):
+        order["blueInvoiceCode"] = invoice["invoiceCode"]
+    return {ROOT: order}
+
+
+def partner_takes_void(channel: dict[str, Any], number: str, *, timeout: float = 5.0) -> bool:
+    """The partner's own side of a void (out of band, like its issues; seed 003 has no void call):
+    its sandbox voids what it issued under ``number``. False when it could not be asked."""
+    if channel.get("type") != "partner" or not channel.get("base_url"):
+        return False
+    try:
+        import requests  # the CLI's dependency; demo.py itself stays importable without it
+
+        answer = requests.post(
+            channel["base_url"] + "/_sandbox/voids", json={"requestId": number, "after_ms": 500}, timeout=timeout
+        )
+    except OSError:
+        return False
+    return answer.status_code == 200

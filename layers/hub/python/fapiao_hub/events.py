@@ -31,6 +31,10 @@ class EventType(StrEnum):
     FINDING_RECORDED = "FindingRecorded"
     # A channel's circuit opened (health.py): dispatch holds its applications. Not an application's.
     CHANNEL_CIRCUIT_OPENED = "ChannelCircuitOpened"
+    # An operator ended an application that never reached a channel (an outcome: notified).
+    APPLICATION_CANCELLED = "ApplicationCancelled"
+    # Every operator action (operations.py): who, what, why; the audit trail besides the history.
+    OPERATOR_ACTION = "OperatorAction"
 
 
 class PublishFailed(Exception):

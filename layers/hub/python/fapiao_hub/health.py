@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fapiao_hub.channels.base import NotSent, Unknown
-from fapiao_hub.config import HubConfig
-from fapiao_hub.models import Application
 from fapiao_hub.store import CircuitState
 
 
@@ -149,19 +147,3 @@ def never_reached(attempts: int, unsent_attempts: int, uncertain: bool) -> bool:
     answer) leaves ``attempts`` ahead of it for good.
     """
     return not uncertain and attempts == unsent_attempts
-
-
-def configured_channel_order(config: HubConfig, application: Application, proposed: str | None) -> list[str]:
-    """The channels an application may go to, in order of preference, from today's configuration.
-
-    The seller's routes in the order written (those for its business type first), then the
-    company's channel, then the default channel. Stand-in until routing by capability lands
-    (ChannelRegistry.capable_channels): merge note, use that instead.
-    """
-    seller = application.seller.tax_number
-    routes = [r for r in config.routes if r.seller_tax_number == seller]
-    ordered = [r.channel for r in routes if r.business_type_code is not None
-               and r.business_type_code == application.business_type_code]  # fmt: skip
-    ordered += [r.channel for r in routes if r.business_type_code is None]
-    ordered += [c for c in (proposed, config.default_channel) if c]
-    return list(dict.fromkeys(ordered))

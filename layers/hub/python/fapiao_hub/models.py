@@ -90,6 +90,8 @@ class Status(StrEnum):
     # A channel reported a result that differs from the application (verification.py): the result is
     # recorded in full, the business system is told it needs review, a person decides.
     MISMATCH = "MISMATCH"
+    # An operator ended an application that never reached a channel (operations.py: cancel).
+    CANCELLED = "CANCELLED"
 
     @property
     def needs_person(self) -> bool:
@@ -137,7 +139,10 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     # Facts (an invoice issued, a refusal) are accepted from every open state.
     # A channel reporting "in progress" for a RECEIVED application has it already (out of band).
     Status.RECEIVED: frozenset(
-        {Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK, Status.MISMATCH}
+        {
+            Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK, Status.MISMATCH,
+            Status.CANCELLED,
+        }
     ),
     Status.DISPATCHING: frozenset(
         {
@@ -146,7 +151,10 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
         }
     ),
     Status.RETRY_WAIT: frozenset(
-        {Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK, Status.MISMATCH}
+        {
+            Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK, Status.MISMATCH,
+            Status.CANCELLED,
+        }
     ),
     Status.SUBMITTED: frozenset(
         {Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED, Status.MISMATCH}
@@ -154,12 +162,20 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.UNKNOWN: frozenset(
         {
             Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.MANUAL_REVIEW, Status.STUCK,
-            Status.MISMATCH,
+            Status.MISMATCH, Status.RETRY_WAIT,
         }
     ),
-    Status.MANUAL_REVIEW: frozenset({Status.ISSUED, Status.REJECTED, Status.VOIDING, Status.VOIDED, Status.MISMATCH}),
+    # RETRY_WAIT: an operator confirmed nothing was issued and the channel de-duplicates (operations.py).
+    Status.MANUAL_REVIEW: frozenset(
+        {Status.ISSUED, Status.REJECTED, Status.VOIDING, Status.VOIDED, Status.MISMATCH, Status.RETRY_WAIT}
+    ),
+    # The open states: an operator requeued it (back to the state it was stuck in) or confirmed
+    # nothing was issued; CANCELLED: it never reached a channel.
     Status.STUCK: frozenset(
-        {Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW, Status.VOIDING, Status.VOIDED, Status.MISMATCH}
+        {
+            Status.ISSUED, Status.REJECTED, Status.MANUAL_REVIEW, Status.VOIDING, Status.VOIDED, Status.MISMATCH,
+            Status.RECEIVED, Status.RETRY_WAIT, Status.SUBMITTED, Status.UNKNOWN, Status.CANCELLED,
+        }
     ),
     Status.ISSUED: frozenset({Status.VOIDING, Status.VOIDED}),
     Status.VOIDING: frozenset({Status.VOIDED, Status.ISSUED, Status.STUCK}),
@@ -167,6 +183,7 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.MISMATCH: frozenset({Status.ISSUED, Status.VOIDING, Status.VOIDED}),
     Status.REJECTED: frozenset(),
     Status.VOIDED: frozenset(),
+    Status.CANCELLED: frozenset(),
 }  # fmt: skip
 
 
@@ -331,13 +348,16 @@ class Problem(_Model):
     warning: bool = False
 
 
-def request_number_for(application_key: str) -> str:
-    """The one request number an application is sent under, on every attempt, for ever.
+def request_number_for(application_key: str, submission: int = 1) -> str:
+    """The one request number a submission of an application is sent under, on every try, for ever.
 
-    Derived from the application's key, so it cannot change between attempts or dispatchers:
-    20 characters (Nuonuo's orderNo limit), letters and digits only (every channel accepts them).
+    Derived from the application's key and its submission (1, then 2, 3, ... for each corrected
+    resubmission of a REJECTED application: a new attempt is a new request, never the rejected one's
+    number), so it cannot change between tries or dispatchers: 20 characters (Nuonuo's orderNo limit),
+    letters and digits only (every channel accepts them). The first submission's is the key's alone.
     """
-    digest = hashlib.sha256(application_key.encode("utf-8")).digest()
+    seed = application_key if submission == 1 else f"{application_key}#submission-{submission}"
+    digest = hashlib.sha256(seed.encode("utf-8")).digest()
     return "FH" + base64.b32encode(digest).decode("ascii")[:18]
 
 

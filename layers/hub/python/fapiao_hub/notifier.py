@@ -1,8 +1,8 @@
 """The notifier: tells each business system of its applications' outcomes, by webhook, at least once.
 
 Every outcome event on the hub's bus (``InvoiceIssued``, ``ApplicationRejected``, ``InvoiceVoided``,
-``ApplicationStuck``, ``ApplicationNeedsReview``) reaches the notify queue through the outcomes
-rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
+``ApplicationStuck``, ``ApplicationNeedsReview``, ``ApplicationCancelled``) reaches the notify queue
+through the outcomes rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
 target (``{"version": "0", "id": ..., "detail-type": ..., "source": "fapiao-hub", "time": ...,
 "detail": {...}}``). :meth:`Notifier.deliver_record` POSTs it to the business system's webhook
 (``business_systems.<id>.webhook`` in the hub configuration) in the system's format.
@@ -30,8 +30,9 @@ after a mismatch and ``FindingRecorded`` (e.g. a second invoice after the outcom
 ``ekuaibao``: seed 000's push shape (``channels.ekuaibao.to_push_body``), POSTed to the webhook's URL
 with ``accessToken=<access_token>`` added to its query, so an Ekuaibao tenant receives results as its
 own API documents them: ``serialNo`` is the openApplyCode; ``result`` 0 for ``InvoiceIssued`` and
-``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` (with
-``rejectMsg``). Each invoice's ``orderNo`` (业务请求流水号) is the request number the channel was sent.
+``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` and
+``ApplicationCancelled`` (an operator ended it before it reached a channel; with ``rejectMsg``). Each
+invoice's ``orderNo`` (业务请求流水号) is the request number the channel was sent.
 ``ApplicationStuck``, ``ApplicationNeedsReview`` and ``FindingRecorded`` have no equivalent in seed 000:
 they are not sent (the application's history says so). Invoice lines are the ones the channel
 reported, else (one invoice for the application) the application's lines; files are not carried
@@ -139,6 +140,8 @@ _EKUAIBAO_RESULTS = {
     EventType.INVOICE_ISSUED.value: ekuaibao.RESULT_ISSUED,
     EventType.INVOICE_VOIDED.value: ekuaibao.RESULT_ISSUED,
     EventType.APPLICATION_REJECTED.value: ekuaibao.RESULT_REJECTED,
+    # Not invoiced, for good: seed 000 has no other word for it (rejectMsg says it was cancelled).
+    EventType.APPLICATION_CANCELLED.value: ekuaibao.RESULT_REJECTED,
 }
 OUTCOME_TYPES = frozenset(
     {
@@ -148,6 +151,7 @@ OUTCOME_TYPES = frozenset(
         EventType.APPLICATION_STUCK.value,
         EventType.APPLICATION_NEEDS_REVIEW.value,
         EventType.FINDING_RECORDED.value,
+        EventType.APPLICATION_CANCELLED.value,
     }
 )
 

@@ -157,6 +157,16 @@ class OrderRefusedAnswer(Envelope):
     data: OrderErrors | None = Field(description="the problems, for an invalid invoice order")  # type: ignore[assignment]
 
 
+class ConflictStatus(BaseModel):
+    status: str = Field(description="where the application stands now (a Status value)", examples=["ISSUED"])
+
+
+class OrderConflictAnswer(Envelope):
+    data: ConflictStatus = Field(  # type: ignore[assignment]
+        description="where the application stands; the message says why it may not be replaced and what to do"
+    )
+
+
 class OrderDetailAnswer(Envelope):
     data: OrderDetail  # type: ignore[assignment]
 
@@ -261,10 +271,12 @@ class NotifiedApplication(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     openApplyCode: str | None = Field(description="your application number")
-    status: str | None = Field(description="ISSUED, REJECTED, VOIDED, STUCK, MANUAL_REVIEW, MISMATCH")
+    status: str | None = Field(
+        description="ISSUED, REJECTED, VOIDED, CANCELLED, STUCK, MANUAL_REVIEW or MISMATCH (a person looks)"
+    )
     reason: str | None = Field(description="why (rejected, stuck, needs review)")
     channel: str | None = Field(description="the channel it went to")
-    requestNumber: str | None = Field(None, description="the request number sent to the channel")
+    requestNumber: str = Field(description="the request number sent to the channel (its portal keys on it)")
 
 
 class OutcomeNotification(BaseModel):
@@ -282,6 +294,8 @@ class OutcomeNotification(BaseModel):
                 "InvoiceVoided",
                 "ApplicationStuck",
                 "ApplicationNeedsReview",
+                "ApplicationCancelled",
+                "FindingRecorded",
             ]
         },
     )
@@ -289,9 +303,10 @@ class OutcomeNotification(BaseModel):
     occurred_at: str | None = Field(description="ISO 8601, UTC")
     application: NotifiedApplication = Field(description="the application the outcome is about")
     invoices: list[NotifiedInvoice] = Field(description="the invoices the outcome concerns (issued, voided)")
-    request_number: str | None = Field(None, description="the request number sent to the channel")
-    findings: list[dict[str, Any]] | None = Field(
-        None, description="what a person should look at (differences between the application and the invoice)"
+    findings: list[Finding] | None = Field(
+        None,
+        description="ApplicationNeedsReview and FindingRecorded: what a person should look at (each difference "
+        "between the application and what the channel reported)",
     )
 
 
@@ -362,7 +377,7 @@ ORDER_EXAMPLES = {
     ),
     "unknownCodes": example(
         "codes the hub does not know: invoiceType, openInvoiceType",
-        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="2"),
+        _order(openApplyCode="swagger-example-0003", invoiceType="0999", openInvoiceType="9"),
     ),
     "sameCodeOtherContent": example(
         "blueOrder's openApplyCode again with other content", _order(remark="changed after submitting")
@@ -410,7 +425,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
                         "message": "unknown invoice type code '0999' (accepted: 004, 007, 01, 0112, 02, 0212, 026, "
                         "028)",
                     },
-                    {"field": "invoiceOrder.openInvoiceType", "message": "must be 0 (blue) or 1 (red), got '2'"},
+                    {
+                        "field": "invoiceOrder.openInvoiceType",
+                        "message": "must be 0 (blue), 1 (red) or 2 (void), got '9'",
+                    },
                 ]
             },
         ),
@@ -420,7 +438,10 @@ ORDER_ANSWERS: dict[int, dict[str, Any]] = {
         "sameCodeOtherContent": refusal(
             "the openApplyCode is taken by other content",
             409,
-            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content",
+            f"openApplyCode {EXAMPLE_CODE!r} was already received with different content and was ISSUED: an "
+            "issued application is not replaced; reverse its invoice with a red application (openInvoiceType 1) "
+            "under a new openApplyCode",
+            {"status": "ISSUED"},
         )
     },
     413: {"tooLarge": refusal("a body over the limit", 413, "body is 6291457 bytes; the limit is 6291456")},
@@ -461,10 +482,13 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
                         {"at": "2026-11-21T12:00:01.200Z", "status": "ISSUED", "previous": "DISPATCHING",
                          "note": "issued"},
                     ],
+                    "requestNumber": request_number_for(application_key("sample-erp", EXAMPLE_CODE)),
+                    "findings": [],
                     "invoices": [
                         {"invoiceNumber": "00000001", "invoiceCode": "044002300111", "invoiceDate": "2026-11-21",
                          "invoiceType": "VAT_SPECIAL_ELECTRONIC", "amount": 5318.58, "tax": 691.42,
                          "status": "ISSUED", "channel": "xunlian",
+                         "redRemainingAmount": 5318.58, "redRemainingTax": 691.42,
                          "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65...",
                                     "url": "https://files.example/invoices/...?X-Amz-Expires=300"}]},
                     ],

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fapiao_hub.models import NEEDS_PERSON_STATUSES
 from fapiao_hub.queues import DispatchQueue, DispatchRequest
 from fapiao_hub.store import ApplicationStore
 
@@ -16,6 +17,23 @@ POLL_CLAIM_SECONDS = 300  # the default of config.Settings.poll_claim_seconds
 class PollReport:
     due: int
     queued: int
+
+
+# The backlog metrics (template.yaml: one alarm each while above zero; docs/operations.md).
+BACKLOG_METRICS = {
+    **{status.value: f"Backlog.{status.value}" for status in NEEDS_PERSON_STATUSES},
+    "FINDINGS": "Backlog.OPEN_FINDINGS",
+}
+
+
+def backlog(store: ApplicationStore) -> dict[str, int]:
+    """Applications waiting for a person, by metric name (every one present, zeros included).
+
+    Counts what waits, however it got there (dispatch, callback, poll, reconciliation), so an alarm
+    lasts as long as the backlog does. ``Backlog.OPEN_FINDINGS``: applications held only by an open
+    finding (one in a needs-a-person status is counted under its status)."""
+    counts = store.attention_counts()
+    return {metric: counts.get(name, 0) for name, metric in BACKLOG_METRICS.items()}
 
 
 class Poller:

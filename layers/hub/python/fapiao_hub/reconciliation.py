@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms
+from fapiao_hub import alarms, logkeys
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -298,7 +298,8 @@ class Reconciler:
             if time_left_ms is not None and time_left_ms() < 10_000:
                 logger.warning("reconciliation stopped early: out of time", extra={"checked": len(report.checked)})
                 break  # the report says how many were checked; the next run covers the window again
-            checked = self._check(entry, in_window=entry.key in in_window, at=iso(now))
+            with logkeys.application(entry.source_system, entry.open_apply_code):  # its lines name it
+                checked = self._check(entry, in_window=entry.key in in_window, at=iso(now))
             if checked is not None:
                 report.checked.append(checked)
         report.keys = self._reports.put_reconciliation_report(window.day, render(report))
@@ -318,7 +319,7 @@ class Reconciler:
         try:
             answer = channel.query(stored.application, request_number)
         except Exception:  # one channel's trouble never ends the run
-            logger.exception("reconciliation query failed", extra={"application": stored.key})
+            logger.exception("reconciliation query failed")
             return Checked(stored, recorded, Verdict.NO_ANSWER, in_window, channel_answer="ERROR")
         said = _describe(answer)
         if isinstance(answer, Unknown | NotSent | Accepted):
@@ -329,7 +330,7 @@ class Reconciler:
             alarms.finding_recorded(finding)
             logger.warning(
                 "reconciliation finding",
-                extra={"application": stored.key, "kind": finding.kind.value, "finding": finding.id},
+                extra={"kind": finding.kind.value, "finding": finding.id},
             )
         verdict = Verdict.FINDING if findings else Verdict.MATCHING
         return Checked(stored, recorded, verdict, in_window, tuple(findings), new, said)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fapiao_hub.files import FileStore
     from fapiao_hub.intake.workflow import Intake
     from fapiao_hub.notifier import Notifier
+    from fapiao_hub.operations import Operations
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.reconciliation import Reconciler
@@ -101,7 +102,7 @@ def channel_registry() -> ChannelRegistry:
 
 @cache
 def dispatcher() -> Dispatcher:
-    from fapiao_hub.health import BreakerPolicy, ChannelHealth, configured_channel_order
+    from fapiao_hub.health import BreakerPolicy, ChannelHealth
     from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 
     current = settings()
@@ -110,6 +111,7 @@ def dispatcher() -> Dispatcher:
         retry_delays=current.dispatch_retry_delays,
         max_attempts=current.dispatch_max_attempts,
         deadline_seconds=current.open_deadline_seconds,
+        stuck_poll_seconds=current.stuck_poll_seconds,
     )
     breaker = BreakerPolicy(
         failures_to_open=current.channel_circuit_failures,
@@ -121,8 +123,8 @@ def dispatcher() -> Dispatcher:
     return Dispatcher(
         application_store(), dispatch_queue(), event_publisher(), channel_registry(), file_store(), policy=policy,
         health=ChannelHealth(application_store(), breaker),
-        # Merge note: ChannelRegistry.capable_channels (routing by capability) replaces this stand-in.
-        channel_order=lambda application, proposed: configured_channel_order(hub_config(), application, proposed),
+        # Failover's order: the seller's channels that can issue the application, most preferred first.
+        channel_order=lambda application, proposed: channel_registry().capable_channels(application),
     )  # fmt: skip
 
 
@@ -138,6 +140,14 @@ def callback_receiver() -> CallbackReceiver:
         event_publisher(),
         hub_config,
     )
+
+
+@cache
+def operations() -> Operations:
+    """The operator's actions (ops API)."""
+    from fapiao_hub.operations import Operations
+
+    return Operations(application_store(), dispatcher(), channel_registry(), event_publisher(), dispatch_queue())
 
 
 @cache
@@ -168,6 +178,12 @@ def reconciler() -> Reconciler:
         file_store(),
         window_days=settings().reconciliation_window_days,
     )
+
+
+@cache
+def sqs_client() -> object:
+    """For the ops summary's dead-letter depths (GetQueueAttributes)."""
+    return _boto_session().client("sqs")
 
 
 class _ConfigCache:
@@ -222,7 +238,7 @@ def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
         settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
-        channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler,
+        channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler, sqs_client, operations,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

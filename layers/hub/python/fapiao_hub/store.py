@@ -6,15 +6,17 @@ races). A failed condition becomes a domain error the workflow understands.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
@@ -26,6 +28,9 @@ DUE_BUCKET = "OPEN"
 HISTORY_LIMIT = 50
 # DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
 INLINE_DOCUMENT_LIMIT = 300 * 1024
+# The operations desk's listing indexes (template.yaml, GSIs "list-*"): each key is a value and a
+# shard of the application's key, so no partition holds every application (docs/architecture.md).
+LIST_SHARDS = 4
 # GSI "settled" (template.yaml): applications that reached a state that is not open, filed under the
 # China day of that transition and a shard, so that reconciliation reads a window in a few partitions
 # and one busy day is not one hot partition.
@@ -265,6 +270,7 @@ class ApplicationStore:
         }
         if channel:
             item["channel"] = channel
+        item.update(listing_attributes(application, channel, Status.RECEIVED))
         item.update(extra_fields or {})
         try:
             self._table.put_item(
@@ -332,11 +338,17 @@ class ApplicationStore:
             **{k: v for k, v in changes.items() if v is not None},
         }
         removed = set(remove) | {k for k, v in changes.items() if v is None}
-        if to.is_open:
+        # A STUCK application stays in due work when given a next_poll_at (its channel can be queried:
+        # a late result is still asked for, slowly; workflow.Dispatcher.close).
+        in_due_work = to.is_open or (to is Status.STUCK and next_poll_at is not None)
+        if in_due_work:
             values["due_bucket"] = DUE_BUCKET
             values["next_poll_at"] = next_poll_at if next_poll_at is not None else int(self._clock())
+            if not to.is_open:
+                removed.add("lease_until")
         else:
             removed |= {"due_bucket", "next_poll_at", "lease_until"}
+        values["list_status"] = list_partition(to.value, stored.key)  # the listing index follows the status
         if not to.is_open:
             values["settled_day"] = settled_partition(stored.key, china_day(now))
             values["settled_at"] = iso(now)
@@ -406,7 +418,7 @@ class ApplicationStore:
             **{k: None for k in removed if k in _STORED_FIELDS},
             "claim": None,  # every transition writes next_poll_at: a poller's claim is gone
         }
-        if to.is_open:
+        if in_due_work:
             fields["next_poll_at"] = values["next_poll_at"]
         if pending_event is not None:
             fields["pending_event"] = pending_event
@@ -739,6 +751,121 @@ class ApplicationStore:
             ExpressionAttributeValues={":a": amount, ":t": tax},
         )
 
+    def resubmit(
+        self,
+        rejected: StoredApplication,
+        application: Application,
+        *,
+        payload_sha256: str,
+        channel: str | None,
+        warnings: list[str],
+        request_number: str,
+        submission: int,
+        requeue_after_seconds: int,
+        extra_fields: dict[str, Any] | None = None,
+    ) -> StoredApplication:
+        """A REJECTED application sent again with corrected content: a new submission (RECEIVED) under
+        the same key, with its own request number; the history and the earlier submissions are kept.
+
+        One conditional write on the status and version read (and no invoice recorded for it), so a
+        concurrent resubmission or any other change makes it fail: StaleWrite, and nothing changed.
+        """
+        now = utc_now()
+        epoch = int(self._clock())
+        earlier = {
+            "submission": int(rejected.extra.get("submission", 1)),
+            "request_number": rejected.request_number,
+            "channel": rejected.channel,
+            "status": rejected.status.value,
+            "reason": rejected.reason,
+            "payload_sha256": rejected.payload_sha256,
+            "received_at": rejected.created_at,
+        }
+        history = [*(t.to_item() for t in rejected.history)]
+        history.append(
+            Transition(
+                at=iso(now),
+                status=Status.RECEIVED.value,
+                previous=rejected.status.value,
+                note=f"received again with corrected content: submission {submission}, request number "
+                f"{request_number} (submission {earlier['submission']}, {earlier['request_number']}, was "
+                f"{rejected.status.value.lower()}: {rejected.reason or 'no reason recorded'})",
+            ).to_item()
+        )
+        if len(history) > HISTORY_LIMIT:
+            history = [history[0], *history[-(HISTORY_LIMIT - 1) :]]
+        values: dict[str, Any] = {
+            "status": Status.RECEIVED.value,
+            "version": rejected.version + 1,
+            "payload_sha256": payload_sha256,
+            "updated_at": iso(now),
+            "created_epoch": epoch,  # the open deadline counts from this submission
+            "request_number": request_number,
+            "submission": submission,
+            "submissions": [*rejected.extra.get("submissions", []), {k: v for k, v in earlier.items() if v}],
+            "warnings": list(warnings),
+            "history": history,
+            "due_bucket": DUE_BUCKET,
+            "next_poll_at": epoch + requeue_after_seconds,
+            "attempts": 0,
+            "polls": 0,
+            **self._encode_document(application),
+            **(extra_fields or {}),
+        }
+        if channel:
+            values["channel"] = channel
+        removed = {
+            "reason", "uncertain", "lease_until", "channel_ref", "raw_answer", "red_reserved_on", "files_pending",
+            "document", "document_ref", "settled_day", "settled_at", "attention",
+        } - set(values)  # fmt: skip
+        if not channel:
+            removed.add("channel")
+        names = {f"#a{i}": name for i, name in enumerate([*values, *removed])}
+        alias = {name: placeholder for placeholder, name in names.items()}
+        expression = "SET " + ", ".join(f"{alias[name]} = :v{i}" for i, name in enumerate(values))
+        expression += " REMOVE " + ", ".join(alias[name] for name in removed)
+        names["#status"], names["#version"], names["#invoices"] = "status", "version", "invoice_keys"
+        try:
+            self._table.update_item(
+                Key={"pk": rejected.key},
+                UpdateExpression=expression,
+                ConditionExpression="#status = :expected_status AND #version = :expected_version "
+                "AND (attribute_not_exists(#invoices) OR size(#invoices) = :none)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={
+                    **{f":v{i}": value for i, value in enumerate(values.values())},
+                    ":expected_status": rejected.status.value,
+                    ":expected_version": rejected.version,
+                    ":none": 0,
+                },
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(f"{rejected.key} is no longer {rejected.status.value} v{rejected.version}") from None
+            raise
+        return self._require(rejected.key)
+
+    def mark_void_sent(self, stored: StoredApplication, note: str) -> None:
+        """The void request went to the channel (never sent twice by later steps), with a history note.
+
+        Conditional on the status and version read; the version is not bumped (a note, not a move)."""
+        entry = Transition(at=iso(utc_now()), status=stored.status.value, note=note, is_note=True).to_item()
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression="SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)",
+                ConditionExpression="#status = :status AND #version = :version",
+                ExpressionAttributeNames={"#status": "status", "#version": "version"},
+                ExpressionAttributeValues={
+                    ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value,
+                    ":version": stored.version,
+                },
+            )  # fmt: skip
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(stored.key) from None
+            raise
+
     def clear_pending_event(self, stored: StoredApplication) -> None:
         """The outcome event is published: forget it (only if nothing moved on since)."""
         try:
@@ -902,6 +1029,216 @@ class ApplicationStore:
             if _is_condition_failure(error):
                 raise StaleWrite(stored.key) from None
             raise
+    # ------------------------------------------------------------------ operator actions (operations.py)
+    def acknowledge_finding(
+        self, stored: StoredApplication, finding_id: str, *, by: str, reason: str, note: str
+    ) -> StoredApplication:
+        """Close an open finding (who, when, why) and clear ``attention`` when nothing else needs a person.
+
+        Conditional on the status read (attention follows from it), on the number of findings read
+        (one added meanwhile might need a person) and on this finding still being open; the version is
+        not touched, so no result loses a race to it. Raises StaleWrite when the condition fails, KeyError
+        for a finding the application does not hold.
+        """
+        index = next(i for i, f in enumerate(stored.findings) if f.id == finding_id)
+        at = iso(utc_now())
+        closed = stored.findings[index].model_copy(
+            update={"open": False, "acknowledged_by": by, "acknowledged_at": at, "acknowledged_reason": reason}
+        )
+        findings = (*stored.findings[:index], closed, *stored.findings[index + 1 :])
+        still = stored.status.needs_person or any(f.open for f in findings)
+        entry = Transition(at=at, status=stored.status.value, note=note, is_note=True).to_item()
+        expression = (
+            f"SET findings[{index}] = :finding, history = list_append(if_not_exists(history, :empty), :entry)"
+        )
+        expression += ", attention = :attention" if still else " REMOVE attention"
+        values: dict[str, Any] = {
+            ":finding": finding_item(closed),
+            ":entry": [entry],
+            ":empty": [],
+            ":status": stored.status.value,
+            ":count": len(stored.findings),
+            ":id": finding_id,
+            ":open": True,
+        }
+        if still:
+            values[":attention"] = ATTENTION
+        try:
+            self._table.update_item(
+                Key={"pk": stored.key},
+                UpdateExpression=expression,
+                ConditionExpression=f"#status = :status AND size(findings) = :count "
+                f"AND findings[{index}].id = :id AND findings[{index}].#open = :open",
+                ExpressionAttributeNames={"#status": "status", "#open": "open"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise StaleWrite(f"{stored.key}: finding {finding_id} or the application moved") from None
+            raise
+        history = (*stored.history, Transition.from_item(entry))
+        return replace(stored, findings=findings, history=history)
+
+    def attention_counts(self, limit: int = 10000) -> dict[str, int]:
+        """How many applications need a person, by status, through the sparse "attention" index (never
+        a scan: it holds only those). An application there whose status needs no person is held by an
+        open finding: counted under "FINDINGS". Small pages of keys and the status only."""
+        counts: dict[str, int] = {}
+        kwargs: dict[str, Any] = {
+            "IndexName": "attention",
+            "KeyConditionExpression": Key("attention").eq(ATTENTION),
+            "ProjectionExpression": "#status",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        seen = 0
+        while seen < limit:
+            answer = self._table.query(Limit=1000, **kwargs)
+            for item in answer.get("Items", []):
+                status = Status(item["status"])
+                name = status.value if status.needs_person else "FINDINGS"
+                counts[name] = counts.get(name, 0) + 1
+                seen += 1
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return counts
+
+    def restore_unmatched(self, item: dict[str, Any], application_pk: str) -> None:
+        """Put an unmatched result back as it was, if an operator's attach-result took it for an
+        application and then lost its race (the application moved): it stays to be attached again."""
+        try:
+            self._table.meta.client.put_item(
+                TableName=self._invoices_table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR application_key = :app",
+                ExpressionAttributeValues={":app": application_pk},
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+    # ------------------------------------------------------------------ operations desk: list, count
+    def list_page(
+        self, query: ListQuery, limit: int, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of applications, newest received first, and the cursor of the next (None: the last).
+
+        Served by one listing index (ListQuery.index: the most selective filter given), its
+        LIST_SHARDS partitions read side by side and merged: a page costs LIST_SHARDS queries (more
+        only when other filters drop items), however many applications are stored. The items hold
+        the index's projection (LISTED_ATTRIBUTES). Raises InvalidCursor for a cursor of another query.
+        """
+        index, hash_attribute, value = query.index()
+        positions = _decode_cursor(cursor, query.fingerprint()) if cursor else {s: None for s in range(LIST_SHARDS)}
+        key = Key(hash_attribute)
+        condition_range = query.received_range()
+        filters = query.filter_expression()
+        fetched: dict[int, list[dict[str, Any]]] = {}
+        ended: dict[int, bool] = {}
+        for shard, start in positions.items():
+            if start is False:  # this shard is read to its end
+                continue
+            kwargs: dict[str, Any] = {
+                "IndexName": index,
+                "KeyConditionExpression": _key_condition(key.eq(f"{value}#{shard}"), condition_range),
+                "ScanIndexForward": False,
+            }
+            if filters is not None:
+                kwargs["FilterExpression"] = filters
+            if start:
+                kwargs["ExclusiveStartKey"] = {
+                    "pk": start[0],
+                    "created_at": start[1],
+                    hash_attribute: f"{value}#{shard}",
+                }
+            items: list[dict[str, Any]] = []
+            while True:
+                answer = self._table.query(Limit=limit, **kwargs)
+                items += answer.get("Items", [])
+                if "LastEvaluatedKey" not in answer or len(items) >= limit:
+                    break
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            fetched[shard] = items
+            ended[shard] = "LastEvaluatedKey" not in answer
+        # Newest first; equal times keep each shard's own order, so what a shard gives is always a
+        # prefix of what it read and its position can be carried in the cursor.
+        merged = sorted(
+            ((item["created_at"], -shard, -n) for shard, items in fetched.items() for n, item in enumerate(items)),
+            reverse=True,
+        )[:limit]
+        page = [fetched[-shard][-n] for _, shard, n in merged]
+        next_positions: dict[int, Any] = dict(positions)
+        for shard, items in fetched.items():
+            used = sum(1 for _, s, _ in merged if -s == shard)
+            if used:
+                last = items[used - 1]
+                next_positions[shard] = [last["pk"], last["created_at"]]
+            if used == len(items) and ended[shard]:
+                next_positions[shard] = False
+        if all(position is False for position in next_positions.values()):
+            return page, None
+        return page, _encode_cursor(next_positions, query.fingerprint())
+
+    def count_status(self, status: Status) -> int:
+        """How many applications are in ``status`` now (its listing partitions, counted, not read)."""
+        total = 0
+        for shard in range(LIST_SHARDS):
+            kwargs: dict[str, Any] = {
+                "IndexName": "list-status",
+                "KeyConditionExpression": Key("list_status").eq(f"{status.value}#{shard}"),
+                "Select": "COUNT",
+            }
+            while True:
+                answer = self._table.query(**kwargs)
+                total += int(answer.get("Count", 0))
+                if "LastEvaluatedKey" not in answer:
+                    break
+                kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return total
+
+    def settled_since(self, since: datetime) -> dict[str, int]:
+        """Applications that reached a state that is not open since ``since``, by status (the "settled" index)."""
+        counts: dict[str, int] = {}
+        day, last = china_day(since), china_day(utc_now())
+        while day <= last:
+            for shard in range(SETTLED_SHARDS):
+                kwargs: dict[str, Any] = {
+                    "IndexName": "settled",
+                    "KeyConditionExpression": Key("settled_day").eq(f"{day.isoformat()}#{shard}")
+                    & Key("settled_at").gte(iso(since)),
+                    "ProjectionExpression": "#status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                }
+                while True:
+                    answer = self._table.query(**kwargs)
+                    for item in answer.get("Items", []):
+                        counts[item["status"]] = counts.get(item["status"], 0) + 1
+                    if "LastEvaluatedKey" not in answer:
+                        break
+                    kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+            day += timedelta(days=1)
+        return counts
+
+    def count_open_findings(self) -> int:
+        """Open findings on the applications that need a person (the sparse "attention" index)."""
+        keys: list[str] = []
+        kwargs: dict[str, Any] = {"IndexName": "attention", "KeyConditionExpression": Key("attention").eq(ATTENTION)}
+        while True:
+            answer = self._table.query(**kwargs)
+            keys += [item["pk"] for item in answer.get("Items", [])]
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        client, name, total = self._table.meta.client, self._table.name, 0
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            request = {
+                name: {"Keys": [{"pk": k} for k in keys[start : start + 100]], "ProjectionExpression": "findings"}
+            }
+            while request:
+                answer = client.batch_get_item(RequestItems=request)
+                for item in answer["Responses"].get(name, []):
+                    total += sum(1 for f in item.get("findings", ()) if f.get("open", True))
+                request = answer.get("UnprocessedKeys") or {}
+        return total
 
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:
@@ -968,6 +1305,138 @@ def _circuit_state(channel: str, item: dict[str, Any]) -> CircuitState:
         probe_until=_int_or_none(item.get("probe_until")),
         openings=int(item.get("openings", 0)),
     )
+# ---------------------------------------------------------------------------- listing (operations desk)
+# What every listing index projects (template.yaml): enough for a list row without reading the item.
+LISTED_ATTRIBUTES = (
+    "source_system", "open_apply_code", "status", "company_code", "seller_tax_number", "buyer_name", "channel",
+    "request_number", "invoice_type", "direction", "amount", "tax", "updated_at", "reason", "findings",
+)  # fmt: skip
+
+
+class InvalidCursor(ValueError):
+    """A cursor that is not one this query handed out."""
+
+
+def list_partition(value: str, pk: str) -> str:
+    """A listing index's partition for ``value`` (a status, a business system, ...) and an application."""
+    shard = int.from_bytes(hashlib.sha256(pk.encode("utf-8")).digest()[:2], "big") % LIST_SHARDS
+    return f"{value}#{shard}"
+
+
+def listing_attributes(application: Application, channel: str | None, status: Status) -> dict[str, Any]:
+    """The attributes the listing indexes key on and project, written with the application (no extra request)."""
+    pk = application.key
+    attributes: dict[str, Any] = {
+        "list_all": list_partition("ALL", pk),
+        "list_system": list_partition(application.source_system, pk),
+        "list_status": list_partition(status.value, pk),
+        "company_code": application.company_code,
+        "buyer_name": application.buyer.name,
+        "invoice_type": application.invoice_type.value,
+        "direction": application.direction.value,
+        "amount": application.amount,
+        "tax": application.tax,
+    }
+    if application.seller.tax_number:
+        attributes["seller_tax_number"] = application.seller.tax_number
+        attributes["list_seller"] = list_partition(application.seller.tax_number, pk)
+    if channel:
+        attributes["list_channel"] = list_partition(channel, pk)
+    return attributes
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The operations desk's filters; ``business_systems`` / ``sellers`` are an operator's reach (None: all)."""
+
+    status: str | None = None
+    business_system: str | None = None
+    seller: str | None = None
+    channel: str | None = None
+    received_from: date | None = None  # China days, both ends included
+    received_to: date | None = None
+    business_systems: tuple[str, ...] | None = None
+    sellers: tuple[str, ...] | None = None
+
+    def index(self) -> tuple[str, str, str]:
+        """(index, its partition attribute, the value before the shard): the most selective filter given."""
+        if self.seller:
+            return "list-seller", "list_seller", self.seller
+        if self.business_system:
+            return "list-system", "list_system", self.business_system
+        if self.status:
+            return "list-status", "list_status", self.status
+        if self.channel:
+            return "list-channel", "list_channel", self.channel
+        return "list-all", "list_all", "ALL"
+
+    def received_range(self) -> tuple[str | None, str | None]:
+        start = None
+        if self.received_from:
+            start = iso(datetime.combine(self.received_from, datetime.min.time(), CHINA_TIME))
+        end = None
+        if self.received_to:
+            after = datetime.combine(self.received_to + timedelta(days=1), datetime.min.time(), CHINA_TIME)
+            end = iso(after - timedelta(milliseconds=1))
+        return start, end
+
+    def filter_expression(self) -> Any:
+        """The filters the chosen index does not answer, and the operator's reach."""
+        _, attribute, _ = self.index()
+        conditions = []
+        if self.status and attribute != "list_status":
+            conditions.append(Attr("status").eq(self.status))
+        if self.business_system and attribute != "list_system":
+            conditions.append(Attr("source_system").eq(self.business_system))
+        if self.channel and attribute != "list_channel":
+            conditions.append(Attr("channel").eq(self.channel))
+        if self.business_systems is not None:
+            conditions.append(Attr("source_system").is_in(list(self.business_systems) or [""]))
+        if self.sellers is not None:
+            conditions.append(Attr("seller_tax_number").is_in(list(self.sellers) or [""]))
+        if not conditions:
+            return None
+        expression = conditions[0]
+        for condition in conditions[1:]:
+            expression = expression & condition
+        return expression
+
+    def fingerprint(self) -> str:
+        text = json.dumps([str(getattr(self, f.name)) for f in fields(self)])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _key_condition(partition: Any, received: tuple[str | None, str | None]) -> Any:
+    start, end = received
+    created = Key("created_at")
+    if start and end:
+        return partition & created.between(start, end)
+    if start:
+        return partition & created.gte(start)
+    if end:
+        return partition & created.lte(end)
+    return partition
+
+
+def _encode_cursor(positions: dict[int, Any], fingerprint: str) -> str:
+    raw = json.dumps({"q": fingerprint, "s": [positions[s] for s in range(LIST_SHARDS)]}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, fingerprint: str) -> dict[int, Any]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        shards = raw["s"]
+        valid = raw["q"] == fingerprint and isinstance(shards, list) and len(shards) == LIST_SHARDS
+        valid = valid and all(
+            s is None or s is False or (isinstance(s, list) and len(s) == 2 and all(isinstance(v, str) for v in s))
+            for s in shards
+        )
+    except (ValueError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise InvalidCursor("not a cursor of this query: start again without one")
+    return dict(enumerate(shards))
 
 
 def _int_or_none(value: Any) -> int | None:

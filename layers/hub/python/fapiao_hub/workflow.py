@@ -62,6 +62,9 @@ class DispatchPolicy:
     deadline_seconds: int = 24 * 3600
     # Waits between queries while a channel is working on an application (SUBMITTED).
     poll_intervals: tuple[int, ...] = (10, 30, 60, 120, 300, 600)
+    # A STUCK application of a channel that can be queried is still asked this often, so a late
+    # result is recorded (no dead ends; docs/operations.md).
+    stuck_poll_seconds: int = 3600
 
 
 class ChannelDirectory(Protocol):
@@ -131,9 +134,10 @@ class Dispatcher:
         leased = status is Status.DISPATCHING and (stored.lease_until or 0) > now
         if status.is_open and not leased and self._past_deadline(stored, now):
             hours = self._policy.deadline_seconds / 3600
+            # An expired DISPATCHING lease: that attempt may have reached the channel (not "never sent").
             return self._finish(
                 stored, Status.STUCK, f"still {status.value} {hours:g} h after it was received; needs a person",
-                events.EventType.APPLICATION_STUCK,
+                events.EventType.APPLICATION_STUCK, {"uncertain": True} if status is Status.DISPATCHING else None,
             )  # fmt: skip
         if status is Status.DISPATCHING:
             if leased:
@@ -159,8 +163,10 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
-        if status in (Status.SUBMITTED, Status.VOIDING):
-            return self._ask(stored, now)
+        if status is Status.VOIDING and stored.extra.get("void_request") and not stored.extra.get("void_sent"):
+            return self._send_void(stored)
+        if status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK):
+            return self._ask(stored, now)  # STUCK: only while it is in due work (a queryable channel)
         if status is Status.ISSUED and stored.extra.get("files_pending"):
             return self._fetch_pending_files(stored)
         return "nothing to do"  # outcomes
@@ -170,7 +176,39 @@ class Dispatcher:
         return self._apply(stored, outcome, channel, queried=True, fetch_files=False, source="callback")
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
-        return stored.created_epoch is not None and now >= stored.created_epoch + self._policy.deadline_seconds
+        # An operator's requeue (operations.py) starts the deadline again; a void's counts from its request.
+        began = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
+        if stored.status is Status.VOIDING and stored.extra.get("void_requested_epoch") is not None:
+            began = int(stored.extra["void_requested_epoch"])
+        return began > 0 and now >= began + self._policy.deadline_seconds
+
+    def _send_void(self, stored: StoredApplication) -> str:
+        """A void request (intake moved the application ISSUED -> VOIDING): to the channel that issued
+        it, once; its result comes like an issue's, by query or push (VOIDING -> VOIDED)."""
+        name, channel = self._channels.channel_for(stored.application, stored.channel)
+        reason = str(stored.extra.get("void_reason") or "")
+        void = getattr(channel, "void", None)
+        if void is None:
+            return self._move(
+                stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
+            )
+        try:
+            outcome = void(stored.application, stored.request_number or request_number_for(stored.key), reason)
+        except Exception as error:  # the request may have left: ask the channel, as for an issue
+            logger.exception("channel raised on void")
+            outcome = Unknown(f"channel {name} raised {type(error).__name__}")
+        match outcome:
+            case Rejected(reason=why, code=code):
+                text = f"{name} refused the void: {why}" + (f" ({code})" if code else "")
+                return self._move(stored, Status.ISSUED, text, {"void_refused": text}, 0)
+            case NotSent():
+                return self._later(stored, self._policy.retry_delays[0])
+            case _:  # Accepted, Issued, Unknown: the channel has (or may have) it; its reports decide
+                try:
+                    self._store.mark_void_sent(stored, f"void request sent to {name}")
+                except StaleWrite:
+                    return "lost race"
+                return self._later(stored, self._policy.poll_intervals[0], "void sent")
 
     def _ask(self, stored: StoredApplication, now: int) -> str:
         """A channel is working on it: query where the channel can be asked, else wait for its push."""
@@ -186,6 +224,8 @@ class Dispatcher:
         """Ask again later, each time a little later (poll_intervals); the poller brings it back."""
         intervals = self._policy.poll_intervals
         wait = intervals[min(stored.polls, len(intervals) - 1)]
+        if stored.status is Status.STUCK:
+            wait = self._policy.stuck_poll_seconds
         try:
             self._store.reschedule(stored, next_poll_at=now + wait, polls=stored.polls + 1)
         except StaleWrite:
@@ -341,8 +381,14 @@ class Dispatcher:
         name = stored.channel or channel.name
         # An outcome stands: a later refusal, "not found" or "in progress" changes nothing.
         settled = stored.status in _AFTER_OUTCOME
-        waiting = stored.status in (Status.SUBMITTED, Status.VOIDING)
+        waiting = stored.status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK)
         match outcome:
+            case Issued(invoices=invoices) if (
+                stored.status is Status.VOIDING
+                and stored.extra.get("void_request")
+                and _status_of(invoices) is Status.ISSUED
+            ):
+                return self._reschedule(stored, now)  # the void is not reported yet: keep asking
             case Issued(invoices=invoices, duplicate=duplicate, raw=raw):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
                 return self._issued(stored, invoices, note, fetch_files=fetch_files, source=source, raw=raw)
@@ -437,6 +483,7 @@ class Dispatcher:
     ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
+        issued = tuple(_as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
         items = [
             self._invoice_item(stored, invoice, request_number, len(issued), position)
             for position, invoice in enumerate(issued)
@@ -578,7 +625,7 @@ class Dispatcher:
                 invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
-            self._update_invoice_states(issued)
+            self._update_invoice_states(issued, stored)
         done = self._store.transition(
             stored, target, note=note if target is Status.ISSUED else f"{note}: {target.value.lower()}",
             changes={"reason": None}, invoices=new_items, pending_event=event,
@@ -634,10 +681,16 @@ class Dispatcher:
         self._publish(done)
         return "mismatch"
 
-    def _update_invoice_states(self, issued: tuple[IssuedInvoice, ...]) -> None:
+    def _update_invoice_states(
+        self, issued: tuple[IssuedInvoice, ...], stored: StoredApplication | None = None
+    ) -> None:
         for invoice in issued:
-            if (invoice.number or "").strip():
-                self._store.update_invoice(invoice_key(invoice.code, invoice.number), {"status": invoice.state.value})
+            if not (invoice.number or "").strip():
+                continue
+            changes: dict[str, object] = {"status": invoice.state.value}
+            if invoice.state is InvoiceState.VOIDED and stored is not None and stored.extra.get("void_request"):
+                changes.update(red_remaining_amount=0, red_remaining_tax=0)  # nothing left to reverse in red
+            self._store.update_invoice(invoice_key(invoice.code, invoice.number), changes)
 
     def _store_files(
         self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
@@ -730,6 +783,8 @@ class Dispatcher:
                 invoice.red_remaining_amount if invoice.red_remaining_amount is not None else amount
             )
             optional["red_remaining_tax"] = invoice.red_remaining_tax if invoice.red_remaining_tax is not None else tax
+            if invoice.state is not InvoiceState.ISSUED:  # a void (or one on its way): nothing to reverse
+                optional["red_remaining_amount"] = optional["red_remaining_tax"] = 0
         if invoice.details:
             optional["details"] = dict(invoice.details)
         if invoice.unreadable:
@@ -752,6 +807,28 @@ class Dispatcher:
         event_type: events.EventType,
         changes: dict[str, object] | None = None,
     ) -> str:
+        try:
+            self.close(stored, to, reason, event_type, changes=changes)
+        except StaleWrite:
+            return "lost race"
+        except IllegalTransition:
+            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
+            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
+            return "ignored"
+        return to.value.lower()
+
+    def close(
+        self,
+        stored: StoredApplication,
+        to: Status,
+        reason: str,
+        event_type: events.EventType,
+        *,
+        changes: dict[str, object] | None = None,
+        note: str | None = None,
+    ) -> StoredApplication:
+        """Move to an outcome (or a state that needs a person) and announce it; raises StaleWrite or
+        IllegalTransition (operations.py answers them 409). ``note``: the history entry, if not the reason."""
         logger.warning("application %s", to.value, extra={"reason": reason[:300]})  # why it was refused, or stopped
         application = stored.application
         event = events.outcome_event(
@@ -763,22 +840,64 @@ class Dispatcher:
             request_number=stored.request_number or request_number_for(stored.key),
             reason=reason,
         )
-        try:
-            done = self._store.transition(
-                stored, to, note=reason, changes={"reason": reason, **(changes or {})}, pending_event=event
-            )
-        except StaleWrite:
-            return "lost race"
-        except IllegalTransition:
-            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
-            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
-            return "ignored"
+        done = self._store.transition(
+            stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
+            next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None,
+        )  # fmt: skip
         reserved_on = stored.extra.get("red_reserved_on")
-        if to is Status.REJECTED and reserved_on:
+        if to in (Status.REJECTED, Status.CANCELLED) and reserved_on:
             # Nothing was reversed: what it held of the blue invoice is free again.
             self._store.release_red(str(reserved_on), -application.amount, -application.tax)
         self._publish(done)
-        return to.value.lower()
+        return done
+
+    def _stuck_poll_at(self, stored: StoredApplication) -> int | None:
+        """A STUCK application stays in due work, slowly, where its channel can answer a query."""
+        _, channel = self._channels.channel_for(stored.application, stored.channel)
+        if channel is None or not channel.can_query:
+            return None
+        return int(self._clock()) + self._policy.stuck_poll_seconds
+
+    # ------------------------------------------------------------------ operator actions (operations.py)
+    def query_now(self, stored: StoredApplication, channel: Channel) -> tuple[object, str]:
+        """Ask the channel now and apply the answer as a poll would: (the answer, what happened)."""
+        outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+        return outcome, self.apply_answer(stored, outcome, channel)
+
+    def apply_answer(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
+        """A channel's answer to an operator's query, applied as a poll's."""
+        return self._apply(stored, outcome, channel, queried=True, source="operator")
+
+    def record_result(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str) -> str:
+        """A result an operator vouches for (seen at the channel or the bureau, or an unmatched one):
+        verified and recorded like a channel's, once, on the state read (StaleWrite if it moved; no
+        retry: the operator is answered 409 and decides again). Raises InvoiceNumberTaken."""
+        request_number = stored.request_number or request_number_for(stored.key)
+        items = [
+            self._invoice_item(stored, invoice, request_number, len(issued), position)
+            for position, invoice in enumerate(issued)
+        ]
+        result = self._record_issued(stored, issued, items, _status_of(issued), note, "operator", None)
+        self._store_files(stored, issued, items, fetch=True)
+        return result
+
+    def accept_reported(self, stored: StoredApplication, items: list[dict], note: str) -> StoredApplication:
+        """MISMATCH -> ISSUED: a person accepted the invoices the channel reported (already recorded);
+        the business system is told as for any issued invoice (InvoiceIssued). Raises StaleWrite."""
+        application = stored.application
+        event = events.outcome_event(
+            events.EventType.INVOICE_ISSUED,
+            source_system=application.source_system,
+            open_apply_code=application.open_apply_code,
+            status=Status.ISSUED.value,
+            channel=stored.channel,
+            request_number=stored.request_number or request_number_for(stored.key),
+            # No "files": the notifier reads the recorded invoices and their files.
+            invoices=[{k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item} for item in items],
+        )
+        done = self._store.transition(stored, Status.ISSUED, note=note, changes={"reason": None}, pending_event=event)
+        self._publish(done)
+        return done
 
     def _move(
         self, stored: StoredApplication, to: Status, note: str, changes: dict[str, object], next_poll_at: int
@@ -832,6 +951,27 @@ def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     if InvoiceState.VOID_REQUESTED in states or InvoiceState.VOIDED in states:
         return Status.VOIDING
     return Status.ISSUED
+
+
+def _as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
+    """A void report that names the invoice it voided (partner status 2: the void's own number, and
+    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
+    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
+    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
+        return invoice
+    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
+        return invoice
+    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
+    if invoice.code:
+        details["voidInvoiceCode"] = invoice.code
+    return replace(
+        invoice,
+        number=invoice.original_number,
+        code=invoice.original_code,
+        original_number=None,
+        original_code=None,
+        details=details,
+    )
 
 
 def _date_or_none(value: object) -> date | None:

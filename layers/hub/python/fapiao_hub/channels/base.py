@@ -21,13 +21,67 @@ The outcomes, and what the workflow does with them:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from fapiao_hub.models import Application, InvoiceType
+from fapiao_hub.models import Application, Direction, InvoiceType
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a channel can do: declared by its module (the most it can), narrowed by configuration.
+
+    ``blue`` / ``red``: the invoice types it issues in each colour. ``void``: the types of invoice it
+    can void (作废; never 数电, which only a red invoice reverses). ``can_query``: it has a query by
+    request number. ``dedupes_request_number``: it answers a repeated request number with the first
+    result, never a second invoice. ``field_limits``: the channel's own limits checked before sending,
+    by the hub's field name (as a person reads them, e.g. ``"92 bytes in GBK"``).
+    """
+
+    blue: frozenset[InvoiceType] = frozenset()
+    red: frozenset[InvoiceType] = frozenset()
+    void: frozenset[InvoiceType] = frozenset()
+    can_query: bool = False
+    dedupes_request_number: bool = False
+    field_limits: Mapping[str, str] = field(default_factory=dict)
+
+    def issues(self, invoice_type: InvoiceType, direction: Direction) -> bool:
+        return invoice_type in (self.red if direction is Direction.RED else self.blue)
+
+    def voids(self, invoice_type: InvoiceType) -> bool:
+        return invoice_type in self.void
+
+    def narrowed(
+        self,
+        *,
+        blue: Iterable[InvoiceType] | None = None,
+        red: Iterable[InvoiceType] | None = None,
+        void: Iterable[InvoiceType] | None = None,
+        can_query: bool | None = None,
+        dedupes_request_number: bool | None = None,
+    ) -> Capabilities:
+        """These capabilities with some taken away (``None``: as declared). Asking for more than is
+        declared raises ValueError naming what (the registry reports it with the configuration's path)."""
+        changes: dict[str, object] = {}
+        for name, given in (("blue", blue), ("red", red), ("void", void)):
+            if given is None:
+                continue
+            wanted = frozenset(given)
+            extra = wanted - getattr(self, name)
+            if extra:
+                raise ValueError(f"{name}: {', '.join(sorted(t.value for t in extra))} not supported")
+            changes[name] = wanted
+        for name, flag in (("can_query", can_query), ("dedupes_request_number", dedupes_request_number)):
+            if flag is None:
+                continue
+            if flag and not getattr(self, name):
+                raise ValueError(f"{name}: the channel cannot")
+            changes[name] = flag
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 class InvoiceState(StrEnum):
@@ -161,6 +215,8 @@ class Channel(Protocol):
     dedupes_request_number: bool
     # The channel has a query by request number.
     can_query: bool
+    # What it can do (its module's declaration, narrowed by its configuration).
+    capabilities: Capabilities
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         """Send the application under this request number (the same on every attempt)."""
@@ -168,6 +224,15 @@ class Channel(Protocol):
 
     def query(self, application: Application, request_number: str) -> QueryOutcome:
         """What the channel knows of this request number (only where can_query)."""
+        ...
+
+
+class VoidingChannel(Protocol):
+    """A channel that can void (作废) an invoice it issued (``capabilities.void``)."""
+
+    def void(self, application: Application, request_number: str, reason: str) -> Outcome:
+        """Ask for the invoices issued under ``request_number`` to be voided. Accepted: the channel
+        reports the void later (the application is polled); Rejected: refused, nothing changed."""
         ...
 
 

@@ -115,6 +115,7 @@ from fapiao_hub.channels.base import (
     Accepted,
     CallbackRejected,
     CallbackResult,
+    Capabilities,
     InvoiceFile,
     InvoiceLine,
     InvoiceState,
@@ -644,9 +645,21 @@ def hand_over(application: Application) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the channel
 
 
+#: What this channel can do (docs/channels.md): applications reach it out of band and it pushes
+#: results of all six types, blue and red; it cannot be asked, and the hub cannot ask it to void.
+CAPABILITIES = Capabilities(
+    blue=frozenset(InvoiceType),
+    red=frozenset(InvoiceType),
+    can_query=False,
+    dedupes_request_number=True,
+)
+
+
 class EkuaibaoChannel:
     """Ekuaibao: results arrive by push (see the module docstring)."""
 
+    CAPABILITIES = CAPABILITIES
+    capabilities = CAPABILITIES
     can_query = False
     dedupes_request_number = True  # issue() sends nothing: repeating it cannot issue twice
 

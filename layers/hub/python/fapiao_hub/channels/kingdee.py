@@ -172,6 +172,7 @@ import requests
 from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
+    Capabilities,
     InvoiceFile,
     InvoiceLine,
     InvoiceState,
@@ -835,9 +836,22 @@ def interpret_query_answer(
 # --------------------------------------------------------------------------- the channel
 
 
+#: What this channel can do (docs/channels.md): all six types (数电 included), blue and red (a red
+#: bill needs the blue invoice's number); queried by bill number; no void call.
+CAPABILITIES = Capabilities(
+    blue=frozenset(INVOICE_TYPE_CODES),
+    red=frozenset(INVOICE_TYPE_CODES),
+    can_query=True,
+    dedupes_request_number=True,
+    field_limits={"seller.tax_number": f"{SELLER_TAX_ID_LIMIT} characters (Kingdee sellerTaxpayerId)"},
+)
+
+
 class KingdeeChannel:
     """The Kingdee invoice-cloud channel (see the module docstring)."""
 
+    CAPABILITIES = CAPABILITIES
+    capabilities = CAPABILITIES
     can_query = True
     # Kingdee keys bills by billNo (our request number): a bill pushed again is not stored twice.
     dedupes_request_number = True

@@ -21,8 +21,12 @@ Configuration
 ``credentials``: ``client_id`` (sent as ``channel``) and ``client_secret`` (the signing key, never
 sent). ``options`` (all optional): ``sign_algorithm`` (below), ``not_found_codes`` (default ``404``),
 ``query_retries`` (default ``2``), ``file_format`` (the hint for ``invoiceFile``, default ``pdf``;
-the seed says only "电子发票文件"). ``dedupes_request_number`` in the settings is not read: it is
-always True here.
+the seed says only "电子发票文件"). ``dedupes_request_number`` is True unless the settings narrow it.
+
+Voids: seed 003 has no void call; the partner takes a void request out of band like an application.
+:meth:`PartnerChannel.void` sends nothing and answers ``Accepted``; the hub then polls the blue
+application's request number until the partner reports status 6 and then 2. ``CAPABILITIES`` says
+what the channel can do (every type blue and red; voids of legacy types only).
 
 Request
 -------
@@ -122,6 +126,7 @@ from urllib3.util.retry import Retry
 from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
+    Capabilities,
     InvoiceFile,
     InvoiceState,
     Issued,
@@ -137,7 +142,7 @@ from fapiao_hub.channels.base import (
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
 from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
 from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application
+from fapiao_hub.models import Application, InvoiceType
 
 logger = logging.getLogger(__name__)
 
@@ -403,9 +408,23 @@ def build_post_session(settings: ChannelSettings) -> requests.Session:
     return session
 
 
+#: What this channel can do (docs/channels.md): the partner issues every type, blue and red, from
+#: applications it receives out of band, and voids (作废) what can be voided -- never a 数电 invoice
+#: (DOMAIN.md section 4) -- reporting it as statuses 6 and 2.
+CAPABILITIES = Capabilities(
+    blue=frozenset(InvoiceType),
+    red=frozenset(InvoiceType),
+    void=frozenset(t for t in InvoiceType if not t.is_digital),
+    can_query=True,
+    dedupes_request_number=True,
+)
+
+
 class PartnerChannel:
     """The partner's ``queryInvoice`` channel (see the module docstring)."""
 
+    CAPABILITIES = CAPABILITIES
+    capabilities = CAPABILITIES
     can_query = True
     # The partner keys applications by requestId, and issue() sends nothing: never a second invoice.
     dedupes_request_number = True
@@ -438,6 +457,12 @@ class PartnerChannel:
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         """Nothing to send: the partner receives applications out of band; the hub polls."""
+        return Accepted(channel_ref=request_number)
+
+    def void(self, application: Application, request_number: str, reason: str) -> Outcome:
+        """Nothing to send: like an issue, a void request reaches the partner out of band (seed 003 has
+        no void call); the partner then reports the application's invoices as 6 (已申请作废) and 2
+        (已作废) to the same query, which the hub keeps polling."""
         return Accepted(channel_ref=request_number)
 
     def query(self, application: Application, request_number: str) -> QueryOutcome:

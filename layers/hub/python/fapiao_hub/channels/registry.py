@@ -1,7 +1,12 @@
 """Routing and channel construction: which channel issues an application, built from configuration.
 
-Adding a channel: its module, one line in CHANNEL_TYPES, and an entry under ``channels`` in the hub
-configuration (docs/channels.md).
+Routing is by capability: the seller's channels in order of preference (HubConfig.channel_preferences),
+keeping those whose capabilities (the module's declaration, narrowed by the channel's configuration)
+cover the application's type and colour. The first is where it goes; the rest are the fallbacks a
+failover may use, in order.
+
+Adding a channel: its module (with its ``CAPABILITIES``), one line in CHANNEL_TYPES, and an entry
+under ``channels`` in the hub configuration (docs/channels.md).
 """
 
 from __future__ import annotations
@@ -12,9 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fapiao_hub.channels.base import Channel
+from fapiao_hub.channels.base import Capabilities, Channel
 from fapiao_hub.config import ChannelSettings, HubConfig
-from fapiao_hub.models import Application
+from fapiao_hub.models import Application, InvoiceType
 
 # type -> "module:class", imported on first use (a function loads only the channels it needs).
 CHANNEL_TYPES: dict[str, str] = {
@@ -23,6 +28,64 @@ CHANNEL_TYPES: dict[str, str] = {
     "kingdee": "fapiao_hub.channels.kingdee:KingdeeChannel",
     "ekuaibao": "fapiao_hub.channels.ekuaibao:EkuaibaoChannel",
 }
+
+
+class ChannelConfigurationError(ValueError):
+    """A channel's configuration asks for more than its module can do (or names no known module).
+
+    ``path`` is the JSON path in the hub configuration (``channels.xunlian.capabilities.blue``)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+def _channel_class(type_name: str) -> Any:
+    module_name, _, class_name = CHANNEL_TYPES[type_name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def declared_capabilities(type_name: str) -> Capabilities:
+    """What a channel module says it can do at most (its class's ``CAPABILITIES``)."""
+    return _channel_class(type_name).CAPABILITIES
+
+
+def effective_capabilities(name: str, settings: ChannelSettings) -> Capabilities:
+    """The module's declaration narrowed by the channel's configuration; ChannelConfigurationError
+    (naming the JSON path) where the configuration asks for more."""
+    if settings.type not in CHANNEL_TYPES:
+        known = ", ".join(sorted(CHANNEL_TYPES))
+        raise ChannelConfigurationError(f"channels.{name}.type", f"unknown channel type {settings.type!r} ({known})")
+    declared = declared_capabilities(settings.type)
+    narrowing = settings.capabilities
+    dedupes = settings.dedupes_request_number
+    if dedupes is None:  # a module may leave a capability off until configured (Xunlian: per contract)
+        dedupes = getattr(_channel_class(settings.type), "DEDUPES_UNLESS_CONFIGURED", declared.dedupes_request_number)
+    asked: dict[str, Any] = {"dedupes_request_number": dedupes}
+    if narrowing is not None:
+        asked.update(blue=narrowing.blue, red=narrowing.red, void=narrowing.void, can_query=narrowing.can_query)
+    for key, value in asked.items():
+        try:
+            declared.narrowed(**{key: value})
+        except ValueError as error:
+            path = (
+                f"channels.{name}.{key}" if key == "dedupes_request_number" else f"channels.{name}.capabilities.{key}"
+            )
+            raise ChannelConfigurationError(
+                path, f"{error.args[0].partition(': ')[2]} (the {settings.type} module cannot do more than it declares)"
+            ) from None
+    return declared.narrowed(**asked)
+
+
+def configuration_problems(config: HubConfig) -> list[str]:
+    """Every channel configuration that asks for more than its module can (``path: why``); empty if none."""
+    problems = []
+    for name, settings in config.channels.items():
+        try:
+            effective_capabilities(name, settings)
+        except ChannelConfigurationError as error:
+            problems.append(str(error))
+    return problems
 
 
 def _secret_from_secrets_manager(name: str) -> dict[str, str]:
@@ -44,15 +107,56 @@ class ChannelRegistry:
         self._lock = threading.Lock()
 
     def channel_for(self, application: Application, proposed: str | None) -> tuple[str | None, Channel | None]:
+        """The channel an application goes to: ``proposed`` (the one stored on it: chosen at intake, or
+        by a failover) when there is one, else the first capable channel."""
+        if proposed is None:
+            capable = self.capable_channels(application)
+            if not capable:
+                preferred = self.preferred_channels(application)
+                return (preferred[0] if preferred else None), None
+            proposed = capable[0]
+        return proposed, self.channel(proposed)
+
+    def preferred_channels(self, application: Application) -> tuple[str, ...]:
+        """The seller's channels in order of preference, before capabilities are considered."""
         config = self._config()
-        name = config.route(
+        company = config.company(application.source_system, application.company_code)
+        return config.channel_preferences(
             seller_tax_number=application.seller.tax_number,
             business_type_code=application.business_type_code,
-            company_channel=proposed,
+            company_channels=company.channel_names if company else (),
         )
-        if name is None:
-            return None, None
-        return name, self.channel(name)
+
+    def capable_channels(self, application: Application) -> list[str]:
+        """The configured channels that can issue this application (its type and colour), most
+        preferred first: the first is where it goes, the others are a failover's, in order."""
+        return [
+            name
+            for name in self.preferred_channels(application)
+            if (caps := self.capabilities(name)) is not None
+            and caps.issues(application.invoice_type, application.direction)
+        ]
+
+    def issuable(self, application: Application) -> dict[str, list[InvoiceType]]:
+        """What the seller's configured channels issue, by colour ("blue", "red"): for refusals."""
+        found: dict[str, list[InvoiceType]] = {"blue": [], "red": []}
+        for name in self.preferred_channels(application):
+            caps = self.capabilities(name)
+            if caps is None:
+                continue
+            for colour, types in (("blue", caps.blue), ("red", caps.red)):
+                found[colour] += [t for t in InvoiceType if t in types and t not in found[colour]]
+        return found
+
+    def configured(self, name: str) -> bool:
+        return name in self._config().channels
+
+    def capabilities(self, name: str) -> Capabilities | None:
+        """A configured channel's capabilities (None: not configured). Raises ChannelConfigurationError."""
+        settings = self._config().channels.get(name)
+        if settings is None:
+            return None
+        return effective_capabilities(name, settings)
 
     def channel(self, name: str) -> Channel | None:
         settings = self._config().channels.get(name)
@@ -73,6 +177,10 @@ class ChannelRegistry:
         if settings.credentials_secret:
             credentials = {**settings.credentials, **self._secret_reader(settings.credentials_secret)}
             settings = settings.model_copy(update={"credentials": credentials})
-        module_name, _, class_name = CHANNEL_TYPES[settings.type].partition(":")
-        factory: Any = getattr(importlib.import_module(module_name), class_name)
-        return factory(name, settings)
+        channel = _channel_class(settings.type)(name, settings)
+        # What the workflow reads is the configured channel's, never more than the module declares.
+        capabilities = effective_capabilities(name, settings)
+        channel.capabilities = capabilities
+        channel.can_query = capabilities.can_query
+        channel.dedupes_request_number = capabilities.dedupes_request_number
+        return channel

@@ -93,6 +93,7 @@ import requests
 
 from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
+    Capabilities,
     Issued,
     IssuedInvoice,
     NotSent,
@@ -696,18 +697,41 @@ def interpret_answer(
     return Rejected(scrub(message), code=code)
 
 
+#: What this channel can do (docs/channels.md): the four legacy types, blue and red (a red one needs
+#: the blue invoice's number and code); no 数电, no void, no query. De-duplication of
+#: ``requisitionApplyNo`` is understood (the duplicate answer) but off unless configured: the real
+#: vendor must confirm it per contract.
+CAPABILITIES = Capabilities(
+    blue=frozenset(INVOICE_TYPE_CODES),
+    red=frozenset(INVOICE_TYPE_CODES),
+    can_query=False,
+    dedupes_request_number=True,
+    field_limits={
+        **{hub: f"{limit} bytes in GBK (Xunlian {name})" for name, (limit, hub) in HEADER_TEXT_LIMITS.items() if hub},
+        **{
+            f"lines[].{hub}": f"{limit} bytes in GBK (Xunlian {name})"
+            for name, (limit, hub) in LINE_TEXT_LIMITS.items()
+            if hub
+        },
+    },
+)
+
+
 # --------------------------------------------------------------------------- transport
 
 
 class XunlianChannel:
     """The Xunlian ``serverIssue`` channel (see the module docstring)."""
 
+    CAPABILITIES = CAPABILITIES
+    DEDUPES_UNLESS_CONFIGURED = False
+    capabilities = CAPABILITIES
     can_query = False
 
     def __init__(self, name: str, settings: ChannelSettings, session: requests.Session | None = None) -> None:
         self.name = name
         self.settings = settings
-        self.dedupes_request_number = settings.dedupes_request_number
+        self.dedupes_request_number = bool(settings.dedupes_request_number)
         self.url = settings.base_url.rstrip("/") + ISSUE_PATH
         self.timeout = (settings.connect_timeout_seconds, settings.read_timeout_seconds)
         self.duplicates = duplicate_codes(settings.options)

@@ -20,8 +20,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
-from fapiao_hub.intake.workflow import ApplicationConflict, RedRefused
-from fapiao_hub.models import Finding, request_number_for
+from fapiao_hub.intake.workflow import (
+    ApplicationConflict,
+    RedRefused,
+    VoidConflict,
+    VoidRefused,
+    VoidRequest,
+)
+from fapiao_hub.models import Application, Finding, request_number_for
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import StoredApplication
 
@@ -179,10 +185,114 @@ def _file(record: dict[str, Any]) -> dict[str, Any]:
 PRESIGNED_URL_SECONDS = 300
 
 
+class _Misconfigured(Exception):
+    pass
+
+
+@app.exception_handler(_Misconfigured)
+def _misconfigured(error: _Misconfigured) -> Response:
+    # The operator's mistake, not the caller's: loud in the log, a retryable answer outside.
+    logger.error("hub configuration error", extra={"problem": str(error)})
+    return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "the hub's channel configuration is invalid; try again later")
+
+
+def _route(application: Application) -> str | None:
+    """The channel that issues this application: the first of the seller's channels whose capabilities
+    cover its type and colour. A 400 naming invoiceOrder.invoiceType (what the company can issue)
+    when the seller has configured channels and none can; nothing is stored then."""
+    from fapiao_hub.channels.registry import ChannelConfigurationError
+
+    registry = runtime.channel_registry()
+    try:
+        capable = registry.capable_channels(application)
+        if capable:
+            return capable[0]
+        preferred = registry.preferred_channels(application)
+        configured = [name for name in preferred if registry.configured(name)]
+        if not configured:
+            # Nothing configured to judge by: dispatch reports it (no channel / not configured).
+            return preferred[0] if preferred else None
+        issuable = registry.issuable(application)
+    except ChannelConfigurationError as error:
+        raise _Misconfigured(str(error)) from None
+    colour = "red" if application.direction.value == "RED" else "blue"
+    codes = _intake_codes()
+    listed = "; ".join(
+        f"{name}: {', '.join(f'{t.value} ({codes[t]})' if t in codes else t.value for t in types) or 'none'}"
+        for name, types in issuable.items()
+    )
+    raise _invalid(
+        [
+            seed004.FieldError(
+                f"{seed004.ROOT}.invoiceType",
+                f"company {application.company_code} cannot issue {colour} {application.invoice_type.value} "
+                f"invoices: none of its channels ({', '.join(configured)}) can; it can issue {listed}",
+            )
+        ]
+    )
+
+
+def _intake_codes() -> dict[Any, str]:
+    """Canonical type -> the intake codes that mean it (for messages)."""
+    codes: dict[Any, list[str]] = {}
+    for code, kind in runtime.hub_config().intake_invoice_types.items():
+        codes.setdefault(kind, []).append(code)
+    return {kind: "/".join(found) for kind, found in codes.items()}
+
+
+def _void(system_id: str, body: Any) -> Response[Any]:
+    from fapiao_hub.channels.registry import ChannelConfigurationError
+
+    config = runtime.hub_config()
+    order, errors = seed004.to_void(body, system=config.business_systems[system_id])
+    if errors or order is None:
+        raise _invalid(errors)
+    logkeys.set_application(system_id, order.open_apply_code)
+    registry = runtime.channel_registry()
+
+    def can_void(channel: str | None, invoice_type: Any) -> bool:
+        try:
+            capabilities = registry.capabilities(channel) if channel else None
+        except ChannelConfigurationError as error:
+            raise _Misconfigured(str(error)) from None
+        return capabilities is not None and capabilities.voids(invoice_type)
+
+    request = VoidRequest(
+        source_system=system_id,
+        open_apply_code=order.open_apply_code,
+        seller_tax_number=order.seller_tax_number,
+        blue_invoice_number=order.blue_invoice_number,
+        blue_invoice_code=order.blue_invoice_code,
+        reason=order.reason,
+    )
+    try:
+        submitted = runtime.intake().void(request, can_void=can_void)
+    except VoidRefused as refused:
+        metrics.add_metric(name="VoidsRefused", unit=MetricUnit.Count, value=1)
+        raise _invalid([seed004.FieldError(f"{seed004.ROOT}.{refused.field}", refused.message)]) from None
+    except VoidConflict as conflict:
+        return envelope(HTTPStatus.CONFLICT, conflict.message, {"status": conflict.stored.status.value})
+    stored = submitted.stored
+    metrics.add_metric(name="VoidsAccepted" if submitted.created else "VoidsRepeated", unit=MetricUnit.Count, value=1)
+    logger.info("void request accepted", extra={"new": submitted.created, "status": stored.status.value})
+    return envelope(
+        HTTPStatus.OK,
+        "void requested" if submitted.created else "void already requested",
+        {
+            "openApplyCode": order.open_apply_code,
+            "voids": stored.application.open_apply_code,
+            "status": stored.status.value,
+            "warnings": [],
+        },
+    )
+
+
 def submit() -> Response[Any]:
     system_id = _caller()
     body = _json_body()
     config = runtime.hub_config()
+    if seed004.is_void(body):
+        return _void(system_id, body)
     result = seed004.to_application(
         body,
         source_system=system_id,
@@ -196,25 +306,25 @@ def submit() -> Response[Any]:
         raise _invalid(result.errors)
     application = result.application
     logkeys.set_application(system_id, application.open_apply_code)
+    channel = _route(application)
     try:
         submitted = runtime.intake().submit(
             application,
             payload_sha256=jsonutil.content_hash(body),
-            channel=result.channel,
+            channel=channel,
             warnings=[f"{w.field}: {w.message}" for w in result.warnings],
             reverses_outside_invoices=config.business_systems[system_id].reverses_outside_invoices,
         )
-    except ApplicationConflict:
-        return envelope(
-            HTTPStatus.CONFLICT,
-            f"openApplyCode {application.open_apply_code!r} was already received with different content",
-        )
+    except ApplicationConflict as conflict:
+        return envelope(HTTPStatus.CONFLICT, conflict.message, {"status": conflict.existing.status.value})
     except RedRefused as refused:
         field = seed004.red_refusal_field(body, refused.problem.path)
         raise _invalid([seed004.FieldError(field, refused.problem.message)]) from None
     logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
     metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"
+    if submitted.created and int(submitted.stored.extra.get("submission", 1)) > 1:
+        message = "order received again with corrected content"
     return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
 
 
@@ -255,8 +365,10 @@ _SUBMIT_DOCS: dict[str, Any] = {
         ),
         401: _UNAUTHORIZED,
         409: openapi.answer(
-            "the openApplyCode was already received with different content",
-            openapi.Envelope,
+            "the openApplyCode was already received with different content and may not be replaced now (only a "
+            "REJECTED application may be sent again with corrected content): the message says why and what to do "
+            "instead, data.status where it stands",
+            openapi.OrderConflictAnswer,
             examples=_ANSWERS[409],
         ),
         413: openapi.answer(

@@ -187,8 +187,10 @@ class Seed004Order(_Shape):
         "0",
         alias="openInvoiceType",
         description="direction (开票类型): 0 blue (a normal invoice, the default), 1 red (a reversal of an issued "
-        "blue invoice: blueInvoiceNumber required; a 数电 red also redConfirmUuid or redInvoiceInfoNo)",
-        json_schema_extra={"enum": ["0", "1"]},
+        "blue invoice: blueInvoiceNumber required; a 数电 red also redConfirmUuid or redInvoiceInfoNo), 2 void "
+        "(作废 an invoice the hub issued: blueInvoiceNumber, blueInvoiceCode where it has one, and "
+        "applyCancelReason; lines are not needed; a 数电 invoice cannot be voided)",
+        json_schema_extra={"enum": ["0", "1", "2"]},
     )
     invoice_type: str = Field(
         alias="invoiceType",
@@ -453,6 +455,73 @@ def _shape_errors(error: ValidationError) -> list[FieldError]:
     return found
 
 
+# ---------------------------------------------------------------------------- voids (openInvoiceType 2)
+VOID = "2"
+
+
+class Seed004VoidOrder(_Shape):
+    """A void request (作废, openInvoiceType 2): the invoice and why. Other fields are ignored."""
+
+    open_apply_code: Code = Field(alias="openApplyCode")
+    company_code: Code = Field(alias="bukrs")
+    open_invoice_type: Literal["2"] = Field(alias="openInvoiceType")
+    cancel_reason: str = Field(alias="applyCancelReason", min_length=1, max_length=500)
+    blue_invoice_number: str = Field(alias="blueInvoiceNumber", min_length=1, max_length=40)
+    blue_invoice_code: str | None = Field(None, alias="blueInvoiceCode", max_length=20)
+
+    @field_validator("cancel_reason", "blue_invoice_number")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise PydanticCustomError("blank", "is required")
+        return value.strip()
+
+
+class Seed004VoidRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    invoice_order: Seed004VoidOrder = Field(alias=ROOT)
+
+
+def is_void(body: Any) -> bool:
+    """Whether a body asks for a void (openInvoiceType 2, as a string or a number)."""
+    order = body.get(ROOT) if isinstance(body, dict) else None
+    return isinstance(order, dict) and str(order.get("openInvoiceType", "")).strip() == VOID
+
+
+@dataclass(frozen=True)
+class VoidOrder:
+    open_apply_code: str
+    company_code: str
+    seller_tax_number: str | None
+    blue_invoice_number: str
+    blue_invoice_code: str | None
+    reason: str
+
+
+def to_void(body: Any, *, system: BusinessSystem) -> tuple[VoidOrder | None, list[FieldError]]:
+    """A void request's fields, or every problem by the caller's path."""
+    try:
+        order = Seed004VoidRequest.model_validate(body).invoice_order
+    except ValidationError as error:
+        return None, _shape_errors(error)
+    company = system.companies.get(order.company_code)
+    if company is None:
+        known = ", ".join(sorted(system.companies)) or "none configured"
+        return None, [FieldError(f"{ROOT}.bukrs", f"unknown company code {order.company_code!r} (known: {known})")]
+    code = (order.blue_invoice_code or "").strip() or None
+    return (
+        VoidOrder(
+            open_apply_code=order.open_apply_code,
+            company_code=order.company_code,
+            seller_tax_number=company.seller.tax_number,
+            blue_invoice_number=order.blue_invoice_number,
+            blue_invoice_code=code,
+            reason=order.cancel_reason,
+        ),
+        [],
+    )
+
+
 # ---------------------------------------------------------------------------- seed 004 -> canonical
 def to_application(
     body: Any,
@@ -486,7 +555,9 @@ def to_application(
     direction = DIRECTIONS.get(order.open_invoice_type)
     if direction is None:
         errors.append(
-            FieldError(f"{ROOT}.openInvoiceType", f"must be 0 (blue) or 1 (red), got {order.open_invoice_type!r}")
+            FieldError(
+                f"{ROOT}.openInvoiceType", f"must be 0 (blue), 1 (red) or 2 (void), got {order.open_invoice_type!r}"
+            )
         )
     reason_code = order.red_log.apply_red_reasons if order.red_log else None
     reason = None
@@ -571,7 +642,8 @@ def to_application(
         (result.warnings if problem.warning else errors).append(entry)
     if not errors:
         result.application = application
-        result.channel = company.channel
+        # The company's first channel; intake routes by capability (ChannelRegistry.capable_channels).
+        result.channel = company.channel_names[0] if company.channel_names else None
     return result
 
 

@@ -5,9 +5,21 @@ Ports (store, queue) are passed in, so unit tests run it with fakes or moto alik
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
-from fapiao_hub.models import Application, InvoiceType, Problem, Status, invoice_key, request_number_for
+from fapiao_hub.models import (
+    NEEDS_PERSON_STATUSES,
+    Application,
+    Direction,
+    InvoiceType,
+    Problem,
+    Status,
+    invoice_key,
+    request_number_for,
+)
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import (
     ApplicationExists,
@@ -15,6 +27,7 @@ from fapiao_hub.store import (
     BlueInvoiceTypeDiffers,
     BlueInvoiceUnknown,
     RedLimitExceeded,
+    StaleWrite,
     StoredApplication,
 )
 
@@ -24,11 +37,67 @@ REQUEUE_AFTER_SECONDS = 300
 
 
 class ApplicationConflict(Exception):
-    """The same application number arrived again with different content."""
+    """The same application number arrived again with different content, and may not be replaced
+    (only a REJECTED application may be sent again with corrected content). ``message`` says why and
+    what to do instead."""
 
     def __init__(self, existing: StoredApplication):
         super().__init__(existing.key)
         self.existing = existing
+        self.message = _conflict_message(existing)
+
+
+def _conflict_message(existing: StoredApplication) -> str:
+    code = existing.application.open_apply_code
+    status = existing.status
+    head = f"openApplyCode {code!r} was already received with different content"
+    if status in NEEDS_PERSON_STATUSES:
+        return (
+            f"{head} and is waiting for a person ({status.value}): an operator resolves it first; once it is "
+            "closed as not issued (REJECTED) it may be sent again with corrected content"
+        )
+    if status.is_open:
+        return (
+            f"{head} and is still being processed ({status.value}): wait for its outcome; only a REJECTED "
+            "application may be sent again with corrected content"
+        )
+    if status is Status.REJECTED:
+        return f"{head} and is REJECTED, but it changed meanwhile: send the corrected order again"
+    return (
+        f"{head} and was {status.value}: an issued application is not replaced; reverse its invoice with a red "
+        "application (openInvoiceType 1) under a new openApplyCode"
+    )
+
+
+class VoidRefused(Exception):
+    """A void request the hub refuses (400): ``field`` is the caller's field (seed 004 name)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class VoidConflict(Exception):
+    """A void request for an application that is not ISSUED now (409)."""
+
+    def __init__(self, stored: StoredApplication, message: str):
+        super().__init__(message)
+        self.stored = stored
+        self.message = message
+
+
+@dataclass(frozen=True)
+class VoidRequest:
+    """Seed 004 openInvoiceType 2 (作废): void the invoice the hub issued for this business system and
+    seller. Represented as an action on the blue application (ISSUED -> VOIDING -> VOIDED)."""
+
+    source_system: str
+    open_apply_code: str  # the void request's own code, recorded on the blue application
+    seller_tax_number: str | None
+    blue_invoice_number: str
+    blue_invoice_code: str | None
+    reason: str
 
 
 class RedRefused(Exception):
@@ -50,9 +119,10 @@ class Submitted:
 
 
 class Intake:
-    def __init__(self, store: ApplicationStore, queue: DispatchQueue):
+    def __init__(self, store: ApplicationStore, queue: DispatchQueue, *, clock: Callable[[], float] = time.time):
         self._store = store
         self._queue = queue
+        self._clock = clock
 
     def submit(
         self,
@@ -79,7 +149,7 @@ class Intake:
             # put hands back what is stored (ApplicationExists).
             existing = self._store.get(application.source_system, application.open_apply_code)
             if existing is not None:
-                return self._again(existing, payload_sha256)
+                return self._again(existing, payload_sha256, application, channel, warnings, reverses_outside_invoices)
         reserved_on = self._reserve_red(application, warnings, reverses_outside_invoices)
         try:
             stored = self._store.create(
@@ -95,13 +165,27 @@ class Intake:
             if reserved_on:  # not stored: what it held of the blue invoice is free again
                 self._store.release_red(reserved_on, -application.amount, -application.tax)
             if isinstance(failure, ApplicationExists):
-                return self._again(failure.existing, payload_sha256)
+                return self._again(
+                    failure.existing, payload_sha256, application, channel, warnings, reverses_outside_invoices
+                )
             raise
         self._request_dispatch(stored)
         return Submitted(stored, created=True)
 
-    def _again(self, existing: StoredApplication, payload_sha256: str) -> Submitted:
+    def _again(
+        self,
+        existing: StoredApplication,
+        payload_sha256: str,
+        application: Application | None = None,
+        channel: str | None = None,
+        warnings: list[str] | None = None,
+        reverses_outside_invoices: bool = False,
+    ) -> Submitted:
         if existing.payload_sha256 != payload_sha256:
+            if existing.status is Status.REJECTED and application is not None:
+                return self._resubmit(
+                    existing, application, payload_sha256, channel, warnings or [], reverses_outside_invoices
+                )
             raise ApplicationConflict(existing)
         if existing.status is Status.RECEIVED:
             # Not dispatched yet: its request may never have reached the queue (a 503), or been
@@ -109,6 +193,128 @@ class Intake:
             # recording on the application that it was sent.
             self._request_dispatch(existing)
         return Submitted(existing, created=False)
+
+    def _resubmit(
+        self,
+        rejected: StoredApplication,
+        application: Application,
+        payload_sha256: str,
+        channel: str | None,
+        warnings: list[str],
+        reverses_outside_invoices: bool,
+    ) -> Submitted:
+        """A REJECTED application sent again with corrected content: a new submission with its own
+        request number (the rejected one's number is never sent again), both kept in the history.
+
+        A red one reserves from its blue invoice again (the rejection released what it held); if the
+        replacing write loses (another resubmission, any change), the reservation is given back."""
+        submission = int(rejected.extra.get("submission", 1)) + 1
+        reserved_on = self._reserve_red(application, warnings, reverses_outside_invoices)
+        try:
+            stored = self._store.resubmit(
+                rejected,
+                application,
+                payload_sha256=payload_sha256,
+                channel=channel,
+                warnings=warnings,
+                request_number=request_number_for(application.key, submission),
+                submission=submission,
+                requeue_after_seconds=REQUEUE_AFTER_SECONDS,
+                extra_fields={"red_reserved_on": reserved_on} if reserved_on else None,
+            )
+        except BaseException as failure:
+            if reserved_on:
+                self._store.release_red(reserved_on, -application.amount, -application.tax)
+            if isinstance(failure, StaleWrite):
+                now = self._store.get(application.source_system, application.open_apply_code)
+                if now is not None and now.payload_sha256 == payload_sha256:
+                    return Submitted(now, created=False)  # the same correction, sent twice at once
+                raise ApplicationConflict(now or rejected) from None
+            raise
+        self._request_dispatch(stored)
+        return Submitted(stored, created=True)
+
+    def void(self, request: VoidRequest, *, can_void: Callable[[str | None, InvoiceType], bool]) -> Submitted:
+        """Ask for the invoice's application to be voided: ISSUED -> VOIDING, then dispatch sends the
+        void to the channel that issued it and follows it to VOIDED.
+
+        VoidRefused (400, nothing changed): an invoice the hub did not issue for this business system
+        and seller (one answer for unknown and someone else's), a 数电 invoice, a channel that cannot
+        void it, an invoice already (partly) reversed by red invoices. VoidConflict (409): the
+        application is not ISSUED. The same request again answers the same (created False).
+        """
+        label = (
+            f"{request.blue_invoice_code}/{request.blue_invoice_number}"
+            if request.blue_invoice_code
+            else (request.blue_invoice_number)
+        )
+        unknown = VoidRefused(
+            "blueInvoiceNumber",
+            f"invoice {label} was not issued through the hub for this business system and seller: there is "
+            "nothing here to void",
+        )
+        invoice = self._store.invoice(invoice_key(request.blue_invoice_code, request.blue_invoice_number))
+        if (
+            invoice is None
+            or not request.seller_tax_number
+            or invoice.get("source_system") != request.source_system
+            or invoice.get("seller_tax_number") != request.seller_tax_number
+            or invoice.get("direction") != Direction.BLUE.value
+            or not invoice.get("open_apply_code")
+        ):
+            raise unknown
+        stored = self._store.get(request.source_system, str(invoice["open_apply_code"]))
+        if stored is None:
+            raise unknown
+        if stored.extra.get("void_request") == request.open_apply_code and stored.status in (
+            Status.VOIDING, Status.VOIDED
+        ):  # fmt: skip
+            return Submitted(stored, created=False)
+        invoice_type = InvoiceType(str(invoice.get("invoice_type") or stored.application.invoice_type.value))
+        if invoice_type.is_digital:
+            raise VoidRefused(
+                "blueInvoiceNumber",
+                f"invoice {label} is a 数电 invoice ({invoice_type.value}): a 数电 invoice cannot be voided; issue a "
+                "red invoice",
+            )
+        if stored.status is not Status.ISSUED:
+            raise VoidConflict(
+                stored,
+                f"invoice {label} belongs to application {stored.application.open_apply_code!r}, which is "
+                f"{stored.status.value}: only an ISSUED application can be voided",
+            )
+        channel = str(invoice.get("channel") or stored.channel or "")
+        if not can_void(channel or None, invoice_type):
+            raise VoidRefused(
+                "openInvoiceType",
+                f"invoice {label} was issued by channel {channel or '(unknown)'}, which cannot void a "
+                f"{invoice_type.value} invoice: issue a red invoice",
+            )
+        amount, remaining = invoice.get("amount"), invoice.get("red_remaining_amount")
+        if amount is not None and remaining is not None and Decimal(str(remaining)) < Decimal(str(amount)):
+            raise VoidRefused(
+                "blueInvoiceNumber",
+                f"invoice {label} has red invoices against it: it cannot be voided (reverse the rest in red)",
+            )
+        try:
+            moved = self._store.transition(
+                stored,
+                Status.VOIDING,
+                note=f"void requested ({request.open_apply_code}): {request.reason}",
+                changes={
+                    "void_request": request.open_apply_code,
+                    "void_reason": request.reason,
+                    "void_requested_epoch": int(self._clock()),
+                },
+                next_poll_at=int(self._clock()),
+            )
+        except StaleWrite:
+            now = self._store.get(request.source_system, str(invoice["open_apply_code"])) or stored
+            raise VoidConflict(
+                now, f"application {stored.application.open_apply_code!r} changed meanwhile ({now.status.value})"
+            ) from None
+        self._request_dispatch(moved)
+        return Submitted(moved, created=True)
 
     def _reserve_red(self, application: Application, warnings: list[str], outside_allowed: bool) -> str | None:
         """Take a red application's amount from what its blue invoice has left (docs/rules.md section 4).

@@ -1,0 +1,363 @@
+"""The operations desk's HTTP API: find, understand and act on applications (operator tokens only).
+
+Adapter only, like intake/api.py: who is asking (an operator of the hub configuration, its role and
+reach), the query parameters, the intake's envelope ``{success, code, message, data}``. Lists and
+counts come from the store's indexes; actions from the operations use case (operations.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+
+from fapiao_hub import jsonutil, logkeys, openapi, runtime
+from fapiao_hub.config import Operator
+from fapiao_hub.intake import seed004
+from fapiao_hub.intake.api import _finding, _invoice, envelope
+from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
+from fapiao_hub.store import InvalidCursor, ListQuery, StoredApplication, utc_now
+
+logger = Logger(child=True)
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+# A list row: the JSON names, in the CSV's column order.
+ROW_FIELDS = (
+    "businessSystem", "openApplyCode", "status", "companyCode", "sellerTaxNumber", "buyerName", "channel",
+    "requestNumber", "invoiceType", "direction", "amount", "tax", "receivedAt", "updatedAt", "openFindings", "reason",
+)  # fmt: skip
+_ROW_SOURCES = {
+    "businessSystem": "source_system", "openApplyCode": "open_apply_code", "status": "status",
+    "companyCode": "company_code", "sellerTaxNumber": "seller_tax_number", "buyerName": "buyer_name",
+    "channel": "channel", "requestNumber": "request_number", "invoiceType": "invoice_type",
+    "direction": "direction", "receivedAt": "created_at", "updatedAt": "updated_at", "reason": "reason",
+}  # fmt: skip
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.response = envelope(status, message, data, headers)
+
+
+@app.exception_handler(_Refusal)
+def _refused(refusal: _Refusal) -> Response:
+    metrics.add_metric(name=f"OpsRefused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
+    return refusal.response
+
+
+@app.exception_handler(ClientError)
+@app.exception_handler(BotoCoreError)
+def _aws_down(error: Exception) -> Response:
+    logger.exception("AWS call failed")
+    return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"})
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response:
+    return envelope(HTTPStatus.NOT_FOUND, "no such route")
+
+
+def _operator() -> tuple[str, Operator]:
+    """The operator behind the bearer token, or a 401 (a business system's token is not one)."""
+    header = app.current_event.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    found = runtime.hub_config().authenticate_operator(token) if scheme.lower() == "bearer" and token else None
+    if found is None:
+        raise _Refusal(
+            HTTPStatus.UNAUTHORIZED,
+            "missing or invalid operator token",
+            headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
+        )
+    logger.append_keys(operator=found[0])
+    return found
+
+
+def _within_reach(operator: Operator, stored: StoredApplication | None, business_system: str) -> None:
+    """403 for an application outside the operator's business systems or sellers (404 when there is none)."""
+    if operator.business_systems is not None and business_system not in operator.business_systems:
+        raise _Refusal(HTTPStatus.FORBIDDEN, f"business system {business_system!r} is outside this operator's reach")
+    if stored is None:
+        return
+    seller = stored.application.seller.tax_number
+    if not operator.may_see(business_system, seller):
+        raise _Refusal(HTTPStatus.FORBIDDEN, "this application's seller is outside this operator's reach")
+
+
+# ------------------------------------------------------------------ GET /v1/ops/summary
+def _dead_letter_depths() -> dict[str, int | None]:
+    queues = runtime.settings().dead_letter_queues
+    if not queues:
+        return {}
+    sqs = runtime.sqs_client()
+    depths: dict[str, int | None] = {}
+    for name, url in sorted(queues.items()):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+        depths[name] = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    return depths
+
+
+@app.get(
+    "/v1/ops/summary",
+    operation_id="opsSummary",
+    summary="Counts per status, open findings and dead-letter queue depths",
+    description="Open and needs-a-person statuses as they are now; final statuses reached in the last 24 hours. "
+    "Counts are of the whole hub (an operator limited to some business systems sees them too).",
+    tags=["operations"],
+    security=[{openapi.BEARER: []}],
+)
+def summary() -> Response[Any]:
+    _operator()
+    store = runtime.application_store()
+    statuses = {s.value: store.count_status(s) for s in sorted(OPEN_STATUSES | NEEDS_PERSON_STATUSES)}
+    for status, count in store.settled_since(utc_now() - timedelta(hours=24)).items():
+        if status not in statuses:
+            statuses[status] = count
+    data = {
+        "statuses": statuses,
+        "needsPerson": {s.value: statuses.get(s.value, 0) for s in sorted(NEEDS_PERSON_STATUSES)},
+        "openFindings": store.count_open_findings(),
+        "deadLetterQueues": _dead_letter_depths(),
+    }
+    return envelope(HTTPStatus.OK, "ok", data)
+
+
+# ------------------------------------------------------------------ GET /v1/ops/applications
+def _day(name: str, value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, f"{name}: expected a date yyyy-mm-dd (China time)") from None
+
+
+def _list_query(operator: Operator) -> tuple[ListQuery, int, str | None]:
+    params = app.current_event.query_string_parameters or {}
+    status = params.get("status") or None
+    if status is not None and status not in Status.__members__:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, f"status: unknown status {status!r}")
+    raw_limit = params.get("limit") or str(DEFAULT_PAGE)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, f"limit: a whole number from 1 to {MAX_PAGE}")
+    query = ListQuery(
+        status=status,
+        business_system=params.get("businessSystem") or None,
+        seller=params.get("seller") or None,
+        channel=params.get("channel") or None,
+        received_from=_day("receivedFrom", params.get("receivedFrom")),
+        received_to=_day("receivedTo", params.get("receivedTo")),
+        business_systems=operator.business_systems,
+        sellers=operator.sellers,
+    )
+    if query.received_from and query.received_to and query.received_from > query.received_to:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, "receivedFrom: after receivedTo")
+    return query, int(raw_limit), params.get("cursor") or None
+
+
+def row(item: dict[str, Any]) -> dict[str, Any]:
+    """A list row from a listing index's projection (store.LISTED_ATTRIBUTES)."""
+    shown: dict[str, Any] = {name: item.get(source) for name, source in _ROW_SOURCES.items()}
+    shown["requestNumber"] = shown["requestNumber"] or request_number_for(item["pk"])
+    shown["amount"] = str(item["amount"]) if item.get("amount") is not None else None
+    shown["tax"] = str(item["tax"]) if item.get("tax") is not None else None
+    shown["openFindings"] = sum(1 for f in item.get("findings", ()) if f.get("open", True))
+    return {name: shown[name] for name in ROW_FIELDS}
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV, a header row first (the same columns as the JSON)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(ROW_FIELDS)
+    for shown in rows:
+        writer.writerow(["" if shown[name] is None else _csv_safe(str(shown[name])) for name in ROW_FIELDS])
+    return out.getvalue()
+
+
+def _csv_safe(text: str) -> str:
+    """Text from business systems opened in a spreadsheet is never a formula (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@app.get(
+    "/v1/ops/applications",
+    operation_id="opsListApplications",
+    summary="List applications, newest received first (JSON, or CSV with Accept: text/csv)",
+    description="Filters: status, businessSystem, seller (tax number), channel, receivedFrom / receivedTo (China "
+    "days, both included). Pages of `limit` (1-500, default 50); pass `nextCursor` back as `cursor` for the next "
+    "page. With Accept: text/csv the same page comes as CSV and the next cursor in the X-Next-Cursor header.",
+    tags=["operations"],
+    security=[{openapi.BEARER: []}],
+)
+def list_applications() -> Response[Any]:
+    _, operator = _operator()
+    query, limit, cursor = _list_query(operator)
+    try:
+        items, next_cursor = runtime.application_store().list_page(query, limit, cursor)
+    except InvalidCursor as error:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, f"cursor: {error}") from None
+    rows = [row(item) for item in items]
+    metrics.add_metric(name="OpsListed", unit=MetricUnit.Count, value=1)
+    accept = (app.current_event.headers.get("accept") or "").lower()
+    if "text/csv" in accept:
+        headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
+        return Response(HTTPStatus.OK, "text/csv; charset=utf-8", rows_csv(rows), headers=headers)
+    return envelope(HTTPStatus.OK, "ok", {"items": rows, "nextCursor": next_cursor})
+
+
+# ------------------------------------------------------------------ GET .../{businessSystem}/{openApplyCode}
+def _available_actions(stored: StoredApplication) -> list[str]:
+    use_case = _use_case()
+    return list(use_case.available_actions(stored)) if use_case is not None else []
+
+
+def _use_case() -> Any:
+    """The operations use case (operations.py), or None in a build that has none yet."""
+    try:
+        return runtime.operations()
+    except ImportError:  # the use case ships with the "act" half of the desk
+        return None
+
+
+def detail(stored: StoredApplication) -> dict[str, Any]:
+    """Everything the business system's GET shows, and what an operator needs besides."""
+    intake = runtime.intake()
+    invoices = intake.invoices(stored)
+    raw_keys = [stored.extra["raw_answer"]] if stored.extra.get("raw_answer") else []
+    raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
+    return {
+        "businessSystem": stored.application.source_system,
+        "openApplyCode": stored.application.open_apply_code,
+        "status": stored.status.value,
+        "warnings": list(stored.warnings),
+        "version": stored.version,
+        "channel": stored.channel,
+        "requestNumber": stored.request_number or request_number_for(stored.key),
+        "createdAt": stored.created_at,
+        "updatedAt": stored.updated_at,
+        "reason": stored.reason,
+        "history": [t.to_item() for t in stored.history],
+        "invoices": [_invoice(i) for i in invoices],
+        "findings": [_finding(f) for f in stored.findings],
+        "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
+        "attempts": stored.attempts,
+        "leaseUntil": stored.lease_until,
+        "nextPollAt": stored.next_poll_at,
+        "rawKeys": raw_keys,
+        "actions": _available_actions(stored),
+    }
+
+
+_SYSTEM = Annotated[str, Path(description="the business system that submitted it")]
+_CODE = Annotated[str, Path(description="its openApplyCode")]
+
+
+@app.get(
+    "/v1/ops/applications/<businessSystem>/<openApplyCode>",
+    operation_id="opsReadApplication",
+    summary="One application: what its business system sees, plus channel, attempts, lease, raw keys, actions",
+    tags=["operations"],
+    security=[{openapi.BEARER: []}],
+)
+def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
+    _, operator = _operator()
+    _within_reach(operator, None, businessSystem)
+    logkeys.set_application(businessSystem, openApplyCode)
+    stored = runtime.intake().get(businessSystem, openApplyCode)
+    if stored is None:
+        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
+    _within_reach(operator, stored, businessSystem)
+    return envelope(HTTPStatus.OK, "ok", detail(stored))
+
+
+# ------------------------------------------------------------------ POST .../actions
+def _action_body() -> dict[str, Any]:
+    event = app.current_event
+    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise _Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+    try:
+        body = jsonutil.loads((event.decoded_body or "").encode("utf-8"))
+    except jsonutil.InvalidJson as error:
+        raise _Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
+    if not isinstance(body, dict):
+        raise _Refusal(HTTPStatus.BAD_REQUEST, 'body: expected {"action": "...", "reason": "..."}')
+    for name in ("action", "reason"):
+        value = body.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise _Refusal(HTTPStatus.BAD_REQUEST, f"{name}: required, a non-empty string")
+    return body
+
+
+@app.post(
+    "/v1/ops/applications/<businessSystem>/<openApplyCode>/actions",
+    operation_id="opsAct",
+    summary="Act on an application (operator role): query, resolve-issued, resolve-not-issued, requeue, cancel, "
+    "attach-result, acknowledge-finding",
+    description='Body {"action", "reason", and per action: resolve-issued "invoice" {"number", "code"?, "date"?}, '
+    'attach-result "resultId", acknowledge-finding "findingId"}. 200 with the application after the action; 400 '
+    "naming the field; 409 with data.status when the action does not apply now or the application moved.",
+    tags=["operations"],
+    security=[{openapi.BEARER: []}],
+)
+def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
+    name, operator = _operator()
+    _within_reach(operator, None, businessSystem)
+    if not operator.can_act:
+        raise _Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
+    body = _action_body()
+    logkeys.set_application(businessSystem, openApplyCode)
+    stored = runtime.intake().get(businessSystem, openApplyCode)
+    if stored is None:
+        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
+    _within_reach(operator, stored, businessSystem)
+    use_case = _use_case()
+    if use_case is None:
+        return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")
+    from fapiao_hub import operations  # with the use case: only this route needs its errors
+
+    params = {k: v for k, v in body.items() if k not in ("action", "reason")}
+    try:
+        after = use_case.act(businessSystem, openApplyCode, body["action"], body["reason"].strip(), name, params)
+    except operations.ActionInvalid as invalid:
+        field, message = _parts(invalid, "field")
+        return envelope(HTTPStatus.BAD_REQUEST, f"{field}: {message}", {"field": field})
+    except operations.ActionNotApplicable as refused:
+        status, message = _parts(refused, "status")
+        return envelope(HTTPStatus.CONFLICT, message, {"status": _status_text(status)})
+    except operations.ApplicationMissing:
+        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
+    logger.info("operator action", extra={"action": body["action"], "status": after.status.value})
+    metrics.add_metric(name="OpsActions", unit=MetricUnit.Count, value=1)
+    return envelope(HTTPStatus.OK, f"{body['action']} done", detail(after))
+
+
+def _parts(error: Exception, first: str) -> tuple[Any, str]:
+    """(field or status, message) of the use case's errors, built as Error(first, message)."""
+    args = (*error.args, None, None)
+    return getattr(error, first, args[0]), str(getattr(error, "message", args[1]))
+
+
+def _status_text(status: Any) -> str:
+    return status.value if isinstance(status, Status) else str(status)
