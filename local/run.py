@@ -11,7 +11,8 @@
    (local.runtime explains how per-function environments share one process);
 5. the HTTP API on http://127.0.0.1:${API_PORT:-3000} (payload v2.0 events, local.gateway) and
    pumps for SQS event sources, EventBridge rules and rate schedules (local.pumps);
-6. ``<state>/local.json`` with the API URL, token, moto endpoint, region and resource names,
+6. ``<state>/local.json`` with the API URL, token, operator token (``operator_token``: the local
+   operator's, role ``operator``), moto endpoint, region and resource names,
    written once everything is up (and removed on a clean stop).
 
 ``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise;
@@ -63,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMPLE_HUB_CONFIG = Path(__file__).resolve().parent / "hub-config.json"
 LOCAL_SYSTEM = "sample-erp"  # the business system the generated token belongs to
+LOCAL_OPERATOR = "local-operator"  # the operator (role "operator") the generated operator token belongs to
 HOST = "127.0.0.1"
 
 # Masked for the run: they would send boto3 to a real account or another endpoint.
@@ -328,8 +330,15 @@ def console_url(api_url: str) -> str:
     return f"{api_url}/ops/"
 
 
-def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
-    """The sample configuration with ``token``'s SHA-256 for the local business system."""
+def write_hub_config(
+    sample: Path,
+    target: Path,
+    token: str,
+    config: dict[str, Any] | None = None,
+    operator_token: str | None = None,
+) -> Path:
+    """The sample configuration with ``token``'s SHA-256 for the local business system, and
+    ``operator_token``'s for the local operator (role ``operator``, every business system)."""
     from fapiao_hub.config import HubConfig, token_sha256
 
     config = config if config is not None else json.loads(sample.read_text(encoding="utf-8"))
@@ -337,6 +346,11 @@ def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, A
     if LOCAL_SYSTEM not in systems:
         raise RuntimeError(f"{sample} has no business system {LOCAL_SYSTEM!r}")
     systems[LOCAL_SYSTEM]["token_sha256"] = [token_sha256(token)]
+    if operator_token:
+        config.setdefault("operators", {})[LOCAL_OPERATOR] = {
+            "token_sha256": [token_sha256(operator_token)],
+            "role": "operator",
+        }
     HubConfig.model_validate(config)  # fail here, not in the first request
     _write_private(target, json.dumps(config, ensure_ascii=False, indent=2))
     return target
@@ -505,6 +519,7 @@ def start(
         forget(state)
         log.info("FAPIAO_HUB_FRESH: starting empty, with a new token (%s deleted)", state / "saved")
     token = token or (saved_token(state) if keep_state else None) or secrets.token_urlsafe(32)
+    operator_token = (saved_token(state, "operator-token") if keep_state else None) or secrets.token_urlsafe(32)
     try:
         moto = (MotoProcess if moto_process else AtomicMotoServer)(HOST, moto_port).start()
         endpoint = "http://{}:{}".format(*moto.get_host_and_port())
@@ -534,7 +549,7 @@ def start(
             prefix=prefix,
         )
         if keep_state:
-            local_state = LocalState(state, resources, boto3.Session(), endpoint, region, token)
+            local_state = LocalState(state, resources, boto3.Session(), endpoint, region, token, operator_token)
             restored = local_state.restore()
             if restored is None:
                 local_state.save()  # the token, at once: a hard kill before the first save keeps it
@@ -546,7 +561,9 @@ def start(
         receivers = start_receivers(config_document)
         helpers.update(sandboxes)
         helpers.update({f"receiver:{name}": r for name, r in receivers.items()})
-        hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token, config_document)
+        hub_config_file = write_hub_config(
+            Path(hub_config), state / "hub-config.json", token, config_document, operator_token=operator_token
+        )
 
         specs = resources.functions()
         extra = {
@@ -682,6 +699,9 @@ def start(
             "api_url": hub.api_url,
             "console_url": console_url(hub.api_url),
             "token": token,
+            # The local operator's token (role "operator"): the console signs in with it (LocalSession),
+            # `fapiao-hub ops` reads it from here.
+            "operator_token": operator_token,
             "aws_endpoint_url": endpoint,
             "region": region,
             "hub_config_file": str(hub_config_file),
