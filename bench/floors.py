@@ -174,8 +174,10 @@ def reason(function: str, label: str) -> str:
 
 # Why a call is above the floor: by (function, label), else by label alone. The texts name the code.
 EXCESS_REASONS: dict[tuple[str, str], str] = {
-    (IN, "get invoice"): "`Intake._reserve_red` reads the blue invoice before `reserve_red`, whose failed "
-    "condition could tell 'no such invoice' (no old item) from 'not enough left'",
+    (D, "channel circuit read"): "`ChannelHealth.admit` reads the channel's circuit (shared by every "
+    "instance) before each call: one GetItem per attempt; a transaction with the claim could carry it",
+    (P, "backlog count"): "the backlog metric's query of the attention index, once per poller run (a fixed "
+    "cost per minute, not per invoice: a flow that spans one run pays all of it)",
     ("", "clear_pending_event"): "`store.clear_pending_event`: the outbox flag cleared by a write of its own "
     "after PutEvents",
     (D, "transition to DISPATCHING"): "the claim, for a channel that is sent nothing (Ekuaibao's `issue` "

@@ -130,12 +130,18 @@ def _dynamodb_label(operation: str, body: dict[str, Any], key: str | None, table
     expression = body.get("UpdateExpression") or ""
     condition = body.get("ConditionExpression") or ""
     if operation == "GetItem":
+        if key and key.startswith("circuit#"):
+            return "channel circuit read"
         return "get invoice" if invoices else "get application"
     if operation == "BatchGetItem":
         return "get invoices"
     if operation == "Query":
         index = body.get("IndexName") or ""
-        return {"due-work": "due-work query", "by-request-number": "find by request number"}.get(index, "query")
+        return {
+            "due-work": "due-work query",
+            "by-request-number": "find by request number",
+            "attention": "backlog count",
+        }.get(index, "query")
     if operation == "PutItem":
         if invoices:
             return "put unmatched invoice" if "unmatched" in (body.get("Item") or {}) else "put invoice"

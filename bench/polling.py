@@ -25,12 +25,33 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
 DUE = 50
+
+
+@contextmanager
+def moto_environment() -> Iterator[None]:
+    """moto's fake credentials and quiet Powertools while inside; the process environment restored after
+    (the reconciliation's section measures the same way)."""
+    saved = dict(os.environ)
+    try:
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            os.environ.pop(name, None)
+        os.environ.update(  # moto's fake credentials
+            AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
+            AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
+            POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 class _Context:
@@ -92,22 +113,11 @@ def _write(client: Any, table: str, batch: list[dict[str, Any]]) -> None:
 def measure(sizes: list[int] | None = None, runs: int | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_POLL_SIZES", "1000,100000").split(",") if s.strip()]
     runs = runs or int(os.environ.get("BENCH_POLL_RUNS", "5"))
-    saved = dict(os.environ)
-    try:
+    with moto_environment():
         return _measure(sorted(sizes), runs)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update(  # moto's fake credentials
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-        AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
-        POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
-    )  # fmt: skip
     import importlib.util
     import sys
 

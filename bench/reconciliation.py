@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.polling import REGION, ROOT, _Context, _schedule_event, _write
+from bench.polling import REGION, ROOT, _Context, _schedule_event, _write, moto_environment
 
 IN_WINDOW = 20
 PERSON = 5
@@ -88,22 +88,11 @@ def _fill(client: Any, tables: dict[str, str], start: int, stop: int, now: datet
 def measure(sizes: list[int] | None = None, runs: int | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_RECONCILE_SIZES", "1000,100000").split(",") if s.strip()]
     runs = runs or int(os.environ.get("BENCH_RECONCILE_RUNS", "3"))
-    saved = dict(os.environ)
-    try:
+    with moto_environment():
         return _measure(sorted(sizes), runs)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update(  # moto's fake credentials
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-        AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
-        POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
-    )  # fmt: skip
     import importlib.util
     import sys
 

@@ -501,7 +501,7 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     push_rng = random.Random(config.seed + 7)  # noqa: S311
     submit = ekuaibao.submit
 
-    def submit_with_switches(number: str, outcome: str = "issued", switches: str = "") -> Any:
+    def submit_with_switches(number: str, outcome: str = "issued", switches: str = "", order: Any = None) -> Any:
         chosen = [s for s in switches.split(",") if s]
         if push_rng.random() < config.duplicate_callbacks:
             chosen.append("duplicate")
@@ -511,7 +511,7 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
         expected_pushes["result"] += 1
         for switch in chosen:
             expected_pushes[switch] += 1
-        return submit(number, outcome, ",".join(chosen))
+        return submit(number, outcome, ",".join(chosen), order=order)
 
     ekuaibao.submit = submit_with_switches
     # Its pusher gives up after 5 s; with every function in one process a push may wait longer for

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
-from fapiao_hub.intake.api import _finding, _invoice, envelope
+from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
 from fapiao_hub.store import InvalidCursor, ListQuery, StoredApplication, utc_now
 
@@ -45,14 +45,8 @@ _ROW_SOURCES = {
 }  # fmt: skip
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.response = envelope(status, message, data, headers)
-
-
-@app.exception_handler(_Refusal)
-def _refused(refusal: _Refusal) -> Response:
+@app.exception_handler(Refusal)
+def _refused(refusal: Refusal) -> Response:
     metrics.add_metric(name=f"OpsRefused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
     return refusal.response
 
@@ -76,7 +70,7 @@ def _operator() -> tuple[str, Operator]:
     token = token.strip()
     found = runtime.hub_config().authenticate_operator(token) if scheme.lower() == "bearer" and token else None
     if found is None:
-        raise _Refusal(
+        raise Refusal(
             HTTPStatus.UNAUTHORIZED,
             "missing or invalid operator token",
             headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
@@ -88,12 +82,12 @@ def _operator() -> tuple[str, Operator]:
 def _within_reach(operator: Operator, stored: StoredApplication | None, business_system: str) -> None:
     """403 for an application outside the operator's business systems or sellers (404 when there is none)."""
     if operator.business_systems is not None and business_system not in operator.business_systems:
-        raise _Refusal(HTTPStatus.FORBIDDEN, f"business system {business_system!r} is outside this operator's reach")
+        raise Refusal(HTTPStatus.FORBIDDEN, f"business system {business_system!r} is outside this operator's reach")
     if stored is None:
         return
     seller = stored.application.seller.tax_number
     if not operator.may_see(business_system, seller):
-        raise _Refusal(HTTPStatus.FORBIDDEN, "this application's seller is outside this operator's reach")
+        raise Refusal(HTTPStatus.FORBIDDEN, "this application's seller is outside this operator's reach")
 
 
 # ------------------------------------------------------------------ GET /v1/ops/summary
@@ -141,17 +135,17 @@ def _day(name: str, value: str | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, f"{name}: expected a date yyyy-mm-dd (China time)") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"{name}: expected a date yyyy-mm-dd (China time)") from None
 
 
 def _list_query(operator: Operator) -> tuple[ListQuery, int, str | None]:
     params = app.current_event.query_string_parameters or {}
     status = params.get("status") or None
     if status is not None and status not in Status.__members__:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, f"status: unknown status {status!r}")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"status: unknown status {status!r}")
     raw_limit = params.get("limit") or str(DEFAULT_PAGE)
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, f"limit: a whole number from 1 to {MAX_PAGE}")
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"limit: a whole number from 1 to {MAX_PAGE}")
     query = ListQuery(
         status=status,
         business_system=params.get("businessSystem") or None,
@@ -163,7 +157,7 @@ def _list_query(operator: Operator) -> tuple[ListQuery, int, str | None]:
         sellers=operator.sellers,
     )
     if query.received_from and query.received_to and query.received_from > query.received_to:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, "receivedFrom: after receivedTo")
+        raise Refusal(HTTPStatus.BAD_REQUEST, "receivedFrom: after receivedTo")
     return query, int(raw_limit), params.get("cursor") or None
 
 
@@ -216,7 +210,7 @@ def list_applications() -> Response[Any]:
     try:
         items, next_cursor = runtime.application_store().list_page(query, limit, cursor)
     except InvalidCursor as error:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, f"cursor: {error}") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"cursor: {error}") from None
     rows = [row(item) for item in items]
     metrics.add_metric(name="OpsListed", unit=MetricUnit.Count, value=1)
     accept = (app.current_event.headers.get("accept") or "").lower()
@@ -296,17 +290,17 @@ def _action_body() -> dict[str, Any]:
     event = app.current_event
     content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise _Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
     try:
         body = jsonutil.loads((event.decoded_body or "").encode("utf-8"))
     except jsonutil.InvalidJson as error:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
     if not isinstance(body, dict):
-        raise _Refusal(HTTPStatus.BAD_REQUEST, 'body: expected {"action": "...", "reason": "..."}')
+        raise Refusal(HTTPStatus.BAD_REQUEST, 'body: expected {"action": "...", "reason": "..."}')
     for name in ("action", "reason"):
         value = body.get(name)
         if not isinstance(value, str) or not value.strip():
-            raise _Refusal(HTTPStatus.BAD_REQUEST, f"{name}: required, a non-empty string")
+            raise Refusal(HTTPStatus.BAD_REQUEST, f"{name}: required, a non-empty string")
     return body
 
 
@@ -325,7 +319,7 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     name, operator = _operator()
     _within_reach(operator, None, businessSystem)
     if not operator.can_act:
-        raise _Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
+        raise Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
     body = _action_body()
     logkeys.set_application(businessSystem, openApplyCode)
     stored = runtime.intake().get(businessSystem, openApplyCode)

@@ -44,16 +44,16 @@ def envelope(status: int, message: str, data: Any = None, headers: dict[str, str
     return Response(status, "application/json", jsonutil.dumps(body), headers=headers)
 
 
-class _Refusal(Exception):
-    """A request refused before the workflow is involved."""
+class Refusal(Exception):
+    """A request refused before the workflow is involved (the ops API's routes refuse the same way)."""
 
     def __init__(self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.response = envelope(status, message, data, headers)
 
 
-@app.exception_handler(_Refusal)
-def _refused(refusal: _Refusal) -> Response:
+@app.exception_handler(Refusal)
+def _refused(refusal: Refusal) -> Response:
     metrics.add_metric(name=f"Refused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
     return refusal.response
 
@@ -87,7 +87,7 @@ def _caller() -> str:
     token = token.strip()
     system = runtime.hub_config().authenticate(token) if scheme.lower() == "bearer" and token else None
     if system is None:
-        raise _Refusal(
+        raise Refusal(
             HTTPStatus.UNAUTHORIZED,
             "missing or invalid bearer token",
             headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub"'},
@@ -99,26 +99,26 @@ def _json_body() -> Any:
     event = app.current_event
     content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise _Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
     raw = event.body or ""
     try:
         body = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
     except (binascii.Error, UnicodeEncodeError):
-        raise _Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded") from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded") from None
     limit = runtime.settings().max_body_bytes
     if len(body) > limit:
-        raise _Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
+        raise Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
     if not body.strip():
-        raise _Refusal(HTTPStatus.BAD_REQUEST, 'body is empty; expected {"invoiceOrder": {...}}')
+        raise Refusal(HTTPStatus.BAD_REQUEST, 'body is empty; expected {"invoiceOrder": {...}}')
     try:
         return jsonutil.loads(body)
     except jsonutil.InvalidJson as error:
-        raise _Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
+        raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
 
 
-def _invalid(errors: list[seed004.FieldError]) -> _Refusal:
+def _invalid(errors: list[seed004.FieldError]) -> Refusal:
     count = len(errors)
-    return _Refusal(
+    return Refusal(
         HTTPStatus.BAD_REQUEST,
         f"invalid invoice order: {count} problem{'s' if count != 1 else ''}",
         {"errors": [e.as_dict() for e in errors]},
