@@ -3,7 +3,7 @@
 Each section runs in its own subprocess (``python -m bench.<module> --out <json>``), its output
 going to a log file in a temporary directory (named when a section fails). Options:
 
-    --sections requests,coldstart,warm,polling,reconciliation,throughput   (default: all)
+    --sections requests,coldstart,warm,polling,reconciliation,listing,throughput   (default: all)
     --doc PATH      where to write the report (default docs/benchmarks.md); --no-doc to skip
     --results PATH  the raw results, kept between runs (default bench/last-results.json): a run of
                     some sections takes the others' figures from it (the report says when each
@@ -38,6 +38,7 @@ SECTIONS = {
     "warm": "bench.warm",
     "polling": "bench.polling",
     "reconciliation": "bench.reconciliation",
+    "listing": "bench.listing",
     "throughput": "bench.throughput",
 }
 

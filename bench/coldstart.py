@@ -58,6 +58,11 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     # Static files only: no factory, no AWS client (its baseline is boto3's import alone).
     "console": {"factories": [], "clients": []},
     "reconciliation": {"factories": ["reconciler", "hub_config"], "clients": ["dynamodb", "s3"]},
+    # The operations desk: a summary, a list or a read (an action builds the operations use case on first use).
+    "ops": {
+        "factories": ["intake", "application_store", "hub_config", "sqs_client"],
+        "clients": ["dynamodb", "sqs", "s3"],
+    },
 }
 
 HANDLER_SCRIPT = """

@@ -286,6 +286,60 @@ def _console(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert answer["body"] == page
 
 
+# ------------------------------------------------------------------ the operations desk (OpsFunction)
+
+
+@step("ops-summary.json")
+def _ops_summary(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """Open statuses counted now, final ones settled in the last 24 h (all of this run's), no findings."""
+    status, body = invocation.http()
+    assert status == 200 and body["success"] is True, body
+    data = body["data"]
+    stored = [a["status"] for a in tier.applications()]
+    for name in set(stored):
+        assert data["statuses"].get(name) == stored.count(name), (name, data, stored)
+    assert data["needsPerson"] == {s: stored.count(s) for s in ("MANUAL_REVIEW", "MISMATCH", "STUCK")}, data
+    assert data["openFindings"] == 0, data
+    assert data["deadLetterQueues"] and set(data["deadLetterQueues"].values()) == {0}, data
+
+
+@step("ops-list.json")
+def _ops_list(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """Every application of the run on one page, newest received first, from the listing indexes."""
+    status, body = invocation.http()
+    assert status == 200, body
+    rows = body["data"]["items"]
+    stored = {a["open_apply_code"]: a for a in tier.applications()}
+    assert sorted(r["openApplyCode"] for r in rows) == sorted(stored), (rows, sorted(stored))
+    assert [r["receivedAt"] for r in rows] == sorted((r["receivedAt"] for r in rows), reverse=True), rows
+    assert all(r["status"] == stored[r["openApplyCode"]]["status"] for r in rows), rows
+    assert body["data"]["nextCursor"] is None
+
+
+@step("ops-get.json")
+def _ops_get(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """Seed 004's application: what its business system sees, plus what an operator needs."""
+    status, body = invocation.http()
+    assert status == 200, body
+    data = body["data"]
+    assert (data["businessSystem"], data["openApplyCode"], data["status"]) == (FIXTURE_SYSTEM, BLUE, "REJECTED"), data
+    assert data["requestNumber"] == number(BLUE) and "UNSUPPORTED_INVOICE_TYPE" in data["reason"], data
+    assert [h["status"] for h in data["history"]][-1] == "REJECTED", data
+    assert isinstance(data["actions"], list) and "cancel" not in data["actions"], data
+    assert {"attempts", "leaseUntil", "nextPollAt", "rawKeys", "findings"} <= set(data), data
+
+
+@step("ops-act.json")
+def _ops_act(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """Cancelling a REJECTED application (it did reach a verdict): 409 with where it stands, nothing changed."""
+    before = tier.application(BLUE)
+    status, body = invocation.http()
+    assert status == 409 and body["success"] is False and body["data"] == {"status": "REJECTED"}, body
+    after = tier.application(BLUE)
+    assert (after["status"], after["version"]) == (before["status"], before["version"]), after
+    assert tier.drain("NotifyQueue") == []  # no outcome: nothing happened
+
+
 # ------------------------------------------------------------------ reconciliation
 
 

@@ -68,6 +68,9 @@ FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "te
 # The bearer token the fixtures in events/ carry (Authorization: Bearer ...).
 FIXTURE_TOKEN = "fixture-token-sample-erp"
 FIXTURE_SYSTEM = "sample-erp"
+# The operator token the ops fixtures carry (events/ops-*.json), an "operator" of every business system.
+FIXTURE_OPERATOR_TOKEN = "fixture-operator-token"
+FIXTURE_OPERATOR = "fixture-operator"
 INVOKE_TIMEOUT = 180
 
 
@@ -543,7 +546,8 @@ def remove_stale_layer_images(keep: str | None) -> None:
 
 
 def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
-    """The sample configuration with the fixtures' token and the sandbox container's URLs (and the
+    """The sample configuration with the fixtures' tokens (a business system's, an operator's) and the
+    sandbox container's URLs (and the
     fixture system may reverse invoices issued outside the hub, for the red fixture).
 
     Ekuaibao's HMAC secret is left out: seed 000's pushes carry the accessToken only, as the
@@ -561,6 +565,10 @@ def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
         webhook = system.get("webhook")
         if webhook and webhook.get("url") == "sandbox":
             webhook["url"] = f"http://sandbox:{SANDBOX_PORTS['receiver']}/hook"
+    config.setdefault("operators", {})[FIXTURE_OPERATOR] = {
+        "token_sha256": [token_sha256(FIXTURE_OPERATOR_TOKEN)],
+        "role": "operator",
+    }
     for channel in config["channels"].values():
         if channel.get("base_url") == "sandbox":
             channel["base_url"] = f"http://sandbox:{SANDBOX_PORTS[channel['type']]}"

@@ -1,7 +1,8 @@
 """Hostile input: no 5xx, every 4xx names the problem, nothing written for a refused request.
 
 (a) **schemathesis** against docs/openapi.json on the local run (``local.run.start`` in this process):
-    every operation, positive and negative cases, with the bearer token on intake routes and the
+    every operation, positive and negative cases, with the bearer token on intake routes, the local
+    run's operator token on the operations desk's routes (/v1/ops), and the
     callback's ``accessToken`` (and, for the Ekuaibao channel, a valid HMAC signature over the exact
     bytes sent). Checks: ``not_a_server_error`` and conformance of status code, content type,
     headers and body to what the document declares.
@@ -172,6 +173,9 @@ class TestSchemathesisOnTheLocalRun:
         headers = {}
         if case.operation.path.startswith("/v1/invoice-orders") or case.operation.path.startswith("/extInvoice"):
             headers["Authorization"] = f"Bearer {hub.token}"
+        elif case.operation.path.startswith("/v1/ops") and info.get("operator_token"):
+            # The local run's operator (make run writes it); without one, every ops case is the documented 401.
+            headers["Authorization"] = f"Bearer {info['operator_token']}"
         kwargs = case.as_transport_kwargs(base_url=hub.api_url, headers=headers)
         if case.operation.path == "/v1/callbacks/{channel}":
             # Every other case goes to the real channel, authenticated, so the parser is reached.
@@ -193,6 +197,7 @@ class TestSchemathesisOnTheLocalRun:
             }
         response = local_hub["session"].request(timeout=60, **kwargs)
         kind = "schemathesis callback" if "callbacks" in case.operation.path else "schemathesis intake"
+        kind = "schemathesis ops" if case.operation.path.startswith("/v1/ops") else kind
         count(kind, response.status_code)
         if kwargs["method"].upper() not in LOCAL_GATEWAY_METHODS:
             # local.gateway answers methods it has no handler for (TRACE, CONNECT, ...) with

@@ -18,6 +18,7 @@ from moto import mock_aws
 from fapiao_hub import runtime
 from fapiao_hub.config import token_sha256
 from local.atomic_moto import serialized_in_process
+from local.moto_speed import faster_dynamodb
 from local.provision import provision
 from tests.conftest import REGION
 
@@ -138,7 +139,7 @@ class Hub:
 
 @pytest.fixture
 def hub(aws_env, monkeypatch, tmp_path) -> Iterator[Hub]:
-    with mock_aws(), serialized_in_process():
+    with mock_aws(), serialized_in_process(), faster_dynamodb():
         resources = provision(TEMPLATE, region=REGION)
         config_file = tmp_path / "hub-config.json"
         config_file.write_text(json.dumps(hub_config_document()), encoding="utf-8")

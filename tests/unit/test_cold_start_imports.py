@@ -53,6 +53,11 @@ NOT_LOADED = {
         "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.workflow",
         "fapiao_hub.events", "fapiao_hub.queues", "aws_lambda_powertools.event_handler", BATCH_UTILITY,
     ],
+    # Reads and lists: the operations use case (workflow, channels, notifier) only when an operator acts.
+    "ops": [
+        "requests", "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.operations",
+        "fapiao_hub.workflow", BATCH_UTILITY,
+    ],
 }  # fmt: skip
 
 

@@ -18,6 +18,10 @@ OPERATIONS = {
     ("/extInvoiceOrder/receiveInvoiceOrder", "post"),
     ("/v1/invoice-orders/{openApplyCode}", "get"),
     ("/v1/callbacks/{channel}", "post"),
+    ("/v1/ops/summary", "get"),
+    ("/v1/ops/applications", "get"),
+    ("/v1/ops/applications/{businessSystem}/{openApplyCode}", "get"),
+    ("/v1/ops/applications/{businessSystem}/{openApplyCode}/actions", "post"),
 }
 SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
 
@@ -110,6 +114,33 @@ def test_answers_are_declared_with_their_models(doc: dict) -> None:
     assert {"history", "invoices", "invoiceOrder"} <= set(schema(doc, detail["properties"]["data"])["properties"])
     callback = answer("/v1/callbacks/{channel}", "post", "200")
     assert callback["required"] == ["value"] and "message" in callback["properties"]
+
+
+def test_the_operations_desk_is_documented(doc: dict) -> None:
+    ops = "/v1/ops/applications"
+    listing = doc["paths"][ops]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {
+        "status", "businessSystem", "seller", "channel", "receivedFrom", "receivedTo", "limit", "cursor"
+    }  # fmt: skip
+    assert set(listing["responses"]["200"]["content"]) == {"application/json", "text/csv"}
+    page = schema(doc, listing["responses"]["200"]["content"]["application/json"]["schema"])
+    rows = schema(doc, schema(doc, page["properties"]["data"])["properties"]["items"]["items"])
+    assert set(rows["properties"]) == {  # ops_api.ROW_FIELDS (not imported here: see generated())
+        "businessSystem", "openApplyCode", "status", "companyCode", "sellerTaxNumber", "buyerName", "channel",
+        "requestNumber", "invoiceType", "direction", "amount", "tax", "receivedAt", "updatedAt", "openFindings",
+        "reason",
+    }  # fmt: skip
+    detail = schema(doc, doc["paths"][ops + "/{businessSystem}/{openApplyCode}"]["get"]["responses"]["200"]["content"][
+        "application/json"]["schema"])  # fmt: skip
+    assert {"attempts", "leaseUntil", "nextPollAt", "rawKeys", "actions", "findings"} <= set(
+        schema(doc, detail["properties"]["data"])["properties"]
+    )
+    act = doc["paths"][ops + "/{businessSystem}/{openApplyCode}/actions"]["post"]
+    body = schema(doc, act["requestBody"]["content"]["application/json"]["schema"])
+    assert {"action", "reason"} <= set(body["required"])
+    for path, item in doc["paths"].items():
+        if path.startswith("/v1/ops"):
+            assert {"200", "401", "503"} <= set(next(iter(item.values()))["responses"]), path
 
 
 def test_security_schemes_bearer_for_intake_access_token_for_callbacks(doc: dict) -> None:

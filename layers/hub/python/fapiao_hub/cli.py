@@ -1341,5 +1341,98 @@ def ops_act(
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------- the hub configuration
+def _json_path(loc: Sequence[Any]) -> str:
+    """pydantic's error location as a JSON path: business_systems.sample-erp.companies.1000.seller, routes[0]."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(the document)"
+
+
+def _checked_config(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The file's HubConfig and document, or every problem by JSON path on stderr and exit 2."""
+    from pydantic import ValidationError
+
+    from fapiao_hub.config import HubConfig
+
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        _exit(f"{path}: not readable ({type(error).__name__})", EXIT_USAGE)
+    except ValueError as error:
+        _exit(f"{path}: not JSON ({error})", EXIT_REFUSED)
+    if not isinstance(document, dict):
+        _exit(f"{path}: expected a JSON object", EXIT_REFUSED)
+    try:
+        return HubConfig.model_validate(document), document
+    except ValidationError as invalid:
+        for problem in invalid.errors(include_url=False, include_input=False):
+            _say_error(f"{_json_path(problem['loc'])}: {problem['msg']}")
+        _exit(f"{path}: {invalid.error_count()} problem(s); nothing deployed", EXIT_REFUSED)
+
+
+@main.group("config")
+@shared_options
+def config_group() -> None:
+    """Check a hub configuration file, and store it as the hub reads it in AWS (docs/configuration.md)."""
+
+
+@config_group.command("check")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@shared_options
+@pass_settings
+def config_check(settings: Settings, path: Path) -> int:
+    """Every error of FILE by JSON path (exit 2), or a summary of what it configures."""
+    del settings  # nothing to reach: the file alone is checked
+    config, _ = _checked_config(path)
+    sellers = sum(len(s.companies) for s in config.business_systems.values())
+    click.echo(
+        f"{path}: valid: {len(config.business_systems)} business systems, {sellers} companies, "
+        f"{len(config.channels)} channels, {len(config.operators)} operators"
+    )
+    return EXIT_OK
+
+
+@config_group.command("push")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--table", envvar="HUB_CONFIG_TABLE", required=True, help="The configuration table (HubConfigTable).")
+@shared_options
+@pass_settings
+def config_push(settings: Settings, path: Path, table: str) -> int:
+    """Check FILE, then write it to the configuration table: one item per business system and operator.
+
+    Channel credentials must not be in it (name a Secrets Manager secret with credentials_secret).
+    Items no longer in FILE are deleted, after the new ones are written.
+    """
+    del settings
+    import boto3
+    from boto3.dynamodb.conditions import Key
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from fapiao_hub.config import CONFIG_PARTITION, config_items, inline_secrets
+
+    config, document = _checked_config(path)
+    secrets = inline_secrets(config)
+    if secrets:
+        for where in secrets:
+            _say_error(f"{where}: a secret in the configuration; put it in Secrets Manager (credentials_secret)")
+        _exit(f"{path}: secrets inline; nothing pushed", EXIT_REFUSED)
+    items = config_items(document)
+    store = boto3.resource("dynamodb").Table(table)
+    try:
+        old = {i["sk"] for i in store.query(KeyConditionExpression=Key("id").eq(CONFIG_PARTITION))["Items"]}
+        with store.batch_writer() as batch:
+            for key, value in items.items():
+                batch.put_item(Item={"id": CONFIG_PARTITION, "sk": key, "value": value})
+        with store.batch_writer() as batch:
+            for key in sorted(old - set(items)):
+                batch.delete_item(Key={"id": CONFIG_PARTITION, "sk": key})
+    except (BotoCoreError, ClientError) as error:
+        _exit(f"{table}: {type(error).__name__}: {error}", EXIT_UNREACHABLE)
+    click.echo(f"pushed {len(items)} items to {table} ({len(old - set(items))} removed)")
+    return EXIT_OK
+
+
 if __name__ == "__main__":
     main(prog_name="fapiao-hub")

@@ -2,8 +2,10 @@
 
 The environment says *where* things are (table names, queue URL, where the configuration lives);
 the hub configuration says *who* may call and *for whom* invoices are issued. In AWS the hub
-configuration is an SSM SecureString read through Powertools parameters (cached); locally it is
-a JSON file (``HUB_CONFIG_FILE``). Both hold the same JSON document (docs/configuration.md).
+configuration is items of a DynamoDB table (``HUB_CONFIG_TABLE``, one per business system and per
+operator) or an SSM SecureString (``HUB_CONFIG_PARAMETER``), read through Powertools parameters
+(cached); locally it is a JSON file (``HUB_CONFIG_FILE``). All hold the same JSON document
+(docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     # Exactly one of the two says where the hub configuration lives.
     hub_config_parameter: str | None = None
     hub_config_file: Path | None = None
+    # The configuration as items of a DynamoDB table (config_items): read first when set; an empty
+    # table falls back to the parameter (the way from one to the other).
+    hub_config_table: str | None = None
     hub_config_max_age_seconds: int = 300
     strict_tax_numbers: bool = False
     # Dispatch (workflow.DispatchPolicy): the DISPATCHING lease, waits after a request that never
@@ -320,10 +325,57 @@ class HubConfig(_Config):
         return found
 
 
+# ---------------------------------------------------------------------------- the configuration as items
+# One item per business system and per operator, one for everything else: a hundred business
+# systems with their sellers are a hundred small items (DynamoDB: 400 KB each), where one SSM
+# SecureString holds 4 KB (8 KB advanced). docs/configuration.md says why and how to push them.
+CONFIG_PARTITION = "hub-config"
+_ITEM_SECTIONS = {"business_systems": "business_system#", "operators": "operator#"}
+SETTINGS_ITEM = "settings"
+
+
+def config_items(document: dict[str, object]) -> dict[str, str]:
+    """The items (sort key -> JSON text) a configuration document is stored as."""
+    items: dict[str, str] = {}
+    rest = {k: v for k, v in document.items() if k not in _ITEM_SECTIONS}
+    items[SETTINGS_ITEM] = json.dumps(rest, ensure_ascii=False, sort_keys=True)
+    for section, prefix in _ITEM_SECTIONS.items():
+        entries = document.get(section) or {}
+        assert isinstance(entries, dict)
+        for name, entry in entries.items():
+            items[prefix + name] = json.dumps(entry, ensure_ascii=False, sort_keys=True)
+    return items
+
+
+def document_from_items(items: dict[str, str]) -> dict[str, object]:
+    """The configuration document back from its items (config_items' inverse)."""
+    document: dict[str, object] = dict(json.loads(items.get(SETTINGS_ITEM, "{}")))
+    for section, prefix in _ITEM_SECTIONS.items():
+        document[section] = {
+            key.removeprefix(prefix): json.loads(value)
+            for key, value in sorted(items.items())
+            if key.startswith(prefix)
+        }
+    return document
+
+
+def inline_secrets(config: HubConfig) -> list[str]:
+    """JSON paths of secrets written into the configuration itself (channel credentials belong in
+    Secrets Manager, named by credentials_secret, when the configuration is stored as items)."""
+    return [f"channels.{name}.credentials" for name, channel in config.channels.items() if channel.credentials]
+
+
 def load_hub_config(settings: Settings) -> HubConfig:
     """Read the hub configuration from wherever the settings say (cached in AWS)."""
     if settings.hub_config_file is not None:
         return HubConfig.model_validate_json(settings.hub_config_file.read_text(encoding="utf-8"))
+    if settings.hub_config_table:
+        from aws_lambda_powertools.utilities import parameters
+
+        provider = parameters.DynamoDBProvider(table_name=settings.hub_config_table, sort_attr="sk")
+        items = provider.get_multiple(CONFIG_PARTITION, max_age=settings.hub_config_max_age_seconds)
+        if items:
+            return HubConfig.model_validate(document_from_items(dict(items)))
     if settings.hub_config_parameter:
         # Imported here: the parameters utility is only needed where SSM is the source.
         from aws_lambda_powertools.utilities import parameters
@@ -334,4 +386,4 @@ def load_hub_config(settings: Settings) -> HubConfig:
             max_age=settings.hub_config_max_age_seconds,
         )
         return HubConfig.model_validate(json.loads(raw))
-    raise RuntimeError("neither HUB_CONFIG_FILE nor HUB_CONFIG_PARAMETER is set")
+    raise RuntimeError("none of HUB_CONFIG_FILE, HUB_CONFIG_TABLE (with items) or HUB_CONFIG_PARAMETER is set")

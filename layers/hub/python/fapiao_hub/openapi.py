@@ -171,6 +171,85 @@ class OrderDetailAnswer(Envelope):
     data: OrderDetail  # type: ignore[assignment]
 
 
+# ---------------------------------------------------------------------------- the operations desk (ops_api)
+class OpsSummary(BaseModel):
+    statuses: dict[str, int] = Field(
+        description="open and needs-a-person statuses now; final statuses reached in the last 24 hours"
+    )
+    needsPerson: dict[str, int] = Field(description="MANUAL_REVIEW, MISMATCH and STUCK: what waits for a person")
+    openFindings: int = Field(description="findings not yet acknowledged")
+    deadLetterQueues: dict[str, int | None] = Field(description="messages waiting in each dead-letter queue")
+
+
+class OpsRow(BaseModel):
+    businessSystem: str
+    openApplyCode: str
+    status: str = Field(description="a Status value")
+    companyCode: str | None
+    sellerTaxNumber: str | None
+    buyerName: str | None = Field(description="as the business system sent it: untrusted text")
+    channel: str | None
+    requestNumber: str
+    invoiceType: str | None
+    direction: str | None = Field(description="BLUE or RED")
+    amount: str | None = Field(description="a decimal, as text")
+    tax: str | None = Field(description="a decimal, as text")
+    receivedAt: str = Field(description="ISO 8601, UTC")
+    updatedAt: str | None = Field(description="ISO 8601, UTC")
+    openFindings: int
+    reason: str | None
+
+
+class OpsPage(BaseModel):
+    items: list[OpsRow] = Field(description="newest received first")
+    nextCursor: str | None = Field(description="pass it back as cursor for the next page; null on the last")
+
+
+class OpsDetail(OrderDetail):
+    businessSystem: str
+    attempts: int = Field(description="dispatch attempts so far")
+    leaseUntil: int | None = Field(description="epoch seconds: a worker holds it until then")
+    nextPollAt: int | None = Field(description="epoch seconds: when the channel is asked next")
+    rawKeys: list[str] = Field(description="keys of the archived raw requests and answers (the hub's bucket)")
+    actions: list[str] = Field(description="the actions that apply now")
+
+
+class ResolvedInvoice(BaseModel):
+    number: str = Field(description="the invoice number seen at the channel or the tax bureau")
+    code: str | None = Field(None, description="legacy invoices: the invoice code")
+    date: str | None = Field(None, description="yyyy-mm-dd")
+
+
+class OperatorActionRequest(BaseModel):
+    action: str = Field(
+        description="query, resolve-issued, resolve-not-issued, requeue, cancel, attach-result or acknowledge-finding"
+    )
+    reason: str = Field(description="why: kept in the application's history and the audit event", min_length=1)
+    invoice: ResolvedInvoice | None = Field(None, description="resolve-issued: the invoice that was issued")
+    resultId: str | None = Field(None, description="attach-result: the unmatched result's id")
+    findingId: str | None = Field(None, description="acknowledge-finding: the finding's id")
+
+
+class ActionField(BaseModel):
+    field: str = Field(description="the body's field at fault", examples=["reason"])
+
+
+class OpsSummaryAnswer(Envelope):
+    data: OpsSummary  # type: ignore[assignment]
+
+
+class OpsPageAnswer(Envelope):
+    data: OpsPage  # type: ignore[assignment]
+
+
+class OpsDetailAnswer(Envelope):
+    data: OpsDetail  # type: ignore[assignment]
+
+
+class ActionRefusedAnswer(Envelope):
+    data: ActionField | None = Field(description="the field at fault, where one is")  # type: ignore[assignment]
+
+
 class CallbackAnswer(BaseModel):
     """What the hub answers a pushing channel, in Ekuaibao's shape: value, and why not."""
 
@@ -616,7 +695,8 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     BEARER: {
         "type": "http",
         "scheme": "bearer",
-        "description": "a business system's token (its SHA-256 is in the hub configuration)",
+        "description": "a business system's token on /v1/invoice-orders, an operator's token on /v1/ops (their "
+        "SHA-256 digests are in the hub configuration)",
     },
     CALLBACK_TOKEN: {
         "type": "apiKey",
@@ -745,7 +825,7 @@ def document() -> dict[str, Any]:
     from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
     from pydantic.json_schema import models_json_schema
 
-    from fapiao_hub import callback_api
+    from fapiao_hub import callback_api, ops_api
     from fapiao_hub.intake import api as intake_api
 
     merge = OpenAPIMerge(
@@ -757,11 +837,12 @@ def document() -> dict[str, Any]:
         "invoices, tax numbers, no control characters), issues each through its channel exactly once, and tells "
         "the business system the outcome by webhook (see webhooks). Channels (Ekuaibao 易快报) push their "
         "results to /v1/callbacks/{channel}. Every answer of the intake is an envelope {success, code, message, "
-        "data} with code = the HTTP status. Examples: a request example and its answer share a name.",
-        tags=["intake", "callbacks"],
+        "data} with code = the HTTP status. The operations desk (/v1/ops, operator tokens) finds, explains and "
+        "resolves applications. Examples: a request example and its answer share a name.",
+        tags=["intake", "callbacks", "operations"],
         on_conflict="error",
     )
-    for app in (intake_api.app, callback_api.app):
+    for app in (intake_api.app, callback_api.app, ops_api.app):
         merge.add_schema(app.get_openapi_schema(title=TITLE, security_schemes=SECURITY_SCHEMES))
     merged = merge.get_openapi_schema()
     components = merged.setdefault("components", {})

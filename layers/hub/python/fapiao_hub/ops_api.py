@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -43,6 +43,20 @@ _ROW_SOURCES = {
     "channel": "channel", "requestNumber": "request_number", "invoiceType": "invoice_type",
     "direction": "direction", "receivedAt": "created_at", "updatedAt": "updated_at", "reason": "reason",
 }  # fmt: skip
+
+
+# What every ops route may answer besides its own (the OpenAPI document; schemathesis holds the routes to it).
+_UNAUTHORIZED = openapi.answer(
+    "no operator token, an unknown or revoked one, or a business system's token",
+    openapi.Envelope,
+    {"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
+    {"noOperatorToken": openapi.refusal("no Authorization header", 401, "missing or invalid operator token")},
+)
+_UNAVAILABLE = openapi.answer(
+    "temporarily unavailable; try again", openapi.Envelope, {"Retry-After": "seconds to wait"}
+)
+_FORBIDDEN = openapi.answer("outside this operator's business systems or sellers, or a viewer acting", openapi.Envelope)
+_MISSING = openapi.answer("no such application", openapi.Envelope)
 
 
 @app.exception_handler(Refusal)
@@ -111,6 +125,11 @@ def _dead_letter_depths() -> dict[str, int | None]:
     "Counts are of the whole hub (an operator limited to some business systems sees them too).",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
+    responses={
+        200: openapi.answer("the counts", openapi.OpsSummaryAnswer),
+        401: _UNAUTHORIZED,
+        503: _UNAVAILABLE,
+    },
 )
 def summary() -> Response[Any]:
     _operator()
@@ -203,8 +222,34 @@ def _is_number(text: str) -> bool:
     "page. With Accept: text/csv the same page comes as CSV and the next cursor in the X-Next-Cursor header.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
+    responses={
+        200: {
+            "description": "one page (JSON; with Accept: text/csv the same rows as CSV, the next cursor in "
+            "X-Next-Cursor)",
+            "content": {
+                "application/json": {"model": openapi.OpsPageAnswer},
+                "text/csv": {"schema": {"type": "string", "description": "a header row, then one row each"}},
+            },
+            "headers": {
+                "X-Next-Cursor": {"description": "CSV only: the next page's cursor", "schema": {"type": "string"}}
+            },
+        },
+        400: openapi.answer("a parameter out of range, named first in the message", openapi.Envelope),
+        401: _UNAUTHORIZED,
+        503: _UNAVAILABLE,
+    },
 )
-def list_applications() -> Response[Any]:
+def list_applications(
+    status: Annotated[str | None, Query(description="a Status value")] = None,
+    businessSystem: Annotated[str | None, Query(description="a business system's name")] = None,
+    seller: Annotated[str | None, Query(description="the seller's tax number")] = None,
+    channel: Annotated[str | None, Query(description="a channel's name")] = None,
+    receivedFrom: Annotated[str | None, Query(description="yyyy-mm-dd, China time, included")] = None,
+    receivedTo: Annotated[str | None, Query(description="yyyy-mm-dd, China time, included")] = None,
+    limit: Annotated[str | None, Query(description=f"1-{MAX_PAGE}, default {DEFAULT_PAGE}")] = None,
+    cursor: Annotated[str | None, Query(description="the previous page's nextCursor")] = None,
+) -> Response[Any]:
+    # The parameters above document the query; they are read from the event (this resolver has no validation).
     _, operator = _operator()
     query, limit, cursor = _list_query(operator)
     try:
@@ -273,6 +318,13 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     summary="One application: what its business system sees, plus channel, attempts, lease, raw keys, actions",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
+    responses={
+        200: openapi.answer("the application", openapi.OpsDetailAnswer),
+        401: _UNAUTHORIZED,
+        403: _FORBIDDEN,
+        404: _MISSING,
+        503: _UNAVAILABLE,
+    },
 )
 def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     _, operator = _operator()
@@ -314,6 +366,21 @@ def _action_body() -> dict[str, Any]:
     "naming the field; 409 with data.status when the action does not apply now or the application moved.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
+    openapi_extensions=openapi.request_body("the action and why", openapi.OperatorActionRequest),
+    responses={
+        200: openapi.answer("done: the application after the action", openapi.OpsDetailAnswer),
+        400: openapi.answer(
+            "the field at fault (an unknown action, no reason, a missing parameter)", openapi.ActionRefusedAnswer
+        ),
+        401: _UNAUTHORIZED,
+        403: _FORBIDDEN,
+        404: _MISSING,
+        409: openapi.answer(
+            "the action does not apply now, or the application moved meanwhile", openapi.OrderConflictAnswer
+        ),
+        415: openapi.answer("not application/json", openapi.Envelope),
+        503: _UNAVAILABLE,
+    },
 )
 def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     name, operator = _operator()

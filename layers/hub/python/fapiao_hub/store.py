@@ -1371,13 +1371,14 @@ class ListQuery:
         return "list-all", "list_all", "ALL"
 
     def received_range(self) -> tuple[str | None, str | None]:
+        # created_at is stored in UTC ('Z'): the China day's bounds are compared in UTC too.
         start = None
         if self.received_from:
-            start = iso(datetime.combine(self.received_from, datetime.min.time(), CHINA_TIME))
+            start = iso(datetime.combine(self.received_from, datetime.min.time(), CHINA_TIME).astimezone(UTC))
         end = None
         if self.received_to:
             after = datetime.combine(self.received_to + timedelta(days=1), datetime.min.time(), CHINA_TIME)
-            end = iso(after - timedelta(milliseconds=1))
+            end = iso((after - timedelta(milliseconds=1)).astimezone(UTC))
         return start, end
 
     def filter_expression(self) -> Any:

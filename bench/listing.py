@@ -1,0 +1,172 @@
+"""The operations desk's list: DynamoDB requests for one page with 1,000 and with 100,000 stored applications.
+
+In this process, under moto's in-process mock, with the tables provisioned from template.yaml, like
+bench/polling.py and bench/reconciliation.py (whose filling and request counting it reuses). The
+applications table holds ``RECENT`` (300) applications of the sample business system, RECEIVED,
+received in the last hours, and the rest: tiny items of another business system, ISSUED, received
+a month before (they share the "list-all" index's partitions, no other's).
+
+Each measurement is one page of 100 (``GET /v1/ops/applications?limit=100``) through the ops
+function's handler (functions/ops/app.py), unfiltered, by business system and by status; every
+AWS request its clients make is counted. Sizes: ``BENCH_LIST_SIZES`` (default "1000,100000").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.polling import REGION, ROOT, _Context, _write
+
+RECENT = 300
+PAGE = 100
+OPERATOR_TOKEN = "bench-operator-token"  # noqa: S105 (the bench's own operator, in moto)
+QUERIES: dict[str, dict[str, str]] = {
+    "all": {},
+    "business system": {"businessSystem": "sample-erp"},
+    "status": {"status": "RECEIVED"},
+}
+
+
+def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None:
+    from fapiao_hub.store import iso, list_partition
+
+    batch: list[dict[str, Any]] = []
+    for i in range(start, stop):
+        recent = i < RECENT
+        system, status = ("sample-erp", "RECEIVED") if recent else ("bulk-erp", "ISSUED")
+        pk = f"{system}#L{i:07d}"
+        received = now - (timedelta(minutes=i) if recent else timedelta(days=30, seconds=i))
+        item = {
+            "pk": {"S": pk}, "source_system": {"S": system}, "open_apply_code": {"S": f"L{i:07d}"},
+            "status": {"S": status}, "created_at": {"S": iso(received)}, "updated_at": {"S": iso(received)},
+            "channel": {"S": "xunlian"}, "amount": {"N": "5327.43"}, "tax": {"N": "692.57"},
+            "list_all": {"S": list_partition("ALL", pk)}, "list_system": {"S": list_partition(system, pk)},
+            "list_status": {"S": list_partition(status, pk)},
+        }  # fmt: skip
+        batch.append({"PutRequest": {"Item": item}})
+        if len(batch) == 25:
+            _write(client, table, batch)
+            batch = []
+    if batch:
+        _write(client, table, batch)
+
+
+def measure(sizes: list[int] | None = None) -> dict[str, Any]:
+    sizes = sizes or [int(s) for s in os.environ.get("BENCH_LIST_SIZES", "1000,100000").split(",") if s.strip()]
+    saved = dict(os.environ)
+    try:
+        return _measure(sorted(sizes))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _event(query: dict[str, str]) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / "ops-list.json").read_text(encoding="utf-8"))
+    event["headers"] = {**event["headers"], "authorization": f"Bearer {OPERATOR_TOKEN}"}
+    event["queryStringParameters"] = {**query, "limit": str(PAGE)}
+    event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in event["queryStringParameters"].items())
+    return event
+
+
+def _measure(sizes: list[int]) -> dict[str, Any]:
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    os.environ.update(  # moto's fake credentials
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
+        AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
+        POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
+    )  # fmt: skip
+    import importlib.util
+    import sys
+
+    import boto3
+    from moto import mock_aws
+
+    from bench.hooks import RequestCounter, tally
+    from fapiao_hub import runtime
+    from fapiao_hub.config import token_sha256
+    from local.atomic_moto import serialized_in_process
+    from local.moto_speed import faster_dynamodb
+    from local.provision import provision
+
+    config = json.loads((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
+    config["operators"] = {"bench": {"token_sha256": [token_sha256(OPERATOR_TOKEN)], "role": "viewer"}}
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as workdir, mock_aws(), serialized_in_process(), faster_dynamodb():
+        config_file = Path(workdir) / "hub-config.json"
+        config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+        resources = provision(ROOT / "template.yaml", region=REGION)
+        os.environ.update(resources.function_environment("OpsFunction", {"HUB_CONFIG_FILE": str(config_file)}))
+        runtime.reset()
+        counter = RequestCounter()
+        counter.attach(runtime._boto_session())
+        path = ROOT / "functions" / "ops" / "app.py"
+        spec = importlib.util.spec_from_file_location("_bench_ops_app", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_bench_ops_app"] = module
+        spec.loader.exec_module(module)
+        handler = module.lambda_handler
+
+        client = boto3.client("dynamodb", region_name=REGION)
+        now = datetime.now(UTC)
+        filled = 0
+        handler(_event({}), _Context())  # builds the clients: not counted
+        for size in sizes:
+            started = time.perf_counter()
+            _fill(client, resources.tables["ApplicationsTable"], filled, size, now)
+            fill_s = time.perf_counter() - started
+            filled = size
+            pages: dict[str, Any] = {}
+            for name, query in QUERIES.items():
+                mark = counter.mark()
+                started = time.perf_counter()
+                answer = handler(_event(query), _Context())
+                elapsed = time.perf_counter() - started
+                body = json.loads(answer["body"])
+                assert answer["statusCode"] == 200, body
+                requests = tally(counter.since(mark))
+                pages[name] = {
+                    "rows": len(body["data"]["items"]),
+                    "requests": requests,
+                    "dynamodb_requests": sum(n for k, n in requests.items() if k.startswith("dynamodb:")),
+                    "ms": elapsed * 1000,
+                }
+            results.append({"size": size, "fill_s": fill_s, "pages": pages})
+        runtime.reset()
+    per_size = [sum(p["dynamodb_requests"] for p in r["pages"].values()) for r in results]
+    return {
+        "page": PAGE,
+        "recent": RECENT,
+        "sizes": results,
+        "equal": len({tuple((n, p["dynamodb_requests"]) for n, p in r["pages"].items()) for r in results}) == 1,
+        "median_ms": statistics.median(p["ms"] for r in results for p in r["pages"].values()),
+        "per_size": per_size,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    result = measure()
+    args.out.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    for s in result["sizes"]:
+        figures = ", ".join(f"{n}: {p['dynamodb_requests']}" for n, p in s["pages"].items())
+        print(f"{s['size']:>9,} stored: DynamoDB requests per page of {result['page']}: {figures}")
+    print(f"equal: {result['equal']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
