@@ -93,13 +93,15 @@ sam-build: $(STAMP)
 openapi: $(STAMP)
 	$(PY) -m fapiao_hub.openapi
 
-# The Swagger page test renders in Debian's Chromium; installed here when missing (root only).
+# The Swagger page test renders in Debian's Chromium, and the console's browser tests drive it through
+# Selenium (the dev extra) and Debian's chromedriver; installed here when missing (root only, apt), with a
+# CJK font so that the console's screenshots (docs/console/) show names and remarks, not boxes.
 chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian's chromium for the Swagger page test"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "error: the Swagger page test needs chromium: apt-get install chromium" >&2; exit 1; fi; }
+	    echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver fonts-wqy-zenhei >/dev/null; \
+	  else echo "error: the browser tests need chromium and chromedriver: apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
 # Unit and integration tests (the soak at 160 orders, the hostile-input tier and the bench smoke test
 # among them), then the template checks and the container tier (which runs by its own target, below).

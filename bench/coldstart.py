@@ -55,6 +55,8 @@ FUNCTIONS: dict[str, dict[str, Any]] = {
     "callback": {"factories": ["callback_receiver", "hub_config"], "clients": ["dynamodb", "sqs", "s3", "events"]},
     "poller": {"factories": ["poller"], "clients": ["dynamodb", "sqs"]},
     "notifier": {"factories": ["notifier", "hub_config"], "clients": ["dynamodb", "sqs"]},
+    # Static files only: no factory, no AWS client (its baseline is boto3's import alone).
+    "console": {"factories": [], "clients": []},
     "reconciliation": {"factories": ["reconciler", "hub_config"], "clients": ["dynamodb", "s3"]},
     # The operations desk: a summary, a list or a read (an action builds the operations use case on first use).
     "ops": {
@@ -70,9 +72,11 @@ import json, sys
 sys.path[:0] = [{task!r}, *{packages!r}]
 import app
 _t1 = time.perf_counter()
-from fapiao_hub import runtime
-for _name in {factories!r}:
-    getattr(runtime, _name)()
+_factories = {factories!r}
+if _factories:  # a function without factories (the console) never loads the runtime
+    from fapiao_hub import runtime
+    for _name in _factories:
+        getattr(runtime, _name)()
 _t2 = time.perf_counter()
 print(json.dumps({{"import_s": _t1 - _t0, "init_s": _t2 - _t1, "total_s": _t2 - _t0,
                   "modules": len(sys.modules)}}))

@@ -65,7 +65,9 @@ class Route:
                 params.append(m.group(1))
             else:
                 parts.append(re.escape(segment))
-        object.__setattr__(self, "_regex", re.compile("/" + "/".join(parts)))
+        # A trailing slash is part of the route ("GET /ops/" is not "GET /ops"), as in API Gateway.
+        trailing = "/" if self.path.endswith("/") and self.path.strip("/") else ""
+        object.__setattr__(self, "_regex", re.compile("/" + "/".join(parts) + trailing))
         object.__setattr__(self, "_params", tuple(params))
 
     @property

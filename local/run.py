@@ -11,10 +11,14 @@
    (local.runtime explains how per-function environments share one process);
 5. the HTTP API on http://127.0.0.1:${API_PORT:-3000} (payload v2.0 events, local.gateway) and
    pumps for SQS event sources, EventBridge rules and rate schedules (local.pumps);
-6. ``<state>/local.json`` with the API URL, token, moto endpoint, region and resource names,
+6. ``<state>/local.json`` with the API URL, token, operator token (``operator_token``: the local
+   operator's, role ``operator``), moto endpoint, region and resource names,
    written once everything is up (and removed on a clean stop).
 
-``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise.
+``<state>`` is ``.fapiao-hub/`` in the repository unless ``FAPIAO_HUB_STATE_DIR`` says otherwise;
+``FAPIAO_HUB_LOCAL_CONFIG`` names another hub configuration than the sample (tests use it).
+The operations console is at ``<api>/ops/``; it signs in by itself through ``GET /ops/local-session``
+(:class:`LocalSession`, local run only).
 Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
 
 ``make run`` keeps its state across a restart (local.state): tables, files and the token are saved
@@ -60,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 SAMPLE_HUB_CONFIG = Path(__file__).resolve().parent / "hub-config.json"
 LOCAL_SYSTEM = "sample-erp"  # the business system the generated token belongs to
+LOCAL_OPERATOR = "local-operator"  # the operator (role "operator") the generated operator token belongs to
 HOST = "127.0.0.1"
 
 # Masked for the run: they would send boto3 to a real account or another endpoint.
@@ -278,8 +283,62 @@ class ApiDocs:
         }
 
 
-def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, Any] | None = None) -> Path:
-    """The sample configuration with ``token``'s SHA-256 for the local business system."""
+class LocalSession:
+    """Local run only: ``GET /ops/local-session`` answers ``{"token": <operator token>}``, so the console
+    opened from ``make run`` signs in by itself (docs/operations.md, Console).
+
+    The token is read from local.json (``operator_token``) at each request, never put in the page or a
+    URL. Answered only to the console's own origin: the Host must be the loopback address (a DNS
+    rebinding page names its own host), and a browser's fetch metadata, when sent, must say
+    same-origin. The answer is never cached. In AWS this route does not exist (the console asks
+    for a token instead).
+    """
+
+    name = "local-session"
+    PATH = "/ops/local-session"
+    _HOSTS = ("127.0.0.1", "localhost")
+
+    def __init__(self, local_json: Path) -> None:
+        self._local_json = local_json
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        headers = event.get("headers") or {}
+        host = str(headers.get("host", "")).rsplit(":", 1)[0]
+        site = headers.get("sec-fetch-site")
+        if host not in self._HOSTS or (site is not None and site != "same-origin"):
+            return self._answer(403, {"message": "the local session is for the console on 127.0.0.1 only"})
+        try:
+            token = json.loads(self._local_json.read_text(encoding="utf-8")).get("operator_token")
+        except (OSError, ValueError):
+            token = None
+        if not isinstance(token, str) or not token:
+            return self._answer(404, {"message": "no operator token in local.json"})
+        return self._answer(200, {"token": token})
+
+    @staticmethod
+    def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "statusCode": status,
+            "headers": {"content-type": "application/json", "cache-control": "no-store",
+                        "x-content-type-options": "nosniff"},
+            "body": json.dumps(body),
+        }  # fmt: skip
+
+
+def console_url(api_url: str) -> str:
+    """The operations console of a run whose API is at ``api_url``."""
+    return f"{api_url}/ops/"
+
+
+def write_hub_config(
+    sample: Path,
+    target: Path,
+    token: str,
+    config: dict[str, Any] | None = None,
+    operator_token: str | None = None,
+) -> Path:
+    """The sample configuration with ``token``'s SHA-256 for the local business system, and
+    ``operator_token``'s for the local operator (role ``operator``, every business system)."""
     from fapiao_hub.config import HubConfig, token_sha256
 
     config = config if config is not None else json.loads(sample.read_text(encoding="utf-8"))
@@ -287,6 +346,11 @@ def write_hub_config(sample: Path, target: Path, token: str, config: dict[str, A
     if LOCAL_SYSTEM not in systems:
         raise RuntimeError(f"{sample} has no business system {LOCAL_SYSTEM!r}")
     systems[LOCAL_SYSTEM]["token_sha256"] = [token_sha256(token)]
+    if operator_token:
+        config.setdefault("operators", {})[LOCAL_OPERATOR] = {
+            "token_sha256": [token_sha256(operator_token)],
+            "role": "operator",
+        }
     HubConfig.model_validate(config)  # fail here, not in the first request
     _write_private(target, json.dumps(config, ensure_ascii=False, indent=2))
     return target
@@ -455,6 +519,7 @@ def start(
         forget(state)
         log.info("FAPIAO_HUB_FRESH: starting empty, with a new token (%s deleted)", state / "saved")
     token = token or (saved_token(state) if keep_state else None) or secrets.token_urlsafe(32)
+    operator_token = (saved_token(state, "operator-token") if keep_state else None) or secrets.token_urlsafe(32)
     try:
         moto = (MotoProcess if moto_process else AtomicMotoServer)(HOST, moto_port).start()
         endpoint = "http://{}:{}".format(*moto.get_host_and_port())
@@ -484,7 +549,7 @@ def start(
             prefix=prefix,
         )
         if keep_state:
-            local_state = LocalState(state, resources, boto3.Session(), endpoint, region, token)
+            local_state = LocalState(state, resources, boto3.Session(), endpoint, region, token, operator_token)
             restored = local_state.restore()
             if restored is None:
                 local_state.save()  # the token, at once: a hard kill before the first save keeps it
@@ -496,7 +561,9 @@ def start(
         receivers = start_receivers(config_document)
         helpers.update(sandboxes)
         helpers.update({f"receiver:{name}": r for name, r in receivers.items()})
-        hub_config_file = write_hub_config(Path(hub_config), state / "hub-config.json", token, config_document)
+        hub_config_file = write_hub_config(
+            Path(hub_config), state / "hub-config.json", token, config_document, operator_token=operator_token
+        )
 
         specs = resources.functions()
         extra = {
@@ -526,6 +593,7 @@ def start(
             Route(route.method, route.path, functions[lid]) for lid, spec in specs.items() for route in spec.http_routes
         ]
         routes += [Route("GET", path, ApiDocs()) for path in ApiDocs.PATHS]
+        routes.append(Route("GET", LocalSession.PATH, LocalSession(local_json)))
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:
@@ -629,7 +697,11 @@ def start(
         )
         info = {
             "api_url": hub.api_url,
+            "console_url": console_url(hub.api_url),
             "token": token,
+            # The local operator's token (role "operator"): the console signs in with it (LocalSession),
+            # `fapiao-hub ops` reads it from here.
+            "operator_token": operator_token,
             "aws_endpoint_url": endpoint,
             "region": region,
             "hub_config_file": str(hub_config_file),
@@ -664,6 +736,8 @@ def main() -> int:
             api_port=int(os.environ.get("API_PORT", "3000")),
             moto_port=int(os.environ.get("MOTO_PORT", "0")),
             keep_state=True,
+            # Another configuration than the sample (tests: a channel that does not de-duplicate).
+            hub_config=os.environ.get("FAPIAO_HUB_LOCAL_CONFIG") or SAMPLE_HUB_CONFIG,
         )
     except OSError as error:
         if error.errno != errno.EADDRINUSE:
@@ -680,6 +754,7 @@ def main() -> int:
                 "fapiao-hub local run is ready",
                 f"  API          {hub.api_url}",
                 f"  Swagger UI   {hub.api_url}/swagger",
+                f"  console      {console_url(hub.api_url)}   (signs in by itself from this machine)",
                 f"  token        {hub.token}   (Authorization: Bearer <token>)",
                 f"  moto         {hub.aws_endpoint_url}",
                 f"  local.json   {hub.local_json}",

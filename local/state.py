@@ -6,7 +6,8 @@ moto keeps nothing of its own, so the run exports through boto3 (saved on a clea
 * ``tables/<logical id>.json``: every item, in DynamoDB's typed JSON (binary values as base64);
 * ``files/<logical id>/<key>``: every S3 object as it is (invoice files, raw answers), with
   ``files/<logical id>.json`` holding each object's content type;
-* ``token``: the local business system's bearer token, so scripts and curl keep working.
+* ``token``: the local business system's bearer token, so scripts and curl keep working;
+* ``operator-token``: the local operator's (the console and ``fapiao-hub ops``).
 
 Queues are not saved: a message in flight at the stop is lost, and the poller re-queues every due
 application from the due-work index (a RECEIVED or SUBMITTED one is due again within its claim), so
@@ -51,8 +52,9 @@ def forget(state: Path) -> None:
     shutil.rmtree(saved_dir(state), ignore_errors=True)
 
 
-def saved_token(state: Path) -> str | None:
-    path = saved_dir(state) / "token"
+def saved_token(state: Path, name: str = "token") -> str | None:
+    """A token the last run saved (``token``: the business system's, ``operator-token``: the operator's)."""
+    path = saved_dir(state) / name
     token = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
     return token or None
 
@@ -80,13 +82,23 @@ class Counts:
 class LocalState:
     """Exports and imports the run's tables and buckets (``resources``: local.provision.Resources)."""
 
-    def __init__(self, state: Path, resources: Any, session: Any, endpoint: str, region: str, token: str) -> None:
+    def __init__(
+        self,
+        state: Path,
+        resources: Any,
+        session: Any,
+        endpoint: str,
+        region: str,
+        token: str,
+        operator_token: str | None = None,
+    ) -> None:
         self.dir = saved_dir(state)
         self._tables: dict[str, str] = resources.tables
         self._buckets: dict[str, str] = resources.buckets
         self._dynamodb = session.client("dynamodb", endpoint_url=endpoint, region_name=region)
         self._s3 = session.client("s3", endpoint_url=endpoint, region_name=region)
         self._token = token
+        self._operator_token = operator_token
         self._lock = threading.Lock()  # the periodic save and the stop's
 
     # -------------------------------------------------------------- restore
@@ -163,10 +175,11 @@ class LocalState:
                         counts.files += 1
                 (work / "files").mkdir(exist_ok=True)
                 (work / "files" / f"{logical}.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            token = work / "token"
-            fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a bearer token: owner only
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self._token + "\n")
+            for name, value in (("token", self._token), ("operator-token", self._operator_token)):
+                if value:
+                    fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # bearer tokens: owner only
+                    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                        fh.write(value + "\n")
             old = self.dir.with_name(SAVED + ".old")
             shutil.rmtree(old, ignore_errors=True)
             if self.dir.exists():

@@ -269,6 +269,23 @@ def _notifier(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert tier.drain("NotifyDLQ") == []
 
 
+# ------------------------------------------------------------------ console
+
+
+@step("console-get-index.json")
+def _console(tier: Tier, invocation: Invocation, _: Any) -> None:
+    """The console's page from the built artifact (its static files travel with the function)."""
+    answer = invocation.answer()
+    assert answer["statusCode"] == 200, answer
+    headers = answer["headers"]
+    assert headers["content-type"] == "text/html; charset=utf-8", headers
+    assert "script-src 'self'" in headers["content-security-policy"], headers
+    assert "unsafe-inline" not in headers["content-security-policy"], headers
+    assert headers["x-content-type-options"] == "nosniff", headers
+    page = (EVENTS.parent / "functions" / "console" / "static" / "index.html").read_text(encoding="utf-8")
+    assert answer["body"] == page
+
+
 # ------------------------------------------------------------------ the operations desk (OpsFunction)
 
 

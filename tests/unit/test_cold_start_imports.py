@@ -22,9 +22,10 @@ SCRIPT = """
 import json, sys
 sys.path[:0] = [{task!r}, {layer!r}]
 import app
-from fapiao_hub import runtime
-for name in {factories!r}:
-    getattr(runtime, name)()
+if {factories!r}:
+    from fapiao_hub import runtime
+    for name in {factories!r}:
+        getattr(runtime, name)()
 print(json.dumps(sorted(sys.modules)))
 """
 
@@ -45,6 +46,8 @@ NOT_LOADED = {
     "notifier": [
         "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.files",
     ],
+    # Static files: the standard library only (no SDK, no Powertools, not even the hub's package).
+    "console": ["fapiao_hub", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk", "requests", "pydantic"],
     # Channels are built when a run first asks one; no workflow, queue or event bus.
     "reconciliation": [
         "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.workflow",
@@ -77,9 +80,10 @@ def cold_start_modules(function: str) -> set[str]:
 @pytest.mark.parametrize("function", sorted(FUNCTIONS))
 def test_a_cold_start_loads_only_what_the_function_uses(function: str) -> None:
     modules = cold_start_modules(function)
-    assert "fapiao_hub.runtime" in modules and "fapiao_hub.store" in modules
-    # The Tracer was on (as in Lambda), so what it patches counts.
-    assert "aws_xray_sdk.ext.botocore" in modules
+    if FUNCTIONS[function]["factories"]:
+        assert "fapiao_hub.runtime" in modules and "fapiao_hub.store" in modules
+        # The Tracer was on (as in Lambda), so what it patches counts.
+        assert "aws_xray_sdk.ext.botocore" in modules
     unwanted = tuple(NOT_LOADED[function])
     loaded = sorted(name for name in modules if name in unwanted or name.startswith(tuple(u + "." for u in unwanted)))
     assert loaded == [], f"the {function} function's cold start loads {loaded}"

@@ -448,3 +448,15 @@ def test_rate_schedules_fire_until_stopped() -> None:
     assert not pump.is_alive()
     assert calls[0]["detail-type"] == "Scheduled Event"
     assert calls[0]["resources"] == ["arn:aws:events:ap-east-1:123456789012:rule/r"]
+
+
+def test_a_trailing_slash_is_part_of_the_route() -> None:
+    """The console's routes: GET /ops, GET /ops/ and GET /ops/{proxy+} are three routes (template.yaml)."""
+    bare, slash, files = Recorder("bare"), Recorder("slash"), Recorder("files")
+    routes = [Route("GET", "/ops", bare), Route("GET", "/ops/", slash), Route("GET", "/ops/{proxy+}", files)]
+    with HttpApiGateway(routes, port=0) as gw:
+        for path in ("/ops", "/ops/", "/ops/console.js"):
+            assert request(gw, "GET", path)[0] == 200
+    assert [e["routeKey"] for e in bare.events] == ["GET /ops"]
+    assert [e["routeKey"] for e in slash.events] == ["GET /ops/"]
+    assert [e["pathParameters"] for e in files.events] == [{"proxy": "console.js"}]

@@ -5,6 +5,7 @@
     fapiao-hub status CODE              status, reason, history, invoices and files
     fapiao-hub watch CODE...            follow applications until every one is final
     fapiao-hub demo                     sample orders through every sandbox channel of the local run
+    fapiao-hub ops summary|list|show|act  the operations desk (an operator token; ``list --csv FILE`` exports)
 
 The API URL and bearer token come from ``--api-url``/``--token`` (``FAPIAO_HUB_API_URL``,
 ``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes. These
@@ -988,6 +989,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
     for s in everything:
         if s.mismatch:
             _say_error(f"{s.code}: {s.actual} but its invoice {s.invoice}")
+    echo_console_counts(settings)
     failed = [s for s in everything if not s.ok]
     if not finished:
         _say_error(f"timed out after {timeout:g} s; still open: {watcher.still_open()}")
@@ -998,6 +1000,344 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         )
         return EXIT_MISMATCH
     click.echo(f"\nall {len(everything)} samples ended as expected")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------- ops (the operations desk)
+# `fapiao-hub ops summary|list|show|act`: the ops API (/v1/ops/...) with an operator token, never a
+# business system's: --token given on the command line, else FAPIAO_HUB_OPERATOR_TOKEN, else
+# local.json's operator_token (the local run writes one with the "operator" role).
+OPS_PATH = "/v1/ops"
+OPERATOR_TOKEN_VARIABLE = "FAPIAO_HUB_OPERATOR_TOKEN"  # noqa: S105 (a variable's name, not a secret)
+OPS_PAGE_LIMIT = 100
+OPS_ACTIONS = ("query", "resolve-issued", "resolve-not-issued", "requeue", "cancel", "attach-result",
+               "acknowledge-finding")  # fmt: skip
+
+
+class OpsClient(Client):
+    """The ops API: JSON answers in the intake envelope, and list pages as CSV."""
+
+    def data(self, method: str, path: str, body: Any = None) -> Any:
+        """The answer's data on a 2xx; ApiError otherwise (naming the field, or the current status on a 409)."""
+        answer = self.request(method, OPS_PATH + path, body)
+        if 200 <= answer.status < 300 and answer.success:
+            return answer.data
+        detail = answer.message or "refused"
+        data = answer.data if isinstance(answer.data, dict) else {}
+        if answer.errors:
+            detail = _reason(answer)
+        elif isinstance(data.get("field"), str) and not detail.startswith(data["field"]):
+            detail += f" (field {data['field']})"
+        if answer.status == 409 and data.get("status"):
+            detail += f" (current status {data['status']})"
+        raise ApiError(answer.status, detail)
+
+    def csv_page(self, query: dict[str, str]) -> tuple[str, str | None]:
+        """One page of the list as CSV (``Accept: text/csv``) and the next cursor (``X-Next-Cursor``)."""
+        url = f"{self.api_url}{OPS_PATH}/applications"
+        try:
+            response = self._session.get(url, params=query, headers={"Accept": "text/csv"}, timeout=self.timeout)
+        except requests.RequestException:
+            hint = " (is `make run` running?)" if _is_loopback(self.api_url) else ""
+            raise CliError(f"cannot reach {self.api_url}{hint}", EXIT_UNREACHABLE) from None
+        if response.status_code != 200:
+            try:
+                message = str(response.json().get("message") or response.reason)
+            except (ValueError, AttributeError):
+                message = response.reason or "refused"
+            raise ApiError(response.status_code, message)
+        response.encoding = "utf-8"
+        return response.text, response.headers.get("X-Next-Cursor") or None
+
+
+def _path_part(value: str) -> str:
+    return requests.utils.quote(value, safe="")
+
+
+def operator_token(settings: Settings, ctx: click.Context) -> str:
+    """--token as given on the command line, else FAPIAO_HUB_OPERATOR_TOKEN, else local.json's operator_token.
+
+    FAPIAO_HUB_TOKEN (a business system's token) is never used here: the ops routes refuse it."""
+    token, given = ctx.meta.get(_CHOSEN, {}).get("token", (None, False))
+    if given and token:
+        return str(token)
+    token = os.environ.get(OPERATOR_TOKEN_VARIABLE, "").strip()
+    if token:
+        _SECRETS.add(token)
+        return token
+    info = settings.local_info() if settings.local_json.is_file() or not settings.api_url else {}
+    token = info.get("operator_token") if isinstance(info, dict) else None
+    if not isinstance(token, str) or not token:
+        raise CliError(
+            f"no operator token: give --token, set {OPERATOR_TOKEN_VARIABLE}, or start a local run that writes "
+            f"operator_token to {settings.local_json}"
+        )
+    _SECRETS.add(token)
+    return token
+
+
+def ops_client(settings: Settings, ctx: click.Context) -> OpsClient:
+    token = operator_token(settings, ctx)
+    api_url = settings.api_url or settings.local_info().get("api_url")
+    if not api_url:
+        raise CliError(f"{settings.local_json} has no api_url; give --api-url")
+    return OpsClient(str(api_url), token)
+
+
+def pass_ops_client[F: Callable[..., Any]](function: F) -> F:
+    """Calls the command with an OpsClient as its first argument (after the shared options)."""
+
+    @click.pass_context
+    def with_client(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        return ctx.invoke(function, ops_client(_settings(ctx), ctx), *args, **kwargs)
+
+    return functools.update_wrapper(with_client, function)  # type: ignore[return-value]
+
+
+def echo_summary(data: dict[str, Any]) -> None:
+    statuses = data.get("statuses") or {}
+    needs = data.get("needsPerson") or {}
+    click.echo("applications by status (open, needing a person, and final in the last 24 h)")
+    rows = [(name, count, "yes" if name in needs else None) for name, count in statuses.items()]
+    rows += [(name, count, "yes") for name, count in needs.items() if name not in statuses]
+    _echo_table(["status", "count", "needs a person"], rows or [("none", 0, None)], "  ")
+    click.echo(f"\nopen findings  {_cell(data.get('openFindings'))}")
+    queues = data.get("deadLetterQueues") or {}
+    if queues:
+        click.echo("dead-letter queues")
+        _echo_table(["queue", "depth"], sorted(queues.items()), "  ")
+
+
+def echo_console_counts(settings: Settings) -> None:
+    """The demo's last words: the console's counts (GET /v1/ops/summary with the operator token) and its URL."""
+    info = settings.local_info() if settings.local_json.is_file() else {}
+    api_url = settings.api_url or info.get("api_url")
+    console = info.get("console_url") or (f"{str(api_url).rstrip('/')}/ops/" if api_url else None)
+    token = os.environ.get(OPERATOR_TOKEN_VARIABLE, "").strip() or info.get("operator_token")
+    click.echo("")
+    if not api_url or not isinstance(token, str) or not token:
+        click.echo(f"console: {console or '-'} (no operator token in {settings.local_json}: counts not shown)")
+        return
+    _SECRETS.add(token)
+    try:
+        summary = OpsClient(str(api_url), token).data("GET", "/summary")
+    except CliError as error:  # the demo's own outcome stands; the counts are a courtesy
+        click.echo(_redact(f"console: {console} (counts not available: {error.format_message()})"))
+        return
+    echo_summary(summary if isinstance(summary, dict) else {})
+    click.echo(f"\nthe console: {console}")
+
+
+@main.group("ops")
+@shared_options
+def ops() -> None:
+    """The operations desk: counts, lists, one application, actions (operator token).
+
+    The token: --token, else FAPIAO_HUB_OPERATOR_TOKEN, else the local run's operator_token
+    (local.json). Exit 2 when the API refuses (401/403, 400 naming the field, 404, 409 with the
+    current status).
+    """
+
+
+@ops.command("summary")
+@shared_options
+@pass_ops_client
+def ops_summary(client: OpsClient) -> int:
+    """Counts per status, those needing a person, open findings, dead-letter queue depths."""
+    echo_summary(client.data("GET", "/summary") or {})
+    return EXIT_OK
+
+
+_FILTERS = (
+    ("status", "--status", "status"),
+    ("business_system", "--business-system", "businessSystem"),
+    ("seller", "--seller", "seller"),
+    ("channel", "--channel", "channel"),
+    ("received_from", "--received-from", "receivedFrom"),
+    ("received_to", "--received-to", "receivedTo"),
+)
+
+
+def _filter_options[F: Callable[..., Any]](function: F) -> F:
+    helps = {
+        "status": "An application status (MANUAL_REVIEW, ISSUED, ...).",
+        "business_system": "A business system's name.",
+        "seller": "A seller's tax number.",
+        "channel": "A channel's name.",
+        "received_from": "Received on or after (yyyy-mm-dd or ISO time).",
+        "received_to": "Received before (yyyy-mm-dd or ISO time).",
+    }
+    for name, flag, _ in reversed(_FILTERS):
+        function = click.option(flag, name, metavar="VALUE", help=helps[name])(function)
+    return function
+
+
+@ops.command("list")
+@_filter_options
+@click.option("--limit", type=click.IntRange(1, 1000), default=OPS_PAGE_LIMIT, show_default=True, help="Page size.")
+@click.option("--cursor", metavar="CURSOR", help="The page after the one that printed this cursor.")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    metavar="FILE",
+    help="Every page of the query as CSV into FILE ('-': standard output), with a progress display.",
+)
+@shared_options
+@pass_ops_client
+def ops_list(client: OpsClient, limit: int, cursor: str | None, csv_file: Path | None, **filters: str | None) -> int:
+    """Applications, newest first, filtered; one page (or with --csv, all of them)."""
+    query = {param: str(filters[name]) for name, _, param in _FILTERS if filters.get(name)}
+    query["limit"] = str(limit)
+    if csv_file is not None:
+        rows = export_csv(client, query, csv_file, cursor)
+        click.echo(f"{rows} applications written to {csv_file}", err=True)
+        return EXIT_OK
+    if cursor:
+        query["cursor"] = cursor
+    data = client.data("GET", f"/applications?{requests.compat.urlencode(query)}") or {}
+    items = data.get("items") or []
+    _echo_table(
+        ["received", "businessSystem", "openApplyCode", "status", "seller", "buyer", "channel", "amount", "findings",
+         "reason"],
+        [(i.get("receivedAt"), i.get("businessSystem"), i.get("openApplyCode"), i.get("status"),
+          i.get("sellerTaxNumber"), i.get("buyerName"), i.get("channel"), i.get("amount"), i.get("openFindings"),
+          _shorten(str(i["reason"]), 60) if i.get("reason") else None) for i in items],
+    )  # fmt: skip
+    if data.get("nextCursor"):
+        click.echo(f"\nmore: fapiao-hub ops list ... --cursor {data['nextCursor']}")
+    return EXIT_OK
+
+
+def export_csv(client: OpsClient, query: dict[str, str], target: Path, cursor: str | None = None) -> int:
+    """Every page of ``query`` as one CSV (one header row) into ``target``; the number of rows written.
+
+    Pages come by cursor until the API gives none; a progress display on stderr counts them. The
+    file is written to a temporary name and renamed at the end: an export cut short leaves no
+    partial file that looks whole."""
+
+    def pages() -> Iterable[tuple[str, int]]:
+        nonlocal cursor
+        first = True
+        while True:
+            text, following = client.csv_page({**query, **({"cursor": cursor} if cursor else {})})
+            lines = text.splitlines(keepends=True)
+            header, body = (lines[0], lines[1:]) if lines else ("", [])
+            if not header.endswith(("\n", "\r")) and header:
+                header += "\r\n"
+            yield (header if first else "") + "".join(body), len(body)
+            first = False
+            if not following or following == cursor:
+                return
+            cursor = following
+
+    rows = 0
+    to_stdout = str(target) == "-"
+    partial = target if to_stdout else target.with_name(target.name + ".partial")
+    out = click.get_text_stream("stdout") if to_stdout else partial.open("w", encoding="utf-8", newline="")
+    try:
+        with click.progressbar(
+            pages(),
+            label="exporting",
+            item_show_func=lambda page: f"{rows + (page[1] if page else 0)} applications" if page else None,
+            file=click.get_text_stream("stderr"),
+        ) as bar:
+            for chunk, count in bar:
+                out.write(chunk)
+                rows += count
+    finally:
+        if not to_stdout:
+            out.close()
+    if not to_stdout:
+        os.replace(partial, target)
+    return rows
+
+
+@ops.command("show")
+@click.argument("business_system")
+@click.argument("code")
+@click.option("--json", "as_json", is_flag=True, help="The API's data as JSON.")
+@shared_options
+@pass_ops_client
+def ops_show(client: OpsClient, business_system: str, code: str, as_json: bool) -> int:
+    """One application: status, channel, attempts, findings, history, invoices, actions that apply."""
+    data = client.data("GET", f"/applications/{_path_part(business_system)}/{_path_part(code)}") or {}
+    if as_json:
+        click.echo(_redact(json.dumps(data, ensure_ascii=False, indent=2)))
+        return EXIT_OK
+    echo_ops_application(data)
+    return EXIT_OK
+
+
+def echo_ops_application(data: dict[str, Any]) -> None:
+    for name, value in (
+        ("requestNumber", data.get("requestNumber")),
+        ("attempts", data.get("attempts")),
+        ("leaseUntil", data.get("leaseUntil")),
+        ("nextPollAt", data.get("nextPollAt")),
+        ("actions", ", ".join(str(a) for a in data.get("actions") or []) or None),
+    ):
+        click.echo(_redact(f"{name:<14}{_cell(value)}"))
+    echo_status(data)
+    findings = data.get("findings") or []
+    click.echo("\nfindings")
+    if findings:
+        _echo_table(
+            ["id", "kind", "open", "summary"],
+            [(f.get("id"), f.get("kind"), "yes" if f.get("open", True) else "no", f.get("summary")) for f in findings],
+            "  ",
+        )
+    else:
+        click.echo("  none")
+    raw = data.get("rawKeys") or []
+    click.echo("\narchived requests and answers")
+    for key in raw:
+        click.echo(_redact(f"  {key}"))
+    if not raw:
+        click.echo("  none")
+
+
+@ops.command("act")
+@click.argument("business_system")
+@click.argument("code")
+@click.argument("action", type=click.Choice(OPS_ACTIONS))
+@click.option("--reason", required=True, help="Why (recorded in the application's history, with your name).")
+@click.option("--invoice-number", metavar="NUMBER", help="resolve-issued: the invoice's number.")
+@click.option("--invoice-code", metavar="CODE", help="resolve-issued: the invoice's code (legacy invoices).")
+@click.option("--invoice-date", metavar="YYYY-MM-DD", help="resolve-issued: the invoice's date.")
+@click.option("--result-id", metavar="ID", help="attach-result: the unmatched result's id.")
+@click.option("--finding-id", metavar="ID", help="acknowledge-finding: the finding's id.")
+@shared_options
+@pass_ops_client
+def ops_act(
+    client: OpsClient,
+    business_system: str,
+    code: str,
+    action: str,
+    reason: str,
+    invoice_number: str | None,
+    invoice_code: str | None,
+    invoice_date: str | None,
+    result_id: str | None,
+    finding_id: str | None,
+) -> int:
+    """Apply ACTION to an application, with a reason; prints its status after.
+
+    The API checks everything (a missing parameter is its 400, naming the field; a state the action
+    does not apply to, its 409 with the current status): this command sends what it is given."""
+    body: dict[str, Any] = {"action": action, "reason": reason}
+    if action == "resolve-issued" or invoice_number or invoice_code or invoice_date:
+        invoice = {"number": invoice_number, "code": invoice_code, "date": invoice_date}
+        body["invoice"] = {k: v for k, v in invoice.items() if v}
+    if result_id:
+        body["resultId"] = result_id
+    if finding_id:
+        body["findingId"] = finding_id
+    path = f"/applications/{_path_part(business_system)}/{_path_part(code)}/actions"
+    data = client.data("POST", path, body) or {}
+    click.echo(_redact(f"{action}: done; {business_system}/{code} is now {_cell(data.get('status'))}"))
+    if data.get("reason"):
+        click.echo(_redact(f"reason        {_cell(data.get('reason'))}"))
     return EXIT_OK
 
 
