@@ -158,7 +158,7 @@ def _logical(ih: InstrumentedHub, call: Call) -> Call:
 
 def _red_order(ih: InstrumentedHub, company: str, blue_code: str, red_code: str, timeout: float) -> dict[str, Any]:
     """Issue a blue invoice through Xunlian first (not counted), then a red order reversing part of it."""
-    from fapiao_hub import demo
+    from fapiao_hub_client import demo
 
     blue = example_order("xunlian", blue_code, company)
     status_code, answer = ih.submit(blue)

@@ -276,7 +276,7 @@ def instrumented_hub(state_dir: Path, *, schedule_seconds: float | None = None) 
 
 def example_order(channel: str, code: str, company_code: str) -> dict[str, Any]:
     """docs/examples/order-<channel>.json under another openApplyCode and company."""
-    from fapiao_hub import demo
+    from fapiao_hub_client import demo
 
     order = json.loads((EXAMPLES / f"order-{channel}.json").read_text(encoding="utf-8"))
     return demo.with_code(order, code, company_code)

@@ -27,7 +27,7 @@ DEMO_TIMEOUT = 100  # seconds the demo may follow applications (polled channels 
 def fapiao_hub_command() -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).parent / "fapiao-hub"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "fapiao_hub.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "fapiao_hub_client.cli"]
 
 
 def final_table(stdout: str) -> list[dict[str, str]]:

@@ -26,8 +26,8 @@ from selenium import webdriver  # the dev extra; make chromium installs the brow
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
-from fapiao_hub import demo
 from fapiao_hub.models import request_number_for
+from fapiao_hub_client import demo
 from tests.integration.conftest import ROOT, LocalRun, _finish, start_local_run
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The ``fapiao-hub`` command (fapiao_hub.cli) with click's CliRunner against a tiny fake API: a
+"""The ``fapiao-hub`` command (fapiao_hub_client.cli) with click's CliRunner against a tiny fake API: a
 real http.server on 127.0.0.1, port 0, answering canned seed 004 envelopes."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from fapiao_hub import cli, demo, rules
+from fapiao_hub import rules
 from fapiao_hub.config import HubConfig, token_sha256
 from fapiao_hub.intake import seed004
+from fapiao_hub_client import cli, demo
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "unit-test-bearer-token-5f0c9a1e"  # must never appear in any output

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from fapiao_hub import cli
+from fapiao_hub_client import cli
 
 OPERATOR = "unit-test-operator-token-7d41c0"
 BUSINESS = "unit-test-business-token-99aa01"

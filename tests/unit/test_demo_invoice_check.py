@@ -1,4 +1,4 @@
-"""The demo's check of an outcome against its order (fapiao_hub.demo.invoice_check), and the seller
+"""The demo's check of an outcome against its order (fapiao_hub_client.demo.invoice_check), and the seller
 read from a real sandbox's record."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import requests
 
-from fapiao_hub import demo
+from fapiao_hub_client import demo
 from sandbox import xunlian as sandbox_xunlian
 
 SELLER = "91220101MA17Q3K29H"

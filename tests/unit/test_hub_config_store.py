@@ -12,8 +12,8 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from click.testing import CliRunner
 
-from fapiao_hub import cli
 from fapiao_hub.config import CONFIG_PARTITION, HubConfig, Settings, load_hub_config, token_sha256
+from fapiao_hub_client import cli
 from tests.conftest import REGION
 from tests.unit.conftest import Hub
 

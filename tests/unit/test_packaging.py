@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 LAYER_REQUIREMENTS = ROOT / "layers" / "hub" / "requirements.txt"
 PACKAGE = ROOT / "layers" / "hub" / "python" / "fapiao_hub"
-CLIENT_MODULES = {PACKAGE / "cli.py"}  # the fapiao-hub command: not loaded in Lambda
+CLIENT_MODULES = set((ROOT / "client" / "fapiao_hub_client").rglob("*.py"))  # the command: never in Lambda
 
 
 def layer_requirements() -> dict[str, Requirement]:
@@ -181,7 +181,7 @@ def test_only_the_command_imports_click_and_no_runtime_module_imports_the_comman
             *(a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names),
             *(f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names),
         }
-        assert "fapiao_hub.cli" not in imported, f"{path} imports the command"
+        assert not any(name.startswith("fapiao_hub_client") for name in imported), f"{path} imports the command"
 
 
 # ---------------------------------------------------------------------------- the rest of the repository
@@ -191,3 +191,9 @@ def test_pyyaml_is_a_dependency_of_what_imports_it(directory: str) -> None:
     assert importers, f"nothing in {directory}/ reads YAML any more: drop PyYAML from the dev extra"
     dev = {canonicalize_name(Requirement(r).name) for r in PYPROJECT["project"]["optional-dependencies"]["dev"]}
     assert "pyyaml" in dev
+
+
+def test_the_layer_holds_runtime_code_only() -> None:
+    """The command and its demo live in their own package (client/), not in the layer's."""
+    assert not {"cli.py", "demo.py"} & {p.name for p in PACKAGE.glob("*.py")}
+    assert (ROOT / "client" / "fapiao_hub_client" / "cli.py").is_file()

@@ -347,7 +347,7 @@ def test_a_corrected_red_application_reserves_again(world):
 
 
 def _red_body(code: str, invoice: dict[str, Any]) -> dict[str, Any]:
-    from fapiao_hub import demo
+    from fapiao_hub_client import demo
 
     blue = seed_example("unused", invoiceType="028")
     return demo.red_order(blue, invoice, code)

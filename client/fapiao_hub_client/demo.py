@@ -27,9 +27,9 @@ LINES = "invoiceOrderSub"
 
 def repository_checkouts() -> list[Path]:
     """Where a repository checkout may be: around this file (an editable install: the file is
-    layers/hub/python/fapiao_hub/demo.py), and the working directory."""
+    client/fapiao_hub_client/demo.py), and the working directory."""
     here = Path(__file__).resolve().parents
-    return [*([here[4]] if len(here) > 4 else []), Path.cwd()]
+    return [*([here[2]] if len(here) > 2 else []), Path.cwd()]
 
 
 VALID_BUYER_TAX_NUMBER = "91220101MA0Y5K3N4H"

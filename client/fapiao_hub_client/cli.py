@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 import click
 import requests
 
-from fapiao_hub import demo as samples
+from fapiao_hub_client import demo as samples
 
 EXIT_OK = 0
 EXIT_USAGE = 1
@@ -256,7 +256,7 @@ class Settings:
 # ctx.meta (shared by the group's and the subcommand's contexts); the subcommand's runs last, so a
 # value given after the subcommand wins, and one from the environment or the default never
 # replaces one given on the command line.
-_CHOSEN = "fapiao_hub.cli.shared_options"
+_CHOSEN = "fapiao_hub_client.cli.shared_options"
 _FROM_COMMAND_LINE = click.core.ParameterSource.COMMANDLINE
 
 
