@@ -437,4 +437,6 @@ def test_the_summary_counts_statuses_and_dead_letters(ops: Ops) -> None:
     assert data["statuses"]["STUCK"] == 1 and data["statuses"]["RECEIVED"] == 1
     assert data["needsPerson"] == {"MANUAL_REVIEW": 0, "MISMATCH": 0, "STUCK": 1}
     assert data["openFindings"] == 0
-    assert data["deadLetterQueues"] == {"DispatchDLQ": 0, "NotifyDLQ": 1, "PollerDLQ": 0}
+    assert data["deadLetterQueues"] == {
+        "DispatchDLQ": 0, "NotifyDLQ": 1, "PollerDLQ": 0, "ReconciliationDLQ": 0, "UnmatchedResultsQueue": 0
+    }

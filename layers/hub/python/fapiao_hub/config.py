@@ -87,8 +87,6 @@ class Settings(BaseSettings):
     channel_failover_after_seconds: int | None = Field(default=None, ge=0)
     # How often a STUCK application of a channel that can be queried is still asked (no dead ends).
     stuck_poll_seconds: int = 3600
-    # The ops summary's dead-letter queues: {"<logical id>": "<queue URL>"} (JSON in DEAD_LETTER_QUEUES).
-    dead_letter_queues: dict[str, str] = {}
     # API Gateway HTTP APIs take up to 10 MB; an application of 5000 lines fits well within 6 MB.
     max_body_bytes: int = 6 * 1024 * 1024
 

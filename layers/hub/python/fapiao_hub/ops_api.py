@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from datetime import date, timedelta
 from http import HTTPStatus
 from typing import Annotated, Any
@@ -106,7 +107,9 @@ def _within_reach(operator: Operator, stored: StoredApplication | None, business
 
 # ------------------------------------------------------------------ GET /v1/ops/summary
 def _dead_letter_depths() -> dict[str, int | None]:
-    queues = runtime.settings().dead_letter_queues
+    # {"<logical id>": "<queue URL>"} from the template. Read per request, not through the cached
+    # Settings: the local run's functions share one process and one Settings (the first function's).
+    queues = jsonutil.loads(os.environ.get("DEAD_LETTER_QUEUES") or "{}")
     if not queues:
         return {}
     sqs = runtime.sqs_client()
