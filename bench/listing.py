@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.polling import REGION, ROOT, _Context, _write
+from bench.polling import REGION, ROOT, _Context, _write, moto_environment
 
 RECENT = 300
 PAGE = 100
@@ -60,12 +60,8 @@ def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None
 
 def measure(sizes: list[int] | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_LIST_SIZES", "1000,100000").split(",") if s.strip()]
-    saved = dict(os.environ)
-    try:
+    with moto_environment():
         return _measure(sorted(sizes))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _event(query: dict[str, str]) -> dict[str, Any]:
@@ -77,13 +73,6 @@ def _event(query: dict[str, str]) -> dict[str, Any]:
 
 
 def _measure(sizes: list[int]) -> dict[str, Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update(  # moto's fake credentials
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-        AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
-        POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
-    )  # fmt: skip
     import importlib.util
     import sys
 
