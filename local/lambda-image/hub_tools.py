@@ -44,8 +44,10 @@ def run_moto(port: int) -> None:
 
 
 def _module(kind: str) -> Any:
+    # The simulators bind (and check) sandbox.base's HOST: in the container, every interface.
+    importlib.import_module("sandbox.base").HOST = CONTAINER_INTERFACES
     module = importlib.import_module(f"sandbox.{kind}")
-    module.HOST = CONTAINER_INTERFACES  # the simulators bind (and check) their module's HOST
+    module.HOST = CONTAINER_INTERFACES
     return module
 
 
