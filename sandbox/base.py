@@ -64,7 +64,12 @@ class SandboxServer(ThreadingHTTPServer):
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        """Where clients reach it: its own address, unless told the name others know it by (a container's)."""
+        return getattr(self, "_advertised", None) or f"http://{HOST}:{self.port}"
+
+    @base_url.setter
+    def base_url(self, url: str) -> None:
+        self._advertised = url
 
     def start(self) -> Any:
         self._thread = threading.Thread(
