@@ -178,7 +178,7 @@ class Credentials:
         try:
             values = _secret_values(name, self._fetch(name))
         except Exception as error:  # an SDK error, a missing secret, an unusable value
-            what = error.args[0] if isinstance(error, CredentialsUnavailable) else type(error).__name__
+            what = error.args[0] if isinstance(error, CredentialsUnavailable) else _failure(error)
             if cached is not None:
                 # Keep working with the last value; ask again soon rather than on every request.
                 cached.next_read_at = now + self.refresh_after
@@ -191,6 +191,16 @@ class Credentials:
             raise CredentialsUnavailable(f"secret {name}: not readable ({what})") from None
         self._cache[name] = _Cached(values, now, now + self.max_age)
         return values
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong, in words safe to log: the AWS error code (ResourceNotFoundException,
+    AccessDeniedException) or the exception's class, never its message."""
+    # Powertools wraps the SDK's error (raised while handling it: the context, not the cause).
+    while type(error).__name__ == "GetParameterError" and (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    code = getattr(error, "response", {}).get("Error", {}).get("Code") if hasattr(error, "response") else None
+    return str(code) if code else type(error).__name__
 
 
 def _secret_values(name: str, raw: Any) -> dict[str, str]:
