@@ -21,7 +21,7 @@ from fapiao_hub.notifier import verify_webhook
 from fapiao_hub.revocation import CallerCheck
 from fapiao_hub_client import cli
 from tests.conftest import REGION
-from tests.unit.conftest import FIXTURE_TOKEN, get_event, hub_config_document
+from tests.unit.conftest import FIXTURE_TOKEN, event, get_event, hub_config_document
 from tests.unit.test_callbacks import (  # noqa: F401 - the fixture, reused
     CODE,
     SECRET,
@@ -166,6 +166,20 @@ def test_a_secret_that_cannot_be_read_refuses_the_push_and_stores_nothing(callba
         callbacks.post(unmatched_push(1), token=OLD_TOKEN)
     assert str(raised.value) == f"secret {CHANNEL_SECRET}: not readable (ResourceNotFoundException)"
     assert callbacks.world() == before
+
+
+def test_dispatch_with_an_unreadable_secret_sends_nothing_and_is_retried(hub, tmp_path, monkeypatch):
+    _push(hub, tmp_path, _document())
+    _read_from_the_table(monkeypatch)
+    assert hub.call(event("intake-post-blue.json"))[0] == 200
+    hub.queued()
+    before = hub.applications()
+    with pytest.raises(CredentialsUnavailable):  # the queue delivers the message again
+        runtime.dispatcher().dispatch("sample-erp", CODE)
+    assert hub.applications() == before  # not claimed, nothing sent: no unknown outcome to resolve
+
+    _secrets().create_secret(Name=CHANNEL_SECRET, SecretString=json.dumps({"access_token": OLD_TOKEN}))
+    assert runtime.dispatcher().dispatch("sample-erp", CODE) == "submitted"
 
 
 def test_secrets_manager_unreachable_after_the_cache_period_keeps_the_last_value():

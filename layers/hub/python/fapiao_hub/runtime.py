@@ -9,7 +9,7 @@ import threading
 import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -46,6 +46,12 @@ def _boto_session() -> boto3.session.Session:
 
 
 @cache
+def _dynamodb() -> Any:
+    """One DynamoDB resource per container (the applications table, the callers' configuration items)."""
+    return _boto_session().resource("dynamodb")
+
+
+@cache
 def file_store() -> FileStore:
     from fapiao_hub.files import FileStore
 
@@ -70,7 +76,7 @@ class _FileStoreOverflow:
 def application_store() -> ApplicationStore:
     from fapiao_hub.store import ApplicationStore
 
-    table = _boto_session().resource("dynamodb").Table(settings().applications_table)
+    table = _dynamodb().Table(settings().applications_table)
     return ApplicationStore(table, overflow=_FileStoreOverflow(), invoices_table_name=settings().invoices_table)
 
 
@@ -255,7 +261,7 @@ def caller_check() -> CallerCheck | None:
         else None
     )
     if current.hub_config_table:
-        reader = table_reader(_boto_session().resource("dynamodb").Table(current.hub_config_table), parameter)
+        reader = table_reader(_dynamodb().Table(current.hub_config_table), parameter)
     elif parameter is not None:
         reader = parameter
     else:
@@ -297,7 +303,7 @@ def rule_policy() -> RulePolicy:
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
-        settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
+        settings, _boto_session, _dynamodb, file_store, application_store, dispatch_queue, intake, event_publisher,
         channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler, sqs_client, operations,
         credentials, caller_check,
     ):  # fmt: skip
