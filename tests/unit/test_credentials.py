@@ -240,6 +240,27 @@ def test_webhook_signing_with_the_secret_only_in_secrets_manager(hub, receiver, 
     assert not verify_webhook("an-inline-secret-nobody-has", request.headers, request.body)
 
 
+def test_an_ekuaibao_format_webhook_takes_its_access_token_from_secrets_manager(hub, receiver, tmp_path, monkeypatch):  # noqa: F811
+    world = World(hub, receiver, hub.environment["HUB_CONFIG_FILE"])
+    document = hub_config_document()
+    document["business_systems"]["sample-erp"]["webhook"] = {
+        "url": receiver.url, "format": "ekuaibao", "credentials_secret": WEBHOOK_SECRET
+    }  # fmt: skip
+    _push(hub, tmp_path, document)
+    _secrets().create_secret(Name=WEBHOOK_SECRET, SecretString=json.dumps({"access_token": "tenant-token-1"}))
+    clock = _read_from_the_table(monkeypatch)
+
+    world.submit()
+    assert world.decide(Issued((INVOICE,))) == "issued"
+    assert world.pump() == 1
+    _secrets().put_secret_value(SecretId=WEBHOOK_SECRET, SecretString=json.dumps({"access_token": "tenant-token-2"}))
+    clock.advance(301)
+    runtime.notifier().deliver_record(  # the same outcome delivered again, after the rotation
+        {"messageId": "again", "receiptHandle": "r", "body": world.bodies[0], "attributes": {}}
+    )
+    assert [r.query["accessToken"] for r in receiver.received] == [["tenant-token-1"], ["tenant-token-2"]]
+
+
 def test_config_push_refuses_inline_webhook_secrets_and_writes_nothing(hub, tmp_path):
     document = hub_config_document()
     document["business_systems"]["sample-erp"]["webhook"] = {
