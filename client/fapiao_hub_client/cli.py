@@ -1368,6 +1368,11 @@ def _checked_config(path: Path) -> tuple[Any, dict[str, Any]]:
         return HubConfig.model_validate(document), document
     except ValidationError as invalid:
         for problem in invalid.errors(include_url=False, include_input=False):
+            if not problem["loc"] and problem["type"] == "value_error":
+                # The document's own checks (a token digest twice) name their JSON paths themselves.
+                for line in problem["msg"].removeprefix("Value error, ").splitlines():
+                    _say_error(line)
+                continue
             _say_error(f"{_json_path(problem['loc'])}: {problem['msg']}")
         _exit(f"{path}: {invalid.error_count()} problem(s); nothing deployed", EXIT_REFUSED)
 
@@ -1402,7 +1407,8 @@ def config_check(settings: Settings, path: Path) -> int:
 def config_push(settings: Settings, path: Path, table: str) -> int:
     """Check FILE, then write it to the configuration table: one item per business system and operator.
 
-    Channel credentials must not be in it (name a Secrets Manager secret with credentials_secret).
+    Channel credentials and webhook secrets must not be in it (name a Secrets Manager secret with
+    credentials_secret).
     Items no longer in FILE are deleted, after the new ones are written.
     """
     del settings

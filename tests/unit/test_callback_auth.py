@@ -38,8 +38,9 @@ class InMemoryReplayGuard:
         return True
 
 
-def channel(**credentials: str) -> ChannelSettings:
-    return ChannelSettings(type="ekuaibao", base_url="https://x", credentials=credentials)
+def channel(**credentials: str) -> dict[str, str]:
+    """A channel's credentials as the registry resolves them (configuration + its secret)."""
+    return ChannelSettings(type="ekuaibao", base_url="https://x", credentials=credentials).credentials
 
 
 TOKEN_ONLY = channel(access_token=TOKEN)
@@ -58,7 +59,7 @@ def signed_headers(body: bytes = BODY, *, at: float = NOW, nonce: str | None = N
 
 
 def auth(
-    settings: ChannelSettings = SIGNED,
+    settings: dict[str, str] = SIGNED,
     *,
     token: str | None = TOKEN,
     headers: dict[str, str] | None = None,

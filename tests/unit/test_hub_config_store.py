@@ -36,6 +36,10 @@ def _without_inline_secrets(document: dict[str, Any]) -> dict[str, Any]:
     for name, channel in document["channels"].items():
         if channel.pop("credentials", None):
             channel["credentials_secret"] = f"fapiao-hub/dev/channels/{name}"
+    for system_id, system in document["business_systems"].items():
+        webhook = system.get("webhook") or {}
+        if [webhook.pop(key) for key in ("secret", "access_token") if key in webhook]:
+            webhook["credentials_secret"] = f"fapiao-hub/dev/webhooks/{system_id}"
     return document
 
 

@@ -100,7 +100,7 @@ def hub_like(receiver: Receiver, settings: ChannelSettings) -> InMemoryReplayGua
     guard = InMemoryReplayGuard()
 
     def decide(query: dict[str, str], headers: dict[str, str], body: bytes) -> int:
-        if not authenticate_callback(settings, query, headers, body, time.time(), guard).ok:
+        if not authenticate_callback(settings.credentials, query, headers, body, time.time(), guard).ok:
             return 401
         try:
             parse_push(body)

@@ -14,6 +14,7 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from fapiao_hub import runtime
+from fapiao_hub.config import token_sha256
 from local.template import load_template
 from tests.unit.conftest import OTHER_TOKEN, TEMPLATE, event, get_event, hub_config_document
 from tests.unit.test_callbacks import callbacks, seed_push_text  # noqa: F401 - the fixture, reused
@@ -304,9 +305,8 @@ def test_a_revoked_token_is_refused(hub):
     """Tokens are revoked by removing their digest from the configuration: refused from then on."""
     assert hub.call(_post_with("Bearer fixture-token-sample-erp"))[0] == 200
     document = hub_config_document()
-    document["business_systems"]["sample-erp"]["token_sha256"] = [
-        document["business_systems"]["other-erp"]["token_sha256"][0]
-    ]
+    # (Not another system's digest: a digest twice is a configuration error, test_credentials.py.)
+    document["business_systems"]["sample-erp"]["token_sha256"] = [token_sha256("the-next-token")]
     Path(hub.environment["HUB_CONFIG_FILE"]).write_text(json.dumps(document), encoding="utf-8")
     runtime.reset()
     assert hub.call(get_event("zcxs1825830330588741634"))[0] == 401

@@ -5,7 +5,8 @@ must also sign each push, and a signed push is accepted once.
 
 Access token
     The query parameter ``accessToken`` (seed 000: Ekuaibao's receiver takes its token there),
-    compared with the channel's ``credentials["access_token"]``. A channel without a configured
+    compared with the channel's ``credentials["access_token"]`` (its configuration merged with its
+    Secrets Manager secret: fapiao_hub.credentials, the same values its calls use). A channel without a configured
     token refuses every push (fail closed). The comparison is constant-time on the SHA-256 of both
     values, so neither the content nor the length of the token leaks through timing.
 
@@ -50,8 +51,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
-
-from fapiao_hub.config import ChannelSettings
 
 ACCESS_TOKEN_PARAM = "accessToken"  # noqa: S105 (a parameter name)
 TIMESTAMP_HEADER = "x-fapiao-timestamp"
@@ -179,8 +178,12 @@ def _single(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# Refusals a newer secret value could turn into an acceptance (a rotated token or HMAC key).
+_CREDENTIAL_REFUSALS = frozenset({TOKEN_NOT_CONFIGURED, BAD_TOKEN, MISSING_SIGNATURE, BAD_SIGNATURE})
+
+
 def authenticate_callback(
-    settings: ChannelSettings,
+    credentials: Mapping[str, str],
     query: Mapping[str, object] | None,
     headers: Mapping[str, object] | None,
     raw_body: bytes,
@@ -189,8 +192,33 @@ def authenticate_callback(
     *,
     window: int = DEFAULT_WINDOW_SECONDS,
 ) -> AuthResult:
-    """Whether a pushed body may be read (see the module docstring for what is checked)."""
-    expected = settings.credentials.get("access_token", "")
+    """Whether a pushed body may be read (see the module docstring for what is checked).
+
+    ``credentials``: the channel's, as resolved (fapiao_hub.credentials: configuration merged with its
+    Secrets Manager secret). When they are refused and can be re-read (``refreshed()``: a cached
+    secret value old enough to re-read early), the push is checked once more with the re-read values:
+    a channel that switched to a rotated token is accepted before the cache period ends. Nothing is
+    recorded for a refused push, so the second check sees the replay guard as the first did.
+    """
+    result = _authenticate(credentials, query, headers, raw_body, now, replay, window)
+    refreshed = getattr(credentials, "refreshed", None)
+    if not result.ok and result.reason in _CREDENTIAL_REFUSALS and refreshed is not None:
+        newer = refreshed()
+        if newer is not None:
+            result = _authenticate(newer, query, headers, raw_body, now, replay, window)
+    return result
+
+
+def _authenticate(
+    credentials: Mapping[str, str],
+    query: Mapping[str, object] | None,
+    headers: Mapping[str, object] | None,
+    raw_body: bytes,
+    now: float,
+    replay: ReplayGuard,
+    window: int,
+) -> AuthResult:
+    expected = credentials.get("access_token", "")
     if not expected:
         return AuthResult(False, TOKEN_NOT_CONFIGURED)
     presented = _single((query or {}).get(ACCESS_TOKEN_PARAM))
@@ -199,7 +227,7 @@ def authenticate_callback(
     if not verify_access_token(presented, expected):
         return AuthResult(False, BAD_TOKEN)
 
-    secret = settings.credentials.get("hmac_secret", "")
+    secret = credentials.get("hmac_secret", "")
     if not secret:
         return AuthResult(True, OK)
     lower = {str(k).lower(): v for k, v in (headers or {}).items()}

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     # table falls back to the parameter (the way from one to the other).
     hub_config_table: str | None = None
     hub_config_max_age_seconds: int = 300
+    # Secrets Manager values (channel credentials, webhook secrets) are re-read after this long; a
+    # refused callback may re-read one early once its value is older than the refresh period
+    # (fapiao_hub.credentials).
+    credentials_max_age_seconds: int = Field(default=300, ge=1)
+    credentials_refresh_after_seconds: int = Field(default=30, ge=1)
+    # A token the cached configuration accepts is confirmed against its caller's entry read at most
+    # this long ago, so a revocation does not wait for the configuration cache (fapiao_hub.revocation).
+    token_revocation_max_age_seconds: int = Field(default=5, ge=0)
     strict_tax_numbers: bool = False
     # Dispatch (workflow.DispatchPolicy): the DISPATCHING lease, waits after a request that never
     # left, and how many such attempts before the application is STUCK.
@@ -142,6 +150,9 @@ class Webhook(_Config):
     format: Literal["hub", "ekuaibao"] = "hub"
     secret: str | None = Field(default=None, repr=False)  # hub format: the signing key
     access_token: str | None = Field(default=None, repr=False)  # ekuaibao format: ?accessToken=
+    # In AWS the two above live in a Secrets Manager secret (JSON {"secret": ..., "access_token": ...})
+    # named here, merged over them (fapiao_hub.credentials); inline only in a local file.
+    credentials_secret: str | None = None
     channel_code: str = "fapiao-hub"  # ekuaibao format: channelCode
     # Below the notifier function's 30 s timeout, with room for the rest of its batch.
     timeout_seconds: float = Field(default=10.0, gt=0, le=20)
@@ -267,6 +278,15 @@ class HubConfig(_Config):
     tax_rates: tuple[Decimal, ...] = DEFAULT_TAX_RATES
     retired_tax_rates: tuple[Decimal, ...] = DEFAULT_RETIRED_TAX_RATES
 
+    @model_validator(mode="after")
+    def _each_token_one_caller(self) -> HubConfig:
+        # Fail closed: with a digest twice, which caller a token is (and whether "revoked" holds)
+        # would depend on the order of the document.
+        duplicates = duplicate_token_digests(self)
+        if duplicates:
+            raise ValueError("\n".join(duplicates))
+        return self
+
     @cached_property
     def intake_invoice_types(self) -> dict[str, InvoiceType]:
         return {**DEFAULT_INTAKE_INVOICE_TYPES, **self.invoice_types}
@@ -358,9 +378,38 @@ def document_from_items(items: dict[str, str]) -> dict[str, object]:
 
 
 def inline_secrets(config: HubConfig) -> list[str]:
-    """JSON paths of secrets written into the configuration itself (channel credentials belong in
-    Secrets Manager, named by credentials_secret, when the configuration is stored as items)."""
-    return [f"channels.{name}.credentials" for name, channel in config.channels.items() if channel.credentials]
+    """JSON paths of secrets written into the configuration itself (channel credentials and webhook
+    secrets belong in Secrets Manager, named by credentials_secret, when the configuration is stored
+    as items)."""
+    found = [f"channels.{name}.credentials" for name, channel in config.channels.items() if channel.credentials]
+    for system_id, system in config.business_systems.items():
+        webhook = system.webhook
+        if webhook is not None:
+            path = f"business_systems.{system_id}.webhook"
+            found += [f"{path}.{key}" for key in ("secret", "access_token") if getattr(webhook, key)]
+    return found
+
+
+def duplicate_token_digests(config: HubConfig) -> list[str]:
+    """``path: why`` for every token digest listed again after its first place (business systems first,
+    then operators): a token must belong to exactly one caller."""
+    first: dict[str, str] = {}
+    problems = []
+    places = [
+        (f"business_systems.{system_id}.token_sha256[{i}]", digest)
+        for system_id, system in config.business_systems.items()
+        for i, digest in enumerate(system.token_sha256)
+    ] + [
+        (f"operators.{name}.token_sha256[{i}]", digest)
+        for name, operator in config.operators.items()
+        for i, digest in enumerate(operator.token_sha256)
+    ]
+    for path, digest in places:
+        if digest in first:
+            problems.append(f"{path}: the same token digest as {first[digest]} (a token belongs to one caller)")
+        else:
+            first[digest] = path
+    return problems
 
 
 def load_hub_config(settings: Settings) -> HubConfig:

@@ -39,6 +39,11 @@ reported, else (one invoice for the application) the application's lines; files 
 (seed 000 carries them as URLs, the hub keeps them private). The signature headers are added in
 this format too when the webhook has a secret.
 
+A webhook's ``secret`` and ``access_token`` live in the Secrets Manager secret its
+``credentials_secret`` names (JSON ``{"secret": ..., "access_token": ...}``, merged over inline
+values, which only a local file may hold), read through fapiao_hub.credentials like a channel's.
+A secret that cannot be read is a retry, like a connection error.
+
 Idempotency
 -----------
 ``X-Fapiao-Event-Id`` (and the hub body's ``id``) is the same for the same outcome, however often it
@@ -116,6 +121,7 @@ from fapiao_hub.channels import ekuaibao
 from fapiao_hub.channels.base import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.config import HubConfig, Webhook
+from fapiao_hub.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.events import EventType
 from fapiao_hub.models import Application, Direction, InvoiceType, application_key, invoice_key
 from fapiao_hub.store import ApplicationStore, StoredApplication
@@ -405,7 +411,9 @@ class Notifier:
 
     Ports: ``store`` (applications and their invoices, history notes), ``config`` (the hub
     configuration, read on every record so a changed webhook applies at once), ``visibility`` (the
-    notify queue's ChangeMessageVisibility) and ``dead_letter`` (SendMessage to the notify DLQ).
+    notify queue's ChangeMessageVisibility), ``dead_letter`` (SendMessage to the notify DLQ) and
+    ``credentials`` (a webhook's signing secret and access token from Secrets Manager, when its
+    ``credentials_secret`` names one: fapiao_hub.credentials).
     """
 
     def __init__(
@@ -417,9 +425,11 @@ class Notifier:
         dead_letter: DeadLetter,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
+        credentials: Credentials | None = None,
     ):
         self.store = store
         self.config = config
+        self.credentials = credentials or Credentials()
         self.visibility = visibility
         self.dead_letter = dead_letter
         self.session = session or requests.Session()
@@ -451,6 +461,10 @@ class Notifier:
             return "no webhook"
         delivery.application_key = application_key(system_id, open_apply_code)
         delivery.status = detail.get("status")
+        try:
+            webhook = self.credentials.for_webhook(webhook)  # its secrets, from Secrets Manager when named
+        except CredentialsUnavailable as error:  # names the secret, never its value
+            return self._retry(delivery, str(error), None)
         stored_items: list[dict] = []
         if webhook.format == "ekuaibao" or not _event_suffices(detail_type, detail):
             # The Ekuaibao format needs the application's lines; the hub format needs the stored

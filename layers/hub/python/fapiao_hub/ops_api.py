@@ -83,7 +83,7 @@ def _operator() -> tuple[str, Operator]:
     header = app.current_event.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    found = runtime.hub_config().authenticate_operator(token) if scheme.lower() == "bearer" and token else None
+    found = runtime.authenticate_operator(token) if scheme.lower() == "bearer" and token else None
     if found is None:
         raise Refusal(
             HTTPStatus.UNAUTHORIZED,

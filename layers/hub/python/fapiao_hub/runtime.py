@@ -9,17 +9,18 @@ import threading
 import time
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from fapiao_hub.config import HubConfig, Settings, load_hub_config
+from fapiao_hub.config import HubConfig, Operator, Settings, load_hub_config
 
 # Each factory imports what it builds: a function's cold start pays only for the parts it uses
 # (the notifier's requests, the channels, the dispatcher's and callback receiver's workflow).
 if TYPE_CHECKING:
     from fapiao_hub.channels.base import Channel
     from fapiao_hub.channels.registry import ChannelRegistry
+    from fapiao_hub.credentials import Credentials
     from fapiao_hub.events import EventPublisher
     from fapiao_hub.files import FileStore
     from fapiao_hub.intake.workflow import Intake
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from fapiao_hub.polling import Poller
     from fapiao_hub.queues import DispatchQueue
     from fapiao_hub.reconciliation import Reconciler
+    from fapiao_hub.revocation import CallerCheck
     from fapiao_hub.rules import RulePolicy
     from fapiao_hub.store import ApplicationStore, StoredApplication
     from fapiao_hub.workflow import CallbackReceiver, Dispatcher
@@ -41,6 +43,12 @@ def settings() -> Settings:
 @cache
 def _boto_session() -> boto3.session.Session:
     return boto3.session.Session()
+
+
+@cache
+def _dynamodb() -> Any:
+    """One DynamoDB resource per container (the applications table, the callers' configuration items)."""
+    return _boto_session().resource("dynamodb")
 
 
 @cache
@@ -68,7 +76,7 @@ class _FileStoreOverflow:
 def application_store() -> ApplicationStore:
     from fapiao_hub.store import ApplicationStore
 
-    table = _boto_session().resource("dynamodb").Table(settings().applications_table)
+    table = _dynamodb().Table(settings().applications_table)
     return ApplicationStore(table, overflow=_FileStoreOverflow(), invoices_table_name=settings().invoices_table)
 
 
@@ -94,10 +102,23 @@ def event_publisher() -> EventPublisher:
 
 
 @cache
+def credentials() -> Credentials:
+    """The one credential path (channels, callbacks, webhooks): Secrets Manager through this session."""
+    from fapiao_hub.credentials import Credentials, secrets_manager_fetch
+
+    current = settings()
+    return Credentials(
+        secrets_manager_fetch(lambda: _boto_session().client("secretsmanager")),
+        max_age=current.credentials_max_age_seconds,
+        refresh_after=current.credentials_refresh_after_seconds,
+    )
+
+
+@cache
 def channel_registry() -> ChannelRegistry:
     from fapiao_hub.channels.registry import ChannelRegistry
 
-    return ChannelRegistry(hub_config)
+    return ChannelRegistry(hub_config, credentials=credentials())
 
 
 @cache
@@ -163,7 +184,9 @@ def notifier() -> Notifier:
 
     current = settings()
     visibility, dead_letter = sqs_ports(_boto_session().client("sqs"), current.notify_queue_url, current.notify_dlq_url)
-    return Notifier(application_store(), hub_config, visibility=visibility, dead_letter=dead_letter)
+    return Notifier(
+        application_store(), hub_config, visibility=visibility, dead_letter=dead_letter, credentials=credentials()
+    )
 
 
 @cache
@@ -223,6 +246,49 @@ def hub_config() -> HubConfig:
     return _config_cache.get()
 
 
+@cache
+def caller_check() -> CallerCheck | None:
+    """Where a token's caller is confirmed as configured now (fapiao_hub.revocation); None for a local
+    file, which is re-read whenever it changes."""
+    from fapiao_hub.revocation import CallerCheck, parameter_reader, table_reader
+
+    current = settings()
+    if current.hub_config_file is not None:
+        return None
+    parameter = (
+        parameter_reader(_boto_session().client("ssm"), current.hub_config_parameter)
+        if current.hub_config_parameter
+        else None
+    )
+    if current.hub_config_table:
+        reader = table_reader(_dynamodb().Table(current.hub_config_table), parameter)
+    elif parameter is not None:
+        reader = parameter
+    else:
+        return None  # load_hub_config refuses to start without a configuration anyway
+    return CallerCheck(reader, max_age=current.token_revocation_max_age_seconds)
+
+
+def authenticate_business_system(token: str) -> str | None:
+    """The business system a bearer token belongs to: found in the cached configuration, confirmed
+    against the system's current entry (a token taken away stops within seconds)."""
+    system_id = hub_config().authenticate(token)
+    check = caller_check()
+    if system_id is None or check is None:
+        return system_id
+    return system_id if check.business_system(system_id, token) else None
+
+
+def authenticate_operator(token: str) -> tuple[str, Operator] | None:
+    """The operator a bearer token belongs to, as configured now (revoked: None; see above)."""
+    found = hub_config().authenticate_operator(token)
+    check = caller_check()
+    if found is None or check is None:
+        return found
+    operator = check.operator(found[0], token)
+    return None if operator is None else (found[0], operator)
+
+
 def rule_policy() -> RulePolicy:
     from fapiao_hub.rules import RulePolicy
 
@@ -237,8 +303,9 @@ def rule_policy() -> RulePolicy:
 def reset() -> None:
     """Forget everything built (tests change the environment between cases)."""
     for built in (
-        settings, _boto_session, file_store, application_store, dispatch_queue, intake, event_publisher,
+        settings, _boto_session, _dynamodb, file_store, application_store, dispatch_queue, intake, event_publisher,
         channel_registry, dispatcher, callback_receiver, poller, notifier, reconciler, sqs_client, operations,
+        credentials, caller_check,
     ):  # fmt: skip
         built.cache_clear()
     _config_cache.clear()

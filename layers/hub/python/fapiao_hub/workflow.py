@@ -1028,7 +1028,8 @@ class CallbackReceiver:
         channel = self._registry.channel(channel_name) if settings else None
         if settings is None or channel is None or not hasattr(channel, "parse_callback"):
             return CallbackAnswer(404, {"value": False, "message": "no such channel"})
-        auth = authenticate_callback(settings, query, headers, raw_body, self._clock(), self._store)
+        credentials = self._registry.credentials(channel_name) or {}  # with its secret (fapiao_hub.credentials)
+        auth = authenticate_callback(credentials, query, headers, raw_body, self._clock(), self._store)
         if not auth.ok:
             logger.warning("callback refused", extra={"channel": channel_name, "reason": auth.reason})
             return CallbackAnswer(401, {"value": False, "message": "unauthorized"})

@@ -12,13 +12,13 @@ under ``channels`` in the hub configuration (docs/channels.md).
 from __future__ import annotations
 
 import importlib
-import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from fapiao_hub.channels.base import Capabilities, Channel
 from fapiao_hub.config import ChannelSettings, HubConfig
+from fapiao_hub.credentials import Credentials, ResolvedCredentials
 from fapiao_hub.models import Application, InvoiceType
 
 # type -> "module:class", imported on first use (a function loads only the channels it needs).
@@ -88,21 +88,12 @@ def configuration_problems(config: HubConfig) -> list[str]:
     return problems
 
 
-def _secret_from_secrets_manager(name: str) -> dict[str, str]:
-    from aws_lambda_powertools.utilities import parameters
-
-    return json.loads(parameters.get_secret(name, max_age=300))
-
-
 class ChannelRegistry:
-    def __init__(
-        self,
-        config: Callable[[], HubConfig],
-        *,
-        secret_reader: Callable[[str], dict[str, str]] = _secret_from_secrets_manager,
-    ):
+    def __init__(self, config: Callable[[], HubConfig], *, credentials: Credentials | None = None):
         self._config = config
-        self._secret_reader = secret_reader
+        # The one credential path (fapiao_hub.credentials): the same resolved values for the calls a
+        # channel makes and for the pushes it sends.
+        self._credentials = credentials or Credentials()
         self._built: dict[str, tuple[ChannelSettings, Channel]] = {}
         self._lock = threading.Lock()
 
@@ -158,13 +149,22 @@ class ChannelRegistry:
             return None
         return effective_capabilities(name, settings)
 
+    def credentials(self, name: str) -> ResolvedCredentials | None:
+        """A configured channel's credentials as callbacks are checked against (None: not configured).
+        Raises CredentialsUnavailable when its secret cannot be read."""
+        settings = self._config().channels.get(name)
+        return None if settings is None else self._credentials.for_channel(settings)
+
     def channel(self, name: str) -> Channel | None:
         settings = self._config().channels.get(name)
         if settings is None or settings.type not in CHANNEL_TYPES:
             return None
+        if settings.credentials_secret:
+            resolved = dict(self._credentials.for_channel(settings))
+            settings = settings.model_copy(update={"credentials": resolved})
         with self._lock:
             built = self._built.get(name)
-            if built is None or built[0] != settings:  # configuration changed: rebuild
+            if built is None or built[0] != settings:  # configuration or a secret changed: rebuild
                 built = (settings, self._build(name, settings))
                 self._built[name] = built
             return built[1]
@@ -174,9 +174,6 @@ class ChannelRegistry:
         return settings.quiet_period_seconds if settings else 60
 
     def _build(self, name: str, settings: ChannelSettings) -> Channel:
-        if settings.credentials_secret:
-            credentials = {**settings.credentials, **self._secret_reader(settings.credentials_secret)}
-            settings = settings.model_copy(update={"credentials": credentials})
         channel = _channel_class(settings.type)(name, settings)
         # What the workflow reads is the configured channel's, never more than the module declares.
         capabilities = effective_capabilities(name, settings)

@@ -85,7 +85,7 @@ def _caller() -> str:
     header = app.current_event.headers.get("authorization") or ""
     scheme, _, token = header.partition(" ")
     token = token.strip()
-    system = runtime.hub_config().authenticate(token) if scheme.lower() == "bearer" and token else None
+    system = runtime.authenticate_business_system(token) if scheme.lower() == "bearer" and token else None
     if system is None:
         raise Refusal(
             HTTPStatus.UNAUTHORIZED,
