@@ -320,8 +320,9 @@ class Difference(_Model):
 class Finding(_Model):
     """Something about an application that a person must look at; kept on the application.
 
-    ``id`` is stable for the same discovery (kind, application, what differs), so recording it again
-    (a repeated callback, a second reconciliation run) is a no-op."""
+    ``id`` is stable for the same discrepancy (kind, application, invoices, the fields that differ; not
+    the values reported), so seeing it again (a repeated callback, every later reconciliation run)
+    updates this one (``count``, ``last_seen``, the values now reported) and never adds another."""
 
     id: str
     kind: FindingKind
@@ -334,6 +335,8 @@ class Finding(_Model):
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
     acknowledged_reason: str | None = None
+    count: int = 1  # how many times it was seen (the first time included)
+    last_seen: str | None = None  # ISO 8601, UTC: the latest sighting after the first (``at``)
 
 
 class Problem(_Model):

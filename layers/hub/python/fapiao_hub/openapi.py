@@ -124,7 +124,10 @@ class Difference(BaseModel):
 
 
 class Finding(BaseModel):
-    id: str = Field(description="stable for the same discovery")
+    id: str = Field(
+        description="the discrepancy's identity (kind, application, invoices, fields): seen again, it is updated, "
+        "never repeated"
+    )
     kind: FindingKind
     at: str = Field(description="ISO 8601, UTC")
     source: str = Field(description="dispatch, poll, callback or reconciliation")
@@ -132,6 +135,8 @@ class Finding(BaseModel):
     differences: list[Difference]
     invoiceNumbers: list[str]
     open: bool = Field(description="true until a person acknowledges it")
+    count: int = Field(description="how many times it was seen (a later reconciliation run counts it again)")
+    lastSeen: str | None = Field(description="ISO 8601, UTC: the latest sighting after the first (at); null if once")
 
 
 class OrderDetail(OrderAccepted):

@@ -17,7 +17,6 @@ with the applications in the window, never with the table.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable
@@ -29,7 +28,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, logkeys
+from fapiao_hub import alarms, logkeys, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -234,18 +233,10 @@ def _finding(
     at: str,
     summary: str,
 ) -> Finding:
-    # Stable for the same discovery: a second run (or an overlapping window) records nothing new.
-    basis = "|".join(
-        [kind.value, stored.key, *(f"{d.field}={d.expected}>{d.reported}" for d in differences), *sorted(numbers)]
-    )
-    return Finding(
-        id="rec-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:24],
-        kind=kind,
-        at=at,
-        source=SOURCE,
-        summary=summary,
-        differences=tuple(differences),
-        invoice_numbers=numbers,
+    # The one identity of a discrepancy (verification.finding_for): a later run that sees it again
+    # updates that finding (count, last seen, the value now reported), never adds another.
+    return verification.finding_for(
+        kind, stored.key, source=SOURCE, summary=summary, at=at, differences=differences, invoice_numbers=numbers
     )
 
 

@@ -466,11 +466,41 @@ class ApplicationStore:
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                if not error.response.get("Item"):
+                old = error.response.get("Item")
+                if not old:
                     raise StaleWrite(f"{key} vanished") from None
+                self._seen_again(key, finding, _deserialize(old).get("findings", ()))
                 return False
             raise
         return True
+
+    def _seen_again(self, key: str, finding: Finding, recorded: Any) -> None:
+        """The same discrepancy seen again: count it, say when, keep what is reported now (one finding,
+        never another). Open or acknowledged stays as it is: a person already owns it."""
+        index = next((i for i, f in enumerate(recorded) if f.get("id") == finding.id), None)
+        if index is None:  # the id is in finding_ids but not in the list: nothing to update
+            return
+        try:
+            self._table.update_item(
+                Key={"pk": key},
+                UpdateExpression=f"SET findings[{index}].#count = if_not_exists(findings[{index}].#count, :one) "
+                f"+ :one, findings[{index}].last_seen = :at, findings[{index}].differences = :differences, "
+                f"findings[{index}].summary = :summary",
+                ConditionExpression=f"findings[{index}].id = :id",
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":at": finding.at,
+                    ":differences": finding_item(finding).get("differences", []),
+                    ":summary": finding.summary,
+                    ":id": finding.id,
+                },
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            # The list moved meanwhile (another sighting or an acknowledgement): this sighting is not
+            # counted, and the next run's is.
 
     def note(self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None) -> None:
         """Add a history entry without a status change (e.g. the notifier's deliveries).

@@ -104,14 +104,11 @@ def finding_for(
     differences: Sequence[Difference] = (),
     invoice_numbers: Sequence[str] = (),
 ) -> Finding:
-    """A finding whose id depends only on what was found (kind, application, differences, invoices)."""
+    """A finding whose id is the discrepancy's identity: kind, application, invoices and the fields that
+    differ, never the values (a channel reporting another wrong figure next time is the same discrepancy:
+    store.add_finding updates it rather than adding one)."""
     material = "\x1f".join(
-        [
-            kind.value,
-            application_key,
-            *sorted(invoice_numbers),
-            *sorted(f"{d.field}\x1e{d.expected}\x1e{d.reported}" for d in differences),
-        ]
+        [kind.value, application_key, *sorted(invoice_numbers), *sorted({d.field for d in differences})]
     )
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
     return Finding(
