@@ -216,6 +216,11 @@ class OpsDetail(OrderDetail):
     leaseUntil: int | None = Field(description="epoch seconds: a worker holds it until then")
     nextPollAt: int | None = Field(description="epoch seconds: when the channel is asked next")
     rawKeys: list[str] = Field(description="keys of the archived raw requests and answers (the hub's bucket)")
+    relatedApplications: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="other applications its findings concern (an invoice clash: the application holding the "
+        "invoice), as businessSystem, openApplyCode and status; outsideReach where this operator may not see it",
+    )
     actions: list[str] = Field(description="the actions that apply now")
 
 

@@ -282,7 +282,21 @@ def _use_case() -> Any:
         return None
 
 
-def detail(stored: StoredApplication) -> dict[str, Any]:
+def _related(stored: StoredApplication, operator: Operator | None) -> list[dict[str, str]]:
+    """The other applications its findings concern (an invoice clash's holder), as links, where the
+    operator may see them (else counted as outside its reach, never named)."""
+    shown: list[dict[str, str]] = []
+    for key in dict.fromkeys(k for f in stored.findings for k in f.related):
+        system, _, code = key.partition("#")
+        other = runtime.intake().get(system, code)
+        if other is not None and (operator is None or operator.may_see(system, other.application.seller.tax_number)):
+            shown.append({"businessSystem": system, "openApplyCode": code, "status": other.status.value})
+        else:
+            shown.append({"outsideReach": "another application outside this operator's reach"})
+    return shown
+
+
+def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[str, Any]:
     """Everything the business system's GET shows, and what an operator needs besides."""
     intake = runtime.intake()
     invoices = intake.invoices(stored)
@@ -307,6 +321,7 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
         "leaseUntil": stored.lease_until,
         "nextPollAt": stored.next_poll_at,
         "rawKeys": raw_keys,
+        "relatedApplications": _related(stored, operator),
         "actions": _available_actions(stored),
     }
 
@@ -337,7 +352,7 @@ def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     if stored is None:
         return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
     _within_reach(operator, stored, businessSystem)
-    return envelope(HTTPStatus.OK, "ok", detail(stored))
+    return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
 
 
 # ------------------------------------------------------------------ POST .../actions

@@ -77,7 +77,13 @@ class BlueInvoiceTypeDiffers(Exception):
 
 
 class InvoiceNumberTaken(Exception):
-    """A channel reported an invoice number the hub recorded for another application."""
+    """A channel reported an invoice number the hub recorded for another application.
+
+    ``args[0]``: the invoice keys; ``holders``: invoice key -> the application that holds it."""
+
+    def __init__(self, keys: list[str], holders: dict[str, str] | None = None):
+        super().__init__(keys)
+        self.holders = holders or {}
 
 
 class StaleWrite(Exception):
@@ -536,7 +542,7 @@ class ApplicationStore:
         another application raises InvoiceNumberTaken.
         """
         table = self._table.meta.client  # the resource's client: it takes plain Python values
-        taken = []
+        taken: dict[str, str] = {}
         for invoice in invoices:
             try:
                 table.put_item(
@@ -546,13 +552,15 @@ class ApplicationStore:
                     ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key) "
                     "OR application_key = :app",
                     ExpressionAttributeValues={":app": application_pk},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",  # who holds it: the finding names it
                 )
             except ClientError as error:
                 if not _is_condition_failure(error):
                     raise
-                taken.append(invoice["pk"])
+                holder = _deserialize(error.response.get("Item") or {}).get("application_key")
+                taken[invoice["pk"]] = str(holder or "")
         if taken:
-            raise InvoiceNumberTaken(taken)
+            raise InvoiceNumberTaken(list(taken), taken)
 
     def invoices(self, stored: StoredApplication) -> list[dict[str, Any]]:
         """The invoices recorded for an application, in the order they were issued."""
