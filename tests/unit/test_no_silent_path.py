@@ -56,7 +56,7 @@ def test_a_clash_in_a_polled_state_is_a_person_state_with_a_finding_naming_the_h
     assert item(hub, code)["attention"] == "PERSON"
     # The holder keeps its invoice; the business system is told it needs review, without another's key.
     assert runtime.application_store().get(SYSTEM, CODE).status is Status.ISSUED
-    [(kind, detail)] = [e for e in world.events() if e[0] == "ApplicationNeedsReview"]
+    [(_, detail)] = [e for e in world.events() if e[0] == "ApplicationNeedsReview"]
     assert HOLDER not in str(detail)
 
 

@@ -232,7 +232,8 @@ class ResolvedInvoice(BaseModel):
 
 class OperatorActionRequest(BaseModel):
     action: str = Field(
-        description="query, resolve-issued, resolve-not-issued, requeue, cancel, attach-result or acknowledge-finding"
+        description="query, resolve-issued, resolve-not-issued, requeue, cancel, attach-result, acknowledge-finding, "
+        "resolve-voided or resolve-not-voided"
     )
     reason: str = Field(description="why: kept in the application's history and the audit event", min_length=1)
     invoice: ResolvedInvoice | None = Field(None, description="resolve-issued: the invoice that was issued")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,8 @@ ACTIONS = (
     "cancel",
     "attach-result",
     "acknowledge-finding",
+    "resolve-voided",
+    "resolve-not-voided",
 )
 REASON_LIMIT = 500
 
@@ -224,6 +227,10 @@ class Operations:
         if action == "acknowledge-finding":
             if not stored.open_findings:
                 return "the application has no open finding"
+            return None
+        if action in ("resolve-voided", "resolve-not-voided"):
+            if status is not Status.VOIDING:
+                return f"{action} applies to VOIDING applications (a void under way), not {status.value}"
             return None
         return f"unknown action {action!r}"  # pragma: no cover - act() checks the name first
 
@@ -431,6 +438,28 @@ class Operations:
         except StaleWrite:
             raise self._moved(stored, "acknowledge-finding") from None
         return {"findingId": finding_id, "kind": finding.kind.value}
+
+    def _resolve_voided(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
+        """A person voided the invoice at the channel (one without a void call, or one that never
+        reported it): recorded as the channel's report of the void would be (InvoiceVoided)."""
+        items = self._store.invoices(stored)
+        if not items:
+            raise ActionNotApplicable(stored.status, "the application holds no invoice to void")
+        voided = tuple(replace(_issued_invoice(item), state=InvoiceState.VOIDED) for item in items)
+        note = f"resolve-voided by operator {operator}: {reason} (voided at {stored.channel or 'the channel'})"
+        return {"result": self._record(stored, voided, note, "action")}
+
+    def _resolve_not_voided(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
+        """The void was not done (the channel refused it, the month closed): the invoice stands."""
+        text = f"void not done (operator {operator}): {reason}"
+        try:
+            self._store.transition(
+                stored, Status.ISSUED, note=f"resolve-not-voided by operator {operator}: {reason}",
+                changes={"void_refused": text},
+            )  # fmt: skip
+        except (StaleWrite, IllegalTransition):
+            raise self._moved(stored, "resolve-not-voided") from None
+        return {"result": "issued"}
 
     # ------------------------------------------------------------------ helpers
     def _close(self, stored: StoredApplication, to: Status, text: str, event_type: events.EventType, note: str) -> None:

@@ -378,7 +378,7 @@ def _action_body() -> dict[str, Any]:
     "/v1/ops/applications/<businessSystem>/<openApplyCode>/actions",
     operation_id="opsAct",
     summary="Act on an application (operator role): query, resolve-issued, resolve-not-issued, requeue, cancel, "
-    "attach-result, acknowledge-finding",
+    "attach-result, acknowledge-finding, resolve-voided, resolve-not-voided",
     description='Body {"action", "reason", and per action: resolve-issued "invoice" {"number", "code"?, "date"?}, '
     'attach-result "resultId", acknowledge-finding "findingId"}. 200 with the application after the action; 400 '
     "naming the field; 409 with data.status when the action does not apply now or the application moved.",

@@ -20,7 +20,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -151,6 +151,10 @@ def compare(stored: StoredApplication, recorded: Iterable[dict[str, Any]], answe
     recorded = list(recorded)
     hub = {item["pk"]: item for item in recorded}
     if isinstance(answer, Issued):
+        # A void reported under its own number, naming the invoice it voided, is about that invoice
+        # (as dispatch records it): never "an invoice the hub lacks".
+        held = tuple(hub)
+        answer = replace(answer, invoices=tuple(verification.as_voided_original(i, held) for i in answer.invoices))
         reported = {invoice_key(i.code, i.number): i for i in answer.invoices}
         numbers = tuple(i.number for i in answer.invoices)
         if stored.status is Status.REJECTED:

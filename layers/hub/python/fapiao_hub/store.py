@@ -182,8 +182,13 @@ class StoredApplication:
         return tuple(f for f in self.findings if f.open)
 
     @property
+    def void_by_person(self) -> bool:
+        """A void the channel has no call for, waiting to be done at the channel by a person."""
+        return self.status is Status.VOIDING and bool(self.extra.get("void_by_person"))
+
+    @property
     def needs_person(self) -> bool:
-        return self.status.needs_person or bool(self.open_findings)
+        return self.status.needs_person or bool(self.open_findings) or self.void_by_person
 
 
 @dataclass(frozen=True)
@@ -883,22 +888,29 @@ class ApplicationStore:
             raise
         return self._require(rejected.key)
 
-    def mark_void_sent(self, stored: StoredApplication, note: str) -> None:
-        """The void request went to the channel (never sent twice by later steps), with a history note.
+    def mark_void_sent(self, stored: StoredApplication, note: str, *, by_person: bool = False) -> None:
+        """The void request went to the channel (never sent twice by later steps), with a history note;
+        ``by_person``: the channel has no void call, so a person must void it at the channel: the
+        application needs a person (``attention``: listed, counted under VOIDING, alarmed) until the
+        channel reports the void or an operator records it.
 
         Conditional on the status and version read; the version is not bumped (a note, not a move)."""
         entry = Transition(at=iso(utc_now()), status=stored.status.value, note=note, is_note=True).to_item()
+        expression = "SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)"
+        values: dict[str, Any] = {
+            ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value, ":version": stored.version,
+        }  # fmt: skip
+        if by_person:
+            expression += ", void_by_person = :t, attention = :attention"
+            values[":attention"] = ATTENTION
         try:
             self._table.update_item(
                 Key={"pk": stored.key},
-                UpdateExpression="SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)",
+                UpdateExpression=expression,
                 ConditionExpression="#status = :status AND #version = :version",
                 ExpressionAttributeNames={"#status": "status", "#version": "version"},
-                ExpressionAttributeValues={
-                    ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value,
-                    ":version": stored.version,
-                },
-            )  # fmt: skip
+                ExpressionAttributeValues=values,
+            )
         except ClientError as error:
             if _is_condition_failure(error):
                 raise StaleWrite(stored.key) from None
@@ -1133,7 +1145,8 @@ class ApplicationStore:
             answer = self._table.query(Limit=1000, **kwargs)
             for item in answer.get("Items", []):
                 status = Status(item["status"])
-                name = status.value if status.needs_person else "FINDINGS"
+                # VOIDING there: a void to be done at the channel by a person (or an open finding).
+                name = status.value if status.needs_person or status is Status.VOIDING else "FINDINGS"
                 counts[name] = counts.get(name, 0) + 1
                 seen += 1
             if "LastEvaluatedKey" not in answer:

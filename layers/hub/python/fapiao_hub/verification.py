@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from fapiao_hub.channels.base import IssuedInvoice
-from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind
+from fapiao_hub.channels.base import InvoiceState, IssuedInvoice
+from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
 
 AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
 LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|
@@ -251,3 +252,24 @@ def _same_id(a: str, b: str) -> bool:
 
 def _money(value: Decimal) -> str:
     return f"{value:.2f}"
+
+
+def as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
+    """A void report that names the invoice it voided (partner status 2: the void's own number, and
+    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
+    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
+    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
+        return invoice
+    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
+        return invoice
+    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
+    if invoice.code:
+        details["voidInvoiceCode"] = invoice.code
+    return replace(
+        invoice,
+        number=invoice.original_number,
+        code=invoice.original_code,
+        original_number=None,
+        original_code=None,
+        details=details,
+    )

@@ -188,6 +188,21 @@ class Dispatcher:
         name, channel = self._channels.channel_for(stored.application, stored.channel)
         reason = str(stored.extra.get("void_reason") or "")
         void = getattr(channel, "void", None)
+        if void is None and channel is not None and channel.capabilities.voids(stored.application.invoice_type):
+            # The channel voids but has no call for it (the partner: seed 003): nothing is sent, and
+            # the history says so. A person voids it at the channel; its report of the void, or an
+            # operator's resolve-voided, ends it VOIDED.
+            numbers = ", ".join(stored.invoice_keys) or "its invoice"
+            asked = f"{name} is asked until it reports the void" if channel.can_query else f"{name} pushes the void"
+            note = (
+                f"to be voided at the channel by a person: {name} has no void call, nothing was sent. Void {numbers} "
+                f"in {name}'s portal; {asked}, or record it with resolve-voided"
+            )
+            try:
+                self._store.mark_void_sent(stored, note, by_person=True)
+            except StaleWrite:
+                return "lost race"
+            return self._later(stored, self._policy.poll_intervals[0], "void by person")
         if void is None:
             return self._move(
                 stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
@@ -483,7 +498,7 @@ class Dispatcher:
     ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
-        issued = tuple(_as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
+        issued = tuple(verification.as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
         items = [
             self._invoice_item(stored, invoice, request_number, len(issued), position)
             for position, invoice in enumerate(issued)
@@ -989,27 +1004,6 @@ def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     if InvoiceState.VOID_REQUESTED in states or InvoiceState.VOIDED in states:
         return Status.VOIDING
     return Status.ISSUED
-
-
-def _as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
-    """A void report that names the invoice it voided (partner status 2: the void's own number, and
-    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
-    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
-    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
-        return invoice
-    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
-        return invoice
-    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
-    if invoice.code:
-        details["voidInvoiceCode"] = invoice.code
-    return replace(
-        invoice,
-        number=invoice.original_number,
-        code=invoice.original_code,
-        original_number=None,
-        original_code=None,
-        details=details,
-    )
 
 
 def _date_or_none(value: object) -> date | None:
