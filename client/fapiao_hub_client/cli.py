@@ -1011,7 +1011,7 @@ OPS_PATH = "/v1/ops"
 OPERATOR_TOKEN_VARIABLE = "FAPIAO_HUB_OPERATOR_TOKEN"  # noqa: S105 (a variable's name, not a secret)
 OPS_PAGE_LIMIT = 100
 OPS_ACTIONS = ("query", "resolve-issued", "resolve-not-issued", "requeue", "cancel", "attach-result",
-               "acknowledge-finding")  # fmt: skip
+               "acknowledge-finding", "resolve-voided", "resolve-not-voided")  # fmt: skip
 
 
 class OpsClient(Client):

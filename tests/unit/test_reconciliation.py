@@ -185,6 +185,23 @@ def test_different_amounts_are_totals_differ_naming_both_figures(world, settle):
     assert finding.differences == (Difference(field="amount", expected="5327.43", reported="5000.00"),)
 
 
+def test_three_runs_over_the_same_wrong_invoice_keep_one_finding_counted_three_times(world, settle):
+    # The same discrepancy (kind, application, invoice, field) seen by three runs, the channel reporting
+    # a different wrong figure each time: one finding, its count 3, the latest figure and sighting kept.
+    settle("TOT-3", Issued((BLUE,)))
+    store = runtime.application_store()
+    for n, amount in enumerate(("5000.00", "5010.00", "5020.00"), start=1):
+        wrong = IssuedInvoice(number="12221761", code="050002000205", amount=Decimal(amount), tax=Decimal("692.57"))
+        world.channel.answers["TOT-3"] = Issued((wrong,))
+        report = world.run(recorder=StoreFindings(store))
+        assert len(_only(report, "TOT-3").new_findings) == (1 if n == 1 else 0)
+    [finding] = store.get("sample-erp", "TOT-3").findings
+    assert finding.kind is FindingKind.TOTALS_DIFFER and finding.open
+    assert finding.count == 3 and finding.last_seen is not None
+    assert finding.differences == (Difference(field="amount", expected="5327.43", reported="5020.00"),)
+    assert _finding_metrics() == [1.0]  # alarmed once, when it was first seen
+
+
 def test_an_issued_application_the_channel_does_not_know_is_totals_differ(world, settle):
     settle("TOT-2", Issued((BLUE,)))  # the channel's query answers NotFound
     [finding] = _only(world.run(), "TOT-2").new_findings

@@ -229,6 +229,7 @@ def test_add_finding_is_idempotent(world):  # noqa: F811
     assert store.add_finding(f"sample-erp#{CODE}", finding, note="reconciliation: totals differ") is True
     assert store.add_finding(world.stored(), finding, note="reconciliation: totals differ") is False
     stored = world.stored()
-    assert stored.findings == (finding,)
+    # Seen twice: one finding, counted twice, with when it was seen last (never a second finding).
+    assert stored.findings == (finding.model_copy(update={"count": 2, "last_seen": finding.at}),)
     assert [t.note for t in stored.history].count("reconciliation: totals differ") == 1
     assert world_item(stored)["attention"] == ATTENTION

@@ -24,7 +24,8 @@ from fapiao_hub import runtime
 from fapiao_hub.channels.registry import ChannelConfigurationError, configuration_problems
 from fapiao_hub.config import HubConfig
 from fapiao_hub.models import application_key, request_number_for
-from fapiao_hub.polling import Poller
+from fapiao_hub.polling import Poller, backlog
+from fapiao_hub.reconciliation import compare
 from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from sandbox import kingdee as kingdee_sandbox
 from sandbox import partner as partner_sandbox
@@ -372,9 +373,18 @@ def test_a_partner_invoice_is_voided_end_to_end(world):
     assert answer["data"] == {"openApplyCode": "void-1", "voids": "void-blue-1", "status": "VOIDING", "warnings": []}
     assert world.submit(body)[1]["message"] == "void already requested"
     world.settle(2)
-    assert world.read("void-blue-1")["status"] == "VOIDING"  # the partner has not voided it yet
+    waiting = world.read("void-blue-1")
+    assert waiting["status"] == "VOIDING"  # the partner has not voided it yet
+    # Honest: the partner has no void call, so nothing was sent and a person must act (never
+    # "void request sent"); the application needs a person and the backlog metric says so.
+    notes = [entry.get("note") or "" for entry in waiting["history"]]
+    assert any(n.startswith("to be voided at the channel by a person: partner has no void call") for n in notes)
+    assert not any("void request sent" in n for n in notes), notes
+    stored = runtime.application_store().get("sample-erp", "void-blue-1")
+    assert stored.needs_person and stored.void_by_person
+    assert backlog(runtime.application_store())["Backlog.VOIDING"] == 1
 
-    # The partner's own operator takes the void request (out of band, like its issues).
+    # The person voids it in the partner's portal (the sandbox's control stands for it).
     requests.post(
         f"{world.sandboxes['partner'].base_url}/_sandbox/voids",
         json={"requestId": blue["requestNumber"], "after_ms": 0},
@@ -388,6 +398,14 @@ def test_a_partner_invoice_is_voided_end_to_end(world):
     notes = [entry.get("note") or "" for entry in data["history"]]
     assert any(n.startswith("void requested (void-1): 开错了购方") for n in notes), notes
     assert world.issued("partner")["voided"] == {blue["requestNumber"]: 1}
+    # No finding remains, nothing waits for a person, and reconciliation finds nothing either
+    # (the void's own number, reported beside the original's, is about the original).
+    assert data["findings"] == []
+    assert backlog(runtime.application_store())["Backlog.VOIDING"] == 0
+    stored = runtime.application_store().get("sample-erp", "void-blue-1")
+    channel = runtime.channel_registry().channel("partner")
+    answer = channel.query(stored.application, stored.request_number)
+    assert compare(stored, runtime.application_store().invoices(stored), answer, at="2026-12-08T00:00:00Z") == []
     # Nothing is left on it for a red invoice to reverse.
     item = next(i for i in world.invoice_items() if i["number"] == invoice["invoiceNumber"])
     assert item["red_remaining_amount"] == 0

@@ -44,6 +44,16 @@ const ACTIONS = {
     help: "Records that a person looked at the finding, and why it is closed.",
     params: [{ name: "findingId", label: "Finding", required: true, kind: "finding" }],
   },
+  "resolve-voided": {
+    title: "Resolve as voided",
+    help: "You voided the invoice at the channel (its portal): the application ends VOIDED and the business system is told.",
+    params: [],
+  },
+  "resolve-not-voided": {
+    title: "Resolve as not voided",
+    help: "The void was not done at the channel (refused, or too late): the invoice stands and the application is ISSUED again.",
+    params: [],
+  },
 };
 
 const $ = (id) => document.getElementById(id);

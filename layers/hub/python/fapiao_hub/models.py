@@ -141,7 +141,7 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.RECEIVED: frozenset(
         {
             Status.DISPATCHING, Status.SUBMITTED, Status.ISSUED, Status.REJECTED, Status.STUCK, Status.MISMATCH,
-            Status.CANCELLED,
+            Status.CANCELLED, Status.MANUAL_REVIEW,
         }
     ),
     Status.DISPATCHING: frozenset(
@@ -153,11 +153,15 @@ ALLOWED_TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.RETRY_WAIT: frozenset(
         {
             Status.DISPATCHING, Status.ISSUED, Status.SUBMITTED, Status.REJECTED, Status.STUCK, Status.MISMATCH,
-            Status.CANCELLED,
+            Status.CANCELLED, Status.MANUAL_REVIEW,
         }
     ),
+    # MANUAL_REVIEW from the waiting states: a result that cannot be recorded (an invoice clash).
     Status.SUBMITTED: frozenset(
-        {Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED, Status.MISMATCH}
+        {
+            Status.ISSUED, Status.REJECTED, Status.UNKNOWN, Status.STUCK, Status.VOIDING, Status.VOIDED,
+            Status.MISMATCH, Status.MANUAL_REVIEW,
+        }
     ),
     Status.UNKNOWN: frozenset(
         {
@@ -304,6 +308,10 @@ class FindingKind(StrEnum):
     INVOICE_MISSING = "INVOICE_MISSING"  # the channel reports an invoice the hub lacks
     TOTALS_DIFFER = "TOTALS_DIFFER"  # counts or amounts differ from what the hub recorded
     VOIDED_AT_CHANNEL = "VOIDED_AT_CHANNEL"  # the channel says voided, the hub does not
+    # The channel reports, for this application, an invoice the hub holds for another application.
+    INVOICE_CLASH = "INVOICE_CLASH"
+    # A report the lifecycle cannot apply in the state it found (never silent: a person looks).
+    REPORT_NOT_APPLIED = "REPORT_NOT_APPLIED"
 
 
 class Difference(_Model):
@@ -320,8 +328,9 @@ class Difference(_Model):
 class Finding(_Model):
     """Something about an application that a person must look at; kept on the application.
 
-    ``id`` is stable for the same discovery (kind, application, what differs), so recording it again
-    (a repeated callback, a second reconciliation run) is a no-op."""
+    ``id`` is stable for the same discrepancy (kind, application, invoices, the fields that differ; not
+    the values reported), so seeing it again (a repeated callback, every later reconciliation run)
+    updates this one (``count``, ``last_seen``, the values now reported) and never adds another."""
 
     id: str
     kind: FindingKind
@@ -334,6 +343,11 @@ class Finding(_Model):
     acknowledged_by: str | None = None
     acknowledged_at: str | None = None
     acknowledged_reason: str | None = None
+    # Other applications it concerns (their keys; the clashing one): for the operations desk only,
+    # never in a business system's answer (another tenant's application may be named).
+    related: tuple[str, ...] = ()
+    count: int = 1  # how many times it was seen (the first time included)
+    last_seen: str | None = None  # ISO 8601, UTC: the latest sighting after the first (``at``)
 
 
 class Problem(_Model):

@@ -124,7 +124,10 @@ class Difference(BaseModel):
 
 
 class Finding(BaseModel):
-    id: str = Field(description="stable for the same discovery")
+    id: str = Field(
+        description="the discrepancy's identity (kind, application, invoices, fields): seen again, it is updated, "
+        "never repeated"
+    )
     kind: FindingKind
     at: str = Field(description="ISO 8601, UTC")
     source: str = Field(description="dispatch, poll, callback or reconciliation")
@@ -132,6 +135,8 @@ class Finding(BaseModel):
     differences: list[Difference]
     invoiceNumbers: list[str]
     open: bool = Field(description="true until a person acknowledges it")
+    count: int = Field(description="how many times it was seen (a later reconciliation run counts it again)")
+    lastSeen: str | None = Field(description="ISO 8601, UTC: the latest sighting after the first (at); null if once")
 
 
 class OrderDetail(OrderAccepted):
@@ -211,6 +216,11 @@ class OpsDetail(OrderDetail):
     leaseUntil: int | None = Field(description="epoch seconds: a worker holds it until then")
     nextPollAt: int | None = Field(description="epoch seconds: when the channel is asked next")
     rawKeys: list[str] = Field(description="keys of the archived raw requests and answers (the hub's bucket)")
+    relatedApplications: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="other applications its findings concern (an invoice clash: the application holding the "
+        "invoice), as businessSystem, openApplyCode and status; outsideReach where this operator may not see it",
+    )
     actions: list[str] = Field(description="the actions that apply now")
 
 
@@ -222,7 +232,8 @@ class ResolvedInvoice(BaseModel):
 
 class OperatorActionRequest(BaseModel):
     action: str = Field(
-        description="query, resolve-issued, resolve-not-issued, requeue, cancel, attach-result or acknowledge-finding"
+        description="query, resolve-issued, resolve-not-issued, requeue, cancel, attach-result, acknowledge-finding, "
+        "resolve-voided or resolve-not-voided"
     )
     reason: str = Field(description="why: kept in the application's history and the audit event", min_length=1)
     invoice: ResolvedInvoice | None = Field(None, description="resolve-issued: the invoice that was issued")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -50,6 +51,8 @@ ACTIONS = (
     "cancel",
     "attach-result",
     "acknowledge-finding",
+    "resolve-voided",
+    "resolve-not-voided",
 )
 REASON_LIMIT = 500
 
@@ -74,6 +77,8 @@ _ATTACH_FROM = frozenset(
 )  # fmt: skip
 # Findings that a person's acceptance of the reported invoice answers.
 _ANSWERED_BY_ACCEPTING = frozenset({FindingKind.RESULT_MISMATCH, FindingKind.UNREADABLE_RESULT})
+# Findings that a person's decision on the outcome (issued with another invoice, or not issued) answers.
+_ANSWERED_BY_DECIDING = frozenset({FindingKind.INVOICE_CLASH, FindingKind.REPORT_NOT_APPLIED})
 
 
 class ActionInvalid(Exception):
@@ -223,6 +228,10 @@ class Operations:
             if not stored.open_findings:
                 return "the application has no open finding"
             return None
+        if action in ("resolve-voided", "resolve-not-voided"):
+            if status is not Status.VOIDING:
+                return f"{action} applies to VOIDING applications (a void under way), not {status.value}"
+            return None
         return f"unknown action {action!r}"  # pragma: no cover - act() checks the name first
 
     def _cannot_query(self, stored: StoredApplication) -> str | None:
@@ -277,7 +286,10 @@ class Operations:
                 raise self._moved(stored, f"{name}'s answer is recorded ({result}); resolve-issued")
             return {"checked_by": f"query of {name}", "result": result}
         issued = (IssuedInvoice(number=number, code=code, issued_on=invoice["issued_on"]),)
-        return {"checked_by": "the operator", "result": self._record(stored, issued, note, "invoice.number")}
+        result = self._record(stored, issued, note, "invoice.number")
+        current = self._store.get(stored.application.source_system, stored.application.open_apply_code) or stored
+        self._answered(current, _ANSWERED_BY_DECIDING, operator, reason)
+        return {"checked_by": "the operator", "result": result}
 
     def _accept_reported(
         self, stored: StoredApplication, number: str, code: str | None, note: str, operator: str, reason: str
@@ -291,9 +303,15 @@ class Operations:
             done = self._dispatcher.accept_reported(stored, items, f"{note} (the reported invoice accepted)")
         except (StaleWrite, IllegalTransition):
             raise self._moved(stored, "resolve-issued") from None
-        for finding in done.open_findings:  # the person's decision answers the mismatch it was about
-            if finding.kind in _ANSWERED_BY_ACCEPTING:
-                current = self._store.get(done.application.source_system, done.application.open_apply_code) or done
+        self._answered(done, _ANSWERED_BY_ACCEPTING, operator, reason)
+        return {"result": "issued", "checked_by": "the channel's report"}
+
+    def _answered(self, stored: StoredApplication, kinds: frozenset[FindingKind], operator: str, reason: str) -> None:
+        """The person's decision answers the open findings of these kinds: acknowledged with its reason."""
+        source_system, code = stored.application.source_system, stored.application.open_apply_code
+        for finding in stored.open_findings:
+            if finding.kind in kinds:
+                current = self._store.get(source_system, code) or stored
                 try:
                     self._store.acknowledge_finding(
                         current, finding.id, by=operator, reason=reason,
@@ -301,7 +319,6 @@ class Operations:
                     )  # fmt: skip
                 except (StaleWrite, StopIteration):
                     logger.warning("finding left open", extra={"finding": finding.id})
-        return {"result": "issued", "checked_by": "the channel's report"}
 
     def _record(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str, field: str) -> str:
         try:
@@ -310,20 +327,29 @@ class Operations:
             raise self._moved(stored, "the result is not recorded;") from None
         except InvoiceNumberTaken as taken:
             keys = ", ".join(str(k) for k in taken.args[0])
-            raise ActionInvalid(field, f"invoice {keys} is recorded for another application") from None
+            raise ActionInvalid(
+                field, f"invoice {keys} is recorded for another application: give the invoice the channel issued "
+                "for this one, or resolve-not-issued if it issued none",
+            ) from None
         return result
 
     def _resolve_not_issued(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
         name, channel = self._channel(stored)
         note = f"resolve-not-issued by operator {operator}: {reason}"
+        # Invoices the channel reports that the hub holds for other applications (the clash the person
+        # is deciding on): the channel repeating them is not news.
+        clashing = {n for f in stored.open_findings if f.kind is FindingKind.INVOICE_CLASH for n in f.invoice_numbers}
+        clash = bool(clashing)
         if channel is not None and channel.can_query:
             # The channel's word first: an invoice it reports is recorded, never overruled.
             # Only an invoice is applied here: any other answer leaves the operator's decision to stand.
             outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
-            if isinstance(outcome, Issued):
+            invoices = outcome.invoices if isinstance(outcome, Issued) else ()
+            reported = {invoice_key(i.code, i.number) for i in invoices}
+            if reported and not reported <= clashing:
                 self._dispatcher.apply_answer(stored, outcome, channel)
                 raise self._moved(stored, f"{name} answers {describe_outcome(outcome)}: recorded; resolve-not-issued")
-        if channel is not None and channel.dedupes_request_number:
+        if channel is not None and channel.dedupes_request_number and not clash:
             now = int(self._clock())
             request_number = stored.request_number or request_number_for(stored.key)
             try:
@@ -339,10 +365,12 @@ class Operations:
                 raise self._moved(stored, "resolve-not-issued") from None
             self._queue.request_dispatch(stored.application.source_system, stored.application.open_apply_code)
             return {"result": "sent again", "request_number": request_number}
-        # The channel may not see the same request number twice: closed, so that the business
-        # system may send the same openApplyCode again (intake accepts a REJECTED one again).
+        # The channel may not see the same request number twice (or, after a clash, would only answer
+        # it with the clashing invoice again): closed, so that the business system may send the same
+        # openApplyCode again (intake accepts a REJECTED one again, under a new request number).
         text = f"not issued (operator {operator}): {reason}"
         self._close(stored, Status.REJECTED, text, events.EventType.APPLICATION_REJECTED, note)
+        self._answered(stored, _ANSWERED_BY_DECIDING, operator, reason)
         return {"result": "rejected"}
 
     def _requeue(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
@@ -410,6 +438,28 @@ class Operations:
         except StaleWrite:
             raise self._moved(stored, "acknowledge-finding") from None
         return {"findingId": finding_id, "kind": finding.kind.value}
+
+    def _resolve_voided(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
+        """A person voided the invoice at the channel (one without a void call, or one that never
+        reported it): recorded as the channel's report of the void would be (InvoiceVoided)."""
+        items = self._store.invoices(stored)
+        if not items:
+            raise ActionNotApplicable(stored.status, "the application holds no invoice to void")
+        voided = tuple(replace(_issued_invoice(item), state=InvoiceState.VOIDED) for item in items)
+        note = f"resolve-voided by operator {operator}: {reason} (voided at {stored.channel or 'the channel'})"
+        return {"result": self._record(stored, voided, note, "action")}
+
+    def _resolve_not_voided(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
+        """The void was not done (the channel refused it, the month closed): the invoice stands."""
+        text = f"void not done (operator {operator}): {reason}"
+        try:
+            self._store.transition(
+                stored, Status.ISSUED, note=f"resolve-not-voided by operator {operator}: {reason}",
+                changes={"void_refused": text},
+            )  # fmt: skip
+        except (StaleWrite, IllegalTransition):
+            raise self._moved(stored, "resolve-not-voided") from None
+        return {"result": "issued"}
 
     # ------------------------------------------------------------------ helpers
     def _close(self, stored: StoredApplication, to: Status, text: str, event_type: events.EventType, note: str) -> None:

@@ -282,7 +282,21 @@ def _use_case() -> Any:
         return None
 
 
-def detail(stored: StoredApplication) -> dict[str, Any]:
+def _related(stored: StoredApplication, operator: Operator | None) -> list[dict[str, str]]:
+    """The other applications its findings concern (an invoice clash's holder), as links, where the
+    operator may see them (else counted as outside its reach, never named)."""
+    shown: list[dict[str, str]] = []
+    for key in dict.fromkeys(k for f in stored.findings for k in f.related):
+        system, _, code = key.partition("#")
+        other = runtime.intake().get(system, code)
+        if other is not None and (operator is None or operator.may_see(system, other.application.seller.tax_number)):
+            shown.append({"businessSystem": system, "openApplyCode": code, "status": other.status.value})
+        else:
+            shown.append({"outsideReach": "another application outside this operator's reach"})
+    return shown
+
+
+def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[str, Any]:
     """Everything the business system's GET shows, and what an operator needs besides."""
     intake = runtime.intake()
     invoices = intake.invoices(stored)
@@ -307,6 +321,7 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
         "leaseUntil": stored.lease_until,
         "nextPollAt": stored.next_poll_at,
         "rawKeys": raw_keys,
+        "relatedApplications": _related(stored, operator),
         "actions": _available_actions(stored),
     }
 
@@ -337,7 +352,7 @@ def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     if stored is None:
         return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
     _within_reach(operator, stored, businessSystem)
-    return envelope(HTTPStatus.OK, "ok", detail(stored))
+    return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
 
 
 # ------------------------------------------------------------------ POST .../actions
@@ -363,7 +378,7 @@ def _action_body() -> dict[str, Any]:
     "/v1/ops/applications/<businessSystem>/<openApplyCode>/actions",
     operation_id="opsAct",
     summary="Act on an application (operator role): query, resolve-issued, resolve-not-issued, requeue, cancel, "
-    "attach-result, acknowledge-finding",
+    "attach-result, acknowledge-finding, resolve-voided, resolve-not-voided",
     description='Body {"action", "reason", and per action: resolve-issued "invoice" {"number", "code"?, "date"?}, '
     'attach-result "resultId", acknowledge-finding "findingId"}. 200 with the application after the action; 400 '
     "naming the field; 409 with data.status when the action does not apply now or the application moved.",

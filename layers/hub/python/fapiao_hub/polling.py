@@ -22,6 +22,7 @@ class PollReport:
 # The backlog metrics (template.yaml: one alarm each while above zero; docs/operations.md).
 BACKLOG_METRICS = {
     **{status.value: f"Backlog.{status.value}" for status in NEEDS_PERSON_STATUSES},
+    "VOIDING": "Backlog.VOIDING",  # voids to be done at the channel by a person
     "FINDINGS": "Backlog.OPEN_FINDINGS",
 }
 

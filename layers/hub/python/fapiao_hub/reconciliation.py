@@ -17,11 +17,10 @@ with the applications in the window, never with the table.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -29,7 +28,7 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, logkeys
+from fapiao_hub import alarms, logkeys, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -152,6 +151,10 @@ def compare(stored: StoredApplication, recorded: Iterable[dict[str, Any]], answe
     recorded = list(recorded)
     hub = {item["pk"]: item for item in recorded}
     if isinstance(answer, Issued):
+        # A void reported under its own number, naming the invoice it voided, is about that invoice
+        # (as dispatch records it): never "an invoice the hub lacks".
+        held = tuple(hub)
+        answer = replace(answer, invoices=tuple(verification.as_voided_original(i, held) for i in answer.invoices))
         reported = {invoice_key(i.code, i.number): i for i in answer.invoices}
         numbers = tuple(i.number for i in answer.invoices)
         if stored.status is Status.REJECTED:
@@ -234,18 +237,10 @@ def _finding(
     at: str,
     summary: str,
 ) -> Finding:
-    # Stable for the same discovery: a second run (or an overlapping window) records nothing new.
-    basis = "|".join(
-        [kind.value, stored.key, *(f"{d.field}={d.expected}>{d.reported}" for d in differences), *sorted(numbers)]
-    )
-    return Finding(
-        id="rec-" + hashlib.sha256(basis.encode("utf-8")).hexdigest()[:24],
-        kind=kind,
-        at=at,
-        source=SOURCE,
-        summary=summary,
-        differences=tuple(differences),
-        invoice_numbers=numbers,
+    # The one identity of a discrepancy (verification.finding_for): a later run that sees it again
+    # updates that finding (count, last seen, the value now reported), never adds another.
+    return verification.finding_for(
+        kind, stored.key, source=SOURCE, summary=summary, at=at, differences=differences, invoice_numbers=numbers
     )
 
 

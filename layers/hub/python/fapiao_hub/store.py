@@ -77,7 +77,13 @@ class BlueInvoiceTypeDiffers(Exception):
 
 
 class InvoiceNumberTaken(Exception):
-    """A channel reported an invoice number the hub recorded for another application."""
+    """A channel reported an invoice number the hub recorded for another application.
+
+    ``args[0]``: the invoice keys; ``holders``: invoice key -> the application that holds it."""
+
+    def __init__(self, keys: list[str], holders: dict[str, str] | None = None):
+        super().__init__(keys)
+        self.holders = holders or {}
 
 
 class StaleWrite(Exception):
@@ -176,8 +182,13 @@ class StoredApplication:
         return tuple(f for f in self.findings if f.open)
 
     @property
+    def void_by_person(self) -> bool:
+        """A void the channel has no call for, waiting to be done at the channel by a person."""
+        return self.status is Status.VOIDING and bool(self.extra.get("void_by_person"))
+
+    @property
     def needs_person(self) -> bool:
-        return self.status.needs_person or bool(self.open_findings)
+        return self.status.needs_person or bool(self.open_findings) or self.void_by_person
 
 
 @dataclass(frozen=True)
@@ -466,11 +477,41 @@ class ApplicationStore:
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                if not error.response.get("Item"):
+                old = error.response.get("Item")
+                if not old:
                     raise StaleWrite(f"{key} vanished") from None
+                self._seen_again(key, finding, _deserialize(old).get("findings", ()))
                 return False
             raise
         return True
+
+    def _seen_again(self, key: str, finding: Finding, recorded: Any) -> None:
+        """The same discrepancy seen again: count it, say when, keep what is reported now (one finding,
+        never another). Open or acknowledged stays as it is: a person already owns it."""
+        index = next((i for i, f in enumerate(recorded) if f.get("id") == finding.id), None)
+        if index is None:  # the id is in finding_ids but not in the list: nothing to update
+            return
+        try:
+            self._table.update_item(
+                Key={"pk": key},
+                UpdateExpression=f"SET findings[{index}].#count = if_not_exists(findings[{index}].#count, :one) "
+                f"+ :one, findings[{index}].last_seen = :at, findings[{index}].differences = :differences, "
+                f"findings[{index}].summary = :summary",
+                ConditionExpression=f"findings[{index}].id = :id",
+                ExpressionAttributeNames={"#count": "count"},
+                ExpressionAttributeValues={
+                    ":one": 1,
+                    ":at": finding.at,
+                    ":differences": finding_item(finding).get("differences", []),
+                    ":summary": finding.summary,
+                    ":id": finding.id,
+                },
+            )
+        except ClientError as error:
+            if not _is_condition_failure(error):
+                raise
+            # The list moved meanwhile (another sighting or an acknowledgement): this sighting is not
+            # counted, and the next run's is.
 
     def note(self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None) -> None:
         """Add a history entry without a status change (e.g. the notifier's deliveries).
@@ -506,7 +547,7 @@ class ApplicationStore:
         another application raises InvoiceNumberTaken.
         """
         table = self._table.meta.client  # the resource's client: it takes plain Python values
-        taken = []
+        taken: dict[str, str] = {}
         for invoice in invoices:
             try:
                 table.put_item(
@@ -516,13 +557,15 @@ class ApplicationStore:
                     ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key) "
                     "OR application_key = :app",
                     ExpressionAttributeValues={":app": application_pk},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",  # who holds it: the finding names it
                 )
             except ClientError as error:
                 if not _is_condition_failure(error):
                     raise
-                taken.append(invoice["pk"])
+                holder = _deserialize(error.response.get("Item") or {}).get("application_key")
+                taken[invoice["pk"]] = str(holder or "")
         if taken:
-            raise InvoiceNumberTaken(taken)
+            raise InvoiceNumberTaken(list(taken), taken)
 
     def invoices(self, stored: StoredApplication) -> list[dict[str, Any]]:
         """The invoices recorded for an application, in the order they were issued."""
@@ -845,22 +888,29 @@ class ApplicationStore:
             raise
         return self._require(rejected.key)
 
-    def mark_void_sent(self, stored: StoredApplication, note: str) -> None:
-        """The void request went to the channel (never sent twice by later steps), with a history note.
+    def mark_void_sent(self, stored: StoredApplication, note: str, *, by_person: bool = False) -> None:
+        """The void request went to the channel (never sent twice by later steps), with a history note;
+        ``by_person``: the channel has no void call, so a person must void it at the channel: the
+        application needs a person (``attention``: listed, counted under VOIDING, alarmed) until the
+        channel reports the void or an operator records it.
 
         Conditional on the status and version read; the version is not bumped (a note, not a move)."""
         entry = Transition(at=iso(utc_now()), status=stored.status.value, note=note, is_note=True).to_item()
+        expression = "SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)"
+        values: dict[str, Any] = {
+            ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value, ":version": stored.version,
+        }  # fmt: skip
+        if by_person:
+            expression += ", void_by_person = :t, attention = :attention"
+            values[":attention"] = ATTENTION
         try:
             self._table.update_item(
                 Key={"pk": stored.key},
-                UpdateExpression="SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)",
+                UpdateExpression=expression,
                 ConditionExpression="#status = :status AND #version = :version",
                 ExpressionAttributeNames={"#status": "status", "#version": "version"},
-                ExpressionAttributeValues={
-                    ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value,
-                    ":version": stored.version,
-                },
-            )  # fmt: skip
+                ExpressionAttributeValues=values,
+            )
         except ClientError as error:
             if _is_condition_failure(error):
                 raise StaleWrite(stored.key) from None
@@ -1095,7 +1145,8 @@ class ApplicationStore:
             answer = self._table.query(Limit=1000, **kwargs)
             for item in answer.get("Items", []):
                 status = Status(item["status"])
-                name = status.value if status.needs_person else "FINDINGS"
+                # VOIDING there: a void to be done at the channel by a person (or an open finding).
+                name = status.value if status.needs_person or status is Status.VOIDING else "FINDINGS"
                 counts[name] = counts.get(name, 0) + 1
                 seen += 1
             if "LastEvaluatedKey" not in answer:

@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from fapiao_hub.channels.base import IssuedInvoice
-from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind
+from fapiao_hub.channels.base import InvoiceState, IssuedInvoice
+from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
 
 AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
 LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|
@@ -104,14 +105,11 @@ def finding_for(
     differences: Sequence[Difference] = (),
     invoice_numbers: Sequence[str] = (),
 ) -> Finding:
-    """A finding whose id depends only on what was found (kind, application, differences, invoices)."""
+    """A finding whose id is the discrepancy's identity: kind, application, invoices and the fields that
+    differ, never the values (a channel reporting another wrong figure next time is the same discrepancy:
+    store.add_finding updates it rather than adding one)."""
     material = "\x1f".join(
-        [
-            kind.value,
-            application_key,
-            *sorted(invoice_numbers),
-            *sorted(f"{d.field}\x1e{d.expected}\x1e{d.reported}" for d in differences),
-        ]
+        [kind.value, application_key, *sorted(invoice_numbers), *sorted({d.field for d in differences})]
     )
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
     return Finding(
@@ -254,3 +252,24 @@ def _same_id(a: str, b: str) -> bool:
 
 def _money(value: Decimal) -> str:
     return f"{value:.2f}"
+
+
+def as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
+    """A void report that names the invoice it voided (partner status 2: the void's own number, and
+    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
+    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
+    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
+        return invoice
+    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
+        return invoice
+    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
+    if invoice.code:
+        details["voidInvoiceCode"] = invoice.code
+    return replace(
+        invoice,
+        number=invoice.original_number,
+        code=invoice.original_code,
+        original_number=None,
+        original_code=None,
+        details=details,
+    )

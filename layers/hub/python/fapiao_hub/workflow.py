@@ -188,6 +188,21 @@ class Dispatcher:
         name, channel = self._channels.channel_for(stored.application, stored.channel)
         reason = str(stored.extra.get("void_reason") or "")
         void = getattr(channel, "void", None)
+        if void is None and channel is not None and channel.capabilities.voids(stored.application.invoice_type):
+            # The channel voids but has no call for it (the partner: seed 003): nothing is sent, and
+            # the history says so. A person voids it at the channel; its report of the void, or an
+            # operator's resolve-voided, ends it VOIDED.
+            numbers = ", ".join(stored.invoice_keys) or "its invoice"
+            asked = f"{name} is asked until it reports the void" if channel.can_query else f"{name} pushes the void"
+            note = (
+                f"to be voided at the channel by a person: {name} has no void call, nothing was sent. Void {numbers} "
+                f"in {name}'s portal; {asked}, or record it with resolve-voided"
+            )
+            try:
+                self._store.mark_void_sent(stored, note, by_person=True)
+            except StaleWrite:
+                return "lost race"
+            return self._later(stored, self._policy.poll_intervals[0], "void by person")
         if void is None:
             return self._move(
                 stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
@@ -483,7 +498,7 @@ class Dispatcher:
     ) -> str:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
-        issued = tuple(_as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
+        issued = tuple(verification.as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
         items = [
             self._invoice_item(stored, invoice, request_number, len(issued), position)
             for position, invoice in enumerate(issued)
@@ -502,13 +517,7 @@ class Dispatcher:
                 logger.error("issued result for an application in %s", stored.status.value)
                 return "ignored"
             except InvoiceNumberTaken as taken:
-                # The channel reports an invoice the hub holds for another application: a person
-                # must look (the invoice stays recorded where it was; this one is not lost).
-                taken_keys = [str(k) for k in taken.args[0]]
-                reason = f"{note}, but invoice {', '.join(taken_keys)} is recorded for another application"
-                if stored.status in _AFTER_OUTCOME:
-                    return self._late_finding(stored, reason, source, taken_keys, [], None)
-                return self._finish(stored, Status.MANUAL_REVIEW, reason, _REVIEW)
+                return self._clash(stored, taken, note, source)
             self._store_files(stored, issued, items, fetch=fetch_files)
             return result
         raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue
@@ -567,11 +576,21 @@ class Dispatcher:
         difference: Difference | None,
     ) -> str:
         """Record a POSSIBLE_DUPLICATE_ISSUANCE finding (once), announce it, link the new invoices."""
-        application = stored.application
         finding = verification.finding_for(
             FindingKind.POSSIBLE_DUPLICATE_ISSUANCE, stored.key, source=source, summary=summary,
             at=iso(utc_now()), differences=[difference] if difference else [], invoice_numbers=numbers,
         )  # fmt: skip
+        self._record_finding(stored, finding)
+        if new_keys:
+            self._store.add_invoice_keys(stored, new_keys)
+        return "possible duplicate"
+
+    def _record_finding(self, stored: StoredApplication, finding: Finding) -> bool:
+        """A finding on an application without a status change: announced, recorded once (seen again:
+        counted), alarmed the first time. True when it is new."""
+        application = stored.application
+        announced = finding_item(finding)
+        announced.pop("related", None)  # other applications (maybe another tenant's): the desk's only
         # The event first: if it fails, the queue (or the channel) brings the result back and all of
         # this runs again (the finding once; a repeated event is de-duplicated by its receivers).
         self._events.publish(
@@ -582,15 +601,39 @@ class Dispatcher:
                 status=stored.status.value,
                 channel=stored.channel,
                 request_number=stored.request_number or request_number_for(stored.key),
-                reason=summary,
-                findings=[finding_item(finding)],
+                reason=finding.summary,
+                findings=[announced],
             )
         )
-        if self._store.add_finding(stored, finding, note=summary):
+        new = self._store.add_finding(stored, finding, note=finding.summary)
+        if new:
             alarms.finding_recorded(finding)
-        if new_keys:
-            self._store.add_invoice_keys(stored, new_keys)
-        return "possible duplicate"
+        return new
+
+    def _clash(self, stored: StoredApplication, taken: InvoiceNumberTaken, note: str, source: str) -> str:
+        """The channel reports, for this application, an invoice the hub holds for another one: never
+        silent. The invoice stays where it was recorded; this application gets a finding naming the
+        holder (for the desk) and waits in MANUAL_REVIEW, or keeps the state it is in (an outcome, a
+        person's state, a void) with the finding. Ways out: resolve-issued with the invoice the channel
+        really issued for it, or resolve-not-issued (closed REJECTED: the same request number would
+        only bring the clashing invoice back)."""
+        keys = [str(k) for k in taken.args[0]]
+        summary = f"{note}, but invoice {', '.join(keys)} is recorded for another application"
+        finding = verification.finding_for(
+            FindingKind.INVOICE_CLASH, stored.key, source=source, summary=summary, at=iso(utc_now()),
+            differences=[
+                Difference(field=f"invoices[{k}].application", expected="this application", reported="another")
+                for k in keys
+            ],
+            invoice_numbers=keys,
+        ).model_copy(update={"related": tuple(sorted({h for h in taken.holders.values() if h}))})  # fmt: skip
+        if stored.status.is_open and stored.status is not Status.VOIDING:
+            result = self._finish(stored, Status.MANUAL_REVIEW, summary, _REVIEW, findings=[finding])
+            if result == Status.MANUAL_REVIEW.value.lower():
+                alarms.finding_recorded(finding)
+            return result
+        self._record_finding(stored, finding)
+        return "clash"
 
     def _record_issued(
         self,
@@ -806,15 +849,24 @@ class Dispatcher:
         reason: str,
         event_type: events.EventType,
         changes: dict[str, object] | None = None,
+        findings: list[Finding] | None = None,
     ) -> str:
         try:
-            self.close(stored, to, reason, event_type, changes=changes)
+            self.close(stored, to, reason, event_type, changes=changes, findings=findings)
         except StaleWrite:
             return "lost race"
         except IllegalTransition:
-            # A late report after an outcome (e.g. a refusal after MISMATCH): the outcome stands.
-            logger.info("ignored a report that would move %s to %s", stored.status.value, to.value)
-            return "ignored"
+            if to is stored.status:
+                return "ignored"  # already there, for this very reason or another: nothing new
+            # The state it found cannot take this report (e.g. a refusal after a void began). The
+            # state stands, but never silently: a finding says what was reported and what is stored.
+            logger.info("a report that would move %s to %s is not applied", stored.status.value, to.value)
+            self._record_finding(stored, verification.finding_for(
+                FindingKind.REPORT_NOT_APPLIED, stored.key, source="dispatch",
+                summary=f"not applied in {stored.status.value}: {reason}", at=iso(utc_now()),
+                differences=[Difference(field="status", expected=stored.status.value, reported=to.value)],
+            ))  # fmt: skip
+            return "not applied"
         return to.value.lower()
 
     def close(
@@ -826,6 +878,7 @@ class Dispatcher:
         *,
         changes: dict[str, object] | None = None,
         note: str | None = None,
+        findings: list[Finding] | None = None,
     ) -> StoredApplication:
         """Move to an outcome (or a state that needs a person) and announce it; raises StaleWrite or
         IllegalTransition (operations.py answers them 409). ``note``: the history entry, if not the reason."""
@@ -842,7 +895,7 @@ class Dispatcher:
         )
         done = self._store.transition(
             stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
-            next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None,
+            next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None, findings=findings,
         )  # fmt: skip
         reserved_on = stored.extra.get("red_reserved_on")
         if to in (Status.REJECTED, Status.CANCELLED) and reserved_on:
@@ -951,27 +1004,6 @@ def _status_of(issued: tuple[IssuedInvoice, ...]) -> Status:
     if InvoiceState.VOID_REQUESTED in states or InvoiceState.VOIDED in states:
         return Status.VOIDING
     return Status.ISSUED
-
-
-def _as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:
-    """A void report that names the invoice it voided (partner status 2: the void's own number, and
-    ``originInvoice*``) is a report about that invoice when the application holds it: it is that
-    invoice, now VOIDED (the void's number kept in its details). Anything else is left as reported."""
-    if invoice.state is not InvoiceState.VOIDED or not invoice.original_number:
-        return invoice
-    if invoice_key(invoice.original_code, invoice.original_number) not in recorded:
-        return invoice
-    details = {**invoice.details, "voidInvoiceNumber": invoice.number}
-    if invoice.code:
-        details["voidInvoiceCode"] = invoice.code
-    return replace(
-        invoice,
-        number=invoice.original_number,
-        code=invoice.original_code,
-        original_number=None,
-        original_code=None,
-        details=details,
-    )
 
 
 def _date_or_none(value: object) -> date | None:

@@ -23,8 +23,8 @@ sent). ``options`` (all optional): ``sign_algorithm`` (below), ``not_found_codes
 ``query_retries`` (default ``2``), ``file_format`` (the hint for ``invoiceFile``, default ``pdf``;
 the seed says only "电子发票文件"). ``dedupes_request_number`` is True unless the settings narrow it.
 
-Voids: seed 003 has no void call; the partner takes a void request out of band like an application.
-:meth:`PartnerChannel.void` sends nothing and answers ``Accepted``; the hub then polls the blue
+Voids: seed 003 has no void call, so the module has no ``void``: the hub sends nothing and records
+the void as one a person does in the partner's portal (a needs-a-person VOIDING), then polls the blue
 application's request number until the partner reports status 6 and then 2. ``CAPABILITIES`` says
 what the channel can do (every type blue and red; voids of legacy types only).
 
@@ -457,12 +457,6 @@ class PartnerChannel:
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         """Nothing to send: the partner receives applications out of band; the hub polls."""
-        return Accepted(channel_ref=request_number)
-
-    def void(self, application: Application, request_number: str, reason: str) -> Outcome:
-        """Nothing to send: like an issue, a void request reaches the partner out of band (seed 003 has
-        no void call); the partner then reports the application's invoices as 6 (已申请作废) and 2
-        (已作废) to the same query, which the hub keeps polling."""
         return Accepted(channel_ref=request_number)
 
     def query(self, application: Application, request_number: str) -> QueryOutcome:

@@ -166,6 +166,8 @@ def _finding(finding: Finding) -> dict[str, Any]:
         "differences": [d.model_dump(mode="json") for d in finding.differences],
         "invoiceNumbers": list(finding.invoice_numbers),
         "open": finding.open,
+        "count": finding.count,
+        "lastSeen": finding.last_seen,
     }
 
 
