@@ -30,7 +30,8 @@ def build(markdown: str) -> dict:
     for block in section.split("\n### ")[1:]:
         heading, _, body = block.partition("\n")
         name = heading.strip().strip("`")
-        paragraphs = [" ".join(p.split()) for p in body.strip().split("\n\n") if p.strip()]
+        # Plain text (the console shows text only): Markdown's code ticks go.
+        paragraphs = [" ".join(p.replace("`", "").split()) for p in body.strip().split("\n\n") if p.strip()]
         what = next((p for p in paragraphs if p.startswith(WHAT_TO_DO)), None)
         if what is None:
             raise ValueError(f"playbook section {name}: no {WHAT_TO_DO} line")
