@@ -274,7 +274,8 @@ async function loadSummary() {
     const card = el(
       "button",
       { type: "button", className: `count${NEEDS_PERSON.has(name) ? " person" : ""}`, dataset: { status: name },
-        title: `list ${name}`, onclick: () => filterByStatus(name) },
+        title: `list ${name}` + (PLAYBOOK[name] ? `; what to do: ${PLAYBOOK[name].whatToDo}` : ""),
+        onclick: () => filterByStatus(name) },
       el("span", { className: "n", text: show(n) }),
       el("span", { text: name }),
     );
