@@ -115,3 +115,22 @@ def test_a_raw_answer_that_is_not_text_comes_as_base64(ops: Ops) -> None:
     status, body = _raw(ops, code, key=key)
     assert status == 200, body
     assert body["data"]["text"] is None and base64.b64decode(body["data"]["base64"]) == blob
+
+
+def test_the_answer_of_every_attempt_is_listed_oldest_first(ops: Ops) -> None:
+    code = _submit(ops.hub, "console-raw-4")
+    store = runtime.application_store()
+    stored = store.get("sample-erp", code)
+    files = runtime.file_store()
+    number = stored.request_number
+    first = files.put_raw_answer("kingdee", number, "999999999", b'{"attempt": 1}')
+    second = files.put_raw_answer("kingdee", number, "1000000000", b'{"attempt": 2}')
+    files.put_raw_answer("kingdee", number + "X", "1000000001", b"another request number's")
+    ops.hub.table.update_item(
+        Key={"pk": stored.key},
+        UpdateExpression="SET raw_answer = :r, channel = :c", ExpressionAttributeValues={":r": second, ":c": "kingdee"},
+    )  # fmt: skip
+    status, body, _ = ops.at("ops-get.json", "sample-erp", code)
+    assert status == 200 and body["data"]["rawKeys"] == [first, second]
+    status, body = _raw(ops, code, key=first)
+    assert (status, body["data"]["text"]) == (200, '{"attempt": 1}')

@@ -326,8 +326,14 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
 
 
 def _raw_keys(stored: StoredApplication, invoices: list[dict[str, Any]]) -> list[str]:
-    """The archived raw documents this application owns: its last kept answer, the bodies of its results."""
-    raw_keys = [stored.extra["raw_answer"]] if stored.extra.get("raw_answer") else []
+    """The archived raw documents this application owns: the answers kept of each attempt under its request
+    number (the last one is also named on the application), the pushed bodies of its results."""
+    raw_keys: list[str] = []
+    if stored.channel:
+        request_number = stored.request_number or request_number_for(stored.key)
+        raw_keys += runtime.file_store().raw_answer_refs(stored.channel, request_number)
+    if stored.extra.get("raw_answer") and stored.extra["raw_answer"] not in raw_keys:
+        raw_keys.append(stored.extra["raw_answer"])
     raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
     return raw_keys
 
