@@ -4,11 +4,14 @@ types, caching and security headers; nothing else is reachable through it."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from fapiao_hub.models import NEEDS_PERSON_STATUSES, FindingKind
 from tests.unit.conftest import ROOT, FakeContext, event, load_handler
 
 STATIC = ROOT / "functions" / "console" / "static"
@@ -112,6 +115,41 @@ def test_the_script_builds_no_html_from_strings() -> None:
 
 def test_every_static_file_is_served() -> None:
     names = sorted(p.relative_to(STATIC).as_posix() for p in Path(STATIC).rglob("*") if p.is_file())
-    assert names == ["console.css", "console.js", "index.html"]
+    assert names == ["console.css", "console.js", "index.html", "playbook.json"]
     for name in names:
         assert get(f"/ops/{name}")["statusCode"] == 200
+
+
+def _playbook_module():
+    spec = importlib.util.spec_from_file_location("console_playbook", ROOT / "functions" / "console" / "playbook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_served_playbook_is_docs_operations_md_as_it_is_now() -> None:
+    """The console's playbook is the docs' section, not a copy that drifts: rebuild it after editing the docs."""
+    playbook = _playbook_module()
+    fresh = playbook.render((ROOT / "docs" / "operations.md").read_text(encoding="utf-8"))
+    assert (STATIC / "playbook.json").read_text(encoding="utf-8") == fresh, (
+        "functions/console/static/playbook.json is stale: python functions/console/playbook.py"
+    )
+    answer = get("/ops/playbook.json")
+    assert answer["statusCode"] == 200 and answer["headers"]["content-type"] == "application/json"
+
+
+def test_the_playbook_has_a_what_to_do_line_per_needs_a_person_status_and_finding_kind() -> None:
+    entries = json.loads((STATIC / "playbook.json").read_text(encoding="utf-8"))["entries"]
+    wanted = {s.value for s in NEEDS_PERSON_STATUSES} | {k.value for k in FindingKind}
+    assert set(entries) == wanted
+    for name, entry in entries.items():
+        assert entry["anchor"] == name.lower() and len(entry["whatToDo"]) > 40 and entry["text"], name
+    docs = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    for name in wanted:
+        assert f"\n### `{name}`\n" in docs, name
+
+
+def test_a_playbook_section_without_its_what_to_do_line_is_refused() -> None:
+    playbook = _playbook_module()
+    with pytest.raises(ValueError, match="STUCK: no"):
+        playbook.build("# Ops\n\n## Playbook\n\n### `STUCK`\n\nOnly prose.\n\n## Next\n")

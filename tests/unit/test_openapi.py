@@ -22,6 +22,7 @@ OPERATIONS = {
     ("/v1/ops/applications", "get"),
     ("/v1/ops/applications/{businessSystem}/{openApplyCode}", "get"),
     ("/v1/ops/applications/{businessSystem}/{openApplyCode}/actions", "post"),
+    ("/v1/ops/applications/{businessSystem}/{openApplyCode}/raw", "get"),
 }
 SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
 
@@ -120,7 +121,8 @@ def test_the_operations_desk_is_documented(doc: dict) -> None:
     ops = "/v1/ops/applications"
     listing = doc["paths"][ops]["get"]
     assert {p["name"] for p in listing["parameters"]} == {
-        "status", "businessSystem", "seller", "channel", "receivedFrom", "receivedTo", "limit", "cursor"
+        "status", "businessSystem", "seller", "channel", "receivedFrom", "receivedTo", "openFindings", "limit",
+        "cursor",
     }  # fmt: skip
     assert set(listing["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     page = schema(doc, listing["responses"]["200"]["content"]["application/json"]["schema"])

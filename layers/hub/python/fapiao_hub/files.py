@@ -246,6 +246,13 @@ class FileStore(DocumentOverflow):
         )
         return f"s3://{self._bucket}/{key}"
 
+    def raw_answer_refs(self, channel: str, request_number: str, limit: int = 100) -> list[str]:
+        """Every kept answer of a request number at a channel (put_raw_answer), oldest first: one per attempt."""
+        prefix = f"raw/{channel}/{request_number}/"
+        answer = self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix, MaxKeys=limit)
+        keys = sorted((o["Key"] for o in answer.get("Contents", ())), key=lambda k: (len(k), k))
+        return [f"s3://{self._bucket}/{key}" for key in keys]
+
     def put_reconciliation_report(self, day: date, files: dict[str, tuple[bytes, str]]) -> list[str]:
         """The day's reconciliation report: ``reports/reconciliation/{yyyy-mm-dd}{suffix}`` per file.
 

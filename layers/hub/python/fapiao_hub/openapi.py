@@ -261,6 +261,18 @@ class ActionRefusedAnswer(Envelope):
     data: ActionField | None = Field(description="the field at fault, where one is")  # type: ignore[assignment]
 
 
+class OpsRawDocument(BaseModel):
+    key: str = Field(description="the archived document's key, one of the detail's rawKeys")
+    size: int = Field(description="bytes")
+    sha256: str = Field(description="of the bytes as archived")
+    text: str | None = Field(description="the bytes as UTF-8 text; null when they are not")
+    base64: str | None = Field(description="the bytes, base64; only when they are not UTF-8 text")
+
+
+class OpsRawDocumentAnswer(Envelope):
+    data: OpsRawDocument  # type: ignore[assignment]
+
+
 class CallbackAnswer(BaseModel):
     """What the hub answers a pushing channel, in Ekuaibao's shape: value, and why not."""
 

@@ -7,7 +7,9 @@ counts come from the store's indexes; actions from the operations use case (oper
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 import os
 from datetime import date, timedelta
@@ -177,10 +179,18 @@ def _list_query(operator: Operator) -> tuple[ListQuery, int, str | None]:
         received_to=_day("receivedTo", params.get("receivedTo")),
         business_systems=operator.business_systems,
         sellers=operator.sellers,
+        with_findings=_open_findings_only(params),
     )
     if query.received_from and query.received_to and query.received_from > query.received_to:
         raise Refusal(HTTPStatus.BAD_REQUEST, "receivedFrom: after receivedTo")
     return query, int(raw_limit), params.get("cursor") or None
+
+
+def _open_findings_only(params: dict[str, str]) -> bool:
+    value = (params.get("openFindings") or "").lower()
+    if value not in ("", "true", "false"):
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"openFindings: expected true or false, not {value!r}")
+    return value == "true"
 
 
 def row(item: dict[str, Any]) -> dict[str, Any]:
@@ -221,8 +231,10 @@ def _is_number(text: str) -> bool:
     operation_id="opsListApplications",
     summary="List applications, newest received first (JSON, or CSV with Accept: text/csv)",
     description="Filters: status, businessSystem, seller (tax number), channel, receivedFrom / receivedTo (China "
-    "days, both included). Pages of `limit` (1-500, default 50); pass `nextCursor` back as `cursor` for the next "
-    "page. With Accept: text/csv the same page comes as CSV and the next cursor in the X-Next-Cursor header.",
+    "days, both included), openFindings=true (only applications with an open finding: a page may then hold fewer "
+    "rows than `limit` while `nextCursor` says more may follow). Pages of `limit` (1-500, default 50); pass "
+    "`nextCursor` back as `cursor` for the next page. With Accept: text/csv the same page comes as CSV and the "
+    "next cursor in the X-Next-Cursor header.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
     responses={
@@ -249,6 +261,7 @@ def list_applications(
     channel: Annotated[str | None, Query(description="a channel's name")] = None,
     receivedFrom: Annotated[str | None, Query(description="yyyy-mm-dd, China time, included")] = None,
     receivedTo: Annotated[str | None, Query(description="yyyy-mm-dd, China time, included")] = None,
+    openFindings: Annotated[str | None, Query(description="true: only applications with an open finding")] = None,
     limit: Annotated[str | None, Query(description=f"1-{MAX_PAGE}, default {DEFAULT_PAGE}")] = None,
     cursor: Annotated[str | None, Query(description="the previous page's nextCursor")] = None,
 ) -> Response[Any]:
@@ -260,6 +273,8 @@ def list_applications(
     except InvalidCursor as error:
         raise Refusal(HTTPStatus.BAD_REQUEST, f"cursor: {error}") from None
     rows = [row(item) for item in items]
+    if query.with_findings:  # the index filter keeps those with any finding; only open ones are asked for
+        rows = [shown for shown in rows if shown["openFindings"]]
     metrics.add_metric(name="OpsListed", unit=MetricUnit.Count, value=1)
     accept = (app.current_event.headers.get("accept") or "").lower()
     if "text/csv" in accept:
@@ -300,8 +315,7 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
     """Everything the business system's GET shows, and what an operator needs besides."""
     intake = runtime.intake()
     invoices = intake.invoices(stored)
-    raw_keys = [stored.extra["raw_answer"]] if stored.extra.get("raw_answer") else []
-    raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
+    raw_keys = _raw_keys(stored, invoices)
     return {
         "businessSystem": stored.application.source_system,
         "openApplyCode": stored.application.open_apply_code,
@@ -324,6 +338,19 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
         "relatedApplications": _related(stored, operator),
         "actions": _available_actions(stored),
     }
+
+
+def _raw_keys(stored: StoredApplication, invoices: list[dict[str, Any]]) -> list[str]:
+    """The archived raw documents this application owns: the answers kept of each attempt under its request
+    number (the last one is also named on the application), the pushed bodies of its results."""
+    raw_keys: list[str] = []
+    if stored.channel:
+        request_number = stored.request_number or request_number_for(stored.key)
+        raw_keys += runtime.file_store().raw_answer_refs(stored.channel, request_number)
+    if stored.extra.get("raw_answer") and stored.extra["raw_answer"] not in raw_keys:
+        raw_keys.append(stored.extra["raw_answer"])
+    raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
+    return raw_keys
 
 
 _SYSTEM = Annotated[str, Path(description="the business system that submitted it")]
@@ -353,6 +380,59 @@ def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
         return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
     _within_reach(operator, stored, businessSystem)
     return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
+
+
+# ------------------------------------------------------------------ GET .../raw?key=
+# A raw document is a channel's answer or pushed body: small. A bigger one is read from the bucket.
+MAX_RAW_BYTES = 1024 * 1024
+
+
+@app.get(
+    "/v1/ops/applications/<businessSystem>/<openApplyCode>/raw",
+    operation_id="opsReadRawDocument",
+    summary="One archived raw answer or pushed body of an application (a key from its detail's rawKeys)",
+    description="The bytes as the channel sent them: as text when they are UTF-8, else base64. Only keys the "
+    "application owns (its detail's rawKeys) are read; any other key is a 404.",
+    tags=["operations"],
+    security=[{openapi.BEARER: []}],
+    responses={
+        200: openapi.answer("the document", openapi.OpsRawDocumentAnswer),
+        400: openapi.answer("no key given", openapi.Envelope),
+        401: _UNAUTHORIZED,
+        403: _FORBIDDEN,
+        404: openapi.answer("no such application, or the key is not one of its rawKeys", openapi.Envelope),
+        413: openapi.answer("larger than 1 MiB: read it from the bucket", openapi.Envelope),
+        503: _UNAVAILABLE,
+    },
+)
+def read_raw(
+    businessSystem: _SYSTEM,
+    openApplyCode: _CODE,
+    key: Annotated[str | None, Query(description="one of the detail's rawKeys")] = None,
+) -> Response[Any]:
+    _, operator = _operator()
+    _within_reach(operator, None, businessSystem)
+    wanted = (app.current_event.query_string_parameters or {}).get("key") or ""
+    if not wanted:
+        raise Refusal(HTTPStatus.BAD_REQUEST, "key: required, one of the application's rawKeys")
+    logkeys.set_application(businessSystem, openApplyCode)
+    stored = runtime.intake().get(businessSystem, openApplyCode)
+    if stored is None:
+        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
+    _within_reach(operator, stored, businessSystem)
+    # Only what the application names: a key is never a path into the rest of the bucket.
+    if wanted not in _raw_keys(stored, runtime.intake().invoices(stored)):
+        return envelope(HTTPStatus.NOT_FOUND, "key: not one of this application's rawKeys")
+    body = runtime.file_store().get_document(wanted)
+    if len(body) > MAX_RAW_BYTES:
+        return envelope(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"key: {len(body)} bytes; read it from the bucket")
+    try:
+        text, encoded = body.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, encoded = None, base64.b64encode(body).decode("ascii")
+    data = {"key": wanted, "size": len(body), "sha256": hashlib.sha256(body).hexdigest(), "text": text,
+            "base64": encoded}  # fmt: skip
+    return envelope(HTTPStatus.OK, "ok", data)
 
 
 # ------------------------------------------------------------------ POST .../actions

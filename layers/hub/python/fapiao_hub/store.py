@@ -1408,6 +1408,8 @@ class ListQuery:
     received_to: date | None = None
     business_systems: tuple[str, ...] | None = None
     sellers: tuple[str, ...] | None = None
+    # Only applications that ever had a finding (the projected ``findings``); the caller keeps the open ones.
+    with_findings: bool = False
 
     def index(self) -> tuple[str, str, str]:
         """(index, its partition attribute, the value before the shard): the most selective filter given."""
@@ -1446,6 +1448,8 @@ class ListQuery:
             conditions.append(Attr("source_system").is_in(list(self.business_systems) or [""]))
         if self.sellers is not None:
             conditions.append(Attr("seller_tax_number").is_in(list(self.sellers) or [""]))
+        if self.with_findings:
+            conditions.append(Attr("findings").exists())
         if not conditions:
             return None
         expression = conditions[0]

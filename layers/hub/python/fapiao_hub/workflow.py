@@ -671,10 +671,18 @@ class Dispatcher:
             self._update_invoice_states(issued, stored)
         done = self._store.transition(
             stored, target, note=note if target is Status.ISSUED else f"{note}: {target.value.lower()}",
-            changes={"reason": None}, invoices=new_items, pending_event=event,
+            changes={"reason": None, **self._kept_answer(stored, raw)}, invoices=new_items, pending_event=event,
         )  # fmt: skip
         self._publish(done)
         return target.value.lower()
+
+    def _kept_answer(self, stored: StoredApplication, raw: bytes | None) -> dict[str, object]:
+        """A verified answer is archived too: the raw answer of every attempt is readable from the detail."""
+        if raw is None:
+            return {}
+        request_number = stored.request_number or request_number_for(stored.key)
+        return {"raw_answer": self._files.put_raw_answer(stored.channel or "channel", request_number,
+                                                          str(int(self._clock())), raw)}  # fmt: skip
 
     def _mismatch(
         self,

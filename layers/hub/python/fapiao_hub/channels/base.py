@@ -152,8 +152,9 @@ class IssuedInvoice:
 class Issued:
     invoices: tuple[IssuedInvoice, ...]
     duplicate: bool = False  # the channel said "already issued" and returned the invoice
-    # The raw answer, when there was one: kept in S3 when the result does not verify (a person reads it).
-    raw: bytes | None = field(default=None, repr=False)
+    # The raw answer, when there was one: kept in S3 for a person to read. Evidence, not part of what the
+    # outcome means: two outcomes with the same invoices are equal whatever bytes carried them.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -686,11 +686,11 @@ def interpret_answer(
             return Unknown(f"ok is true but returnCode is {code}", raw=content)
         if invoice is None:
             return Unknown("ok is true but the answer has no invoice number", raw=content)
-        return Issued((invoice,))
+        return Issued((invoice,), raw=content)
     if code in duplicates:
         if invoice is None:
             return Unknown(f"returnCode {code}: already issued, but the answer does not carry the invoice", raw=content)
-        return Issued((invoice,), duplicate=True)
+        return Issued((invoice,), duplicate=True, raw=content)
     if invoice is not None:
         return Unknown(f"ok is false with returnCode {code} but the answer carries an invoice", raw=content)
     message = text_or_none(status.get("message")) or text_or_none(status.get("description")) or "rejected by Xunlian"
