@@ -427,7 +427,9 @@ function renderDetail(data) {
 
   // What to do now: the status's playbook line, or the open findings' when the status looks settled.
   const help = clear($("detail-guidance"));
-  const todo = NEEDS_PERSON.has(data.status) ? guidance(data.status) : null;
+  // A VOIDING application needs a person when its void is to be done at the channel by hand.
+  const todo = NEEDS_PERSON.has(data.status) || (data.status === "VOIDING" && data.needsPerson)
+    ? guidance(data.status) : null;
   if (todo) help.append(todo);
   if (open.length && !NEEDS_PERSON.has(data.status)) {
     help.append(el("p", { className: "todo", text: `${data.status} but held: ${open.length} open finding(s) below need a person.` }));

@@ -212,6 +212,11 @@ class OpsPage(BaseModel):
 
 class OpsDetail(OrderDetail):
     businessSystem: str
+    needsPerson: bool = Field(
+        False,
+        description="a person must act: a status that needs one, an open finding, or a void to be done at the "
+        "channel by hand (VOIDING)",
+    )
     attempts: int = Field(description="dispatch attempts so far")
     leaseUntil: int | None = Field(description="epoch seconds: a worker holds it until then")
     nextPollAt: int | None = Field(description="epoch seconds: when the channel is asked next")

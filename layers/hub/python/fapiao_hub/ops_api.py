@@ -320,6 +320,7 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
         "businessSystem": stored.application.source_system,
         "openApplyCode": stored.application.open_apply_code,
         "status": stored.status.value,
+        "needsPerson": stored.needs_person,
         "warnings": list(stored.warnings),
         "version": stored.version,
         "channel": stored.channel,
