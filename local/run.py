@@ -21,9 +21,12 @@ The operations console is at ``<api>/ops/``; it signs in by itself through ``GET
 (:class:`LocalSession`, local run only).
 Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
 
-``make run`` keeps its state across a restart (local.state): tables, files and the token are saved
-under ``<state>/saved/`` on a clean stop and every ``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at
-the next start; ``FAPIAO_HUB_FRESH=1`` (``make run FRESH=1``) starts empty, with a new token.
+``make run`` keeps its state across a restart (local.state): tables, files, the channel sandboxes'
+records and the token are saved under ``<state>/saved/`` on a clean stop and every
+``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at the next start; ``FAPIAO_HUB_FRESH=1``
+(``make run FRESH=1``) starts empty (sandboxes too), with a new token.
+
+The daily reconciliation fires every ``LOCAL_RECONCILIATION_SECONDS`` (300) locally.
 
 Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
 """
@@ -130,9 +133,10 @@ SANDBOXES = {
 PUSHING = {"ekuaibao"}
 # Scheduled functions fire this often locally (rate(1 minute) in AWS), so a demo does not wait.
 LOCAL_SCHEDULE_SECONDS = float(os.environ.get("LOCAL_SCHEDULE_SECONDS", "5"))
-# The daily reconciliation (template.yaml ReconciliationSchedule) fires every few seconds too, but no
-# more often than this: each run re-asks the channels about every application of its window.
-LOCAL_RECONCILIATION_SECONDS = float(os.environ.get("LOCAL_RECONCILIATION_SECONDS", "10"))
+# The daily reconciliation (template.yaml ReconciliationSchedule) fires every few minutes locally
+# (not every few seconds: each run re-asks the channels about every application of its window, and a
+# developer reads its findings between runs); LOCAL_RECONCILIATION_SECONDS changes it (tests: 1).
+LOCAL_RECONCILIATION_SECONDS = float(os.environ.get("LOCAL_RECONCILIATION_SECONDS", "300"))
 
 
 def local_schedule_seconds(function_logical_id: str) -> float:
@@ -598,6 +602,10 @@ def start(
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:
                 sandbox.callback_url = f"{gateway.url}/v1/callbacks/{name}"
+        if local_state is not None:  # before any dispatch; pushes still pending need the callback URL
+            restored_sandboxes = local_state.restore_sandboxes(sandboxes)
+            if restored_sandboxes:
+                log.info("restored %d channel sandboxes from %s", restored_sandboxes, local_state.dir / "sandboxes")
 
         sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
         for lid, spec in specs.items():
