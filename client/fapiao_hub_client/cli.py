@@ -22,6 +22,7 @@ Not part of the Lambda layer's runtime: no handler imports this module (it needs
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -274,7 +275,7 @@ _SHARED_OPTIONS = (
         metavar="URL",
         expose_value=False,
         callback=_choose,
-        help="The hub's API (default: local.json's).",
+        help="The hub's API base URL, e.g. http://127.0.0.1:3000 (default: local.json's api_url).",
     ),
     click.option(
         "--token",
@@ -282,7 +283,7 @@ _SHARED_OPTIONS = (
         metavar="TOKEN",
         expose_value=False,
         callback=_choose,
-        help="Bearer token (default: local.json's).",
+        help="A bearer token (default: local.json's token; ops commands: its operator_token).",
     ),
     click.option(
         "--state-dir",
@@ -364,6 +365,21 @@ def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: s
 
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
+
+
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
+def china_time(epoch: Any) -> str | None:
+    """Epoch seconds as China time with its zone (``2026-12-08 09:15:02 +08:00``): an operator in China
+    reads a time, not a number; None stays None, anything else is shown as it came."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return None if epoch is None else str(epoch)
+    try:
+        moment = dt.datetime.fromtimestamp(epoch, CHINA_TIME)
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+    return moment.strftime("%Y-%m-%d %H:%M:%S +08:00")
 
 
 def _shorten(text: str, limit: int = 100) -> str:
@@ -761,7 +777,7 @@ _interval_option = click.option(
 @main.command()
 @click.argument("codes", nargs=-1, required=True, metavar="CODE...")
 @_interval_option
-@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Give up after (s).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Seconds to wait before giving up.")
 @shared_options
 @pass_settings
 def watch(settings: Settings, codes: tuple[str, ...], interval: float, timeout: float) -> int:
@@ -842,7 +858,7 @@ def _demo_void(
 
 @main.command()
 @_interval_option
-@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Give up after (s).")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Seconds to wait before giving up.")
 @shared_options
 @pass_settings
 def demo(settings: Settings, interval: float, timeout: float) -> int:
@@ -1159,16 +1175,18 @@ _FILTERS = (
 
 
 def _filter_options[F: Callable[..., Any]](function: F) -> F:
+    # What each takes, as the ops API reads it (ops_api: receivedFrom / receivedTo are China days).
     helps = {
-        "status": "An application status (MANUAL_REVIEW, ISSUED, ...).",
-        "business_system": "A business system's name.",
-        "seller": "A seller's tax number.",
-        "channel": "A channel's name.",
-        "received_from": "Received on or after (yyyy-mm-dd or ISO time).",
-        "received_to": "Received before (yyyy-mm-dd or ISO time).",
+        "status": ("STATUS", "An application status: RECEIVED, SUBMITTED, ISSUED, MANUAL_REVIEW, MISMATCH, ..."),
+        "business_system": ("NAME", "A business system's name, as in the hub configuration (e.g. sample-erp)."),
+        "seller": ("TAX_NUMBER", "The seller's tax number (统一社会信用代码)."),
+        "channel": ("NAME", "A channel's name, as in the hub configuration (e.g. xunlian)."),
+        "received_from": ("YYYY-MM-DD", "Received on or after this day: a date in China time (UTC+8), included."),
+        "received_to": ("YYYY-MM-DD", "Received on or before this day: a date in China time (UTC+8), included."),
     }
     for name, flag, _ in reversed(_FILTERS):
-        function = click.option(flag, name, metavar="VALUE", help=helps[name])(function)
+        metavar, text = helps[name]
+        function = click.option(flag, name, metavar=metavar, help=text)(function)
     return function
 
 
@@ -1273,8 +1291,8 @@ def echo_ops_application(data: dict[str, Any]) -> None:
     for name, value in (
         ("requestNumber", data.get("requestNumber")),
         ("attempts", data.get("attempts")),
-        ("leaseUntil", data.get("leaseUntil")),
-        ("nextPollAt", data.get("nextPollAt")),
+        ("leaseUntil", china_time(data.get("leaseUntil"))),
+        ("nextPollAt", china_time(data.get("nextPollAt"))),
         ("actions", ", ".join(str(a) for a in data.get("actions") or []) or None),
     ):
         click.echo(_redact(f"{name:<14}{_cell(value)}"))

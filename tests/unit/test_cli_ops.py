@@ -223,6 +223,31 @@ def test_show_prints_the_operator_view(ops: FakeOps) -> None:
     assert "f-1" in out and "amount differs" in out and "raw/answers/xunlian/R1/1" in out
 
 
+def test_show_prints_lease_and_next_poll_in_china_time_never_epoch_seconds(ops: FakeOps) -> None:
+    lease, poll = 1796692502, 1796692562  # 2026-12-08 01:15:02 and 01:16:02 UTC
+    ops.detail = {
+        "openApplyCode": "code-0002", "status": "SUBMITTED", "channel": "kingdee", "requestNumber": "R2",
+        "attempts": 1, "leaseUntil": lease, "nextPollAt": poll, "history": [], "invoices": [], "findings": [],
+        "rawKeys": [], "actions": ["query"],
+    }  # fmt: skip
+    result = invoke("ops", "show", "sample-erp", "code-0002", "--api-url", ops.url, "--token", OPERATOR)
+    assert result.exit_code == 0, result.stderr
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split()) > 1)
+    assert lines["leaseUntil"] == "2026-12-08 09:15:02 +08:00"
+    assert lines["nextPollAt"] == "2026-12-08 09:16:02 +08:00"
+    assert str(lease) not in result.stdout and str(poll) not in result.stdout
+
+
+def test_list_help_says_what_each_filter_takes() -> None:
+    result = invoke("ops", "list", "--help")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--received-to YYYY-MM-DD Received on or before this day: a date in China time (UTC+8), included." in text
+    assert "--received-from YYYY-MM-DD Received on or after this day" in text
+    assert "--seller TAX_NUMBER" in text and "--status STATUS" in text
+    assert "ISO time" not in text and "VALUE" not in text
+
+
 def test_act_sends_the_action_reason_and_parameters(ops: FakeOps) -> None:
     result = invoke(
         "ops", "act", "sample-erp", "code-0001", "resolve-issued", "--reason", "seen at the bureau",
