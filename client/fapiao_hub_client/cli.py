@@ -777,7 +777,7 @@ _interval_option = click.option(
 @main.command()
 @click.argument("codes", nargs=-1, required=True, metavar="CODE...")
 @_interval_option
-@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Seconds to wait before giving up.")
+@click.option("--timeout", type=click.FloatRange(min=0), default=120.0, show_default=True, help="Give up after (s).")
 @shared_options
 @pass_settings
 def watch(settings: Settings, codes: tuple[str, ...], interval: float, timeout: float) -> int:
@@ -858,7 +858,7 @@ def _demo_void(
 
 @main.command()
 @_interval_option
-@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Seconds to wait before giving up.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120.0, show_default=True, help="Give up after (s).")
 @shared_options
 @pass_settings
 def demo(settings: Settings, interval: float, timeout: float) -> int:
