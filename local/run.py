@@ -605,7 +605,8 @@ def start(
         if local_state is not None:  # before any dispatch; pushes still pending need the callback URL
             restored_sandboxes = local_state.restore_sandboxes(sandboxes)
             if restored_sandboxes:
-                log.info("restored %d channel sandboxes from %s", restored_sandboxes, local_state.dir / "sandboxes")
+                where = local_state.dir / "sandboxes"
+                log.info("took back %d channel sandboxes' records from %s", restored_sandboxes, where)
 
         sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
         for lid, spec in specs.items():

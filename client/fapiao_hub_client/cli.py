@@ -864,11 +864,13 @@ def _demo_void(
 def demo(settings: Settings, interval: float, timeout: float) -> int:
     """Sample orders through every sandbox channel of the local run, live to their final states.
 
-    One order per channel (seed 004's example with its discount pairs), a 数电 (0112) order for the
-    Xunlian company (VB5), which Xunlian cannot issue and its second, 数电-capable channel does, an
-    order for an unknown company (refused at intake, 400), once the Xunlian order is ISSUED a red
-    reversal of part of its invoice, and once the partner order is ISSUED a void of its invoice. Ends with a table of
-    sample / expected / actual; exit 0 only if every sample ended as expected.
+    Nine samples with the local run's four channels: one order per channel (seed 004's example with
+    its discount pairs), a 数电 (0112) order for the Xunlian company (VB5), which Xunlian cannot issue
+    and its second, 数电-capable channel does, an order Xunlian refuses (its sandbox's reject switch,
+    ending REJECTED), an order for an unknown company (refused at intake, 400), once the Xunlian order
+    is ISSUED a red reversal of part of its invoice, and once the partner order is ISSUED a void of its
+    invoice. Ends with a table of sample / expected / actual; exit 0 only if every sample ended as
+    expected.
     """
     info = settings.local_info("the demo needs the local run's channels")
     channels = {n: c for n, c in (info.get("channels") or {}).items() if isinstance(c, dict) and c.get("company_code")}
@@ -898,6 +900,13 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
             Sample(f"数电 0112 for {company} (not {red_channel}: its 数电 channel)", code, "ISSUED",
                    samples.digital_order(company, code))
         )  # fmt: skip
+    rejected: Sample | None = None
+    if red_channel is not None:
+        code = f"demo-rejected-{suffix}"
+        company = channels[red_channel]["company_code"]
+        order, _ = samples.blue_order(red_channel, company, code)
+        rejected = Sample(f"refused by {red_channel} (its sandbox's reject switch)", code, "REJECTED", order)
+        plan.append(rejected)
     code = f"demo-unknown-company-{suffix}"
     known = {c["company_code"] for c in channels.values()}
     plan.append(Sample("unknown company code", code, REFUSED_400, samples.unknown_company_order(code, known)))
@@ -907,7 +916,13 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         red.actual = "not submitted"
     by_code = {s.code: s for s in plan}
 
-    click.echo(f"fapiao-hub demo against {client.api_url}: {len(plan) + (red is not None)} samples (run {suffix})\n")
+    if rejected is not None and red_channel is not None:
+        system = samples.business_system_of(info.get("hub_config_file"), channels[red_channel]["company_code"])
+        if system is None or not samples.switch_rejection_on(channels[red_channel], system, rejected.code):
+            rejected.note = f"could not switch the {red_channel} sandbox's reject on"
+    partner = any(c.get("type") == "partner" for c in channels.values())
+    count = len(plan) + (red is not None) + partner  # the void of the partner's invoice comes last
+    click.echo(f"fapiao-hub demo against {client.api_url}: {count} samples (run {suffix})\n")
     results = submit_orders(client, [(s.name, s.order) for s in plan])
     echo_submitted(results, first="sample")
     watcher = Watcher(client, interval=interval, timeout=timeout)
@@ -1192,7 +1207,9 @@ def _filter_options[F: Callable[..., Any]](function: F) -> F:
 
 @ops.command("list")
 @_filter_options
-@click.option("--limit", type=click.IntRange(1, 1000), default=OPS_PAGE_LIMIT, show_default=True, help="Page size.")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=OPS_PAGE_LIMIT, show_default=True, help="Page size: 1 to 500."
+)
 @click.option("--cursor", metavar="CURSOR", help="The page after the one that printed this cursor.")
 @click.option(
     "--csv",
