@@ -26,7 +26,8 @@ records and the token are saved under ``<state>/saved/`` on a clean stop and eve
 ``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at the next start; ``FAPIAO_HUB_FRESH=1``
 (``make run FRESH=1``) starts empty (sandboxes too), with a new token.
 
-The daily reconciliation fires every ``LOCAL_RECONCILIATION_SECONDS`` (300) locally.
+The daily reconciliation fires every ``LOCAL_RECONCILIATION_SECONDS`` (300) locally, and at once on
+``POST /ops/local-reconcile`` with the operator token (:class:`LocalReconcile`, ``fapiao-hub ops reconcile``).
 
 Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
 """
@@ -329,6 +330,40 @@ class LocalSession:
         }  # fmt: skip
 
 
+class LocalReconcile:
+    """Local run only: ``POST /ops/local-reconcile`` runs the reconciliation now and answers its summary
+    (``fapiao-hub ops reconcile``), rather than waiting for the next ``LOCAL_RECONCILIATION_SECONDS``.
+
+    An operator's act: the bearer token must be the local operator's (local.json ``operator_token``,
+    read at each request), and the Host the loopback address, as for :class:`LocalSession`. In AWS
+    this route does not exist: an operator invokes ReconciliationFunction itself (its handler takes
+    ``{"window": {"from", "to"}}`` for another window than the day's).
+    """
+
+    name = "local-reconcile"
+    PATH = "/ops/local-reconcile"
+
+    def __init__(self, local_json: Path, reconciliation: Any) -> None:
+        self._local_json = local_json
+        self._reconciliation = reconciliation
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        import hmac
+
+        headers = event.get("headers") or {}
+        if str(headers.get("host", "")).rsplit(":", 1)[0] not in LocalSession._HOSTS:
+            return LocalSession._answer(403, {"success": False, "message": "the local run's own address only"})
+        try:
+            expected = json.loads(self._local_json.read_text(encoding="utf-8")).get("operator_token")
+        except (OSError, ValueError):
+            expected = None
+        given = str(headers.get("authorization", "")).removeprefix("Bearer ").strip()
+        if not isinstance(expected, str) or not expected or not hmac.compare_digest(given, expected):
+            return LocalSession._answer(401, {"success": False, "message": "the local operator's token is required"})
+        summary = self._reconciliation.invoke({})
+        return LocalSession._answer(200, {"success": True, "message": "reconciliation run", "data": summary})
+
+
 def console_url(api_url: str) -> str:
     """The operations console of a run whose API is at ``api_url``."""
     return f"{api_url}/ops/"
@@ -598,6 +633,9 @@ def start(
         ]
         routes += [Route("GET", path, ApiDocs()) for path in ApiDocs.PATHS]
         routes.append(Route("GET", LocalSession.PATH, LocalSession(local_json)))
+        if "ReconciliationFunction" in functions:
+            reconcile = LocalReconcile(local_json, functions["ReconciliationFunction"])
+            routes.append(Route("POST", LocalReconcile.PATH, reconcile))
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:

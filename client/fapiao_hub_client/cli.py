@@ -5,7 +5,8 @@
     fapiao-hub status CODE              status, reason, history, invoices and files
     fapiao-hub watch CODE...            follow applications until every one is final
     fapiao-hub demo                     sample orders through every sandbox channel of the local run
-    fapiao-hub ops summary|list|show|act  the operations desk (an operator token; ``list --csv FILE`` exports)
+    fapiao-hub ops summary|list|show|act|reconcile  the operations desk (an operator token; ``list --csv``
+                                        exports; ``reconcile``: the local run's reconciliation, now)
 
 The API URL and bearer token come from ``--api-url``/``--token`` (``FAPIAO_HUB_API_URL``,
 ``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes. These
@@ -1162,7 +1163,7 @@ def echo_console_counts(settings: Settings) -> None:
 @main.group("ops")
 @shared_options
 def ops() -> None:
-    """The operations desk: counts, lists, one application, actions (operator token).
+    """The operations desk: counts, lists, one application, actions, reconciliation now (operator token).
 
     The token: --token, else FAPIAO_HUB_OPERATOR_TOKEN, else the local run's operator_token
     (local.json). Exit 2 when the API refuses (401/403, 400 naming the field, 404, 409 with the
@@ -1176,6 +1177,37 @@ def ops() -> None:
 def ops_summary(client: OpsClient) -> int:
     """Counts per status, those needing a person, open findings, dead-letter queue depths."""
     echo_summary(client.data("GET", "/summary") or {})
+    return EXIT_OK
+
+
+LOCAL_RECONCILE_PATH = "/ops/local-reconcile"  # local.run.LocalReconcile: the local run only
+
+
+@ops.command("reconcile")
+@shared_options
+@pass_ops_client
+def ops_reconcile(client: OpsClient) -> int:
+    """Run the reconciliation now (the local run; it also runs every LOCAL_RECONCILIATION_SECONDS).
+
+    Re-asks the channels about the day's applications and records what differs as findings; prints
+    how many were checked and found. In AWS, invoke the ReconciliationFunction instead."""
+    answer = client.request("POST", LOCAL_RECONCILE_PATH, {})
+    if answer.status == 404:
+        raise ApiError(404, "no on-demand reconciliation here (the local run has it): invoke ReconciliationFunction")
+    if answer.status != 200 or not isinstance(answer.data, dict):
+        raise ApiError(answer.status, answer.message or "refused")
+    data = answer.data
+    for name, value in (
+        ("day", data.get("day")),
+        ("checked", data.get("checked")),
+        ("new findings", data.get("new_findings")),
+        ("not verifiable", data.get("not_verifiable")),
+    ):
+        click.echo(f"{name:<16}{_cell(value)}")
+    for key in data.get("report") or []:
+        click.echo(f"report          {key}")
+    if data.get("new_findings"):
+        click.echo("\nsee them: fapiao-hub ops list (the findings column), fapiao-hub ops show SYSTEM CODE")
     return EXIT_OK
 
 
