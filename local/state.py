@@ -106,7 +106,7 @@ class LocalState:
         self._s3 = session.client("s3", endpoint_url=endpoint, region_name=region)
         self._token = token
         self._operator_token = operator_token
-        self._sandboxes: dict[str, Any] = {}  # channel name -> its SavedState (restore_sandboxes)
+        self._sandboxes: dict[str, tuple[Any, Any]] = {}  # channel -> (server, its SavedState): restore_sandboxes
         self._lock = threading.Lock()  # the periodic save and the stop's
 
     # -------------------------------------------------------------- restore
@@ -150,12 +150,12 @@ class LocalState:
             saved = server.saved() if hasattr(server, "saved") else None
             if saved is None:
                 continue
-            self._sandboxes[name] = saved
+            self._sandboxes[name] = (server, saved)
             path = self.dir / "sandboxes" / f"{name}.json"
             if not path.is_file():
                 continue
-            try:
-                saved.restore(json.loads(path.read_text(encoding="utf-8")))
+            try:  # on another port now: the file URLs it handed out move with it
+                saved.restore(json.loads(path.read_text(encoding="utf-8")), base_url=server.base_url)
             except (OSError, ValueError, TypeError, KeyError) as error:
                 log.error("sandbox %s: could not restore %s (%s); it starts empty", name, path, error)
                 continue
@@ -206,8 +206,8 @@ class LocalState:
                 (work / "files" / f"{logical}.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
             if self._sandboxes:  # after the tables: a sandbox knows at least what the hub knows
                 (work / "sandboxes").mkdir()
-                for name, saved in self._sandboxes.items():
-                    text = json.dumps(saved.snapshot(), ensure_ascii=False)
+                for name, (server, saved) in self._sandboxes.items():
+                    text = json.dumps(saved.snapshot(base_url=server.base_url), ensure_ascii=False)
                     (work / "sandboxes" / f"{name}.json").write_text(text, encoding="utf-8")
             for name, value in (("token", self._token), ("operator-token", self._operator_token)):
                 if value:

@@ -69,22 +69,28 @@ class SavedState:
     def _monotonic_now(self) -> float:
         return time.monotonic()
 
-    def snapshot(self) -> dict[str, Any]:
-        """The declared state as JSON-ready data (taken under the lock: one consistent moment)."""
+    def snapshot(self, base_url: str | None = None) -> dict[str, Any]:
+        """The declared state as JSON-ready data (taken under the lock: one consistent moment).
+        ``base_url``: where the simulator serves now (the URLs in its records start with it)."""
         with self._lock:
             codec = _Codec(self.saved_types, self._monotonic_now())
             fields = {name: codec.encode(getattr(self, name)) for name in self.saved_fields}
-        return {"version": SNAPSHOT_VERSION, "saved_at": time.time(), "fields": fields}
+        taken = {"version": SNAPSHOT_VERSION, "saved_at": time.time(), "fields": fields}
+        return {**taken, "base_url": base_url} if base_url else taken
 
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        """Put a :meth:`snapshot` back (decoded first: a bad one raises ValueError, changing nothing)."""
+    def restore(self, snapshot: dict[str, Any], base_url: str | None = None) -> None:
+        """Put a :meth:`snapshot` back (decoded first: a bad one raises ValueError, changing nothing).
+        ``base_url``: where the simulator serves now; URLs of the saved one's (the snapshot's
+        ``base_url``: another port) are moved there, so a file URL it handed out still answers."""
         if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"not a sandbox snapshot of version {SNAPSHOT_VERSION}")
         given = snapshot.get("fields")
         if not isinstance(given, dict) or set(given) - set(self.saved_fields):
             raise ValueError(f"a snapshot of {sorted(self.saved_fields)} is expected")
         stopped = max(0.0, time.time() - float(snapshot.get("saved_at") or time.time()))
-        codec = _Codec(self.saved_types, self._monotonic_now(), stopped)
+        old_url = snapshot.get("base_url")
+        moved = (str(old_url), base_url) if old_url and base_url and old_url != base_url else None
+        codec = _Codec(self.saved_types, self._monotonic_now(), stopped, moved)
         decoded = {name: codec.decode(value) for name, value in given.items()}
         with self._lock:
             for name, value in decoded.items():
@@ -96,10 +102,13 @@ class SavedState:
 
 
 class _Codec:
-    def __init__(self, types: tuple[type, ...], now: float, stopped: float = 0.0) -> None:
+    def __init__(
+        self, types: tuple[type, ...], now: float, stopped: float = 0.0, moved: tuple[str, str] | None = None
+    ) -> None:
         self._types = {t.__name__: t for t in types}
         self._now = now
         self._stopped = stopped
+        self._moved = moved  # (old base URL, new): a saved URL of the old server, rewritten
 
     def encode(self, value: Any) -> Any:
         if value is None or isinstance(value, bool | int | float | str):
@@ -134,6 +143,8 @@ class _Codec:
     def decode(self, value: Any) -> Any:
         if isinstance(value, list):
             return [self.decode(v) for v in value]
+        if isinstance(value, str) and self._moved and value.startswith(self._moved[0] + "/"):
+            return self._moved[1] + value[len(self._moved[0]) :]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:

@@ -207,9 +207,9 @@ class EkuaibaoSimulator(SandboxServer, SavedState):
     def _restored(self) -> None:
         self._invoices = {invoice["invoiceNumber"]: invoice for items in self._issued.values() for invoice in items}
 
-    def restore(self, snapshot: dict[str, Any]) -> None:
+    def restore(self, snapshot: dict[str, Any], base_url: str | None = None) -> None:
         """Take the records back, then push what the hub had not taken before the stop."""
-        super().restore(snapshot)
+        super().restore(snapshot, base_url)
         with self._lock:
             pending = list(self._pending.values())
         for job in pending:

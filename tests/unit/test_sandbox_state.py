@@ -42,9 +42,9 @@ def moved(server: Any, fresh: Any) -> Any:
     """``server``'s records into ``fresh`` through JSON text, as a stop and a start would; ``server`` stops."""
     saved = server.saved()
     assert isinstance(saved, SavedState)
-    text = json.dumps(saved.snapshot(), ensure_ascii=False)
+    text = json.dumps(saved.snapshot(base_url=server.base_url), ensure_ascii=False)
     server.shutdown()
-    fresh.saved().restore(json.loads(text))
+    fresh.saved().restore(json.loads(text), base_url=fresh.base_url)
     return fresh
 
 
@@ -81,6 +81,10 @@ def test_kingdee_keeps_bills_and_numbering_and_issues_a_pending_bill_after_the_r
     try:
         channel = kingdee_channel(second)
         assert numbers(channel.query(app, "FH-K1")) == before
+        # The PDF URL it handed out before the stop is served by the new server (another port).
+        [invoice] = get(f"{second.base_url}/_sandbox/bills/FH-K1")["invoices"]
+        assert invoice["invoiceFileUrl"].startswith(second.base_url + "/")
+        assert get_bytes(invoice["invoiceFileUrl"]).startswith(b"%PDF")
         time.sleep(0.35)
         [(code, number)] = numbers(channel.query(app, "FH-K2"))
         assert (code, number) == (before[0][0], "00000002")
@@ -143,8 +147,8 @@ def _ekuaibao_restart(hook: receiver.WebhookReceiver) -> None:
         assert body["serialNo"] == "FH-E1" and body["result"] == 0
         assert body["data"][0]["invoiceNumber"] == issued[0]["invoiceNumber"]
         assert get(f"{second.base_url}/_sandbox/issued")["counts"] == {"FH-E1": 1}
-        pdf = get_bytes(f"{second.base_url}/files/{issued[0]['invoiceNumber']}.pdf")
-        assert pdf.startswith(b"%PDF")
+        assert body["data"][0]["originalsUrl"].startswith(second.base_url + "/")  # the new server's
+        assert get_bytes(body["data"][0]["originalsUrl"]).startswith(b"%PDF")
         # Taken now: nothing left to push at the next restart.
         assert json.loads(json.dumps(second.snapshot()))["fields"]["_pending"] == {}
     finally:
