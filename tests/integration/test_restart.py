@@ -97,7 +97,9 @@ def test_a_restart_keeps_the_order_its_invoice_its_file_and_the_token_and_fresh_
     assert call(fresh, "GET", f"/v1/invoice-orders/{code}", token=first.token)[0] == 401
     status, body = call(fresh, "GET", f"/v1/invoice-orders/{code}", token=fresh.token)
     assert status == 404, body
-    assert " restored " not in fresh.log()
+    assert " restored " not in fresh.log() and "took back" not in fresh.log()
+    ekuaibao = fresh.info["channels"]["ekuaibao"]["base_url"]
+    assert requests.get(f"{ekuaibao}/_sandbox/issued", timeout=5).json()["total"] == 0  # its sandbox too
     assert fresh.stop(signal.SIGINT) == 0, fresh.log()
 
 
