@@ -96,6 +96,9 @@ Sandbox endpoints
   values :func:`run` was given.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Bills, invoices, pushes and numbering survive a restart of the local run (:class:`KingdeeState` is a
+:class:`sandbox.base.SavedState`; a bill's age counts the time stopped); fault switches and settings do not.
 """
 
 from __future__ import annotations

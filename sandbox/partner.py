@@ -114,6 +114,9 @@ Sandbox endpoints
   the defaults.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Applications, their invoices and voids, attempts and numbering survive a restart of the local run
+(:class:`PartnerState` is a :class:`sandbox.base.SavedState`; a script's clock counts the time stopped).
 """
 
 from __future__ import annotations

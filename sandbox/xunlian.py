@@ -125,6 +125,9 @@ Sandbox endpoints
 - ``POST /_sandbox/reset`` -> forget every invoice, attempt and script; config back to defaults.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Invoices, attempts and numbering survive a restart of the local run (:class:`XunlianState` is a
+:class:`sandbox.base.SavedState`): numbering goes on, so no number is issued twice.
 """
 
 from __future__ import annotations
