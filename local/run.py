@@ -21,9 +21,13 @@ The operations console is at ``<api>/ops/``; it signs in by itself through ``GET
 (:class:`LocalSession`, local run only).
 Ctrl-C (SIGINT) or SIGTERM stops the HTTP server, the pumps and moto, and exits 0.
 
-``make run`` keeps its state across a restart (local.state): tables, files and the token are saved
-under ``<state>/saved/`` on a clean stop and every ``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at
-the next start; ``FAPIAO_HUB_FRESH=1`` (``make run FRESH=1``) starts empty, with a new token.
+``make run`` keeps its state across a restart (local.state): tables, files, the channel sandboxes'
+records and the token are saved under ``<state>/saved/`` on a clean stop and every
+``FAPIAO_HUB_SAVE_SECONDS`` (30), and restored at the next start; ``FAPIAO_HUB_FRESH=1``
+(``make run FRESH=1``) starts empty (sandboxes too), with a new token.
+
+The daily reconciliation fires every ``LOCAL_RECONCILIATION_SECONDS`` (300) locally, and at once on
+``POST /ops/local-reconcile`` with the operator token (:class:`LocalReconcile`, ``fapiao-hub ops reconcile``).
 
 Tests use :func:`start`, which returns a :class:`LocalHub` (a context manager).
 """
@@ -130,9 +134,10 @@ SANDBOXES = {
 PUSHING = {"ekuaibao"}
 # Scheduled functions fire this often locally (rate(1 minute) in AWS), so a demo does not wait.
 LOCAL_SCHEDULE_SECONDS = float(os.environ.get("LOCAL_SCHEDULE_SECONDS", "5"))
-# The daily reconciliation (template.yaml ReconciliationSchedule) fires every few seconds too, but no
-# more often than this: each run re-asks the channels about every application of its window.
-LOCAL_RECONCILIATION_SECONDS = float(os.environ.get("LOCAL_RECONCILIATION_SECONDS", "10"))
+# The daily reconciliation (template.yaml ReconciliationSchedule) fires every few minutes locally
+# (not every few seconds: each run re-asks the channels about every application of its window, and a
+# developer reads its findings between runs); LOCAL_RECONCILIATION_SECONDS changes it (tests: 1).
+LOCAL_RECONCILIATION_SECONDS = float(os.environ.get("LOCAL_RECONCILIATION_SECONDS", "300"))
 
 
 def local_schedule_seconds(function_logical_id: str) -> float:
@@ -323,6 +328,40 @@ class LocalSession:
                         "x-content-type-options": "nosniff"},
             "body": json.dumps(body),
         }  # fmt: skip
+
+
+class LocalReconcile:
+    """Local run only: ``POST /ops/local-reconcile`` runs the reconciliation now and answers its summary
+    (``fapiao-hub ops reconcile``), rather than waiting for the next ``LOCAL_RECONCILIATION_SECONDS``.
+
+    An operator's act: the bearer token must be the local operator's (local.json ``operator_token``,
+    read at each request), and the Host the loopback address, as for :class:`LocalSession`. In AWS
+    this route does not exist: an operator invokes ReconciliationFunction itself (its handler takes
+    ``{"window": {"from", "to"}}`` for another window than the day's).
+    """
+
+    name = "local-reconcile"
+    PATH = "/ops/local-reconcile"
+
+    def __init__(self, local_json: Path, reconciliation: Any) -> None:
+        self._local_json = local_json
+        self._reconciliation = reconciliation
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        import hmac
+
+        headers = event.get("headers") or {}
+        if str(headers.get("host", "")).rsplit(":", 1)[0] not in LocalSession._HOSTS:
+            return LocalSession._answer(403, {"success": False, "message": "the local run's own address only"})
+        try:
+            expected = json.loads(self._local_json.read_text(encoding="utf-8")).get("operator_token")
+        except (OSError, ValueError):
+            expected = None
+        given = str(headers.get("authorization", "")).removeprefix("Bearer ").strip()
+        if not isinstance(expected, str) or not expected or not hmac.compare_digest(given, expected):
+            return LocalSession._answer(401, {"success": False, "message": "the local operator's token is required"})
+        summary = self._reconciliation.invoke({})
+        return LocalSession._answer(200, {"success": True, "message": "reconciliation run", "data": summary})
 
 
 def console_url(api_url: str) -> str:
@@ -594,10 +633,18 @@ def start(
         ]
         routes += [Route("GET", path, ApiDocs()) for path in ApiDocs.PATHS]
         routes.append(Route("GET", LocalSession.PATH, LocalSession(local_json)))
+        if "ReconciliationFunction" in functions:
+            reconcile = LocalReconcile(local_json, functions["ReconciliationFunction"])
+            routes.append(Route("POST", LocalReconcile.PATH, reconcile))
         gateway = HttpApiGateway(routes, port=api_port, account_id=resources.account_id).start()
         for name, sandbox in sandboxes.items():
             if config_document["channels"][name]["type"] in PUSHING:
                 sandbox.callback_url = f"{gateway.url}/v1/callbacks/{name}"
+        if local_state is not None:  # before any dispatch; pushes still pending need the callback URL
+            restored_sandboxes = local_state.restore_sandboxes(sandboxes)
+            if restored_sandboxes:
+                where = local_state.dir / "sandboxes"
+                log.info("took back %d channel sandboxes' records from %s", restored_sandboxes, where)
 
         sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint)
         for lid, spec in specs.items():

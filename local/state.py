@@ -7,15 +7,22 @@ moto keeps nothing of its own, so the run exports through boto3 (saved on a clea
 * ``files/<logical id>/<key>``: every S3 object as it is (invoice files, raw answers), with
   ``files/<logical id>.json`` holding each object's content type;
 * ``token``: the local business system's bearer token, so scripts and curl keep working;
-* ``operator-token``: the local operator's (the console and ``fapiao-hub ops``).
+* ``operator-token``: the local operator's (the console and ``fapiao-hub ops``);
+* ``sandboxes/<channel>.json``: each channel sandbox's records (:class:`sandbox.base.SavedState`:
+  invoices issued, numbering, voids, bills, pushes not yet taken), so a restarted sandbox goes on
+  numbering where it stopped and answers about what it issued before, as the real vendor would.
+
+Each save writes the tables before the sandboxes: a sandbox's records are never older than the
+hub's, so the hub never holds an invoice its sandbox forgot (whose number it would issue again).
+The sandboxes' fault switches and settings are not saved: the run sets them at each start.
 
 Queues are not saved: a message in flight at the stop is lost, and the poller re-queues every due
 application from the due-work index (a RECEIVED or SUBMITTED one is due again within its claim), so
-no application is lost; an outcome notification in flight is not sent again. The channel sandboxes
-start empty, so an application still open at the stop may end differently than it would have.
+no application is lost; an outcome notification in flight is not sent again.
 A hard kill (SIGKILL) loses what changed since the last save.
 
-``FAPIAO_HUB_FRESH=1`` (``make run FRESH=1``) deletes ``saved/`` first: tables, files and a new token.
+``FAPIAO_HUB_FRESH=1`` (``make run FRESH=1``) deletes ``saved/`` first: tables, files, sandboxes and
+a new token.
 """
 
 from __future__ import annotations
@@ -99,6 +106,7 @@ class LocalState:
         self._s3 = session.client("s3", endpoint_url=endpoint, region_name=region)
         self._token = token
         self._operator_token = operator_token
+        self._sandboxes: dict[str, tuple[Any, Any]] = {}  # channel -> (server, its SavedState): restore_sandboxes
         self._lock = threading.Lock()  # the periodic save and the stop's
 
     # -------------------------------------------------------------- restore
@@ -132,6 +140,27 @@ class LocalState:
                 self._s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), **extra)
                 counts.files += 1
         return counts
+
+    def restore_sandboxes(self, sandboxes: dict[str, Any]) -> int:
+        """Give each channel sandbox (``sandbox.base.SandboxServer``) what the last run saved of it, and
+        save it from now on; how many were restored. A snapshot that cannot be read is logged and
+        skipped (that sandbox starts empty), never a reason not to start."""
+        restored = 0
+        for name, server in sandboxes.items():
+            saved = server.saved() if hasattr(server, "saved") else None
+            if saved is None:
+                continue
+            self._sandboxes[name] = (server, saved)
+            path = self.dir / "sandboxes" / f"{name}.json"
+            if not path.is_file():
+                continue
+            try:  # on another port now: the file URLs it handed out move with it
+                saved.restore(json.loads(path.read_text(encoding="utf-8")), base_url=server.base_url)
+            except (OSError, ValueError, TypeError, KeyError) as error:
+                log.error("sandbox %s: could not restore %s (%s); it starts empty", name, path, error)
+                continue
+            restored += 1
+        return restored
 
     def _write_items(self, table: str, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), 25):  # BatchWriteItem takes at most 25
@@ -175,6 +204,11 @@ class LocalState:
                         counts.files += 1
                 (work / "files").mkdir(exist_ok=True)
                 (work / "files" / f"{logical}.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            if self._sandboxes:  # after the tables: a sandbox knows at least what the hub knows
+                (work / "sandboxes").mkdir()
+                for name, (server, saved) in self._sandboxes.items():
+                    text = json.dumps(saved.snapshot(base_url=server.base_url), ensure_ascii=False)
+                    (work / "sandboxes" / f"{name}.json").write_text(text, encoding="utf-8")
             for name, value in (("token", self._token), ("operator-token", self._operator_token)):
                 if value:
                     fd = os.open(work / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # bearer tokens: owner only

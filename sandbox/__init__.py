@@ -13,7 +13,8 @@ simulator must run wherever the tests run, with no extra dependencies.
 - :mod:`sandbox.ekuaibao` - Ekuaibao for the local run: applications in out of band, pushes out.
 - :mod:`sandbox.faults` - fault switches shared by the simulators, wrong results included
   (``wrong_amount``, ``wrong_seller``, ``wrong_type``, ``extra_invoice``, ``reject_but_issue``).
-- :mod:`sandbox.base` - the HTTP plumbing every simulator shares.
+- :mod:`sandbox.base` - the HTTP plumbing every simulator shares, and :class:`sandbox.base.SavedState`:
+  the records a simulator keeps across a restart of the local run (local.state saves and restores them).
 
 Each simulator issues what it was asked: the invoice carries the order's seller, buyer, type, lines
 and totals, dated today in China (UTC+8), red (negative) for a red order.

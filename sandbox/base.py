@@ -6,17 +6,25 @@ connections on shutdown (``stopping``). :class:`SandboxHandler` sends answers (n
 client that went away), reads bodies with a size limit, and parses the ``/_sandbox/...`` control
 bodies (a bad one is :class:`BadRequest`, answered 400 ``{"error": ...}``).
 
+:class:`SavedState` is how a simulator's records survive the local run's restart: a state class
+names the attributes it keeps (``saved_fields``) and the dataclasses they hold (``saved_types``);
+:meth:`SavedState.snapshot` gives JSON, :meth:`SavedState.restore` takes it back.
+
 Standard library only, like every simulator.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 import json
 import socketserver
 import threading
+import time
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 HOST = "127.0.0.1"
 #: China Standard Time (no daylight saving time since 1991): "today" for an invoice is China's today.
@@ -35,6 +43,128 @@ def china_today() -> dt.date:
 def check_host(host: str) -> None:
     if host != HOST:
         raise ValueError(f"the sandbox binds {HOST} only, not {host!r}")
+
+
+#: Field metadata of a dataclass field holding a ``time.monotonic()`` reading: saved as an age (a
+#: monotonic clock means nothing in another process) and restored as that age plus the time stopped.
+MONOTONIC = {"monotonic": True}
+SNAPSHOT_VERSION = 1
+
+
+class SavedState:
+    """A simulator's records that survive a restart of the local run (local.state saves them).
+
+    A subclass declares ``saved_fields`` (attribute names: its records, counters, numbering) and
+    ``saved_types`` (the dataclasses those hold), and guards them with ``self._lock``. What is not
+    declared (fault switches, configuration, locks, threads) starts as the run configures it.
+    JSON keeps what JSON cannot say on its own as tagged objects: ``{"$decimal": "1.00"}``,
+    ``{"$tuple": [...]}``, ``{"$bytes": base64}``, ``{"$type": name, "fields": {...}}`` and, for a
+    dict with a key starting with ``$``, ``{"$dict": {...}}``; ``{"$age": s}`` is a monotonic reading.
+    """
+
+    saved_fields: ClassVar[tuple[str, ...]] = ()
+    saved_types: ClassVar[tuple[type, ...]] = ()
+    _lock: threading.Lock
+
+    def _monotonic_now(self) -> float:
+        return time.monotonic()
+
+    def snapshot(self, base_url: str | None = None) -> dict[str, Any]:
+        """The declared state as JSON-ready data (taken under the lock: one consistent moment).
+        ``base_url``: where the simulator serves now (the URLs in its records start with it)."""
+        with self._lock:
+            codec = _Codec(self.saved_types, self._monotonic_now())
+            fields = {name: codec.encode(getattr(self, name)) for name in self.saved_fields}
+        taken = {"version": SNAPSHOT_VERSION, "saved_at": time.time(), "fields": fields}
+        return {**taken, "base_url": base_url} if base_url else taken
+
+    def restore(self, snapshot: dict[str, Any], base_url: str | None = None) -> None:
+        """Put a :meth:`snapshot` back (decoded first: a bad one raises ValueError, changing nothing).
+        ``base_url``: where the simulator serves now; URLs of the saved one's (the snapshot's
+        ``base_url``: another port) are moved there, so a file URL it handed out still answers."""
+        if not isinstance(snapshot, dict) or snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"not a sandbox snapshot of version {SNAPSHOT_VERSION}")
+        given = snapshot.get("fields")
+        if not isinstance(given, dict) or set(given) - set(self.saved_fields):
+            raise ValueError(f"a snapshot of {sorted(self.saved_fields)} is expected")
+        stopped = max(0.0, time.time() - float(snapshot.get("saved_at") or time.time()))
+        old_url = snapshot.get("base_url")
+        moved = (str(old_url), base_url) if old_url and base_url and old_url != base_url else None
+        codec = _Codec(self.saved_types, self._monotonic_now(), stopped, moved)
+        decoded = {name: codec.decode(value) for name, value in given.items()}
+        with self._lock:
+            for name, value in decoded.items():
+                setattr(self, name, value)
+            self._restored()
+
+    def _restored(self) -> None:
+        """After :meth:`restore`, under the lock: rebuild what is derived from the saved fields."""
+
+
+class _Codec:
+    def __init__(
+        self, types: tuple[type, ...], now: float, stopped: float = 0.0, moved: tuple[str, str] | None = None
+    ) -> None:
+        self._types = {t.__name__: t for t in types}
+        self._now = now
+        self._stopped = stopped
+        self._moved = moved  # (old base URL, new): a saved URL of the old server, rewritten
+
+    def encode(self, value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, Decimal):
+            return {"$decimal": f"{value:f}"}
+        if isinstance(value, bytes | bytearray):
+            return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+        if isinstance(value, tuple):
+            return {"$tuple": [self.encode(v) for v in value]}
+        if isinstance(value, list):
+            return [self.encode(v) for v in value]
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise TypeError(f"cannot save a dict with keys {sorted(map(repr, value))[:3]}")
+            encoded = {k: self.encode(v) for k, v in value.items()}
+            return {"$dict": encoded} if any(k.startswith("$") for k in value) else encoded
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            kind = type(value).__name__
+            if self._types.get(kind) is not type(value):
+                raise TypeError(f"{kind} is not among the saved types")
+            fields = {}
+            for f in dataclasses.fields(value):
+                item = getattr(value, f.name)
+                if f.metadata.get("monotonic") and isinstance(item, int | float):
+                    fields[f.name] = {"$age": self._now - item}
+                else:
+                    fields[f.name] = self.encode(item)
+            return {"$type": kind, "fields": fields}
+        raise TypeError(f"cannot save a {type(value).__name__}")
+
+    def decode(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.decode(v) for v in value]
+        if isinstance(value, str) and self._moved and value.startswith(self._moved[0] + "/"):
+            return self._moved[1] + value[len(self._moved[0]) :]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            [(tag, inner)] = value.items()
+            if tag == "$decimal":
+                return Decimal(inner)
+            if tag == "$bytes":
+                return base64.b64decode(inner)
+            if tag == "$tuple":
+                return tuple(self.decode(v) for v in inner)
+            if tag == "$dict":
+                return {k: self.decode(v) for k, v in inner.items()}
+            if tag == "$age":  # time went on while the run was stopped
+                return self._now - float(inner) - self._stopped
+        if value.keys() == {"$type", "fields"}:
+            kind = self._types.get(value["$type"])
+            if kind is None:
+                raise ValueError(f"{value['$type']!r} is not among the saved types")
+            return kind(**{k: self.decode(v) for k, v in value["fields"].items()})
+        return {k: self.decode(v) for k, v in value.items()}
 
 
 class BadRequest(Exception):
@@ -70,6 +200,14 @@ class SandboxServer(ThreadingHTTPServer):
     @base_url.setter
     def base_url(self, url: str) -> None:
         self._advertised = url
+
+    def saved(self) -> SavedState | None:
+        """What of this simulator survives a restart of the local run: itself or its ``state``, when
+        that is a :class:`SavedState`; None when it keeps nothing worth keeping."""
+        if isinstance(self, SavedState):
+            return self
+        state = getattr(self, "state", None)
+        return state if isinstance(state, SavedState) else None
 
     def start(self) -> Any:
         self._thread = threading.Thread(

@@ -39,6 +39,10 @@ is counted as issued; Ekuaibao has no query). The other shared faults are about 
 request, which this channel never does: they are accepted and have no effect.
 
 Binds 127.0.0.1 only. ``callback_url`` may be set after start (the hub's port may be chosen later).
+
+Saved across a restart of the local run (:class:`sandbox.base.SavedState`): the invoices issued per
+request number and the pushes not yet taken by the hub (handed over, not yet answered), which
+:meth:`EkuaibaoSimulator.restore` pushes again.
 """
 
 from __future__ import annotations
@@ -54,9 +58,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, BadRequest, SandboxHandler, SandboxServer, check_host, china_today
+from sandbox.base import CHINA, HOST, BadRequest, SandboxHandler, SandboxServer, SavedState, check_host, china_today
 from sandbox.partner import invoice_pdf
-from sandbox.pusher import BackgroundPusher, Pusher, PushJob, Switches, sample_invoice
+from sandbox.pusher import BackgroundPusher, Pusher, PushJob, PushRecord, Switches, sample_invoice
 
 #: ``wrong_type``: special <-> normal of the same medium (seed 000 codes).
 OTHER_TYPES = {"004": "007", "007": "004", "026": "028", "028": "026", "01": "02", "02": "01"}
@@ -173,8 +177,10 @@ def spoil(invoice: dict[str, Any], fault: str) -> dict[str, Any]:
     return wrong
 
 
-class EkuaibaoSimulator(SandboxServer):
+class EkuaibaoSimulator(SandboxServer, SavedState):
     thread_name = "ekuaibao-sandbox"
+    saved_fields = ("_issued", "_pending")
+    saved_types = (PushJob, Switches)
 
     def __init__(
         self,
@@ -194,8 +200,20 @@ class EkuaibaoSimulator(SandboxServer):
         self._lock = threading.Lock()
         self._invoices: dict[str, dict[str, Any]] = {}  # by invoice number (for the PDFs)
         self._issued: dict[str, list[dict[str, Any]]] = {}  # by request number (the oracle)
+        self._pending: dict[str, PushJob] = {}  # by request number: handed over, not yet taken by the hub
         self._background: BackgroundPusher | None = None
         super().__init__(port, _Handler, verbose=verbose)
+
+    def _restored(self) -> None:
+        self._invoices = {invoice["invoiceNumber"]: invoice for items in self._issued.values() for invoice in items}
+
+    def restore(self, snapshot: dict[str, Any], base_url: str | None = None) -> None:
+        """Take the records back, then push what the hub had not taken before the stop."""
+        super().restore(snapshot, base_url)
+        with self._lock:
+            pending = list(self._pending.values())
+        for job in pending:
+            self._push_later([job], self.delay_ms / 1000)
 
     def shutdown(self) -> None:
         if self._background is not None:
@@ -206,14 +224,31 @@ class EkuaibaoSimulator(SandboxServer):
         with self._lock:
             self._invoices.clear()
             self._issued.clear()
+            self._pending.clear()
         self.injector.reset()
 
     def _pusher(self) -> BackgroundPusher:
         with self._lock:
             if self._background is None:
                 pusher = Pusher(self.callback_url, self.access_token, self.hmac_secret, channel_code="ekuaibao")
-                self._background = BackgroundPusher(pusher)
+                self._background = BackgroundPusher(pusher, on_pushed=self._pushed)
             return self._background
+
+    def _pushed(self, job: PushJob, records: list[PushRecord]) -> None:
+        """A job pushed: no longer pending once the hub answered (a push that reached nobody stays)."""
+        if not records or any(record.status is not None for record in records):
+            with self._lock:
+                if self._pending.get(job.request_number) is job:
+                    del self._pending[job.request_number]
+
+    def _push_later(self, jobs: list[PushJob], delay: float) -> None:
+        def push() -> None:
+            for job in jobs:
+                self._pusher().submit(job)
+
+        timer = threading.Timer(delay, push)
+        timer.daemon = True
+        timer.start()
 
     def _record(self, request_number: str, invoice: dict[str, Any]) -> dict[str, Any]:
         invoice["originalsUrl"] = f"{self.base_url}/files/{invoice['invoiceNumber']}.pdf"
@@ -260,15 +295,10 @@ class EkuaibaoSimulator(SandboxServer):
                 REJECT_MESSAGE if pushed_outcome == "rejected" else None,
             )
         ]
-        delay = self.delay_ms / 1000 + (self.injector.latency_seconds if decision.latency else 0)
-
-        def push() -> None:
+        with self._lock:
             for job in jobs:
-                self._pusher().submit(job)
-
-        timer = threading.Timer(delay, push)
-        timer.daemon = True
-        timer.start()
+                self._pending[job.request_number] = job
+        self._push_later(jobs, self.delay_ms / 1000 + (self.injector.latency_seconds if decision.latency else 0))
         number = invoice["invoiceNumber"]
         return {"requestNumber": request_number, "invoiceNumber": number, "faults": decision.describe()}
 

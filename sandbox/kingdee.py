@@ -67,14 +67,15 @@ answer the query, issuing if due - then hold the connection ``timeout_ms`` and c
 answer), ``malformed`` (do the work, then answer ``success: true`` with a ``data`` that is not
 valid base64). A per-bill script is consumed by pushes and queries alike.
 
-The wrong results, carried by a ``BILL.PUSH`` (a valid new bill) or a query of a held bill: the
-bill's invoices are issued (or, already issued, changed) so that ``wrong_amount`` puts the first
+The wrong results, carried by a ``BILL.PUSH`` (a valid new bill) or a query of a held bill not yet
+issued: the bill's invoices are issued so that ``wrong_amount`` puts the first
 invoice's ``totalAmount`` / ``totalTaxAmount`` (and its first goods line, ``canRed*``) 10.00 / 0.60
 over the bill's, ``wrong_seller`` makes every invoice ``faults.OTHER_SELLER_TAX_NUMBER``'s,
 ``wrong_type`` swaps special and normal (004 <-> 007, 026 <-> 028, 01 <-> 02), ``extra_invoice``
 adds a second, different invoice for the whole bill (its own number; counted); the answer itself is
-normal. ``reject_but_issue`` issues the bill at once (whatever ``issue_delay_ms``), counts it, and
-answers ``SANDBOX_REJECT``; later queries answer the invoices.
+normal. A bill already issued is answered as it was issued, whatever fault a later request
+carries: a switch applies to what is issued while it is on. ``reject_but_issue`` issues the bill
+at once (whatever ``issue_delay_ms``), counts it, and answers ``SANDBOX_REJECT``; later queries answer the invoices.
 
 Sandbox endpoints
 -----------------
@@ -95,6 +96,9 @@ Sandbox endpoints
   values :func:`run` was given.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Bills, invoices, pushes and numbering survive a restart of the local run (:class:`KingdeeState` is a
+:class:`sandbox.base.SavedState`; a bill's age counts the time stopped); fault switches and settings do not.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import HOST, BadRequest, SandboxServer, VendorHandler, check_host
+from sandbox.base import HOST, MONOTONIC, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
 
 API_PATH = "/kapi/app/sim/openApi"
 DEFAULT_ACCESS_TOKEN = "kingdee-sandbox-token"  # noqa: S105 - a local simulator's well-known token
@@ -362,7 +366,7 @@ class Bill:
     seller_tax_id: str | None  # None: any seller may query it (a preload without one)
     payload: dict[str, Any]
     source: str  # push, out_of_band, auto, preload
-    received: float  # time.monotonic()
+    received: float = field(metadata=MONOTONIC)  # time.monotonic()
     invoices: list[dict[str, Any]] | None = None  # None until issued
     issued_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -380,8 +384,11 @@ def _q(value: Decimal, exponent: Decimal) -> str:
     return f"{value.quantize(exponent, rounding=ROUND_HALF_UP):f}"
 
 
-class KingdeeState:
-    """Bills, invoices, pushes and numbering; one lock guards it all."""
+class KingdeeState(SavedState):
+    """Bills, invoices, pushes and numbering; one lock guards it all (saved across a restart)."""
+
+    saved_fields = ("_bills", "_pushes", "_numbers", "_sequence")
+    saved_types = (Bill,)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -465,17 +472,15 @@ class KingdeeState:
                 self._mark(bill, fault, split_into, base_url)
 
     def _mark(self, bill: Bill, fault: str, split_into: int, base_url: str) -> None:
-        """The bill is issued wrong: marked before issuing, spoiled at once after; ``reject_but_issue``
-        issues it now (the caller answers a refusal)."""
-        if fault == faults.REJECT_BUT_ISSUE:
-            if bill.invoices is None:
-                self._issue(bill, split_into, base_url)
+        """The bill is issued wrong: marked before issuing, spoiled when it is issued; ``reject_but_issue``
+        issues it now (the caller answers a refusal). A bill already issued keeps its invoices as they
+        were issued: a switch turned on later never changes them (and the answers stay the same)."""
+        if bill.invoices is not None:
             return
-        if bill.invoices is None:
-            bill.spoil = fault
-        else:
-            bill.spoil = fault
-            self._spoil(bill, base_url)
+        if fault == faults.REJECT_BUT_ISSUE:
+            self._issue(bill, split_into, base_url)
+            return
+        bill.spoil = fault
 
     def _issue(self, bill: Bill, split_into: int, base_url: str) -> None:
         payload = bill.payload

@@ -88,12 +88,13 @@ is allowed in ``rates`` (drawn from its own ``random.Random(seed)``, one number 
 per-requestId scripts, alone or with others (``["bad_file", "latency"]``).
 
 The wrong results (the query that carries one answers from the script as usual, unless said):
-``wrong_amount`` / ``wrong_seller`` / ``wrong_type`` make the application's invoices (issued or
-still to come) say 10.00 / 0.60 more, ``faults.OTHER_SELLER_TAX_NUMBER``, or the other type of the
-medium in their XML and PDF (seed 003's answer has no place for them); ``extra_invoice`` adds one
-more issued invoice (its own id and number, counted) to every answer that lists issued invoices;
-``reject_but_issue`` issues the application's invoices now (counted) and answers every item with
-status 3 (开票失败); later queries report them issued (status 1 where the script still says 4).
+``wrong_amount`` / ``wrong_seller`` / ``wrong_type`` make the application's invoices still to come
+(those issued before the switch stay as issued) say 10.00 / 0.60 more,
+``faults.OTHER_SELLER_TAX_NUMBER``, or the other type of the medium in their XML and PDF (seed 003's
+answer has no place for them); ``extra_invoice`` adds one more issued invoice (its own id and
+number, counted) to every answer that lists issued invoices; ``reject_but_issue`` issues the
+application's invoices now (counted) and answers every item with status 3 (开票失败); later
+queries report them issued (status 1 where the script still says 4).
 
 Sandbox endpoints
 -----------------
@@ -113,6 +114,9 @@ Sandbox endpoints
   the defaults.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Applications, their invoices and voids, attempts and numbering survive a restart of the local run
+(:class:`PartnerState` is a :class:`sandbox.base.SavedState`; a script's clock counts the time stopped).
 """
 
 from __future__ import annotations
@@ -134,7 +138,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
+from sandbox.base import CHINA, HOST, MONOTONIC, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
 
 QUERY_PATH = "/partner/queryInvoice"
 FILES_PREFIX = "/partner/files/"
@@ -335,8 +339,8 @@ class Slot:
 class PartnerApplication:
     request_id: str
     steps: tuple[Step, ...]
-    started: float
-    digital: bool
+    started: float = field(metadata=MONOTONIC)
+    digital: bool = False
     slots: list[Slot] = field(default_factory=list)
     order: dict[str, Any] | None = None  # handed over with the registration (seed 000's names)
     spoil: str | None = None  # wrong_amount / wrong_seller / wrong_type: how its invoices come out
@@ -397,8 +401,11 @@ def parse_script(raw: Any, default_invoices: int) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-class PartnerState:
-    """Applications, their invoices and the oracle counts (thread-safe)."""
+class PartnerState(SavedState):
+    """Applications, their invoices and the oracle counts (thread-safe; saved across a restart)."""
+
+    saved_fields = ("_apps", "_slots", "_attempts", "_next_id", "_next_number", "_next_express")
+    saved_types = (PartnerApplication, Step, Slot, Invoice)
 
     def __init__(
         self, files_url: Callable[[str], str], seed: int = 0, monotonic: Callable[[], float] = time.monotonic
@@ -420,6 +427,21 @@ class PartnerState:
             self._next_id = 100_000_000_001
             self._next_number = 1
             self._next_express = 1
+
+    def _monotonic_now(self) -> float:
+        return self._monotonic()
+
+    def _restored(self) -> None:
+        # An application's slots are the list kept by request id (it outlives a re-registration), and
+        # the by-number index points at the slots' own invoices: one object each, as before the stop.
+        for request_id, app in self._apps.items():
+            app.slots = self._slots.setdefault(request_id, app.slots)
+        self._by_number = {
+            slot.blue.number: (slot.blue, request_id)
+            for request_id, slots in self._slots.items()
+            for slot in slots
+            if slot.blue is not None
+        }
 
     # -- configuration
 
@@ -523,10 +545,8 @@ class PartnerState:
         elif fault == faults.REJECT_BUT_ISSUE:
             app.forced = True
         else:
+            # What it issues from now on; an invoice issued earlier stays as it was issued.
             app.spoil = fault
-            for slot in app.slots:  # already issued: the invoice says it wrong from now on
-                if slot.blue is not None and app.order:
-                    slot.blue.facts = order_facts(app.order, _china_date(slot.blue.issued_at), fault)
 
     def _auto(self, request_id: str) -> PartnerApplication:
         c = self._config

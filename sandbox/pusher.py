@@ -325,8 +325,9 @@ class PushJob:
 class BackgroundPusher:
     """Takes :class:`PushJob` from a queue and pushes them, one at a time, on a daemon thread."""
 
-    def __init__(self, pusher: Pusher) -> None:
+    def __init__(self, pusher: Pusher, on_pushed: Callable[[PushJob, list[PushRecord]], None] | None = None) -> None:
         self.pusher = pusher
+        self._on_pushed = on_pushed  # told of each job once pushed (the simulator keeps what is pending)
         self.errors: list[tuple[PushJob, str]] = []  # jobs that could not be pushed (bad arguments)
         self._queue: queue.Queue[PushJob | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="sandbox-pusher", daemon=True)
@@ -355,13 +356,15 @@ class BackgroundPusher:
             try:
                 if job is None:
                     return
-                self.pusher.push(
+                records = self.pusher.push(
                     job.request_number,
                     job.outcome,
                     switches=job.switches,
                     invoices=list(job.invoices) if job.invoices is not None else None,
                     reject_msg=job.reject_msg,
                 )
+                if self._on_pushed is not None:
+                    self._on_pushed(job, records)
             except Exception as error:  # a bad job must not stop the worker
                 if job is not None:
                     self.errors.append((job, f"{type(error).__name__}: {error}"))

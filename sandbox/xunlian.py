@@ -125,6 +125,9 @@ Sandbox endpoints
 - ``POST /_sandbox/reset`` -> forget every invoice, attempt and script; config back to defaults.
 
 A bad sandbox request answers 400 ``{"error": "..."}``.
+
+Invoices, attempts and numbering survive a restart of the local run (:class:`XunlianState` is a
+:class:`sandbox.base.SavedState`): numbering goes on, so no number is issued twice.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, VendorHandler, check_host
+from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
 
 ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
 
@@ -536,8 +539,12 @@ class Issued:
 OTHER_TYPES = {"01": "04", "04": "01", "08": "10", "10": "08"}
 
 
-class XunlianState:
-    """Invoices issued per request number, attempts, numbering; one lock guards it all."""
+class XunlianState(SavedState):
+    """Invoices issued per request number, attempts, numbering; one lock guards it all (saved across a
+    restart: numbering goes on, so no invoice number is issued twice)."""
+
+    saved_fields = ("_issued", "_attempts", "_numbers", "_sequence")
+    saved_types = (Issued,)
 
     def __init__(self, dedupe: bool = True) -> None:
         self._lock = threading.Lock()

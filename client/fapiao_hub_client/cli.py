@@ -5,7 +5,8 @@
     fapiao-hub status CODE              status, reason, history, invoices and files
     fapiao-hub watch CODE...            follow applications until every one is final
     fapiao-hub demo                     sample orders through every sandbox channel of the local run
-    fapiao-hub ops summary|list|show|act  the operations desk (an operator token; ``list --csv FILE`` exports)
+    fapiao-hub ops summary|list|show|act|reconcile  the operations desk (an operator token; ``list --csv``
+                                        exports; ``reconcile``: the local run's reconciliation, now)
 
 The API URL and bearer token come from ``--api-url``/``--token`` (``FAPIAO_HUB_API_URL``,
 ``FAPIAO_HUB_TOKEN``), else from ``<state-dir>/local.json``, which the local run writes. These
@@ -22,6 +23,7 @@ Not part of the Lambda layer's runtime: no handler imports this module (it needs
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 import os
@@ -274,7 +276,7 @@ _SHARED_OPTIONS = (
         metavar="URL",
         expose_value=False,
         callback=_choose,
-        help="The hub's API (default: local.json's).",
+        help="The hub's API base URL, e.g. http://127.0.0.1:3000 (default: local.json's api_url).",
     ),
     click.option(
         "--token",
@@ -282,7 +284,7 @@ _SHARED_OPTIONS = (
         metavar="TOKEN",
         expose_value=False,
         callback=_choose,
-        help="Bearer token (default: local.json's).",
+        help="A bearer token (default: local.json's token; ops commands: its operator_token).",
     ),
     click.option(
         "--state-dir",
@@ -364,6 +366,21 @@ def _echo_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: s
 
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
+
+
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
+def china_time(epoch: Any) -> str | None:
+    """Epoch seconds as China time with its zone (``2026-12-08 09:15:02 +08:00``): an operator in China
+    reads a time, not a number; None stays None, anything else is shown as it came."""
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float):
+        return None if epoch is None else str(epoch)
+    try:
+        moment = dt.datetime.fromtimestamp(epoch, CHINA_TIME)
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+    return moment.strftime("%Y-%m-%d %H:%M:%S +08:00")
 
 
 def _shorten(text: str, limit: int = 100) -> str:
@@ -848,11 +865,13 @@ def _demo_void(
 def demo(settings: Settings, interval: float, timeout: float) -> int:
     """Sample orders through every sandbox channel of the local run, live to their final states.
 
-    One order per channel (seed 004's example with its discount pairs), a 数电 (0112) order for the
-    Xunlian company (VB5), which Xunlian cannot issue and its second, 数电-capable channel does, an
-    order for an unknown company (refused at intake, 400), once the Xunlian order is ISSUED a red
-    reversal of part of its invoice, and once the partner order is ISSUED a void of its invoice. Ends with a table of
-    sample / expected / actual; exit 0 only if every sample ended as expected.
+    Nine samples with the local run's four channels: one order per channel (seed 004's example with
+    its discount pairs), a 数电 (0112) order for the Xunlian company (VB5), which Xunlian cannot issue
+    and its second, 数电-capable channel does, an order Xunlian refuses (its sandbox's reject switch,
+    ending REJECTED), an order for an unknown company (refused at intake, 400), once the Xunlian order
+    is ISSUED a red reversal of part of its invoice, and once the partner order is ISSUED a void of its
+    invoice. Ends with a table of sample / expected / actual; exit 0 only if every sample ended as
+    expected.
     """
     info = settings.local_info("the demo needs the local run's channels")
     channels = {n: c for n, c in (info.get("channels") or {}).items() if isinstance(c, dict) and c.get("company_code")}
@@ -882,6 +901,13 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
             Sample(f"数电 0112 for {company} (not {red_channel}: its 数电 channel)", code, "ISSUED",
                    samples.digital_order(company, code))
         )  # fmt: skip
+    rejected: Sample | None = None
+    if red_channel is not None:
+        code = f"demo-rejected-{suffix}"
+        company = channels[red_channel]["company_code"]
+        order, _ = samples.blue_order(red_channel, company, code)
+        rejected = Sample(f"refused by {red_channel} (its sandbox's reject switch)", code, "REJECTED", order)
+        plan.append(rejected)
     code = f"demo-unknown-company-{suffix}"
     known = {c["company_code"] for c in channels.values()}
     plan.append(Sample("unknown company code", code, REFUSED_400, samples.unknown_company_order(code, known)))
@@ -891,7 +917,13 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         red.actual = "not submitted"
     by_code = {s.code: s for s in plan}
 
-    click.echo(f"fapiao-hub demo against {client.api_url}: {len(plan) + (red is not None)} samples (run {suffix})\n")
+    if rejected is not None and red_channel is not None:
+        system = samples.business_system_of(info.get("hub_config_file"), channels[red_channel]["company_code"])
+        if system is None or not samples.switch_rejection_on(channels[red_channel], system, rejected.code):
+            rejected.note = f"could not switch the {red_channel} sandbox's reject on"
+    partner = any(c.get("type") == "partner" for c in channels.values())
+    count = len(plan) + (red is not None) + partner  # the void of the partner's invoice comes last
+    click.echo(f"fapiao-hub demo against {client.api_url}: {count} samples (run {suffix})\n")
     results = submit_orders(client, [(s.name, s.order) for s in plan])
     echo_submitted(results, first="sample")
     watcher = Watcher(client, interval=interval, timeout=timeout)
@@ -1131,7 +1163,7 @@ def echo_console_counts(settings: Settings) -> None:
 @main.group("ops")
 @shared_options
 def ops() -> None:
-    """The operations desk: counts, lists, one application, actions (operator token).
+    """The operations desk: counts, lists, one application, actions, reconciliation now (operator token).
 
     The token: --token, else FAPIAO_HUB_OPERATOR_TOKEN, else the local run's operator_token
     (local.json). Exit 2 when the API refuses (401/403, 400 naming the field, 404, 409 with the
@@ -1148,6 +1180,37 @@ def ops_summary(client: OpsClient) -> int:
     return EXIT_OK
 
 
+LOCAL_RECONCILE_PATH = "/ops/local-reconcile"  # local.run.LocalReconcile: the local run only
+
+
+@ops.command("reconcile")
+@shared_options
+@pass_ops_client
+def ops_reconcile(client: OpsClient) -> int:
+    """Run the reconciliation now (the local run; it also runs every LOCAL_RECONCILIATION_SECONDS).
+
+    Re-asks the channels about the day's applications and records what differs as findings; prints
+    how many were checked and found. In AWS, invoke the ReconciliationFunction instead."""
+    answer = client.request("POST", LOCAL_RECONCILE_PATH, {})
+    if answer.status == 404:
+        raise ApiError(404, "no on-demand reconciliation here (the local run has it): invoke ReconciliationFunction")
+    if answer.status != 200 or not isinstance(answer.data, dict):
+        raise ApiError(answer.status, answer.message or "refused")
+    data = answer.data
+    for name, value in (
+        ("day", data.get("day")),
+        ("checked", data.get("checked")),
+        ("new findings", data.get("new_findings")),
+        ("not verifiable", data.get("not_verifiable")),
+    ):
+        click.echo(f"{name:<16}{_cell(value)}")
+    for key in data.get("report") or []:
+        click.echo(f"report          {key}")
+    if data.get("new_findings"):
+        click.echo("\nsee them: fapiao-hub ops list (the findings column), fapiao-hub ops show SYSTEM CODE")
+    return EXIT_OK
+
+
 _FILTERS = (
     ("status", "--status", "status"),
     ("business_system", "--business-system", "businessSystem"),
@@ -1159,22 +1222,26 @@ _FILTERS = (
 
 
 def _filter_options[F: Callable[..., Any]](function: F) -> F:
+    # What each takes, as the ops API reads it (ops_api: receivedFrom / receivedTo are China days).
     helps = {
-        "status": "An application status (MANUAL_REVIEW, ISSUED, ...).",
-        "business_system": "A business system's name.",
-        "seller": "A seller's tax number.",
-        "channel": "A channel's name.",
-        "received_from": "Received on or after (yyyy-mm-dd or ISO time).",
-        "received_to": "Received before (yyyy-mm-dd or ISO time).",
+        "status": ("STATUS", "An application status: RECEIVED, SUBMITTED, ISSUED, MANUAL_REVIEW, MISMATCH, ..."),
+        "business_system": ("NAME", "A business system's name, as in the hub configuration (e.g. sample-erp)."),
+        "seller": ("TAX_NUMBER", "The seller's tax number (统一社会信用代码)."),
+        "channel": ("NAME", "A channel's name, as in the hub configuration (e.g. xunlian)."),
+        "received_from": ("YYYY-MM-DD", "Received on or after this day: a date in China time (UTC+8), included."),
+        "received_to": ("YYYY-MM-DD", "Received on or before this day: a date in China time (UTC+8), included."),
     }
     for name, flag, _ in reversed(_FILTERS):
-        function = click.option(flag, name, metavar="VALUE", help=helps[name])(function)
+        metavar, text = helps[name]
+        function = click.option(flag, name, metavar=metavar, help=text)(function)
     return function
 
 
 @ops.command("list")
 @_filter_options
-@click.option("--limit", type=click.IntRange(1, 1000), default=OPS_PAGE_LIMIT, show_default=True, help="Page size.")
+@click.option(
+    "--limit", type=click.IntRange(1, 500), default=OPS_PAGE_LIMIT, show_default=True, help="Page size: 1 to 500."
+)
 @click.option("--cursor", metavar="CURSOR", help="The page after the one that printed this cursor.")
 @click.option(
     "--csv",
@@ -1273,8 +1340,8 @@ def echo_ops_application(data: dict[str, Any]) -> None:
     for name, value in (
         ("requestNumber", data.get("requestNumber")),
         ("attempts", data.get("attempts")),
-        ("leaseUntil", data.get("leaseUntil")),
-        ("nextPollAt", data.get("nextPollAt")),
+        ("leaseUntil", china_time(data.get("leaseUntil"))),
+        ("nextPollAt", china_time(data.get("nextPollAt"))),
         ("actions", ", ".join(str(a) for a in data.get("actions") or []) or None),
     ):
         click.echo(_redact(f"{name:<14}{_cell(value)}"))

@@ -357,6 +357,38 @@ def void_order(code: str, company_code: str, invoice: dict[str, Any]) -> dict[st
     return {ROOT: order}
 
 
+def business_system_of(hub_config_file: str | None, company_code: str) -> str | None:
+    """The business system whose companies include ``company_code``, from the local run's hub configuration."""
+    if not hub_config_file:
+        return None
+    try:
+        document = json.loads(Path(hub_config_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for name, system in (document.get("business_systems") or {}).items():
+        if company_code in ((system or {}).get("companies") or {}):
+            return str(name)
+    return None
+
+
+def switch_rejection_on(channel: dict[str, Any], business_system: str, code: str, *, timeout: float = 5.0) -> bool:
+    """The channel's sandbox refuses the application ``code`` will be sent as (its ``reject`` fault, scripted
+    for that request number only: the hub derives the number from the application's key, so it is known
+    before submitting). False when the sandbox could not be asked."""
+    if not channel.get("base_url"):
+        return False
+    from fapiao_hub.models import application_key, request_number_for
+
+    number = request_number_for(application_key(business_system, code))
+    try:
+        import requests  # the CLI's dependency; demo.py itself stays importable without it
+
+        answer = requests.post(f"{channel['base_url']}/_sandbox/faults", json={number: ["reject"]}, timeout=timeout)
+    except OSError:
+        return False
+    return answer.status_code == 200
+
+
 def partner_takes_void(channel: dict[str, Any], number: str, *, timeout: float = 5.0) -> bool:
     """The partner's own side of a void (out of band, like its issues; seed 003 has no void call):
     its sandbox voids what it issued under ``number``. False when it could not be asked."""

@@ -56,6 +56,7 @@ class FakeOps:
     requests: list[dict[str, Any]] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
     act_answer: tuple[int, dict[str, Any]] | None = None
+    reconcile: bool = True  # the local run's POST /ops/local-reconcile exists
 
     def answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(target)
@@ -82,6 +83,10 @@ class FakeOps:
             return *envelope(200, "ok", self.detail), {}
         if parts.path.startswith(prefix) and parts.path.endswith("/actions") and method == "POST":
             return *(self.act_answer or envelope(200, "ok", {**self.detail, "status": "ISSUED"})), {}
+        if parts.path == "/ops/local-reconcile" and method == "POST" and self.reconcile:
+            summary = {"day": "2026-12-08", "checked": 12, "new_findings": 1, "not_verifiable": 3,
+                       "report": ["reports/reconciliation/2026-12-08.json"]}  # fmt: skip
+            return *envelope(200, "reconciliation run", summary), {}
         return 404, {"message": "Not Found"}, {}
 
 
@@ -138,7 +143,7 @@ def test_every_ops_command_takes_the_shared_options() -> None:
     assert shared <= {p.name for p in cli.ops.params}
     for name, command in cli.ops.commands.items():
         assert shared <= {p.name for p in command.params}, f"fapiao-hub ops {name} lacks a shared option"
-    assert sorted(cli.ops.commands) == ["act", "list", "show", "summary"]
+    assert sorted(cli.ops.commands) == ["act", "list", "reconcile", "show", "summary"]
 
 
 def test_summary_prints_the_counts(ops: FakeOps) -> None:
@@ -221,6 +226,46 @@ def test_show_prints_the_operator_view(ops: FakeOps) -> None:
     out = result.stdout
     assert "resolve-issued, resolve-not-issued" in out and "MANUAL_REVIEW" in out
     assert "f-1" in out and "amount differs" in out and "raw/answers/xunlian/R1/1" in out
+
+
+def test_show_prints_lease_and_next_poll_in_china_time_never_epoch_seconds(ops: FakeOps) -> None:
+    lease, poll = 1796692502, 1796692562  # 2026-12-08 01:15:02 and 01:16:02 UTC
+    ops.detail = {
+        "openApplyCode": "code-0002", "status": "SUBMITTED", "channel": "kingdee", "requestNumber": "R2",
+        "attempts": 1, "leaseUntil": lease, "nextPollAt": poll, "history": [], "invoices": [], "findings": [],
+        "rawKeys": [], "actions": ["query"],
+    }  # fmt: skip
+    result = invoke("ops", "show", "sample-erp", "code-0002", "--api-url", ops.url, "--token", OPERATOR)
+    assert result.exit_code == 0, result.stderr
+    lines = dict(line.split(None, 1) for line in result.stdout.splitlines() if len(line.split()) > 1)
+    assert lines["leaseUntil"] == "2026-12-08 09:15:02 +08:00"
+    assert lines["nextPollAt"] == "2026-12-08 09:16:02 +08:00"
+    assert str(lease) not in result.stdout and str(poll) not in result.stdout
+
+
+def test_list_help_says_what_each_filter_takes() -> None:
+    result = invoke("ops", "list", "--help")
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "--received-to YYYY-MM-DD Received on or before this day: a date in China time (UTC+8), included." in text
+    assert "--received-from YYYY-MM-DD Received on or after this day" in text
+    assert "--seller TAX_NUMBER" in text and "--status STATUS" in text
+    assert "ISO time" not in text and "VALUE" not in text
+
+
+def test_reconcile_runs_the_local_runs_reconciliation_with_the_operator_token(ops: FakeOps) -> None:
+    result = invoke("ops", "reconcile", "--api-url", ops.url, "--token", OPERATOR)
+    assert result.exit_code == 0, result.stderr
+    [request] = ops.requests
+    assert (request["method"], request["path"], request["authorization"]) == (
+        "POST", "/ops/local-reconcile", f"Bearer {OPERATOR}"
+    )  # fmt: skip
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert ["checked", "12"] in lines and ["new", "findings", "1"] in lines
+    assert ["report", "reports/reconciliation/2026-12-08.json"] in lines
+    ops.reconcile = False  # a hub without the local run's route (AWS): said so, exit 2
+    missing = invoke("ops", "reconcile", "--api-url", ops.url, "--token", OPERATOR)
+    assert missing.exit_code == 2 and "invoke ReconciliationFunction" in missing.stderr
 
 
 def test_act_sends_the_action_reason_and_parameters(ops: FakeOps) -> None:

@@ -322,7 +322,7 @@ def test_the_scheduled_handler_runs_and_writes_the_days_report(hub):
     assert answer["report"] == [f"reports/reconciliation/{day}{s}" for s in (".json", ".csv", "-findings.csv")]
 
 
-def test_the_local_run_fires_the_reconciliation_every_few_seconds():
+def test_the_local_run_fires_the_reconciliation_every_few_minutes_unless_told_otherwise(monkeypatch):
     from moto import mock_aws
 
     from local import run
@@ -333,4 +333,7 @@ def test_the_local_run_fires_the_reconciliation_every_few_seconds():
         resources = provision(TEMPLATE, region=REGION)
     [schedule] = resources.functions()["ReconciliationFunction"].schedules
     assert schedule.expression == "rate(1 day)" and schedule.enabled
-    assert run.local_schedule_seconds("ReconciliationFunction") <= 10
+    # Minutes, not seconds: each run re-asks the channels about its whole window (issue 19).
+    assert 60 <= run.local_schedule_seconds("ReconciliationFunction") <= 600
+    monkeypatch.setattr(run, "LOCAL_RECONCILIATION_SECONDS", 1.0)
+    assert run.local_schedule_seconds("ReconciliationFunction") == run.LOCAL_SCHEDULE_SECONDS
