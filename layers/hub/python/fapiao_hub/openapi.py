@@ -96,6 +96,28 @@ class MissingFile(BaseModel):
     source: str | None = Field(description="where the channel offered it (a URL or 'inline')")
 
 
+_FIGURES = "seller, buyer, invoice_type, direction, issued_on, amount, tax, lines, blue_invoice"
+VERIFIED_FIELD = Field(
+    None,
+    description=f"the invoice's figures ({_FIGURES}) compared with what the channel stated (its answer or the "
+    "invoice's own file) and found to match your application",
+    examples=[["seller", "invoice_type", "direction", "issued_on", "amount", "tax"]],
+)
+FROM_FILE_FIELD = Field(
+    None, description="those of verified read from the invoice's own file (数电 XML, OFD), not the channel's answer"
+)
+ATTESTED_FIELD = Field(
+    None,
+    description="figures an operator typed from the invoice seen at the channel or the tax bureau "
+    "(checked against your application; the channel could not be asked)",
+)
+FROM_APPLICATION_FIELD = Field(
+    None,
+    description="figures the hub holds only from your application: nobody at the channel stated them "
+    "(not compared; reconciliation reports such an invoice as figures unverified)",
+)
+
+
 class Invoice(BaseModel):
     invoiceNumber: str = Field(description="数电: 20 digits; legacy: 8 digits")
     invoiceCode: str | None = Field(None, description="legacy invoices only: 10 or 12 digits (数电: null)")
@@ -114,6 +136,10 @@ class Invoice(BaseModel):
         None, description="a blue invoice: the amount red invoices may still reverse"
     )
     redRemainingTax: float | None = Field(None, description="a blue invoice: the tax red invoices may still reverse")
+    verified: list[str] | None = VERIFIED_FIELD
+    verifiedFromFile: list[str] | None = FROM_FILE_FIELD
+    attestedByOperator: list[str] | None = ATTESTED_FIELD
+    fromApplication: list[str] | None = FROM_APPLICATION_FIELD
     files: list[StoredFile | MissingFile] | None = Field(None, description="the invoice's files, with download links")
 
 
@@ -343,6 +369,10 @@ class NotifiedInvoice(BaseModel):
     amount: float | str | None = Field(description="amount excluding tax")
     tax: float | str | None
     status: str | None = Field(description="ISSUED or VOIDED")
+    verified: list[str] | None = VERIFIED_FIELD
+    verifiedFromFile: list[str] | None = FROM_FILE_FIELD
+    attestedByOperator: list[str] | None = ATTESTED_FIELD
+    fromApplication: list[str] | None = FROM_APPLICATION_FIELD
     files: list[NotifiedFile]
 
 
@@ -568,6 +598,8 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
                          "invoiceType": "VAT_SPECIAL_ELECTRONIC", "amount": 5318.58, "tax": 691.42,
                          "status": "ISSUED", "channel": "xunlian",
                          "redRemainingAmount": 5318.58, "redRemainingTax": 691.42,
+                         "verified": ["seller", "buyer", "invoice_type", "direction", "issued_on", "amount", "tax"],
+                         "verifiedFromFile": [], "attestedByOperator": [], "fromApplication": [],
                          "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65...",
                                     "url": "https://files.example/invoices/...?X-Amz-Expires=300"}]},
                     ],
@@ -742,6 +774,10 @@ NOTIFICATION_EXAMPLE = {
             "amount": 5318.58,
             "tax": 691.42,
             "status": "ISSUED",
+            "verified": ["seller", "buyer", "invoice_type", "direction", "issued_on", "amount", "tax"],
+            "verifiedFromFile": [],
+            "attestedByOperator": [],
+            "fromApplication": [],
             "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65..."}],
         }
     ],

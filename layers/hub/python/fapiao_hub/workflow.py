@@ -1210,7 +1210,10 @@ class CallbackReceiver:
         return result.request_number
 
 
-_EVENT_INVOICE_FIELDS = ("number", "code", "issued_on", "invoice_type", "amount", "tax", "status")
+_EVENT_INVOICE_FIELDS = (
+    "number", "code", "issued_on", "invoice_type", "amount", "tax", "status",
+    "verified", "from_file", "attested_by_operator", "from_application",  # what "issued" rests on
+)  # fmt: skip
 
 
 def _event_invoice(invoice: IssuedInvoice, item: dict) -> dict:
