@@ -244,6 +244,13 @@ class ResolvedInvoice(BaseModel):
     number: str = Field(description="the invoice number seen at the channel or the tax bureau")
     code: str | None = Field(None, description="legacy invoices: the invoice code")
     date: str | None = Field(None, description="yyyy-mm-dd")
+    amount: float | str | None = Field(
+        None,
+        description="amount excluding tax, as on the invoice (negative on a red invoice); required where the "
+        "channel cannot be asked, recorded as attested by the operator and checked against the application",
+    )
+    tax: float | str | None = Field(None, description="tax, as on the invoice; required like amount")
+    sellerTaxNumber: str | None = Field(None, description="the seller's tax number on the invoice; as amount")
 
 
 class OperatorActionRequest(BaseModel):
