@@ -84,6 +84,8 @@ def read_figures(data: bytes) -> FileFigures | None:
     if data.startswith(b"PK\x03\x04"):
         return _read_ofd(data)
     text = data.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: the DOCTYPE check cannot see into it
+        raise FileUnreadable("XML not in UTF-8 (a UTF-16 file is refused: its DOCTYPE could not be seen)")
     if text.startswith(b"<"):
         return read_xml(text)
     return None
