@@ -10,7 +10,7 @@
 - **no redirects**: a 3xx is refused (a redirect could lead anywhere the allowlist does not).
 - **size**: the body is streamed and refused past ``max_bytes`` (default 10 MiB), whatever
   ``Content-Length`` claims.
-- **timeouts**: connect and read, explicit.
+- **timeouts**: connect and read, explicit, and the whole body within three read timeouts.
 
 A refusal raises :class:`FetchRefused` whose text names the host and path, never the query string
 (signed URLs carry tokens there); the file store records it on the invoice's file entry (``error``)
@@ -19,6 +19,7 @@ and the invoice itself is recorded as usual.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -112,8 +113,10 @@ def fetch_file(url: str, policy: FetchPolicy, session: object | None = None) -> 
     getter = session if session is not None else requests
     try:
         response = getter.get(  # type: ignore[attr-defined]
-            url, timeout=(policy.connect_timeout, policy.read_timeout), allow_redirects=False, stream=True
-        )
+            url, timeout=(policy.connect_timeout, policy.read_timeout), allow_redirects=False, stream=True,
+            # Not compressed: the cap counts the bytes that arrive, and no small body inflates in memory.
+            headers={"Accept-Encoding": "identity"},
+        )  # fmt: skip
     except requests.RequestException as error:
         raise FetchRefused(f"{safe_url(url)}: {type(error).__name__}") from None
     with response:
@@ -125,11 +128,15 @@ def fetch_file(url: str, policy: FetchPolicy, session: object | None = None) -> 
         if declared and declared.isdigit() and int(declared) > policy.max_bytes:
             raise FetchRefused(f"{safe_url(url)}: {declared} bytes, more than the cap of {policy.max_bytes}")
         body = bytearray()
+        # The read timeout bounds each wait; this bounds the whole body (a server dripping bytes).
+        deadline = time.monotonic() + policy.read_timeout * 3
         try:
             for chunk in response.iter_content(_CHUNK):
                 body += chunk
                 if len(body) > policy.max_bytes:
                     raise FetchRefused(f"{safe_url(url)}: more than the cap of {policy.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchRefused(f"{safe_url(url)}: still arriving after {policy.read_timeout * 3:g} s")
         except requests.RequestException as error:
             raise FetchRefused(f"{safe_url(url)}: {type(error).__name__} while reading") from None
     return bytes(body)
