@@ -1305,11 +1305,17 @@ def echo_ops_application(data: dict[str, Any]) -> None:
 @click.option("--invoice-number", metavar="NUMBER", help="resolve-issued: the invoice's number.")
 @click.option("--invoice-code", metavar="CODE", help="resolve-issued: the invoice's code (legacy invoices).")
 @click.option("--invoice-date", metavar="YYYY-MM-DD", help="resolve-issued: the invoice's date.")
-@click.option("--invoice-amount", metavar="AMOUNT",
-              help="resolve-issued: amount excl. tax on the invoice (required where the channel cannot be asked).")
+@click.option(
+    "--invoice-amount",
+    metavar="AMOUNT",
+    help="resolve-issued: amount excl. tax on the invoice (required where the channel cannot be asked).",
+)
 @click.option("--invoice-tax", metavar="TAX", help="resolve-issued: tax on the invoice (as --invoice-amount).")
-@click.option("--seller-tax-number", metavar="TAXNO",
-              help="resolve-issued: the seller's tax number on the invoice (as --invoice-amount).")
+@click.option(
+    "--seller-tax-number",
+    metavar="TAXNO",
+    help="resolve-issued: the seller's tax number on the invoice (as --invoice-amount).",
+)
 @click.option("--result-id", metavar="ID", help="attach-result: the unmatched result's id.")
 @click.option("--finding-id", metavar="ID", help="acknowledge-finding: the finding's id.")
 @shared_options
