@@ -140,4 +140,6 @@ def test_a_refused_file_is_recorded_on_the_invoice_and_the_invoice_kept(world, s
     assert entry["ok"] is False and "key" not in entry
     assert entry["error"].startswith("fetch failed: FetchRefused: ") and "not among" in entry["error"]
     assert "SECRET-TOKEN" not in entry["error"]
+    notes = [t.note or "" for t in world.stored().history if t.is_note]
+    assert [n for n in notes if "file not fetched" in n] == [f"invoice 12221761: file not fetched ({entry['error']})"]
     assert Files.hits == []

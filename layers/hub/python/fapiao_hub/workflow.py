@@ -727,6 +727,10 @@ class Dispatcher:
                 )
                 pending = pending or (record.source == "url" and not record.ok and not fetch)
                 records.append(record.to_item())
+                if record.error and "FetchRefused" in record.error:
+                    # A URL outside the channel's file hosts, a redirect, a file over the cap: a person
+                    # sees it on the history (the URL without its query), not only on the file entry.
+                    self._store.note(stored.key, f"invoice {invoice.number}: file not fetched ({record.error})")
             self._store.update_invoice(str(item["pk"]), {"files": records})
         if pending:
             # Downloads are not done while a channel waits on its callback: the dispatch queue
