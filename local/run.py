@@ -155,6 +155,8 @@ def start_sandboxes(config: dict[str, Any]) -> dict[str, Any]:
             continue
         started[name] = SANDBOXES[channel["type"]](channel)
         channel["base_url"] = started[name].base_url
+        # The sandbox serves its invoice files over plain http on loopback: allowed for it alone.
+        channel["file_hosts"] = [*channel.get("file_hosts", []), started[name].base_url]
         log.info("sandbox %s (%s) on %s", name, channel["type"], started[name].base_url)
     return started
 

@@ -1372,6 +1372,17 @@ def echo_ops_application(data: dict[str, Any]) -> None:
 @click.option("--invoice-number", metavar="NUMBER", help="resolve-issued: the invoice's number.")
 @click.option("--invoice-code", metavar="CODE", help="resolve-issued: the invoice's code (legacy invoices).")
 @click.option("--invoice-date", metavar="YYYY-MM-DD", help="resolve-issued: the invoice's date.")
+@click.option(
+    "--invoice-amount",
+    metavar="AMOUNT",
+    help="resolve-issued: amount excl. tax on the invoice (required where the channel cannot be asked).",
+)
+@click.option("--invoice-tax", metavar="TAX", help="resolve-issued: tax on the invoice (as --invoice-amount).")
+@click.option(
+    "--seller-tax-number",
+    metavar="TAXNO",
+    help="resolve-issued: the seller's tax number on the invoice (as --invoice-amount).",
+)
 @click.option("--result-id", metavar="ID", help="attach-result: the unmatched result's id.")
 @click.option("--finding-id", metavar="ID", help="acknowledge-finding: the finding's id.")
 @shared_options
@@ -1385,6 +1396,9 @@ def ops_act(
     invoice_number: str | None,
     invoice_code: str | None,
     invoice_date: str | None,
+    invoice_amount: str | None,
+    invoice_tax: str | None,
+    seller_tax_number: str | None,
     result_id: str | None,
     finding_id: str | None,
 ) -> int:
@@ -1394,7 +1408,8 @@ def ops_act(
     does not apply to, its 409 with the current status): this command sends what it is given."""
     body: dict[str, Any] = {"action": action, "reason": reason}
     if action == "resolve-issued" or invoice_number or invoice_code or invoice_date:
-        invoice = {"number": invoice_number, "code": invoice_code, "date": invoice_date}
+        invoice = {"number": invoice_number, "code": invoice_code, "date": invoice_date, "amount": invoice_amount,
+                   "tax": invoice_tax, "sellerTaxNumber": seller_tax_number}  # fmt: skip
         body["invoice"] = {k: v for k, v in invoice.items() if v}
     if result_id:
         body["resultId"] = result_id

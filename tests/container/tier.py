@@ -572,6 +572,7 @@ def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
     for channel in config["channels"].values():
         if channel.get("base_url") == "sandbox":
             channel["base_url"] = f"http://sandbox:{SANDBOX_PORTS[channel['type']]}"
+            channel["file_hosts"] = [channel["base_url"]]  # its invoice files over plain http (file_fetch.py)
         if channel["type"] == "ekuaibao":
             channel.get("credentials", {}).pop("hmac_secret", None)
     HubConfig.model_validate(config)

@@ -205,6 +205,10 @@ def test_an_operator_resolves_a_manual_review_as_issued(hub: LocalRun, browser: 
     browser.find_element(By.CSS_SELECTOR, '#action-params input[name="number"]').send_keys(issued["invoiceNumber"])
     if issued.get("invoiceCode"):
         browser.find_element(By.CSS_SELECTOR, '#action-params input[name="code"]').send_keys(issued["invoiceCode"])
+    # Xunlian cannot be asked: the operator states the figures seen on the invoice (issue 18).
+    seen = (("amount", "totalAmountExcludeTax"), ("tax", "totalTaxAmount"), ("sellerTaxNumber", "sellerTaxId"))
+    for name, key in seen:
+        browser.find_element(By.CSS_SELECTOR, f'#action-params input[name="{name}"]').send_keys(str(issued[key]))
     reason = "seen in the Xunlian portal: issued before the answer was lost"
     browser.find_element(By.ID, "action-reason").send_keys(reason)
     shot(browser, "action.png")
@@ -220,6 +224,8 @@ def test_an_operator_resolves_a_manual_review_as_issued(hub: LocalRun, browser: 
     view = business_view(hub, code)
     assert view["status"] == "ISSUED"
     assert [i["invoiceNumber"] for i in view["invoices"]] == [issued["invoiceNumber"]]
+    assert view["invoices"][0]["attestedByOperator"] == ["seller", "direction", "amount", "tax"]
+    assert "attested by operator: seller, direction, amount, tax" in text_of(browser, "#detail-invoices")
     notifications = hub.info["webhooks"][SYSTEM]["notifications"]
 
     def delivered() -> dict[str, Any] | None:

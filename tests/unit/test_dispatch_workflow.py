@@ -141,7 +141,10 @@ def test_issued_records_the_invoice_and_publishes_once(world, hub):
     assert answer["data"]["invoices"] == [
         {"invoiceNumber": "12221761", "invoiceCode": "050002000205", "invoiceDate": date.today().isoformat(),
          "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57, "checkCode": "1188",
-         "status": "ISSUED", "channel": "scripted", "redRemainingAmount": 5327.43, "redRemainingTax": 692.57}
+         "status": "ISSUED", "channel": "scripted", "redRemainingAmount": 5327.43, "redRemainingTax": 692.57,
+         # The scripted channel states only a date: the rest is the application's, and says so (issue 18).
+         "verified": ["issued_on"], "verifiedFromFile": [], "attestedByOperator": [],
+         "fromApplication": ["seller", "invoice_type", "direction", "amount", "tax"]}
     ]  # fmt: skip
     assert answer["data"]["requestNumber"] == request_number_for(f"sample-erp#{CODE}")
     assert answer["data"]["findings"] == []

@@ -84,7 +84,9 @@ def test_resolve_not_issued_after_a_clash_ends_rejected_without_sending_the_numb
 def test_resolve_issued_with_the_taken_number_says_what_to_do_and_another_number_ends_it(world, hub):
     code = _clash_in_submitted(world)
     world.channel.can_query = False  # the person vouches for the invoice (seen at the bureau)
-    taken = {"invoice": {"number": INVOICE.number, "code": INVOICE.code, "date": INVOICE.issued_on.isoformat()}}
+    figures = {"amount": "5327.43", "tax": "692.57", "sellerTaxNumber": "91220101MA0Y5K3N4H"}
+    taken = {"invoice": {"number": INVOICE.number, "code": INVOICE.code, "date": INVOICE.issued_on.isoformat(),
+                         **figures}}  # fmt: skip
     before = item(hub, code)
     with pytest.raises(ActionInvalid) as invalid:
         operations(world).act(SYSTEM, code, "resolve-issued", "seen", "alice", taken)
@@ -92,7 +94,7 @@ def test_resolve_issued_with_the_taken_number_says_what_to_do_and_another_number
     assert "resolve-not-issued" in invalid.value.message
     assert item(hub, code) == before
     real = replace(INVOICE, number="12221799")
-    params = {"invoice": {"number": real.number, "code": real.code, "date": real.issued_on.isoformat()}}
+    params = {"invoice": {"number": real.number, "code": real.code, "date": real.issued_on.isoformat(), **figures}}
     after = operations(world).act(SYSTEM, code, "resolve-issued", "seen at the bureau", "alice", params)
     assert after.status is Status.ISSUED
     assert not runtime.application_store().get(SYSTEM, code).open_findings

@@ -318,6 +318,11 @@ def test_outcome_rule_delivers_to_the_notify_queue_and_the_hub_format_is_signed(
         "amount": 5327.43,
         "tax": 692.57,
         "status": "ISSUED",
+        # What was compared with the channel's report (issue 18): this channel states no seller.
+        "verified": ["invoice_type", "direction", "issued_on", "amount", "tax"],
+        "verifiedFromFile": [],
+        "attestedByOperator": [],
+        "fromApplication": ["seller"],
         "files": [{"format": "pdf", "size": len(PDF), "sha256": hashlib.sha256(PDF).hexdigest()}],
     }
     assert world.notes()[-1] == "notified sample-erp (hub): 200"

@@ -40,11 +40,13 @@ def polled(hub):
         document["channels"] = {
             "partner": {
                 "type": "partner", "base_url": partner.base_url, "quiet_period_seconds": 0,
+                "file_hosts": [partner.base_url],  # the sandbox's files over plain http (file_fetch.py)
                 "credentials": {"client_id": partner_sandbox.DEFAULT_CLIENT_ID,
                                 "client_secret": partner_sandbox.DEFAULT_CLIENT_SECRET},
             },
             "kingdee": {
                 "type": "kingdee", "base_url": kingdee.base_url, "quiet_period_seconds": 0,
+                "file_hosts": [kingdee.base_url],
                 "credentials": {"access_token": kingdee_sandbox.DEFAULT_ACCESS_TOKEN},
                 "options": {"business_system_code": "FAPIAO_HUB", "submit": "bill_push"},
             },

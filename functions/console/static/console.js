@@ -30,6 +30,10 @@ const ACTIONS = {
       { name: "number", label: "Invoice number", required: true },
       { name: "code", label: "Invoice code (legacy invoices)" },
       { name: "date", label: "Invoice date", type: "date" },
+      // Required by the hub where the channel cannot be asked (recorded as attested by you).
+      { name: "amount", label: "Amount excl. tax (channels that cannot be asked)" },
+      { name: "tax", label: "Tax (channels that cannot be asked)" },
+      { name: "sellerTaxNumber", label: "Seller tax number (channels that cannot be asked)" },
     ],
   },
   "resolve-not-issued": {
@@ -605,6 +609,24 @@ function findingBox(group, canAcknowledge) {
   return box;
 }
 
+// What "issued" rests on: figures compared with the channel (its answer or the invoice's file), typed
+// by an operator, or held only from the application (nobody at the channel stated them).
+function checkedCell(invoice) {
+  const cell = el("td", { className: "checked" });
+  if (!Array.isArray(invoice.verified)) return cell;  // recorded before the hub said
+  const list = (value) => (Array.isArray(value) && value.length ? value.join(", ") : "");
+  const fromFile = new Set(Array.isArray(invoice.verifiedFromFile) ? invoice.verifiedFromFile : []);
+  const verified = invoice.verified.map((name) => (fromFile.has(name) ? `${name} (file)` : name));
+  if (verified.length) cell.append(el("div", { className: "verified", text: `verified: ${verified.join(", ")}` }));
+  if (list(invoice.attestedByOperator)) {
+    cell.append(el("div", { className: "attested", text: `attested by operator: ${list(invoice.attestedByOperator)}` }));
+  }
+  if (list(invoice.fromApplication)) {
+    cell.append(el("div", { className: "error", text: `unverified, from the application: ${list(invoice.fromApplication)}` }));
+  }
+  return cell;
+}
+
 function invoiceState(invoice, data, open) {
   // A MISMATCH application's invoices were issued by the channel but not accepted: never a green ISSUED.
   const number = String(invoice.invoiceNumber ?? "");
@@ -638,9 +660,10 @@ function invoiceTable(invoices, data) {
       el("td", { text: show(invoice.invoiceNumber) }), el("td", { text: show(invoice.invoiceCode) }),
       el("td", { text: show(invoice.invoiceDate) }), el("td", { text: show(invoice.invoiceType) }),
       el("td", { className: "num", text: show(invoice.amount) }), el("td", { className: "num", text: show(invoice.tax) }),
-      el("td", { className: "state" }, el("span", { className: state.className, title: state.title, text: state.text })), files));
+      el("td", { className: "state" }, el("span", { className: state.className, title: state.title, text: state.text })),
+      checkedCell(invoice), files));
   }
-  const head = el("thead", {}, el("tr", {}, ...["Number", "Code", "Date (China)", "Type", "Amount", "Tax", "State", "Files"]
+  const head = el("thead", {}, el("tr", {}, ...["Number", "Code", "Date (China)", "Type", "Amount", "Tax", "State", "Checked", "Files"]
     .map((name) => el("th", { text: name }))));
   return el("table", { id: "invoice-table" }, head, body);
 }
@@ -726,6 +749,7 @@ function actionBody(name) {
     const invoice = { number: value("number") };
     if (value("code")) invoice.code = value("code");
     if (value("date")) invoice.date = value("date");
+    for (const field of ["amount", "tax", "sellerTaxNumber"]) if (value(field)) invoice[field] = value(field);
     body.invoice = invoice;
   } else if (name === "attach-result") {
     body.resultId = value("resultId");

@@ -242,6 +242,18 @@ class ChannelSettings(_Config):
     # Secrets: inline only in a local file; in AWS the name of a Secrets Manager secret (JSON).
     credentials: dict[str, str] = Field(default_factory=dict, repr=False)
     credentials_secret: str | None = None
+    # Where the channel's invoice files may be fetched from besides its base_url's host over https:
+    # "host", "host:port" (https) or "http://host:port" (http only for hosts named so; file_fetch.py).
+    file_hosts: tuple[str, ...] = ()
+
+    @field_validator("file_hosts")
+    @classmethod
+    def _origins(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        from fapiao_hub.file_fetch import parse_origin
+
+        for host in hosts:
+            parse_origin(host)  # ValueError names the entry
+        return hosts
 
 
 class Route(_Config):

@@ -295,6 +295,9 @@ def hub_body(
                 "amount": item.get("amount"),
                 "tax": item.get("tax"),
                 "status": item.get("status"),
+                # What was compared with the channel's statement (its answer or the invoice's file), what
+                # an operator attested, and what the hub holds only from your application.
+                **_provenance(item),
                 "files": [
                     {"format": f.get("format"), "size": int(f["size"]), "sha256": f.get("sha256")}
                     for f in item.get("files") or ()
@@ -303,6 +306,18 @@ def hub_body(
             }
             for item in invoices
         ],
+    }
+
+
+def _provenance(item: Mapping[str, Any]) -> dict[str, list[str]]:
+    """An invoice's provenance lists (verification.provenance); none for one recorded before them."""
+    if "verified" not in item:
+        return {}
+    return {
+        "verified": list(item.get("verified") or ()),
+        "verifiedFromFile": list(item.get("from_file") or ()),
+        "attestedByOperator": list(item.get("attested_by_operator") or ()),
+        "fromApplication": list(item.get("from_application") or ()),
     }
 
 

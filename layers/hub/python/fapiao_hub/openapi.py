@@ -96,6 +96,28 @@ class MissingFile(BaseModel):
     source: str | None = Field(description="where the channel offered it (a URL or 'inline')")
 
 
+_FIGURES = "seller, buyer, invoice_type, direction, issued_on, amount, tax, lines, blue_invoice"
+VERIFIED_FIELD = Field(
+    None,
+    description=f"the invoice's figures ({_FIGURES}) compared with what the channel stated (its answer or the "
+    "invoice's own file) and found to match your application",
+    examples=[["seller", "invoice_type", "direction", "issued_on", "amount", "tax"]],
+)
+FROM_FILE_FIELD = Field(
+    None, description="those of verified read from the invoice's own file (数电 XML, OFD), not the channel's answer"
+)
+ATTESTED_FIELD = Field(
+    None,
+    description="figures an operator typed from the invoice seen at the channel or the tax bureau "
+    "(checked against your application; the channel could not be asked)",
+)
+FROM_APPLICATION_FIELD = Field(
+    None,
+    description="figures the hub holds only from your application: nobody at the channel stated them "
+    "(not compared; reconciliation reports such an invoice as figures unverified)",
+)
+
+
 class Invoice(BaseModel):
     invoiceNumber: str = Field(description="数电: 20 digits; legacy: 8 digits")
     invoiceCode: str | None = Field(None, description="legacy invoices only: 10 or 12 digits (数电: null)")
@@ -114,6 +136,10 @@ class Invoice(BaseModel):
         None, description="a blue invoice: the amount red invoices may still reverse"
     )
     redRemainingTax: float | None = Field(None, description="a blue invoice: the tax red invoices may still reverse")
+    verified: list[str] | None = VERIFIED_FIELD
+    verifiedFromFile: list[str] | None = FROM_FILE_FIELD
+    attestedByOperator: list[str] | None = ATTESTED_FIELD
+    fromApplication: list[str] | None = FROM_APPLICATION_FIELD
     files: list[StoredFile | MissingFile] | None = Field(None, description="the invoice's files, with download links")
 
 
@@ -233,6 +259,13 @@ class ResolvedInvoice(BaseModel):
     number: str = Field(description="the invoice number seen at the channel or the tax bureau")
     code: str | None = Field(None, description="legacy invoices: the invoice code")
     date: str | None = Field(None, description="yyyy-mm-dd")
+    amount: float | str | None = Field(
+        None,
+        description="amount excluding tax, as on the invoice (negative on a red invoice); required where the "
+        "channel cannot be asked, recorded as attested by the operator and checked against the application",
+    )
+    tax: float | str | None = Field(None, description="tax, as on the invoice; required like amount")
+    sellerTaxNumber: str | None = Field(None, description="the seller's tax number on the invoice; as amount")
 
 
 class OperatorActionRequest(BaseModel):
@@ -371,6 +404,10 @@ class NotifiedInvoice(BaseModel):
     amount: float | str | None = Field(description="amount excluding tax")
     tax: float | str | None
     status: str | None = Field(description="ISSUED or VOIDED")
+    verified: list[str] | None = VERIFIED_FIELD
+    verifiedFromFile: list[str] | None = FROM_FILE_FIELD
+    attestedByOperator: list[str] | None = ATTESTED_FIELD
+    fromApplication: list[str] | None = FROM_APPLICATION_FIELD
     files: list[NotifiedFile]
 
 
@@ -596,6 +633,8 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
                          "invoiceType": "VAT_SPECIAL_ELECTRONIC", "amount": 5318.58, "tax": 691.42,
                          "status": "ISSUED", "channel": "xunlian",
                          "redRemainingAmount": 5318.58, "redRemainingTax": 691.42,
+                         "verified": ["seller", "buyer", "invoice_type", "direction", "issued_on", "amount", "tax"],
+                         "verifiedFromFile": [], "attestedByOperator": [], "fromApplication": [],
                          "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65...",
                                     "url": "https://files.example/invoices/...?X-Amz-Expires=300"}]},
                     ],
@@ -770,6 +809,10 @@ NOTIFICATION_EXAMPLE = {
             "amount": 5318.58,
             "tax": 691.42,
             "status": "ISSUED",
+            "verified": ["seller", "buyer", "invoice_type", "direction", "issued_on", "amount", "tax"],
+            "verifiedFromFile": [],
+            "attestedByOperator": [],
+            "fromApplication": [],
             "files": [{"format": "pdf", "size": 1234, "sha256": "9f86d081884c7d65..."}],
         }
     ],

@@ -183,7 +183,14 @@ class Operations:
                     issued_on = date.fromisoformat(str(invoice["date"]))
                 except ValueError:
                     raise ActionInvalid("invoice.date", "a date as yyyy-mm-dd") from None
-            return {"number": number.strip(), "code": code.strip() if code else None, "issued_on": issued_on}
+            figures = {name: _attested_money(invoice, name) for name in ("amount", "tax")}
+            seller = invoice.get("sellerTaxNumber")
+            if seller is not None and (not isinstance(seller, str) or not seller.strip()):
+                raise ActionInvalid("invoice.sellerTaxNumber", "the seller's tax number as on the invoice, as text")
+            return {
+                "number": number.strip(), "code": code.strip() if code else None, "issued_on": issued_on,
+                **figures, "seller_tax_number": seller.strip() if seller else None,
+            }  # fmt: skip
         if action in ("attach-result", "acknowledge-finding"):
             name = "resultId" if action == "attach-result" else "findingId"
             value = params.get(name)
@@ -285,8 +292,7 @@ class Operations:
             if result not in ("issued", "mismatch", "voiding", "voided"):
                 raise self._moved(stored, f"{name}'s answer is recorded ({result}); resolve-issued")
             return {"checked_by": f"query of {name}", "result": result}
-        issued = (IssuedInvoice(number=number, code=code, issued_on=invoice["issued_on"]),)
-        result = self._record(stored, issued, note, "invoice.number")
+        result = self._record(stored, (_attested(invoice, name),), note, "invoice.number")
         current = self._store.get(stored.application.source_system, stored.application.open_apply_code) or stored
         self._answered(current, _ANSWERED_BY_DECIDING, operator, reason)
         return {"checked_by": "the operator", "result": result}
@@ -515,6 +521,48 @@ def describe_outcome(outcome: object) -> str:
         case Unknown(reason=reason):
             return f"unknown ({reason})"
     return type(outcome).__name__
+
+
+# What an operator must state of an invoice a channel cannot be asked about (resolve-issued): the
+# figures that are otherwise only the application's, by their JSON names.
+ATTESTED_FIGURES = (("amount", "amount"), ("tax", "tax"), ("sellerTaxNumber", "seller_tax_number"))
+
+
+def _attested_money(invoice: dict[str, Any], name: str) -> Decimal | None:
+    value = invoice.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ActionInvalid(f"invoice.{name}", "a number as on the invoice (negative on a red invoice)")
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise ActionInvalid(f"invoice.{name}", "a number as on the invoice (negative on a red invoice)") from None
+    if not number.is_finite() or number.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise ActionInvalid(f"invoice.{name}", "a number with at most two decimals")
+    return number
+
+
+def _attested(invoice: dict[str, Any], channel: str | None) -> IssuedInvoice:
+    """The invoice an operator saw, where the channel cannot be asked: its figures are required (they are
+    checked against the application, and recorded as the operator's, never as the channel's)."""
+    for json_name, name in ATTESTED_FIGURES:
+        if invoice.get(name) is None:
+            raise ActionInvalid(
+                f"invoice.{json_name}",
+                f"required: {channel or 'the channel'} cannot be asked, so the invoice's figures (amount, tax, "
+                "sellerTaxNumber) come from the invoice you saw",
+            )
+    attested = ("seller", "amount", "tax", "direction") + (("issued_on",) if invoice["issued_on"] else ())
+    return IssuedInvoice(
+        number=invoice["number"],
+        code=invoice["code"],
+        issued_on=invoice["issued_on"],
+        amount=invoice["amount"],
+        tax=invoice["tax"],
+        seller_tax_number=invoice["seller_tax_number"],
+        attested_by_operator=attested,
+    )
 
 
 def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:

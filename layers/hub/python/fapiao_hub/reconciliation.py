@@ -92,6 +92,9 @@ class StoreFindings:
 # ---------------------------------------------------------------------------------------- verdicts
 class Verdict(StrEnum):
     MATCHING = "matching"  # the channel's answer agrees with the hub
+    # It agrees, but the hub's amount or tax of an invoice is the application's: nobody at the channel
+    # stated it (verification.provenance), so agreeing proves nothing about the money.
+    FIGURES_UNVERIFIED = "figures_unverified"
     FINDING = "finding"  # it differs: one finding or more
     NOT_VERIFIABLE = "not_verifiable"  # the channel has no query: nothing can be compared
     NO_ANSWER = "no_answer"  # the channel did not answer this time (or is still working on it)
@@ -328,13 +331,21 @@ class Reconciler:
                 extra={"kind": finding.kind.value, "finding": finding.id},
             )
         verdict = Verdict.FINDING if findings else Verdict.MATCHING
+        if verdict is Verdict.MATCHING and any(_money_from_application(item) for item in recorded):
+            verdict = Verdict.FIGURES_UNVERIFIED
         return Checked(stored, recorded, verdict, in_window, tuple(findings), new, said)
+
+
+def _money_from_application(item: dict[str, Any]) -> bool:
+    """The invoice's amount or tax is held only from the application (an invoice recorded before the
+    hub said what it compared has no list, and is not judged)."""
+    return bool({"amount", "tax"} & set(item.get("from_application") or ()))
 
 
 # ---------------------------------------------------------------------------------------- the report
 GROUP_COLUMNS = (
     "source_system", "seller_tax_number", "channel", "verifiable", "applications", "in_window", "needing_person",
-    "matching", "with_findings", "not_verifiable", "no_answer", "not_sent",
+    "matching", "figures_unverified", "with_findings", "not_verifiable", "no_answer", "not_sent",
     "issued_count", "issued_amount", "issued_tax", "reversed_count", "reversed_amount", "reversed_tax",
     "voided_count", "rejected_count",
 )  # fmt: skip
@@ -421,6 +432,7 @@ def report_document(report: ReconciliationReport) -> dict[str, Any]:
         "generated_at": iso(report.generated_at),
         "checked": len(report.checked),
         "matching": report.count(Verdict.MATCHING),
+        "figures_unverified": report.count(Verdict.FIGURES_UNVERIFIED),
         "with_findings": report.count(Verdict.FINDING),
         "new_findings": len(report.new_findings),
         "no_answer": report.count(Verdict.NO_ANSWER),

@@ -28,8 +28,17 @@ a person reads. An empty answer means the result may be believed. What is checke
   not days).
 - **red reversal** (``red.blue_invoice_number``, ``red.blue_invoice_code``): for a red application,
   the blue invoice each red invoice reverses, where the channel reports it.
+- **the invoice's file** (``file.number``): where the hub read figures from the invoice's own file
+  (invoice_files.py) and the file names another invoice number (``details["file_invoice_number"]``).
 - **malformed fields**: an invoice without a number (``number``) and every entry of
   ``IssuedInvoice.unreadable`` (``unreadable.<vendor field>``, reported: the raw text).
+
+What was compared: :func:`provenance` says, per invoice, which figures (:data:`FIGURES`) the check
+above compared with what the channel reported (``verified``; ``from_file`` the subset read from the
+invoice's own file, invoice_files.py) and which an operator typed (``attested_by_operator``: checked
+against the application, but nobody at the channel said so). A figure in neither was not compared:
+whatever the hub stores for it is the application's (workflow's invoice item lists those as
+``from_application``), and reconciliation reports such an invoice as "figures unverified".
 
 Field names are the neutral dotted names of :class:`fapiao_hub.models.Difference`; with more than one
 invoice, per-invoice fields are prefixed ``invoices[i].`` (totals never are).
@@ -42,7 +51,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -82,6 +91,55 @@ def verify_result(
         found += _invoice_differences(application, invoice, at, earliest, latest, red)
     found += _total_differences(application, invoices, red)
     found += _line_differences(application, invoices, red)
+    return tuple(found)
+
+
+# The figures of an invoice that a result can state, in the words of docs/rules.md.
+FIGURES = ("seller", "buyer", "invoice_type", "direction", "issued_on", "amount", "tax", "lines", "blue_invoice")
+# Those the hub stores on an invoice from the application when the channel does not state them.
+FROM_APPLICATION_FIGURES = ("seller", "invoice_type", "direction", "amount", "tax")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which of an invoice's figures were compared, and with whose statement (see the module docstring)."""
+
+    verified: tuple[str, ...] = ()
+    from_file: tuple[str, ...] = ()
+    attested_by_operator: tuple[str, ...] = ()
+
+    def unverified(self, stored_from_application: Iterable[str] = FROM_APPLICATION_FIGURES) -> tuple[str, ...]:
+        """Figures the hub holds only from the application: neither compared nor attested."""
+        seen = set(self.verified) | set(self.attested_by_operator)
+        return tuple(f for f in stored_from_application if f not in seen)
+
+
+def provenance(application: Application, invoices: Sequence[IssuedInvoice]) -> tuple[Provenance, ...]:
+    """For each invoice, what :func:`verify_result` compared (the same conditions, figure by figure)."""
+    paired = _lines_pair(application, invoices)
+    red = application.direction is Direction.RED
+    found = []
+    for invoice in invoices:
+        compared = {
+            "seller": invoice.seller_tax_number is not None and bool(application.seller.tax_number),
+            "buyer": bool(invoice.buyer_tax_number) and bool(application.buyer.tax_number),
+            "invoice_type": invoice.invoice_type is not None,
+            "direction": reported_colour(invoice) is not None,
+            "issued_on": invoice.issued_on is not None,
+            "amount": invoice.amount is not None,
+            "tax": invoice.tax is not None,
+            "lines": paired and bool(invoice.lines),
+            "blue_invoice": red and application.red is not None and invoice.original_number is not None,
+        }
+        attested = tuple(f for f in FIGURES if f in invoice.attested_by_operator and compared[f])
+        verified = tuple(f for f in FIGURES if compared[f] and f not in attested)
+        found.append(
+            Provenance(
+                verified=verified,
+                from_file=tuple(f for f in verified if f in invoice.from_file),
+                attested_by_operator=attested,
+            )
+        )
     return tuple(found)
 
 
@@ -178,6 +236,10 @@ def _invoice_differences(
         ):
             found.append(Difference(field=f"{at}red.blue_invoice_code", expected=blue.blue_invoice_code,
                                     reported=invoice.original_code))  # fmt: skip
+    file_number = invoice.details.get("file_invoice_number")
+    if file_number:
+        found.append(Difference(field=f"{at}file.number", expected=invoice.number or "the invoice's number",
+                                reported=file_number))  # fmt: skip
     for vendor_field, raw in sorted(invoice.unreadable.items()):
         found.append(Difference(field=f"{at}{UNREADABLE_PREFIX}{vendor_field}", expected=EXPECTED_READABLE,
                                 reported=raw))  # fmt: skip
@@ -230,9 +292,14 @@ def _total_differences(application: Application, invoices: Sequence[IssuedInvoic
     return found
 
 
+def _lines_pair(application: Application, invoices: Sequence[IssuedInvoice]) -> bool:
+    reported = [line for invoice in invoices for line in invoice.lines]
+    return bool(reported) and len(reported) == len(application.lines)
+
+
 def _line_differences(application: Application, invoices: Sequence[IssuedInvoice], red: bool) -> list[Difference]:
     reported = [(invoice, line) for invoice in invoices for line in invoice.lines]
-    if not reported or len(reported) != len(application.lines):
+    if not _lines_pair(application, invoices):
         return []  # nothing pairs: the totals decide
     found = []
     for j, (expected, (invoice, line)) in enumerate(zip(application.lines, reported, strict=True)):

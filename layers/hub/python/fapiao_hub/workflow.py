@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, events, health, verification
+from fapiao_hub import alarms, events, file_fetch, health, invoice_files, verification
 from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
@@ -33,7 +33,7 @@ from fapiao_hub.channels.base import (
 from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
-from fapiao_hub.files import FileStore
+from fapiao_hub.files import FileStore, InvalidFile, decode_base64_strict
 from fapiao_hub.health import ChannelHealth, Gate, Verdict
 from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key, request_number_for
 from fapiao_hub.queues import DispatchQueue
@@ -103,7 +103,8 @@ class Dispatcher:
         health: ChannelHealth | None = None,
         channel_order: ChannelOrder | None = None,
     ):
-        self._fetcher = fetcher or _http_get
+        # A test's own fetcher (no policy); None: file_fetch under the channel's policy.
+        self._fetcher = fetcher
         self._health = health
         self._channel_order = channel_order
         self._store = store
@@ -499,10 +500,8 @@ class Dispatcher:
         application = stored.application
         request_number = stored.request_number or request_number_for(stored.key)
         issued = tuple(verification.as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
-        items = [
-            self._invoice_item(stored, invoice, request_number, len(issued), position)
-            for position, invoice in enumerate(issued)
-        ]
+        issued, fetched = self._read_files(stored, issued, fetch=fetch_files)
+        items = self._items(stored, issued, request_number)
         target = _status_of(issued)
         for _ in range(3):  # a result must never be lost: re-read and apply it to whatever is there
             try:
@@ -518,7 +517,7 @@ class Dispatcher:
                 return "ignored"
             except InvoiceNumberTaken as taken:
                 return self._clash(stored, taken, note, source)
-            self._store_files(stored, issued, items, fetch=fetch_files)
+            self._store_files(stored, issued, items, fetch=fetch_files, fetched=fetched)
             return result
         raise StaleWrite(f"{stored.key}: could not record the issued result")  # retried by the queue
 
@@ -744,10 +743,27 @@ class Dispatcher:
             self._store.update_invoice(invoice_key(invoice.code, invoice.number), changes)
 
     def _store_files(
-        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], items: list[dict], *, fetch: bool
+        self,
+        stored: StoredApplication,
+        issued: tuple[IssuedInvoice, ...],
+        items: list[dict],
+        *,
+        fetch: bool,
+        fetched: dict[str, bytes | Exception] | None = None,
     ) -> None:
-        """Each invoice's files to S3 (base64 decoded strictly; URLs fetched where allowed)."""
+        """Each invoice's files to S3 (base64 decoded strictly; URLs fetched where allowed, once:
+        ``fetched`` holds what reading the figures fetched already, bytes or the refusal)."""
         pending = False
+        fetched = fetched or {}
+
+        def fetch_once(url: str) -> bytes:
+            if url in fetched:
+                got = fetched[url]
+                if isinstance(got, Exception):
+                    raise got
+                return got
+            return self._fetch(url, stored.channel)
+
         for invoice, item in zip(issued, items, strict=True):
             if not invoice.files:
                 continue
@@ -758,10 +774,14 @@ class Dispatcher:
                     issued_on=invoice.issued_on,
                     invoice_number=invoice.number,
                     file=file,
-                    fetch=self._fetch if fetch else None,
+                    fetch=fetch_once if fetch else None,
                 )
                 pending = pending or (record.source == "url" and not record.ok and not fetch)
                 records.append(record.to_item())
+                if record.error and "FetchRefused" in record.error:
+                    # A URL outside the channel's file hosts, a redirect, a file over the cap: a person
+                    # sees it on the history (the URL without its query), not only on the file entry.
+                    self._store.note(stored.key, f"invoice {invoice.number}: file not fetched ({record.error})")
             self._store.update_invoice(str(item["pk"]), {"files": records})
         if pending:
             # Downloads are not done while a channel waits on its callback: the dispatch queue
@@ -782,7 +802,7 @@ class Dispatcher:
                         issued_on=_date_or_none(item.get("issued_on")),
                         invoice_number=str(item["number"]),
                         file=InvoiceFile(url=f["url"], format_hint=f.get("format")),
-                        fetch=self._fetch,
+                        fetch=lambda url: self._fetch(url, stored.channel),
                     )
                     f = record.to_item()
                 refreshed.append(f)
@@ -790,11 +810,78 @@ class Dispatcher:
         self._store.mark_files_pending(stored.key, False)
         return "files fetched"
 
-    def _fetch(self, url: str) -> bytes:
-        return self._fetcher(url)
+    def _fetch(self, url: str, channel: str | None) -> bytes:
+        """An invoice file a channel linked to, within that channel's fetch policy (file_fetch.py):
+        raises FetchRefused (recorded on the file entry by the file store, never a crash)."""
+        if self._fetcher is not None:
+            return self._fetcher(url)
+        policy_for = getattr(self._channels, "fetch_policy", None)  # a test's directory may have none
+        policy = policy_for(channel) if policy_for is not None and channel else file_fetch.FetchPolicy()
+        return file_fetch.fetch_file(url, policy)
+
+    def _read_files(
+        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], *, fetch: bool
+    ) -> tuple[tuple[IssuedInvoice, ...], dict[str, bytes | Exception]]:
+        """The figures a channel did not report, read from the invoice's own structured file (数电 XML,
+        OFD: invoice_files.py) so that they are compared with the application rather than taken from
+        it. Only for a result still to be verified, and only where the channel left a figure out;
+        URLs only where fetching is allowed now (not while a pushing channel waits). Returns the
+        invoices with what their files state (``from_file`` names it) and what was fetched, for
+        _store_files to keep without fetching again."""
+        fetched: dict[str, bytes | Exception] = {}
+        if stored.status in _AFTER_OUTCOME:
+            return issued, fetched
+        read = []
+        for invoice in issued:
+            if not _lacks_figures(invoice):
+                read.append(invoice)
+                continue
+            figures, problem = None, None
+            for file in invoice.files:
+                data = None
+                if file.content_base64 is not None:
+                    try:
+                        data = decode_base64_strict(file.content_base64)
+                    except InvalidFile:
+                        continue  # the file store records why
+                elif file.url and fetch:
+                    if file.url not in fetched:
+                        try:
+                            fetched[file.url] = self._fetch(file.url, stored.channel)
+                        except Exception as error:  # refused or failed: recorded with the file
+                            fetched[file.url] = error
+                    got = fetched[file.url]
+                    data = got if isinstance(got, bytes) else None
+                if data is None:
+                    continue
+                try:
+                    figures = invoice_files.read_figures(data)
+                except invoice_files.FileUnreadable as error:
+                    problem = str(error)
+                    continue
+                if figures is not None:
+                    break
+            read.append(_with_file_figures(invoice, figures, problem))
+        return tuple(read), fetched
+
+    def _items(
+        self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], request_number: str
+    ) -> list[dict[str, object]]:
+        """The invoices table items of a result, each saying what of it was compared (verification)."""
+        compared = verification.provenance(stored.application, issued)
+        return [
+            self._invoice_item(stored, invoice, request_number, len(issued), position, compared[position])
+            for position, invoice in enumerate(issued)
+        ]
 
     def _invoice_item(
-        self, stored: StoredApplication, invoice: IssuedInvoice, request_number: str, count: int, position: int = 0
+        self,
+        stored: StoredApplication,
+        invoice: IssuedInvoice,
+        request_number: str,
+        count: int,
+        position: int = 0,
+        compared: verification.Provenance | None = None,
     ) -> dict[str, object]:
         application = stored.application
         # One invoice for the whole application: figures the channel left out are the application's
@@ -848,6 +935,15 @@ class Dispatcher:
             optional["lines"] = [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines]
         item["status"] = invoice.state.value
         item.update({k: v for k, v in optional.items() if v is not None})
+        if compared is not None:
+            # What "issued" rests on: figures compared with the channel's statement (its answer or its
+            # file), those an operator typed, and those the hub holds only from the application.
+            stored_from_application = [f for f in verification.FROM_APPLICATION_FIGURES if f not in ("amount", "tax")]
+            stored_from_application += [f for f in ("amount", "tax") if item.get(f) is not None]
+            item["verified"] = list(compared.verified)
+            item["from_file"] = list(compared.from_file)
+            item["attested_by_operator"] = list(compared.attested_by_operator)
+            item["from_application"] = list(compared.unverified(stored_from_application))
         return item
 
     def _finish(
@@ -934,10 +1030,7 @@ class Dispatcher:
         verified and recorded like a channel's, once, on the state read (StaleWrite if it moved; no
         retry: the operator is answered 409 and decides again). Raises InvoiceNumberTaken."""
         request_number = stored.request_number or request_number_for(stored.key)
-        items = [
-            self._invoice_item(stored, invoice, request_number, len(issued), position)
-            for position, invoice in enumerate(issued)
-        ]
+        items = self._items(stored, issued, request_number)
         result = self._record_issued(stored, issued, items, _status_of(issued), note, "operator", None)
         self._store_files(stored, issued, items, fetch=True)
         return result
@@ -1018,13 +1111,51 @@ def _date_or_none(value: object) -> date | None:
     return date.fromisoformat(str(value)) if value else None
 
 
-def _http_get(url: str) -> bytes:
-    """Fetch an invoice file a channel linked to (explicit timeouts; retries for idempotent GET)."""
-    import requests
+def _lacks_figures(invoice: IssuedInvoice) -> bool:
+    """The channel left out a figure its invoice's file could state."""
+    return None in (invoice.amount, invoice.tax, invoice.seller_tax_number, invoice.invoice_type, invoice.issued_on)
 
-    response = requests.get(url, timeout=(3.05, 20))
-    response.raise_for_status()
-    return response.content
+
+def _with_file_figures(
+    invoice: IssuedInvoice, figures: invoice_files.FileFigures | None, problem: str | None
+) -> IssuedInvoice:
+    """The invoice with the figures its file states where the channel said nothing (``from_file``).
+
+    A file naming another invoice number is kept aside (``details["file_invoice_number"]``, a
+    difference for verification); a structured file that cannot be read, when nothing else states
+    the figures, is an unreadable field (``unreadable["file"]``): a person looks."""
+    if figures is None:
+        if problem is None:
+            return invoice
+        return replace(invoice, unreadable={**invoice.unreadable, "file": problem[:300]})
+    number = (invoice.number or "").strip()
+    if figures.number and number and figures.number != number:
+        return replace(invoice, details={**invoice.details, "file_invoice_number": figures.number})
+    filled: dict[str, object] = {}
+    named: list[str] = []
+    for figure, attribute in (
+        ("seller", "seller_tax_number"),
+        ("buyer", "buyer_tax_number"),
+        ("invoice_type", "invoice_type"),
+        ("issued_on", "issued_on"),
+        ("amount", "amount"),
+        ("tax", "tax"),
+        ("blue_invoice", "original_number"),
+    ):
+        value = getattr(figures, attribute)
+        if getattr(invoice, attribute) is None and value is not None:
+            filled[attribute] = value
+            named.append(figure)
+    if "blue_invoice" in named and invoice.original_code is None and figures.original_code:
+        filled["original_code"] = figures.original_code
+    if not invoice.lines and figures.lines:
+        filled["lines"] = figures.lines
+        named.append("lines")
+    details = dict(invoice.details)
+    if figures.direction is not None and not details.get("direction"):
+        details["direction"] = figures.direction.value  # the file's explicit colour (verification reads it)
+        named.append("direction")
+    return replace(invoice, **filled, details=details, from_file=(*invoice.from_file, *named))  # type: ignore[arg-type]
 
 
 # ============================================================================ callbacks
@@ -1124,7 +1255,10 @@ class CallbackReceiver:
         return result.request_number
 
 
-_EVENT_INVOICE_FIELDS = ("number", "code", "issued_on", "invoice_type", "amount", "tax", "status")
+_EVENT_INVOICE_FIELDS = (
+    "number", "code", "issued_on", "invoice_type", "amount", "tax", "status",
+    "verified", "from_file", "attested_by_operator", "from_application",  # what "issued" rests on
+)  # fmt: skip
 
 
 def _event_invoice(invoice: IssuedInvoice, item: dict) -> dict:

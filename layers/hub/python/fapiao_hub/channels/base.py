@@ -146,6 +146,11 @@ class IssuedInvoice:
     # Fields of the result the channel module could not read, by the vendor's field name, with the
     # raw text: recorded and turned into a finding, never a crash (the invoice is kept as reported).
     unreadable: dict[str, str] = field(default_factory=dict)
+    # Where figures came from when not from the channel's answer (set by the hub, never by a channel
+    # module), by figure name (verification.FIGURES): read from the invoice's own file (数电 XML, OFD),
+    # or typed by an operator (resolve-issued on a channel that cannot be asked).
+    from_file: tuple[str, ...] = ()
+    attested_by_operator: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

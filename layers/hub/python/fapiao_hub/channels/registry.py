@@ -19,6 +19,7 @@ from typing import Any
 from fapiao_hub.channels.base import Capabilities, Channel
 from fapiao_hub.config import ChannelSettings, HubConfig
 from fapiao_hub.credentials import Credentials, ResolvedCredentials
+from fapiao_hub.file_fetch import FetchPolicy
 from fapiao_hub.models import Application, InvoiceType
 
 # type -> "module:class", imported on first use (a function loads only the channels it needs).
@@ -168,6 +169,13 @@ class ChannelRegistry:
                 built = (settings, self._build(name, settings))
                 self._built[name] = built
             return built[1]
+
+    def fetch_policy(self, name: str) -> FetchPolicy:
+        """Where this channel's invoice files may be fetched from (file_fetch.py); nowhere if unknown."""
+        settings = self._config().channels.get(name)
+        if settings is None:
+            return FetchPolicy()
+        return FetchPolicy.for_channel(settings.base_url, settings.file_hosts)
 
     def quiet_period(self, name: str) -> int:
         settings = self._config().channels.get(name)

@@ -146,6 +146,13 @@ _INVOICE_FIELDS = {
     # A blue invoice: what red invoices may still reverse (docs/rules.md section 4).
     "red_remaining_amount": "redRemainingAmount",
     "red_remaining_tax": "redRemainingTax",
+    # What "issued" rests on (verification.provenance): figures compared with the channel's statement
+    # (its answer or, "verifiedFromFile", the invoice's own file), typed by an operator, or held only
+    # from the application (not compared with anything the channel said).
+    "verified": "verified",
+    "from_file": "verifiedFromFile",
+    "attested_by_operator": "attestedByOperator",
+    "from_application": "fromApplication",
 }
 
 
