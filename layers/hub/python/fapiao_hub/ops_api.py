@@ -295,7 +295,7 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
         "warnings": list(stored.warnings),
         "version": stored.version,
         "channel": stored.channel,
-        "requestNumber": stored.request_number or request_number_for(stored.key),
+        "requestNumber": stored.sent_request_number,
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
