@@ -273,7 +273,12 @@ def events_free_accept():
 # ---------------------------------------------------------------------------- a result after CANCELLED
 def test_a_result_for_a_cancelled_application_is_kept_with_a_finding_and_alarmed(world):  # noqa: F811
     dispatcher = world.dispatcher()
-    dispatcher.close(world.stored(), Status.CANCELLED, "cancelled by operator ops: never sent", events.EventType.APPLICATION_CANCELLED)
+    dispatcher.close(
+        world.stored(),
+        Status.CANCELLED,
+        "cancelled by operator ops: never sent",
+        events.EventType.APPLICATION_CANCELLED,
+    )
     world.events()
     stored = world.stored()
     assert dispatcher.apply_result(stored, Issued((GOOD,)), world.channel) == "result after cancel"
