@@ -516,6 +516,25 @@ def _channel_info(config: dict[str, Any], sandboxes: dict[str, Any], api_url: st
     return info
 
 
+def _derive_request_numbers() -> None:
+    """LOCAL_DERIVED_REQUEST_NUMBERS set: intake gives new applications the old derived request number
+    (models.request_number_for) instead of a random one, so that a test can script a sandbox's faults
+    for an application's number before sending the order. Computable numbers are what issue 18 took
+    away: only for tests, never in AWS (the Lambda's composition root has no such switch)."""
+    from functools import cache
+
+    from fapiao_hub import runtime
+    from fapiao_hub.intake.workflow import Intake
+    from fapiao_hub.models import request_number_for
+
+    @cache
+    def intake() -> Intake:
+        return Intake(runtime.application_store(), runtime.dispatch_queue(), request_numbers=request_number_for)
+
+    runtime.intake = intake  # type: ignore[assignment]
+    log.warning("LOCAL_DERIVED_REQUEST_NUMBERS: request numbers are derived from the application key (tests only)")
+
+
 def start(
     api_port: int = 0,
     *,
@@ -597,6 +616,8 @@ def start(
                 log.info("nothing saved in %s: starting empty", local_state.dir)
             else:
                 log.info("restored %s from %s", restored, local_state.dir)
+        if os.environ.get("LOCAL_DERIVED_REQUEST_NUMBERS"):
+            _derive_request_numbers()
         config_document = json.loads(Path(hub_config).read_text(encoding="utf-8"))
         sandboxes = start_sandboxes(config_document)
         receivers = start_receivers(config_document)

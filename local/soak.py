@@ -786,7 +786,7 @@ def _check(
         status = item["status"]
         states[channel][status] += 1
         key = f"sample-erp#{code}"
-        number = request_number_for(key)
+        number = item.get("request_number") or request_number_for(key)  # the stored one (drawn at intake)
         issued_by_channel = counts[channel].get(number, 0)
         held = by_application.get(key, [])
         for transition in item.get("history", []):

@@ -20,7 +20,7 @@ def deliver_record(record: SQSRecord, lambda_context: LambdaContext | None = Non
     ``lambda_context``: the batch processor passes it, the notifier defers what it has no time for."""
     try:
         detail = jsonutil.loads(record.body)["detail"]
-        application = (str(detail["source_system"]), str(detail["open_apply_code"]))
+        application = (str(detail["source_system"]), str(detail["open_apply_code"]), detail.get("request_number"))
     except (jsonutil.InvalidJson, KeyError, TypeError):
         return runtime.notifier().deliver_record(record, lambda_context)  # refused, and it says so
     with logkeys.application(*application):

@@ -20,7 +20,6 @@ import requests
 from moto import mock_aws
 
 from fapiao_hub import runtime
-from fapiao_hub.models import request_number_for
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
 from local.soak import scan_all
@@ -165,10 +164,10 @@ def test_an_outage_opens_the_circuit_holds_applications_and_fails_over_only_what
     rng = random.Random(14)
     sandbox_a = world.start_a()
     # Before the outage: one request reaches the first channel, which issues and never answers.
-    timed_out_number = request_number_for(f"sample-erp#{TIMED_OUT}")
+    world.submit(TIMED_OUT, rng)  # stored with its request number, not dispatched until the pump runs
+    timed_out_number = world.applications()[TIMED_OUT]["request_number"]
     requests.post(f"{sandbox_a.base_url}/_sandbox/faults", json={timed_out_number: ["timeout_after_issue"]},
                   timeout=5).raise_for_status()  # fmt: skip
-    world.submit(TIMED_OUT, rng)
     world.pump(3, until=lambda: world.applications()[TIMED_OUT]["status"] == "UNKNOWN")
     assert world.applications()[TIMED_OUT]["status"] == "UNKNOWN"
 
@@ -183,7 +182,8 @@ def test_an_outage_opens_the_circuit_holds_applications_and_fails_over_only_what
 
     # Then 503 for every request: the listener is back, the service is not.
     sandbox_a = world.start_a()
-    numbers = {code: request_number_for(f"sample-erp#{code}") for code in [*codes, TIMED_OUT]}
+    stored = world.applications()
+    numbers = {code: stored[code]["request_number"] for code in [*codes, TIMED_OUT]}
     script = {number: ["error_503"] * 20 for number in numbers.values()}
     requests.post(f"{sandbox_a.base_url}/_sandbox/faults", json=script, timeout=5).raise_for_status()
     began = time.monotonic()

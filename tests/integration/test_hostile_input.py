@@ -47,7 +47,6 @@ from schemathesis import checks as schema_checks
 
 from fapiao_hub import runtime
 from fapiao_hub.callback_auth import sign
-from fapiao_hub.models import request_number_for
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
 from tests.conftest import REGION
@@ -383,6 +382,9 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessHub]:
             order = _seed004_order(EKUAIBAO_CODE, "W92")
             status, answer, _ = hub.post_order(json.dumps(order, ensure_ascii=False))
             assert status == 200, answer
+            # Sent to Ekuaibao (SUBMITTED): only a result for an application the channel was asked about applies.
+            assert runtime.dispatcher().dispatch("sample-erp", EKUAIBAO_CODE) == "submitted"
+            hub.ekuaibao_number = runtime.application_store().get("sample-erp", EKUAIBAO_CODE).request_number
             try:
                 yield hub
             finally:
@@ -560,7 +562,7 @@ class TestCallbackFuzz:
     )
     @settings(max_examples=budget(90), deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def test_ekuaibao_push_with_a_wrong_type_anywhere(self, inproc: InProcessHub, path, value, known) -> None:
-        number = request_number_for(f"sample-erp#{EKUAIBAO_CODE}") if known else f"FHUNKNOWN{uuid.uuid4().hex[:10]}"
+        number = inproc.ekuaibao_number if known else f"FHUNKNOWN{uuid.uuid4().hex[:10]}"
         body = _push_body(number)
         body["data"][0]["invoiceNumber"] = f"{uuid.uuid4().int % 10**8:08d}"
         _set(body, path, value)

@@ -117,6 +117,13 @@ def test_every_response_example_matches_its_schema_and_the_envelope() -> None:
     assert checked >= 20
 
 
+@pytest.fixture
+def local_run(local_run_factory: Any) -> LocalRun:
+    """The push examples name the example application by the derived request number
+    (openapi.EXAMPLE_PUSH_NUMBER): this run gives new applications that one (local.run)."""
+    return local_run_factory(LOCAL_DERIVED_REQUEST_NUMBERS="1")
+
+
 def test_every_example_gets_its_documented_answer(local_run: LocalRun) -> None:
     session = requests.Session()
     bearer = {"Authorization": f"Bearer {local_run.token}", "Content-Type": "application/json"}
@@ -166,6 +173,12 @@ def test_every_example_gets_its_documented_answer(local_run: LocalRun) -> None:
     order = json.loads((ROOT / "docs" / "examples" / "order-ekuaibao.json").read_text(encoding="utf-8"))
     submitted = session.post(local_run.api_url + SUBMIT_PATHS[0], json=order, headers=bearer, timeout=30)
     assert submitted.status_code == 200, submitted.text
+    # A push applies only once the application was sent to Ekuaibao (SUBMITTED), not while RECEIVED.
+    read_url = local_run.api_url + READ_PATH.replace("{openApplyCode}", order["invoiceOrder"]["openApplyCode"])
+    deadline = time.monotonic() + 30
+    while session.get(read_url, headers=bearer, timeout=30).json()["data"]["status"] == "RECEIVED":
+        assert time.monotonic() < deadline, "the example application was never dispatched"
+        time.sleep(0.3)
     credentials = local_run.info["channels"]["ekuaibao"]["credentials"]
     op = operation(CALLBACK_PATH)
     answers = response_examples(op)

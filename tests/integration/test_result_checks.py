@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = "sample-erp"
 FINAL = {"ISSUED", "REJECTED", "MISMATCH", "MANUAL_REVIEW", "STUCK", "VOIDED"}
 # Fast schedules, and metrics printed (EMF) so that the alarm metric can be seen in the log.
-ENV = {"LOCAL_SCHEDULE_SECONDS": "1", "LOCAL_RECONCILIATION_SECONDS": "1", "POWERTOOLS_METRICS_DISABLED": "false"}
+# Derived request numbers (local.run): the tests script a sandbox's faults for a number before sending the order.
+ENV = {
+    "LOCAL_SCHEDULE_SECONDS": "1",
+    "LOCAL_RECONCILIATION_SECONDS": "1",
+    "POWERTOOLS_METRICS_DISABLED": "false",
+    "LOCAL_DERIVED_REQUEST_NUMBERS": "1",
+}
 
 
 def example(channel: str) -> dict[str, Any]:

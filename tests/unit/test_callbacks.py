@@ -14,7 +14,6 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.callback_auth import sign
-from fapiao_hub.models import request_number_for
 from tests.conftest import REGION
 from tests.unit.conftest import FakeContext, event, hub_config_document, load_handler
 
@@ -105,7 +104,7 @@ def _submitted_application(hub) -> str:
     assert hub.call(event("intake-post-blue.json"))[0] == 200
     hub.queued()
     assert runtime.dispatcher().dispatch("sample-erp", CODE) == "submitted"
-    return request_number_for(f"sample-erp#{CODE}")
+    return runtime.application_store().get("sample-erp", CODE).request_number
 
 
 def matching_invoice(invoice: dict, application) -> dict:

@@ -27,7 +27,7 @@ from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.events import EventPublisher
-from fapiao_hub.models import InvoiceType, Status, request_number_for
+from fapiao_hub.models import InvoiceType, Status
 from fapiao_hub.notifier import (
     idempotency_key,
     loggable_url,
@@ -307,7 +307,7 @@ def test_outcome_rule_delivers_to_the_notify_queue_and_the_hub_format_is_signed(
     assert body["schema_version"] == "1" and body["occurred_at"] == delivered["time"]
     assert body["application"] == {
         "openApplyCode": CODE, "status": "ISSUED", "reason": None, "channel": "scripted",
-        "requestNumber": request_number_for(f"sample-erp#{CODE}"),
+        "requestNumber": runtime.application_store().get("sample-erp", CODE).request_number,
     }  # fmt: skip
     [invoice] = body["invoices"]
     assert invoice == {
@@ -347,7 +347,7 @@ def test_ekuaibao_format_is_seed_000s_push_with_the_access_token(world, receiver
     )  # fmt: skip
     assert invoice.state is InvoiceState.ISSUED
     # orderNo (业务请求流水号) carries the request number the channel was sent.
-    assert invoice.details["order_no"] == request_number_for(f"sample-erp#{CODE}")
+    assert invoice.details["order_no"] == runtime.application_store().get("sample-erp", CODE).request_number
     # The channel reported no lines: the application's (one invoice for it) are the invoice's.
     assert sum(line.amount for line in invoice.lines) == Decimal("5327.43")
     assert sum(line.tax for line in invoice.lines) == Decimal("692.57")

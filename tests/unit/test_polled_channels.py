@@ -13,7 +13,6 @@ import pytest
 import requests
 
 from fapiao_hub import runtime
-from fapiao_hub.models import request_number_for
 from fapiao_hub.polling import Poller
 from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from sandbox import kingdee as kingdee_sandbox
@@ -106,7 +105,7 @@ def test_partner_order_is_issued_with_its_pdf_stored_byte_for_byte(hub, polled):
     outcome = (
         runtime.channel_registry()
         .channel("partner")
-        .query(stored_application.application, request_number_for("sample-erp#P-1"))
+        .query(stored_application.application, stored_application.request_number)
     )
     [sent] = [f.content_base64 for f in outcome.invoices[0].files if f.content_base64]
     expected = base64.b64decode(sent, validate=True)
@@ -116,13 +115,13 @@ def test_partner_order_is_issued_with_its_pdf_stored_byte_for_byte(hub, polled):
     assert stored_file["sha256"] == hashlib.sha256(expected).hexdigest() and stored_file["size"] == len(expected)
     assert stored_file["format"] == "pdf" and key in stored_file["url"]
     issued = requests.get(f"{polled['partner'].base_url}/_sandbox/issued", timeout=5).json()
-    assert issued["counts"] == {request_number_for("sample-erp#P-1"): 1}
+    assert issued["counts"] == {data["requestNumber"]: 1}
 
 
 def test_garbage_base64_is_a_failed_file_and_the_invoice_is_still_recorded(hub, polled):
-    number = request_number_for("sample-erp#P-2")
-    requests.post(f"{polled['partner'].base_url}/_sandbox/faults", json={number: ["bad_file"] * 5}, timeout=5)
     assert hub.call(event("intake-post-blue.json", body=order("P-2", "VB5")))[0] == 200
+    number = runtime.application_store().get("sample-erp", "P-2").request_number  # nothing dispatched yet
+    requests.post(f"{polled['partner'].base_url}/_sandbox/faults", json={number: ["bad_file"] * 5}, timeout=5)
     polled["settle"]()
     data = hub.call(get_event("P-2"))[1]["data"]
     assert data["status"] == "ISSUED"
@@ -144,4 +143,4 @@ def test_kingdee_order_is_pushed_polled_and_issued_with_its_file_fetched(hub, po
     [invoice] = data["invoices"]
     assert invoice["files"][0]["format"] == "pdf" and invoice["files"][0]["size"] > 0
     issued = requests.get(f"{polled['kingdee'].base_url}/_sandbox/issued", timeout=5).json()
-    assert issued["counts"] == {request_number_for("sample-erp#K-1"): 1}
+    assert issued["counts"] == {data["requestNumber"]: 1}

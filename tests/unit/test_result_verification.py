@@ -14,7 +14,7 @@ from aws_lambda_powertools import Metrics
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceLine, Issued, IssuedInvoice
-from fapiao_hub.models import Difference, Finding, FindingKind, InvoiceType, Status, request_number_for
+from fapiao_hub.models import Difference, Finding, FindingKind, InvoiceType, Status
 from fapiao_hub.store import ATTENTION, settled_partition
 from tests.unit.conftest import event
 from tests.unit.test_dispatch_workflow import CODE, world  # noqa: F401 - the fixture
@@ -52,7 +52,7 @@ def assert_needs_review(world, *differences: Difference, kind=FindingKind.RESULT
     events = world.events()
     assert [kind for kind, _ in events] == ["ApplicationNeedsReview"]  # never InvoiceIssued
     [(_, detail)] = events
-    assert detail["status"] == "MISMATCH" and detail["request_number"] == request_number_for(KEY)
+    assert detail["status"] == "MISMATCH" and detail["request_number"] == world.stored().request_number
     assert detail["findings"][0]["id"] == finding.id
     item = world_item(stored)
     assert item["attention"] == ATTENTION and item["settled_day"].endswith(settled_partition(KEY, date.today())[-2:])
@@ -121,7 +121,7 @@ def test_an_invoice_without_a_number_is_kept_under_a_key_of_its_own(world):  # n
     assert world.dispatch() == "mismatch"
     assert_needs_review(world, Difference(field="number", expected="an invoice number", reported=None))
     [invoice] = world.invoices()
-    assert invoice["pk"] == f"UNNUMBERED-{request_number_for(KEY)}-1"
+    assert invoice["pk"] == f"UNNUMBERED-{world.stored().request_number}-1"
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ def test_a_second_different_invoice_after_issued_is_a_possible_duplicate(world, 
     assert set(after.invoice_keys) == {GOOD.number, second.number}
     [(kind, detail)] = world.events()
     assert kind == "FindingRecorded" and detail["findings"][0]["kind"] == "POSSIBLE_DUPLICATE_ISSUANCE"
-    assert detail["request_number"] == request_number_for(KEY)
+    assert detail["request_number"] == world.stored().request_number
     assert recorded_metrics() == {"FindingsRecorded": [1.0], "Findings.POSSIBLE_DUPLICATE_ISSUANCE": [1.0]}
     assert world_item(after)["attention"] == ATTENTION
     # The same invoice again changes nothing: no finding, no event, no history entry.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def test_seed_example_for_vb5_goes_to_its_digital_channel_and_ends_issued(world)
     assert invoice["invoiceType"] == "DIGITAL_SPECIAL" and invoice["channel"] == "kingdee"
     # Xunlian (VB5's first choice) never saw it: it cannot issue 数电.
     assert world.issued("xunlian")["attempts"] == {}
-    number = request_number_for(application_key("sample-erp", "seed-digital-1"))
+    number = data["requestNumber"]
     assert world.issued("kingdee")["counts"].get(number) == 1 or world.issued("kingdee")["total"] == 1
 
 
@@ -257,12 +258,12 @@ def test_capable_channels_are_ordered_for_failover(world):
 # ---------------------------------------------------------------------------- corrected resubmission
 def test_a_rejected_application_corrected_and_sent_again_ends_issued(world):
     code = "resubmit-1"
-    first_number = request_number_for(application_key("sample-erp", code))
+    body = seed_example(code, invoiceType="028")
+    assert world.submit(body)[0] == 200
+    first_number = world.read(code)["requestNumber"]  # drawn at intake; nothing dispatched yet
     requests.post(
         f"{world.sandboxes['xunlian'].base_url}/_sandbox/faults", json={first_number: ["reject"]}, timeout=5
     ).raise_for_status()
-    body = seed_example(code, invoiceType="028")
-    assert world.submit(body)[0] == 200
     world.settle(2)
     rejected = world.read(code)
     assert rejected["status"] == "REJECTED", rejected
@@ -280,7 +281,9 @@ def test_a_rejected_application_corrected_and_sent_again_ends_issued(world):
     data = world.read(code)
     assert data["status"] == "ISSUED", data
     second_number = data["requestNumber"]
-    assert second_number != first_number and second_number == request_number_for(application_key("sample-erp", code), 2)
+    # A new random number: neither the rejected one's nor one derivable from the key and submission.
+    assert second_number != first_number and second_number != request_number_for(application_key("sample-erp", code), 2)
+    assert re.fullmatch(r"FH[A-Z2-7]{18}", second_number)
     seen = world.issued("xunlian")
     assert set(seen["attempts"]) == {first_number, second_number}
     assert seen["counts"] == {second_number: 1} and seen["total"] == 1
@@ -320,13 +323,13 @@ def test_a_corrected_red_application_reserves_again(world):
     world.settle(2)
     [invoice] = world.read("red-blue-1")["invoices"]
     red_code = "red-1"
-    requests.post(
-        f"{world.sandboxes['xunlian'].base_url}/_sandbox/faults",
-        json={request_number_for(application_key("sample-erp", red_code)): ["reject"]},
-        timeout=5,
-    ).raise_for_status()
     red = _red_body(red_code, invoice)
     assert world.submit(red)[0] == 200, world.submit(red)
+    requests.post(
+        f"{world.sandboxes['xunlian'].base_url}/_sandbox/faults",
+        json={world.read(red_code)["requestNumber"]: ["reject"]},
+        timeout=5,
+    ).raise_for_status()
     blue_pk = f"{invoice['invoiceCode']}-{invoice['invoiceNumber']}"
 
     def remaining() -> str:

@@ -20,8 +20,6 @@ from typing import Any
 
 from aws_lambda_powertools.logging.formatter import remove_context_keys, set_context_keys
 
-from fapiao_hub.models import application_key, request_number_for
-
 KEYS = ("correlation_id", "open_apply_code", "request_number", "source_system")
 
 # Powertools warns on every invocation that recorded no metric (the notifier's run with nothing to
@@ -30,13 +28,17 @@ warnings.filterwarnings("ignore", message="No application metrics to publish", c
 
 
 def keys_for(source_system: str, open_apply_code: str, request_number: str | None = None) -> dict[str, str]:
-    """The keys naming one application (its request number derived as the dispatcher derives it)."""
-    return {
-        "correlation_id": open_apply_code,
-        "open_apply_code": open_apply_code,
-        "request_number": request_number or request_number_for(application_key(source_system, open_apply_code)),
-        "source_system": source_system,
-    }
+    """The keys naming one application; its request number as the caller passes it (the stored one:
+    drawn at random at intake, it cannot be derived here), or none until it is known (name_request)."""
+    keys = {"correlation_id": open_apply_code, "open_apply_code": open_apply_code, "source_system": source_system}
+    if request_number:
+        keys["request_number"] = request_number
+    return keys
+
+
+def name_request(request_number: str) -> None:
+    """The application named by set_application was read: its lines name its request number from here on."""
+    set_context_keys(request_number=request_number)
 
 
 def set_application(source_system: str, open_apply_code: str, request_number: str | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -312,6 +313,12 @@ class FindingKind(StrEnum):
     INVOICE_CLASH = "INVOICE_CLASH"
     # A report the lifecycle cannot apply in the state it found (never silent: a person looks).
     REPORT_NOT_APPLIED = "REPORT_NOT_APPLIED"
+    # An invoice reported for an application an operator had CANCELLED (its business system was told
+    # nothing was issued, and may send it again): a second issuance waiting to happen.
+    RESULT_AFTER_CANCEL = "RESULT_AFTER_CANCEL"
+    # A channel pushed a result for a request number the hub sent to another channel (or never sent):
+    # not applied, kept as an unmatched result (the finding travels with it, not on the application).
+    RESULT_FROM_UNASKED_CHANNEL = "RESULT_FROM_UNASKED_CHANNEL"
 
 
 class Difference(_Model):
@@ -362,13 +369,25 @@ class Problem(_Model):
     warning: bool = False
 
 
-def request_number_for(application_key: str, submission: int = 1) -> str:
-    """The one request number a submission of an application is sent under, on every try, for ever.
+def new_request_number() -> str:
+    """A fresh request number for one submission of an application: drawn at intake and stored with it.
 
+    Sent on every try of that submission, for ever (it is stored before dispatch, so no retry or
+    dispatcher can change it); a corrected resubmission of a REJECTED application draws a new one.
+    Random (90 bits from ``secrets``), so nobody can compute another tenant's number from its
+    business system and application code, as anyone could from :func:`request_number_for`'s.
+    20 characters (Nuonuo's orderNo limit), "FH" and base32 letters and digits (every channel accepts them).
+    """
+    return "FH" + base64.b32encode(secrets.token_bytes(15)).decode("ascii")[:18]
+
+
+def request_number_for(application_key: str, submission: int = 1) -> str:
+    """The request number applications stored before numbers were drawn at random were sent under.
+
+    Only for those old items (``StoredApplication.sent_request_number`` falls back to it when no number
+    is stored): an unkeyed hash of public data, so new applications never use it (new_request_number).
     Derived from the application's key and its submission (1, then 2, 3, ... for each corrected
-    resubmission of a REJECTED application: a new attempt is a new request, never the rejected one's
-    number), so it cannot change between tries or dispatchers: 20 characters (Nuonuo's orderNo limit),
-    letters and digits only (every channel accepts them). The first submission's is the key's alone.
+    resubmission); the first submission's is the key's alone.
     """
     seed = application_key if submission == 1 else f"{application_key}#submission-{submission}"
     digest = hashlib.sha256(seed.encode("utf-8")).digest()

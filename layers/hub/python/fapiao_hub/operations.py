@@ -36,7 +36,7 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.events import EventPublisher, PublishFailed
-from fapiao_hub.models import FindingKind, InvoiceType, Status, invoice_key, request_number_for
+from fapiao_hub.models import FindingKind, InvoiceType, Status, invoice_key
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import ApplicationStore, IllegalTransition, InvoiceNumberTaken, StaleWrite, StoredApplication
 from fapiao_hub.workflow import ChannelDirectory, Dispatcher
@@ -277,7 +277,7 @@ class Operations:
         name, channel = self._channel(stored)
         if channel is not None and channel.can_query:
             # Checked where the channel can answer: its answer, recorded as a poll's, decides.
-            request_number = stored.request_number or request_number_for(stored.key)
+            request_number = stored.sent_request_number
             outcome = channel.query(stored.application, request_number)
             reported = outcome.invoices if isinstance(outcome, Issued) else ()
             if not any(i.number == number and (code is None or i.code == code) for i in reported):
@@ -349,7 +349,7 @@ class Operations:
         if channel is not None and channel.can_query:
             # The channel's word first: an invoice it reports is recorded, never overruled.
             # Only an invoice is applied here: any other answer leaves the operator's decision to stand.
-            outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+            outcome = channel.query(stored.application, stored.sent_request_number)
             invoices = outcome.invoices if isinstance(outcome, Issued) else ()
             reported = {invoice_key(i.code, i.number) for i in invoices}
             if reported and not reported <= clashing:
@@ -357,7 +357,7 @@ class Operations:
                 raise self._moved(stored, f"{name} answers {describe_outcome(outcome)}: recorded; resolve-not-issued")
         if channel is not None and channel.dedupes_request_number and not clash:
             now = int(self._clock())
-            request_number = stored.request_number or request_number_for(stored.key)
+            request_number = stored.sent_request_number
             try:
                 self._store.transition(
                     stored, Status.RETRY_WAIT,

@@ -324,7 +324,7 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
         "warnings": list(stored.warnings),
         "version": stored.version,
         "channel": stored.channel,
-        "requestNumber": stored.request_number or request_number_for(stored.key),
+        "requestNumber": stored.sent_request_number,
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
@@ -346,7 +346,7 @@ def _raw_keys(stored: StoredApplication, invoices: list[dict[str, Any]]) -> list
     number (the last one is also named on the application), the pushed bodies of its results."""
     raw_keys: list[str] = []
     if stored.channel:
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         raw_keys += runtime.file_store().raw_answer_refs(stored.channel, request_number)
     if stored.extra.get("raw_answer") and stored.extra["raw_answer"] not in raw_keys:
         raw_keys.append(stored.extra["raw_answer"])

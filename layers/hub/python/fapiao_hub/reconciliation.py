@@ -39,7 +39,7 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.models import Difference, Direction, Finding, FindingKind, Status, invoice_key, request_number_for
+from fapiao_hub.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
 from fapiao_hub.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
 
 logger = Logger(child=True)
@@ -313,7 +313,7 @@ class Reconciler:
             return Checked(stored, recorded, Verdict.NOT_SENT, in_window)
         if channel is None or not channel.can_query:
             return Checked(stored, recorded, Verdict.NOT_VERIFIABLE, in_window)
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         try:
             answer = channel.query(stored.application, request_number)
         except Exception:  # one channel's trouble never ends the run

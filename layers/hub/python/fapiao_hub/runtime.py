@@ -322,5 +322,5 @@ class _ResultsNamed:
         from fapiao_hub import logkeys
 
         application = stored.application
-        with logkeys.application(application.source_system, application.open_apply_code, stored.request_number):
+        with logkeys.application(application.source_system, application.open_apply_code, stored.sent_request_number):
             return self._dispatcher.apply_result(stored, outcome, channel)

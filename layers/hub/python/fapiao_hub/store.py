@@ -20,7 +20,15 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub.models import ALLOWED_TRANSITIONS, Application, Direction, Finding, Status, application_key
+from fapiao_hub.models import (
+    ALLOWED_TRANSITIONS,
+    Application,
+    Direction,
+    Finding,
+    Status,
+    application_key,
+    request_number_for,
+)
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
@@ -176,6 +184,12 @@ class StoredApplication:
     @property
     def key(self) -> str:
         return self.application.key
+
+    @property
+    def sent_request_number(self) -> str:
+        """The number its current submission is sent under: the stored one (drawn at intake); items
+        stored before numbers were drawn at random carry none and keep the derived one they were sent under."""
+        return self.request_number or request_number_for(self.key)
 
     @property
     def open_findings(self) -> tuple[Finding, ...]:

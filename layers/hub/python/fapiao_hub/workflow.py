@@ -14,7 +14,7 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, events, file_fetch, health, invoice_files, verification
+from fapiao_hub import alarms, events, file_fetch, health, invoice_files, logkeys, verification
 from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
@@ -35,7 +35,7 @@ from fapiao_hub.config import HubConfig
 from fapiao_hub.events import EventPublisher
 from fapiao_hub.files import FileStore, InvalidFile, decode_base64_strict
 from fapiao_hub.health import ChannelHealth, Gate, Verdict
-from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key, request_number_for
+from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key
 from fapiao_hub.queues import DispatchQueue
 from fapiao_hub.store import (
     ApplicationStore,
@@ -126,6 +126,7 @@ class Dispatcher:
         if stored is None:
             logger.error("dispatch request for an unknown application")
             return "missing"
+        logkeys.name_request(stored.sent_request_number)  # the dispatch function named the application only
         if stored.pending_event:
             self._publish(stored)
         now = int(self._clock())
@@ -173,8 +174,40 @@ class Dispatcher:
         return "nothing to do"  # outcomes
 
     def apply_result(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
-        """A result the channel pushed (callback): applied like the answer to a query."""
+        """A result the channel pushed (callback): applied like the answer to a query, except a rejection
+        while an earlier attempt's outcome is unknown (_doubted_rejection)."""
+        doubted = stored.uncertain or stored.status is Status.UNKNOWN
+        if isinstance(outcome, Rejected) and doubted and stored.status not in _AFTER_OUTCOME:
+            return self._doubted_rejection(stored, outcome, channel)
         return self._apply(stored, outcome, channel, queried=True, fetch_files=False, source="callback")
+
+    def _doubted_rejection(self, stored: StoredApplication, rejected: Rejected, channel: Channel) -> str:
+        """A pushed rejection for an application whose earlier attempt's outcome is unknown: that attempt
+        may have issued an invoice, and REJECTED frees the business system to send it again. So it is
+        believed only as a query's answer is: the channel is asked (UNKNOWN, then _resolve_unknown's
+        query decides); a channel that cannot be asked leaves it to a person (MANUAL_REVIEW)."""
+        name = stored.channel or channel.name
+        text = f"{name} pushed a rejection: {rejected.reason}" + (f" ({rejected.code})" if rejected.code else "")
+        doubt = "an earlier attempt's outcome is unknown, so an invoice may exist"
+        answerable = (Status.SUBMITTED, Status.DISPATCHING, Status.UNKNOWN)
+        if stored.status in answerable and channel.can_query:
+            note = f"{text}; not believed yet ({doubt}): asking {name}"
+            if stored.status is Status.UNKNOWN:
+                self._store.note(stored, note)  # its query is scheduled already
+                return "asking"
+            quiet = self._channels.quiet_period(name)
+            moved = self._move(stored, Status.UNKNOWN, note, {"reason": text}, int(self._clock()) + quiet)
+            return moved if moved in ("lost race", "ignored") else self._later(stored, quiet, "asking")
+        if stored.status in answerable:
+            return self._finish(
+                stored, Status.MANUAL_REVIEW,
+                f"{text}, but {doubt} and {name} cannot be queried: a person confirms that no invoice was issued "
+                "before the application may be sent again",
+                _REVIEW,
+            )  # fmt: skip
+        # Already with a person (STUCK, MANUAL_REVIEW) or waiting to be sent: kept on its history for them.
+        self._store.note(stored, f"{text}; not believed ({doubt}): a person decides")
+        return "noted"
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
         # An operator's requeue (operations.py) starts the deadline again; a void's counts from its request.
@@ -209,7 +242,7 @@ class Dispatcher:
                 stored, Status.ISSUED, f"void not sent: channel {name!r} cannot void", {"void_sent": None}, 0
             )
         try:
-            outcome = void(stored.application, stored.request_number or request_number_for(stored.key), reason)
+            outcome = void(stored.application, stored.sent_request_number, reason)
         except Exception as error:  # the request may have left: ask the channel, as for an issue
             logger.exception("channel raised on void")
             outcome = Unknown(f"channel {name} raised {type(error).__name__}")
@@ -233,7 +266,7 @@ class Dispatcher:
         _, channel = self._route(stored)
         if channel is None or not channel.can_query:
             return self._reschedule(stored, now)
-        outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+        outcome = channel.query(stored.application, stored.sent_request_number)
         return self._apply(stored, outcome, channel, queried=True, source="poll")
 
     def _reschedule(self, stored: StoredApplication, now: int) -> str:
@@ -265,7 +298,7 @@ class Dispatcher:
                 else f"no channel routes seller {application.seller.tax_number or application.company_code}"
             )
             return self._finish(stored, Status.REJECTED, reason, events.EventType.APPLICATION_REJECTED)
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         now = int(self._clock())
         gate: Gate | None = None
         failed_over_from = None
@@ -371,7 +404,7 @@ class Dispatcher:
         if (stored.next_poll_at or 0) > now:
             return self._later(stored, stored.next_poll_at - now)
         if channel.can_query:
-            outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+            outcome = channel.query(stored.application, stored.sent_request_number)
             return self._apply(stored, outcome, channel, queried=True, source="poll")
         if channel.dedupes_request_number:
             return self._attempt(stored)
@@ -468,9 +501,7 @@ class Dispatcher:
             case Unknown(reason=reason, raw=raw):
                 changes: dict[str, object] = {"reason": reason, "uncertain": True}
                 if raw is not None:
-                    changes["raw_answer"] = self._files.put_raw_answer(
-                        name, stored.request_number or request_number_for(stored.key), str(now), raw
-                    )
+                    changes["raw_answer"] = self._files.put_raw_answer(name, stored.sent_request_number, str(now), raw)
                 if not (channel.can_query or channel.dedupes_request_number):
                     return self._finish(
                         stored, Status.MANUAL_REVIEW,
@@ -498,7 +529,7 @@ class Dispatcher:
         raw: bytes | None = None,
     ) -> str:
         application = stored.application
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         issued = tuple(verification.as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
         issued, fetched = self._read_files(stored, issued, fetch=fetch_files)
         items = self._items(stored, issued, request_number)
@@ -558,12 +589,21 @@ class Dispatcher:
             f"{note} after the application was {stored.status.value}: invoice {', '.join(new_numbers)} "
             f"is another invoice (recorded: {', '.join(recorded) or 'none'}); possibly issued twice"
         )
+        kind = FindingKind.POSSIBLE_DUPLICATE_ISSUANCE
+        if stored.status is Status.CANCELLED:
+            kind = FindingKind.RESULT_AFTER_CANCEL
+            summary = (
+                f"{note} after an operator CANCELLED the application (its business system was told nothing was "
+                f"issued and may send it again): invoice {', '.join(new_numbers)}; reverse it, or tell the business "
+                "system"
+            )
         difference = Difference(
             field="invoices",
             expected=", ".join(recorded) or f"no invoice ({stored.status.value})",
             reported=", ".join(str(i["pk"]) for i in items),
         )
-        return self._late_finding(stored, summary, source, new_numbers, [str(i["pk"]) for i in new_items], difference)
+        new_keys = [str(i["pk"]) for i in new_items]
+        return self._late_finding(stored, summary, source, new_numbers, new_keys, difference, kind=kind)
 
     def _late_finding(
         self,
@@ -573,16 +613,18 @@ class Dispatcher:
         numbers: list[str],
         new_keys: list[str],
         difference: Difference | None,
+        *,
+        kind: FindingKind = FindingKind.POSSIBLE_DUPLICATE_ISSUANCE,
     ) -> str:
-        """Record a POSSIBLE_DUPLICATE_ISSUANCE finding (once), announce it, link the new invoices."""
+        """Record a finding (POSSIBLE_DUPLICATE_ISSUANCE unless told; once), announce it, link the new invoices."""
         finding = verification.finding_for(
-            FindingKind.POSSIBLE_DUPLICATE_ISSUANCE, stored.key, source=source, summary=summary,
+            kind, stored.key, source=source, summary=summary,
             at=iso(utc_now()), differences=[difference] if difference else [], invoice_numbers=numbers,
         )  # fmt: skip
         self._record_finding(stored, finding)
         if new_keys:
             self._store.add_invoice_keys(stored, new_keys)
-        return "possible duplicate"
+        return "possible duplicate" if kind is FindingKind.POSSIBLE_DUPLICATE_ISSUANCE else "result after cancel"
 
     def _record_finding(self, stored: StoredApplication, finding: Finding) -> bool:
         """A finding on an application without a status change: announced, recorded once (seen again:
@@ -599,7 +641,7 @@ class Dispatcher:
                 open_apply_code=application.open_apply_code,
                 status=stored.status.value,
                 channel=stored.channel,
-                request_number=stored.request_number or request_number_for(stored.key),
+                request_number=stored.sent_request_number,
                 reason=finding.summary,
                 findings=[announced],
             )
@@ -663,7 +705,7 @@ class Dispatcher:
                 open_apply_code=application.open_apply_code,
                 status=target.value,
                 channel=stored.channel,
-                request_number=stored.request_number or request_number_for(stored.key),
+                request_number=stored.sent_request_number,
                 invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
             )
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
@@ -679,7 +721,7 @@ class Dispatcher:
         """A verified answer is archived too: the raw answer of every attempt is readable from the detail."""
         if raw is None:
             return {}
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         return {"raw_answer": self._files.put_raw_answer(stored.channel or "channel", request_number,
                                                           str(int(self._clock())), raw)}  # fmt: skip
 
@@ -696,7 +738,7 @@ class Dispatcher:
     ) -> str:
         """The result differs from the application: recorded in full, MISMATCH with a finding, review."""
         application = stored.application
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         unreadable = verification.only_unreadable(differences)
         kind = FindingKind.UNREADABLE_RESULT if unreadable else FindingKind.RESULT_MISMATCH
         what = "could not be read in full" if unreadable else "differs from the application"
@@ -994,7 +1036,7 @@ class Dispatcher:
             open_apply_code=application.open_apply_code,
             status=to.value,
             channel=stored.channel,
-            request_number=stored.request_number or request_number_for(stored.key),
+            request_number=stored.sent_request_number,
             reason=reason,
         )
         done = self._store.transition(
@@ -1018,7 +1060,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ operator actions (operations.py)
     def query_now(self, stored: StoredApplication, channel: Channel) -> tuple[object, str]:
         """Ask the channel now and apply the answer as a poll would: (the answer, what happened)."""
-        outcome = channel.query(stored.application, stored.request_number or request_number_for(stored.key))
+        outcome = channel.query(stored.application, stored.sent_request_number)
         return outcome, self.apply_answer(stored, outcome, channel)
 
     def apply_answer(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
@@ -1029,7 +1071,7 @@ class Dispatcher:
         """A result an operator vouches for (seen at the channel or the bureau, or an unmatched one):
         verified and recorded like a channel's, once, on the state read (StaleWrite if it moved; no
         retry: the operator is answered 409 and decides again). Raises InvoiceNumberTaken."""
-        request_number = stored.request_number or request_number_for(stored.key)
+        request_number = stored.sent_request_number
         items = self._items(stored, issued, request_number)
         result = self._record_issued(stored, issued, items, _status_of(issued), note, "operator", None)
         self._store_files(stored, issued, items, fetch=True)
@@ -1045,7 +1087,7 @@ class Dispatcher:
             open_apply_code=application.open_apply_code,
             status=Status.ISSUED.value,
             channel=stored.channel,
-            request_number=stored.request_number or request_number_for(stored.key),
+            request_number=stored.sent_request_number,
             # No "files": the notifier reads the recorded invoices and their files.
             invoices=[{k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item} for item in items],
         )
@@ -1088,7 +1130,11 @@ class Dispatcher:
 
 _REVIEW = events.EventType.APPLICATION_NEEDS_REVIEW
 # Applications with an outcome: a result for one is checked for a second issuance, not verified again.
-_AFTER_OUTCOME = frozenset({Status.ISSUED, Status.VOIDING, Status.VOIDED, Status.REJECTED, Status.MISMATCH})
+# CANCELLED too: its business system was told nothing was issued, so an invoice for it is kept and
+# becomes a finding (RESULT_AFTER_CANCEL), never dropped.
+_AFTER_OUTCOME = frozenset(
+    {Status.ISSUED, Status.VOIDING, Status.VOIDED, Status.REJECTED, Status.MISMATCH, Status.CANCELLED}
+)
 
 
 def _item_key(invoice: IssuedInvoice, request_number: str, position: int) -> str:
@@ -1216,6 +1262,13 @@ class CallbackReceiver:
             if stored is None:
                 unmatched.append(self._keep_unmatched(channel_name, result, raw_ref))
                 continue
+            asked = asked_channel(stored)
+            if asked != channel_name:
+                # Bound to the channel that was asked: anyone else's push (another channel's
+                # credential, a number it should not know) changes nothing and is answered as for a
+                # number the hub never sent, so the answer tells no one that the number exists.
+                unmatched.append(self._keep_unmatched(channel_name, result, raw_ref, sent=stored, asked=asked))
+                continue
             logger.info(
                 "callback result",
                 extra={
@@ -1232,27 +1285,70 @@ class CallbackReceiver:
             return CallbackAnswer(404, {"value": False, "message": f"no application for request number {names}"})
         return CallbackAnswer(200, {"value": True})
 
-    def _keep_unmatched(self, channel_name: str, result: CallbackResult, raw_ref: str) -> str | None:
+    def _keep_unmatched(
+        self,
+        channel_name: str,
+        result: CallbackResult,
+        raw_ref: str,
+        *,
+        sent: StoredApplication | None = None,
+        asked: str | None = None,
+    ) -> str | None:
+        """Keep a result no application takes: ``sent`` is the application its number belongs to when
+        the pushing channel is not the one it was sent to (``asked``; None: not sent to any yet); that
+        application is not touched (the finding travels with the unmatched result and its event)."""
         invoices = result.outcome.invoices if isinstance(result.outcome, Issued) else ()
         items = [_unmatched_item(channel_name, result, invoice, raw_ref) for invoice in invoices]
+        finding = _unasked_finding(channel_name, result, sent, asked, items) if sent is not None else None
+        if finding is not None:
+            for item in items:
+                item.update(finding=finding_item(finding), asked_channel=asked or "")
         kept = self._store.record_unmatched(items) if items else []
         logger.warning(
-            "push for an unknown request number kept",
-            extra={"channel": channel_name, "request_number": result.request_number, "raw": raw_ref},
+            "push for an unknown request number kept" if sent is None else "push from a channel not asked kept",
+            extra={"channel": channel_name, "request_number": result.request_number, "raw": raw_ref}
+            | ({"asked_channel": asked or "(none yet)"} if sent is not None else {}),
         )
+        more = {"asked_channel": asked, "findings": [finding_item(finding)]} if finding is not None else {}
         self._events.publish(
             events.outcome_event(
                 events.EventType.RESULT_UNMATCHED,
-                source_system="",
+                source_system="",  # never an application's: no business system is told of it
                 open_apply_code="",
                 channel=channel_name,
                 request_number=result.request_number,
                 outcome=type(result.outcome).__name__,
                 invoices=kept,
                 raw=raw_ref,
+                **more,
             )
         )
         return result.request_number
+
+
+def asked_channel(stored: StoredApplication) -> str | None:
+    """The channel the application's current submission was sent to (after a failover, the one it went
+    to: Dispatcher._attempt stores it), or None while it has not been sent (still RECEIVED)."""
+    if stored.status is Status.RECEIVED or not stored.attempts:
+        return None
+    return stored.channel
+
+
+def _unasked_finding(
+    pushing: str, result: CallbackResult, sent: StoredApplication, asked: str | None, items: list[dict]
+) -> Finding:
+    """RESULT_FROM_UNASKED_CHANNEL: names the pushing channel and the one asked (for the operator)."""
+    outcome = type(result.outcome).__name__
+    where = f"sent to {asked}" if asked else "not sent to any channel yet"
+    summary = (
+        f"{pushing} pushed a result ({outcome}) for request number {result.request_number}, which the hub "
+        f"{where} (application {sent.key}, {sent.status.value}): not applied; kept as an unmatched result"
+    )
+    return verification.finding_for(
+        FindingKind.RESULT_FROM_UNASKED_CHANNEL, sent.key, source="callback", summary=summary, at=iso(utc_now()),
+        differences=[Difference(field="channel", expected=asked or "none (not sent)", reported=pushing)],
+        invoice_numbers=[str(i["number"]) for i in items],
+    )  # fmt: skip
 
 
 _EVENT_INVOICE_FIELDS = (

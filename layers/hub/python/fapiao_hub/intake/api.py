@@ -27,7 +27,7 @@ from fapiao_hub.intake.workflow import (
     VoidRefused,
     VoidRequest,
 )
-from fapiao_hub.models import Application, Finding, request_number_for
+from fapiao_hub.models import Application, Finding
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import StoredApplication
 
@@ -329,6 +329,7 @@ def submit() -> Response[Any]:
     except RedRefused as refused:
         field = seed004.red_refusal_field(body, refused.problem.path)
         raise _invalid([seed004.FieldError(field, refused.problem.message)]) from None
+    logkeys.name_request(submitted.stored.sent_request_number)
     logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
     metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"
@@ -440,13 +441,14 @@ def read(
     if stored is None:  # also for another system's application: no existence is revealed
         metrics.add_metric(name="OrdersNotFound", unit=MetricUnit.Count, value=1)
         return envelope(HTTPStatus.NOT_FOUND, f"no invoice order {open_apply_code!r}")
+    logkeys.name_request(stored.sent_request_number)
     metrics.add_metric(name="OrdersRead", unit=MetricUnit.Count, value=1)
     data = {
         **_summary(stored),
         "version": stored.version,
         "channel": stored.channel,
         # The number every channel portal keys on (sent on every attempt).
-        "requestNumber": stored.request_number or request_number_for(stored.key),
+        "requestNumber": stored.sent_request_number,
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
