@@ -212,7 +212,14 @@ def _cut(line: Line, cap: Decimal, n: int, mode: LineSplit, prices_include_tax: 
         if mode == LineSplit.KEEP_PRICE:
             if line.unit_price == 0:
                 return Problem(path=("lines", line.index, "unit_price"), message="a zero unit price cannot be kept")
-            quantities = [_trim((t / line.unit_price).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)) for t in targets[:-1]]
+            # Rounded on the running total, so the pieces' rounding never adds up on the last one.
+            running, before = Decimal(0), Decimal(0)
+            quantities = []
+            for target in targets[:-1]:
+                running += target
+                upto = (running / line.unit_price).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)
+                quantities.append(_trim(upto - before))
+                before = upto
             prices = [line.unit_price] * n
         else:
             # The quantity in the line's own units (whole units stay whole), in proportion to the amount,
@@ -251,7 +258,5 @@ def _checked(application: Application, parts: tuple[Part, ...], policy: RulePoli
     for part in parts:
         for problem in validate_application(part_application(application, part), policy):
             if not problem.warning and problem.path not in already:
-                return problem.model_copy(
-                    update={"message": f"part {part.number} of {len(parts)}: {problem.message}"}
-                )
+                return problem.model_copy(update={"message": f"part {part.number} of {len(parts)}: {problem.message}"})
     return parts
