@@ -358,7 +358,7 @@ def test_more_than_100_parts_is_refused() -> None:
     assert isinstance(split_application(app, InvoiceLimits(max_lines=1)), Problem)
     result = split_application(app, InvoiceLimits(max_lines=1))
     assert result == Problem(
-        path=("lines",), message="the application would need more than 100 invoices (parts) within its limits"
+        path=("lines",), message="the application would need more than 100 invoices (parts) within max_lines 1"
     )
     assert len(split_application(_app([_line(i, "1.00") for i in range(100)]), InvoiceLimits(max_lines=1))) == 100  # type: ignore[arg-type]
     # A line that would be cut into more than 100 pieces: refused before any piece is made.

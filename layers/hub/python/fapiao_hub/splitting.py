@@ -164,7 +164,7 @@ def _pack(grouped: list[Unit], limits: InvoiceLimits, prices_include_tax: bool) 
                 )
             pieces_needed = int((unit_amount / cap).to_integral_value(rounding=ROUND_CEILING))
             if len(parts) + (1 if current else 0) + pieces_needed > MAX_PARTS:
-                return _too_many(parts, cap)
+                return _too_many(limits)
             pieces = _cut(first, cap, pieces_needed, limits.line_split, prices_include_tax)
             if isinstance(pieces, Problem):
                 return pieces
@@ -180,22 +180,27 @@ def _pack(grouped: list[Unit], limits: InvoiceLimits, prices_include_tax: bool) 
             parts.append(current)
             current, count, amount = [], 0, ZERO
             if len(parts) >= MAX_PARTS:
-                return _too_many(parts, cap)
+                return _too_many(limits)
         current.extend(unit)
         count += 1
         amount += unit_amount
     if current:
         parts.append(current)
     if len(parts) > MAX_PARTS:
-        return _too_many(parts, cap)
+        return _too_many(limits)
     return parts
 
 
-def _too_many(parts: list[list[Line]], cap: Decimal | None) -> Problem:
-    del parts
+def _too_many(limits: InvoiceLimits) -> Problem:
+    """More than MAX_PARTS parts (大象慧云 9404): named at the amount when an amount limit is set, else the lines."""
+    within = [
+        f"{name} {_fmt(value) if isinstance(value, Decimal) else value}"
+        for name, value in (("max_lines", limits.max_lines), ("max_amount_excl_tax", limits.max_amount_excl_tax))
+        if value is not None
+    ]
     return Problem(
-        path=("lines",) if cap is None else ("amount",),
-        message=f"the application would need more than {MAX_PARTS} invoices (parts) within its limits",
+        path=("lines",) if limits.max_amount_excl_tax is None else ("amount",),
+        message=f"the application would need more than {MAX_PARTS} invoices (parts) within {' and '.join(within)}",
     )
 
 
