@@ -243,6 +243,30 @@ def test_cut_lines_keep_their_price_or_quantity_and_add_up(case: tuple[Applicati
     test_parts_are_within_limits_add_up_and_pass_the_tolerances.hypothesis.inner_test(case)  # type: ignore[attr-defined]
 
 
+@settings(max_examples=100, deadline=None)
+@given(case=cases())
+def test_a_red_application_is_one_part_or_refused_never_split(case: tuple[Application, InvoiceLimits]) -> None:
+    blue, limits = case
+    lines = tuple(
+        line.model_copy(update={"nature": LineNature.NORMAL, "amount": -line.amount, "tax": -line.tax,
+                                "quantity": -line.quantity if line.quantity else None})
+        for line in blue.lines
+        if line.nature != LineNature.DISCOUNT
+    )  # fmt: skip
+    amount, tax = totals(lines)
+    red = blue.model_copy(update={"direction": Direction.RED, "red": RedReference(blue_invoice_number="12345678"),
+                                  "lines": lines, "amount": amount, "tax": tax})  # fmt: skip
+    result = split_application(red, limits, POLICY)
+    over = (limits.max_lines is not None and len(lines) > limits.max_lines) or (
+        limits.max_amount_excl_tax is not None and -amount > limits.max_amount_excl_tax
+    )
+    if over:
+        assert isinstance(result, Problem) and result.message.endswith("a red application is never split into parts")
+        assert result.path in (("lines",), ("amount",))
+    else:
+        assert result == (Part(1, lines),)
+
+
 @settings(max_examples=50, deadline=None)
 @given(app=applications())
 def test_an_application_within_its_limits_is_one_part_unchanged(app: Application) -> None:

@@ -98,7 +98,8 @@ def _over(application: Application, limits: InvoiceLimits, unit_count: int) -> P
             path=("lines",),
             message=f"{unit_count} lines; the limit is max_lines {limits.max_lines} (a discount pair counts as one)",
         )
-    if limits.max_amount_excl_tax is not None and application.amount > limits.max_amount_excl_tax:
+    # A red invoice's amount is negative: the device's limit holds for its size.
+    if limits.max_amount_excl_tax is not None and abs(application.amount) > limits.max_amount_excl_tax:
         return Problem(
             path=("amount",),
             message=(
