@@ -1,4 +1,5 @@
-"""docs/rules.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text.
+"""docs/rules.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text;
+and section 8's limits per invoice (the figures, a seller's and a channel's limits; splitting.py cuts by them).
 
 Nothing here does I/O. ``validate_application`` returns every problem it finds (errors and
 warnings), never stopping at the first; paths are canonical (``("lines", 3, "tax")`` uses the
