@@ -122,10 +122,23 @@ def _channel_list(channel: str | None, channels: tuple[str, ...]) -> tuple[str, 
     return names
 
 
+class LimitSettings(_Config):
+    """One invoice type's limits for a seller (absent: the default of docs/rules.md section 8)."""
+
+    # The device's 最高开票限额 (excluding tax), legacy invoices only.
+    max_amount_excl_tax: Decimal | None = Field(default=None, gt=0, decimal_places=2)
+    max_lines: int | None = Field(default=None, ge=1)
+    line_split: Literal["none", "keep_price", "keep_quantity"] | None = None
+    # Paper: a 销货清单 is attached, so more than 8 lines fit.
+    sales_list: bool = False
+
+
 class Company(_Config):
     """A seller as a business system knows it (seed 004 ``bukrs``, 账套编码)."""
 
     seller: Party
+    # Per invoice type; checked against what the bureau and devices take (rules.check_limit_settings).
+    limits: dict[InvoiceType, LimitSettings] = Field(default_factory=dict)
     # The seller's channels in order of preference: an application goes to the first whose
     # capabilities cover its type and colour (channels/registry.py). "channel" is the one-element form.
     channel: str | None = None
@@ -297,6 +310,15 @@ class HubConfig(_Config):
         duplicates = duplicate_token_digests(self)
         if duplicates:
             raise ValueError("\n".join(duplicates))
+        return self
+
+    @model_validator(mode="after")
+    def _limits_within_rules(self) -> HubConfig:
+        from fapiao_hub.rules import check_limit_settings  # rules imports this module
+
+        problems = check_limit_settings(self)
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @cached_property

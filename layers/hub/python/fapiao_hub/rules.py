@@ -1,4 +1,5 @@
-"""docs/rules.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text.
+"""docs/rules.md sections 1-5 as pure functions: tax math, discount lines, red invoices, parties, text;
+and section 8's limits per invoice (the figures, a seller's and a channel's limits; splitting.py cuts by them).
 
 Nothing here does I/O. ``validate_application`` returns every problem it finds (errors and
 warnings), never stopping at the first; paths are canonical (``("lines", 3, "tax")`` uses the
@@ -23,9 +24,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from stdnum.cn import uscc
@@ -36,12 +38,16 @@ from fapiao_hub.models import (
     CENT,
     Application,
     Direction,
+    InvoiceType,
     Line,
     LineNature,
     Problem,
     RedReason,
     round_money,
 )
+
+if TYPE_CHECKING:
+    from fapiao_hub.channels.base import Capabilities
 
 # docs/rules.md section 1: the tax bureau rejects beyond these.
 PRICE_X_QTY = Decimal("0.01")  # |unit price x quantity - line amount|
@@ -51,6 +57,10 @@ INVOICE_TAX = Decimal("1.27")  # invoice |sum(amount x rate) - total tax|
 
 ZERO = Decimal("0.00")
 
+# Lines per invoice. 数电: 2,000 recommended, more than 5,000 blocked (乐企 V4.000); section 8 has the rest.
+DIGITAL_MAX_LINES = 2000
+HARD_MAX_LINES = 5000
+
 
 @dataclass(frozen=True)
 class RulePolicy:
@@ -59,8 +69,8 @@ class RulePolicy:
     tax_rates: frozenset[Decimal]  # rates in force
     retired_tax_rates: frozenset[Decimal]  # accepted only on red applications
     strict_tax_numbers: bool = False  # a checksum failure is a warning (False) or an error (True)
-    max_lines: int = 5000  # hard limit: error above
-    recommended_lines: int = 2000  # warning above
+    max_lines: int = HARD_MAX_LINES  # hard limit: error above
+    recommended_lines: int = DIGITAL_MAX_LINES  # warning above
 
     @classmethod
     def default(cls) -> RulePolicy:
@@ -688,4 +698,138 @@ def validate_application(app: Application, policy: RulePolicy) -> list[Problem]:
         problem = check_text(path, text)
         if problem is not None:
             problems.append(problem)
+    return problems
+
+
+# --------------------------------------------------------------------------- limits per invoice (section 8)
+
+
+class LineSplit(StrEnum):
+    """How a line over the amount limit is cut into parts (docs/rules.md section 8)."""
+
+    NONE = "none"  # never: an application needing it is refused
+    KEEP_PRICE = "keep_price"  # every piece keeps the unit price; the quantity is divided
+    KEEP_QUANTITY = "keep_quantity"  # the quantity is divided in the line's own units; the price is recomputed
+
+
+@dataclass(frozen=True)
+class InvoiceLimits:
+    """What one invoice may carry (``None``: no limit). A discounted line and its discount count as one line."""
+
+    max_lines: int | None
+    max_amount_excl_tax: Decimal | None = None
+    line_split: LineSplit = LineSplit.KEEP_PRICE
+    discount_lines: bool = True  # 差额征税: none allowed
+    splittable: bool = True  # 差额征税 (and red, always): never split into parts
+
+    def narrowed(self, *, max_lines: int | None = None, max_amount_excl_tax: Decimal | None = None) -> InvoiceLimits:
+        """These limits with another's figures where lower (a channel's, a special business's)."""
+        return replace(
+            self,
+            max_lines=_lower(self.max_lines, max_lines),
+            max_amount_excl_tax=_lower(self.max_amount_excl_tax, max_amount_excl_tax),
+        )
+
+
+def _lower[T: (int, Decimal)](a: T | None, b: T | None) -> T | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+# Lines per invoice (数电: DIGITAL_MAX_LINES, HARD_MAX_LINES above). A legacy e-invoice from a tax
+# device 100, and it cannot carry a 清单 (Kingdee 拆分配置); paper 8 unless a 销货清单 is attached
+# (then up to the hub's hard limit).
+LEGACY_ELECTRONIC_MAX_LINES = 100
+PAPER_MAX_LINES = 8
+CONSTRUCTION_SERVICE_MAX_LINES = 1  # 建筑服务 (乐企 建筑服务 V3.003): exactly one line
+DIFFERENCE_TAXATION_MAX_LINES = 1  # 差额征税: one line, no discount line
+MAX_PARTS = 100  # more parts are refused (大象慧云 9404)
+
+# Legacy invoices carry the device's 最高开票限额 (excluding tax), configured per seller; 数电 has no
+# per-invoice cap (only the monthly quota): no default amount anywhere.
+DEFAULT_INVOICE_LIMITS: dict[InvoiceType, InvoiceLimits] = {
+    InvoiceType.DIGITAL_SPECIAL: InvoiceLimits(max_lines=DIGITAL_MAX_LINES),
+    InvoiceType.DIGITAL_NORMAL: InvoiceLimits(max_lines=DIGITAL_MAX_LINES),
+    InvoiceType.VAT_SPECIAL_ELECTRONIC: InvoiceLimits(max_lines=LEGACY_ELECTRONIC_MAX_LINES),
+    InvoiceType.VAT_NORMAL_ELECTRONIC: InvoiceLimits(max_lines=LEGACY_ELECTRONIC_MAX_LINES),
+    InvoiceType.VAT_SPECIAL_PAPER: InvoiceLimits(max_lines=PAPER_MAX_LINES),
+    InvoiceType.VAT_NORMAL_PAPER: InvoiceLimits(max_lines=PAPER_MAX_LINES),
+}
+
+
+def max_lines_ceiling(invoice_type: InvoiceType, *, sales_list: bool = False) -> int:
+    """The most lines a configuration may allow for this type (what the bureau or the device takes)."""
+    if invoice_type.is_paper and not sales_list:
+        return PAPER_MAX_LINES
+    if invoice_type in (InvoiceType.VAT_SPECIAL_ELECTRONIC, InvoiceType.VAT_NORMAL_ELECTRONIC):
+        return LEGACY_ELECTRONIC_MAX_LINES
+    return HARD_MAX_LINES
+
+
+class SpecialKind(StrEnum):
+    """Kinds of application with their own line rules (the application does not carry them yet: the
+    caller of ``effective_limits`` says)."""
+
+    CONSTRUCTION_SERVICE = "construction_service"  # 建筑服务
+    DIFFERENCE_TAXATION = "difference_taxation"  # 差额征税
+
+
+def effective_limits(
+    company: config.Company | None,
+    invoice_type: InvoiceType,
+    capabilities: Capabilities | None = None,
+    *,
+    special: SpecialKind | None = None,
+) -> InvoiceLimits:
+    """The limits an invoice of this type for this seller, issued by a channel with these capabilities
+    (channels/base.Capabilities), must keep: the defaults above, the seller's configured ``limits``
+    over them, then a special business's and the channel's own figures where lower."""
+    limits = DEFAULT_INVOICE_LIMITS[invoice_type]
+    configured = company.limits.get(invoice_type) if company is not None else None
+    if configured is not None:
+        limits = replace(
+            limits,
+            max_lines=configured.max_lines if configured.max_lines is not None else limits.max_lines,
+            max_amount_excl_tax=(
+                configured.max_amount_excl_tax
+                if configured.max_amount_excl_tax is not None
+                else limits.max_amount_excl_tax
+            ),
+            line_split=LineSplit(configured.line_split) if configured.line_split is not None else limits.line_split,
+        )
+    if special is SpecialKind.CONSTRUCTION_SERVICE:
+        limits = limits.narrowed(max_lines=CONSTRUCTION_SERVICE_MAX_LINES)
+    elif special is SpecialKind.DIFFERENCE_TAXATION:
+        limits = replace(
+            limits.narrowed(max_lines=DIFFERENCE_TAXATION_MAX_LINES), discount_lines=False, splittable=False
+        )
+    if capabilities is not None:
+        limits = limits.narrowed(
+            max_lines=capabilities.max_lines.get(invoice_type),
+            max_amount_excl_tax=capabilities.max_amount_excl_tax.get(invoice_type),
+        )
+    return limits
+
+
+def check_limit_settings(hub: config.HubConfig) -> list[str]:
+    """``path: why`` for every configured limit beyond what the bureau or a device takes (config check)."""
+    problems = []
+    for system_id, system in hub.business_systems.items():
+        for code, company in system.companies.items():
+            for invoice_type, settings in company.limits.items():
+                path = f"business_systems.{system_id}.companies.{code}.limits.{invoice_type.value}"
+                ceiling = max_lines_ceiling(invoice_type, sales_list=settings.sales_list)
+                if settings.max_lines is not None and settings.max_lines > ceiling:
+                    why = f"{settings.max_lines} is more than the {ceiling} lines a {invoice_type.value} invoice takes"
+                    if invoice_type.is_paper and not settings.sales_list:
+                        why += " without a 销货清单 (set sales_list: true when one is attached)"
+                    problems.append(f"{path}.max_lines: {why}")
+                if settings.sales_list and not invoice_type.is_paper:
+                    problems.append(f"{path}.sales_list: only a paper invoice carries a 销货清单")
+                if settings.max_amount_excl_tax is not None and invoice_type.is_digital:
+                    problems.append(
+                        f"{path}.max_amount_excl_tax: a 数电 invoice has no per-invoice amount limit "
+                        "(only the monthly quota)"
+                    )
     return problems
