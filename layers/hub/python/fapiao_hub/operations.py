@@ -373,13 +373,11 @@ class Operations:
     def _attach_result(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
         result_id = params["id"]
         item = self._store.invoice(result_id)
-        if item is None or not item.get("unmatched") or item.get("application_key"):
-            raise ActionInvalid("resultId", f"no unmatched result {result_id!r}")
-        if stored.channel and item.get("channel") and item["channel"] != stored.channel:
-            raise ActionInvalid(
-                "resultId", f"result {result_id!r} was reported by {item['channel']}; the application's channel is "
-                f"{stored.channel}",
-            )  # fmt: skip
+        if not _could_belong(item, stored):
+            # One answer whether the result does not exist, is attached already, or is another seller's,
+            # business system's or channel's: nothing about a result the application cannot take shows.
+            raise ActionInvalid("resultId", f"no unmatched result {result_id!r} this application could take")
+        assert item is not None  # _could_belong checked it
         note = (
             f"attach-result by operator {operator}: {reason}; unmatched result {result_id} "
             f"(reported by {item.get('channel')}, request number {item.get('request_number') or 'none'}, "
@@ -467,6 +465,26 @@ def describe_outcome(outcome: object) -> str:
     return type(outcome).__name__
 
 
+def _could_belong(item: dict[str, Any] | None, stored: StoredApplication) -> bool:
+    """Whether an unmatched result may be attached to ``stored``: still unmatched, reported for the
+    application's seller (a result that names none cannot be shown to be this seller's), and, where
+    known, for its business system and by its channel. The application is within the operator's
+    reach (ops_api checks it first), so a result that may be attached is within it too."""
+    if item is None or not item.get("unmatched") or item.get("application_key"):
+        return False
+    application = stored.application
+    seller = item.get("seller_tax_number")
+    if not seller or not application.seller.tax_number or not _same_id(seller, application.seller.tax_number):
+        return False
+    if item.get("source_system") and item["source_system"] != application.source_system:
+        return False
+    return not (stored.channel and item.get("channel") and item["channel"] != stored.channel)
+
+
+def _same_id(a: str, b: str) -> bool:
+    return "".join(a.split()).upper() == "".join(b.split()).upper()
+
+
 def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
     """An unmatched result as kept in the invoices table (CallbackReceiver._keep_unmatched), as a result again."""
 
@@ -477,6 +495,9 @@ def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
         InvoiceLine(**{k: (Decimal(str(v)) if k in _LINE_MONEY and v is not None else v) for k, v in line.items()})
         for line in item.get("lines") or ()
     )
+    details = {str(k): str(v) for k, v in (item.get("details") or {}).items()}
+    if item.get("direction"):  # the colour the channel reported, read by verification as its marker
+        details.setdefault("direction", str(item["direction"]))
     return IssuedInvoice(
         number=str(item["number"]),
         code=item.get("code"),
@@ -487,7 +508,13 @@ def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
         invoice_type=InvoiceType(item["invoice_type"]) if item.get("invoice_type") else None,
         state=InvoiceState(item.get("status") or InvoiceState.ISSUED.value),
         lines=lines,
-        details={str(k): str(v) for k, v in (item.get("details") or {}).items()},
+        details=details,
+        original_number=item.get("original_number"),
+        original_code=item.get("original_code"),
+        seller_tax_number=item.get("seller_tax_number"),
+        buyer_tax_number=item.get("buyer_tax_number"),
+        buyer_name=item.get("buyer_name"),
+        unreadable={str(k): str(v) for k, v in (item.get("unreadable") or {}).items()},
     )
 
 
