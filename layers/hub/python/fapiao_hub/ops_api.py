@@ -339,7 +339,6 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     responses={
         200: openapi.answer("the application", openapi.OpsDetailAnswer),
         401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
         404: _MISSING,
         503: _UNAVAILABLE,
     },
