@@ -372,11 +372,12 @@ class Operations:
 
     def _attach_result(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
         result_id = params["id"]
+        # One answer whether the result does not exist, is attached already, or is another seller's,
+        # business system's or channel's: nothing about a result the application cannot take shows.
+        cannot = ActionInvalid("resultId", f"no unmatched result {result_id!r} this application could take")
         item = self._store.invoice(result_id)
         if not _could_belong(item, stored):
-            # One answer whether the result does not exist, is attached already, or is another seller's,
-            # business system's or channel's: nothing about a result the application cannot take shows.
-            raise ActionInvalid("resultId", f"no unmatched result {result_id!r} this application could take")
+            raise cannot
         assert item is not None  # _could_belong checked it
         note = (
             f"attach-result by operator {operator}: {reason}; unmatched result {result_id} "
@@ -388,6 +389,8 @@ class Operations:
         except ActionNotApplicable:
             self._store.restore_unmatched(item, stored.key)  # it stays to be attached again
             raise
+        except ActionInvalid:
+            raise cannot from None  # attached to another application meanwhile: not named
         return {"result": result, "resultId": result_id}
 
     def _acknowledge_finding(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
