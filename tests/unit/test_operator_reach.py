@@ -293,7 +293,10 @@ def test_a_limited_operators_summary_counts_only_its_own(desk_ops: Ops) -> None:
     assert store.attention_counts(reach=Reach(("other-erp",), None)) == {"STUCK": 1}
 
 
-def test_a_limited_operators_list_holds_only_its_own_and_other_systems_filters_are_empty(desk_ops: Ops) -> None:
+@pytest.mark.parametrize("limit", ["1", "3", "10"])
+def test_a_limited_operators_list_holds_only_its_own_and_other_systems_filters_are_empty(desk_ops: Ops, limit) -> None:
+    """Page by page (small pages: a page reads at most LIST_READ_FACTOR x limit per partition, so many are
+    short), every match once, newest first."""
     ops = desk_ops
     items = _store_many(ops.hub, 300)
     for token, system, wanted in (
@@ -303,7 +306,7 @@ def test_a_limited_operators_list_holds_only_its_own_and_other_systems_filters_a
         (ONLY_SAMPLE, "sample-erp", lambda i: i["source_system"] == "sample-erp"),
     ):
         query = {"businessSystem": system} if system else {}
-        rows = _walk(ops, token, status="MANUAL_REVIEW", **query)
+        rows = _walk(ops, token, limit, status="MANUAL_REVIEW", **query)
         listed = [(r["businessSystem"], r["openApplyCode"]) for r in rows]
         matches = [i for i in items if wanted(i) and i["status"] == "MANUAL_REVIEW"]
         expected = {(i["source_system"], i["open_apply_code"]) for i in matches}
@@ -311,12 +314,12 @@ def test_a_limited_operators_list_holds_only_its_own_and_other_systems_filters_a
         assert [r["receivedAt"] for r in rows] == sorted((r["receivedAt"] for r in rows), reverse=True)
 
 
-def _walk(ops: Ops, token: str, **query: str) -> list[dict[str, Any]]:
+def _walk(ops: Ops, token: str, limit: str, **query: str) -> list[dict[str, Any]]:
     rows, cursor = [], None
-    for _ in range(200):
-        status, body, _ = ops.listing(token, limit="10", **query, **({"cursor": cursor} if cursor else {}))
+    for _ in range(500):
+        status, body, _ = ops.listing(token, limit=limit, **query, **({"cursor": cursor} if cursor else {}))
         assert status == 200, body
-        assert len(body["data"]["items"]) <= 10
+        assert len(body["data"]["items"]) <= int(limit)
         rows += body["data"]["items"]
         cursor = body["data"]["nextCursor"]
         if not cursor:

@@ -237,7 +237,9 @@ def _is_number(text: str) -> bool:
     summary="List applications, newest received first (JSON, or CSV with Accept: text/csv)",
     description="Filters: status, businessSystem, seller (tax number), channel, receivedFrom / receivedTo (China "
     "days, both included). Pages of `limit` (1-500, default 50); pass `nextCursor` back as `cursor` for the next "
-    "page. With Accept: text/csv the same page comes as CSV and the next cursor in the X-Next-Cursor header.",
+    "page (a page may hold fewer rows while there is a next one: where filters drop many, a page reads a bounded "
+    "number). An operator limited to some business systems or sellers lists only those. With Accept: text/csv the "
+    "same page comes as CSV and the next cursor in the X-Next-Cursor header.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
     responses={
