@@ -21,7 +21,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import events
+from fapiao_hub import events, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -477,15 +477,12 @@ def _could_belong(item: dict[str, Any] | None, stored: StoredApplication) -> boo
         return False
     application = stored.application
     seller = item.get("seller_tax_number")
-    if not seller or not application.seller.tax_number or not _same_id(seller, application.seller.tax_number):
+    expected = application.seller.tax_number
+    if not seller or not expected or not verification._same_id(seller, expected):  # compared as results are
         return False
     if item.get("source_system") and item["source_system"] != application.source_system:
         return False
     return not (stored.channel and item.get("channel") and item["channel"] != stored.channel)
-
-
-def _same_id(a: str, b: str) -> bool:
-    return "".join(a.split()).upper() == "".join(b.split()).upper()
 
 
 def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:

@@ -1494,11 +1494,6 @@ class Reach:
     def whole_hub(self) -> bool:
         return self.business_systems is None and self.sellers is None
 
-    def admits(self, business_system: str | None, seller_tax_number: str | None) -> bool:
-        if self.business_systems is not None and business_system not in self.business_systems:
-            return False
-        return self.sellers is None or seller_tax_number in self.sellers
-
     def condition(self) -> Any:
         """A filter on a listing index's projection (None: the whole hub)."""
         conditions = []
