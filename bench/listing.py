@@ -27,10 +27,16 @@ from bench.polling import REGION, ROOT, _Context, _write, moto_environment
 RECENT = 300
 PAGE = 100
 OPERATOR_TOKEN = "bench-operator-token"  # noqa: S105 (the bench's own operator, in moto)
+LIMITED_TOKEN = "bench-limited-operator-token"  # noqa: S105 (an operator of the sample business system only)
 QUERIES: dict[str, dict[str, str]] = {
     "all": {},
     "business system": {"businessSystem": "sample-erp"},
     "status": {"status": "RECEIVED"},
+}
+# Pages of an operator limited to the sample business system: its own partitions only (issue 18).
+LIMITED_QUERIES: dict[str, dict[str, str]] = {
+    "limited operator": {},
+    "limited operator, status": {"status": "RECEIVED"},
 }
 
 
@@ -64,9 +70,9 @@ def measure(sizes: list[int] | None = None) -> dict[str, Any]:
         return _measure(sorted(sizes))
 
 
-def _event(query: dict[str, str]) -> dict[str, Any]:
+def _event(query: dict[str, str], token: str = OPERATOR_TOKEN) -> dict[str, Any]:
     event = json.loads((ROOT / "events" / "ops-list.json").read_text(encoding="utf-8"))
-    event["headers"] = {**event["headers"], "authorization": f"Bearer {OPERATOR_TOKEN}"}
+    event["headers"] = {**event["headers"], "authorization": f"Bearer {token}"}
     event["queryStringParameters"] = {**query, "limit": str(PAGE)}
     event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in event["queryStringParameters"].items())
     return event
@@ -87,7 +93,14 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
     from local.provision import provision
 
     config = json.loads((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
-    config["operators"] = {"bench": {"token_sha256": [token_sha256(OPERATOR_TOKEN)], "role": "viewer"}}
+    config["operators"] = {
+        "bench": {"token_sha256": [token_sha256(OPERATOR_TOKEN)], "role": "viewer"},
+        "limited": {
+            "token_sha256": [token_sha256(LIMITED_TOKEN)],
+            "role": "viewer",
+            "business_systems": ["sample-erp"],
+        },
+    }
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as workdir, mock_aws(), serialized_in_process(), faster_dynamodb():
         config_file = Path(workdir) / "hub-config.json"
@@ -115,10 +128,12 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
             fill_s = time.perf_counter() - started
             filled = size
             pages: dict[str, Any] = {}
-            for name, query in QUERIES.items():
+            queries = [(n, q, OPERATOR_TOKEN) for n, q in QUERIES.items()]
+            queries += [(n, q, LIMITED_TOKEN) for n, q in LIMITED_QUERIES.items()]
+            for name, query, token in queries:
                 mark = counter.mark()
                 started = time.perf_counter()
-                answer = handler(_event(query), _Context())
+                answer = handler(_event(query, token), _Context())
                 elapsed = time.perf_counter() - started
                 body = json.loads(answer["body"])
                 assert answer["statusCode"] == 200, body

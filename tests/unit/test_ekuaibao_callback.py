@@ -103,7 +103,7 @@ def test_seed_example_parses_to_one_issued_invoice():
     assert sum(line.tax for line in invoice.lines) == invoice.tax
     assert invoice.details["direction"] == "RED"  # invoiceType 1 (负数流水单)
     assert invoice.details["total_incl_tax"] == "878.00"
-    assert invoice.details["buyer_name"] == "北京文化产业有限公司"
+    assert invoice.details["buyer_name"] == invoice.buyer_name == "北京文化产业有限公司"
     assert invoice.details["ext"] == '{"x":""}'
     assert "invoicing_date" not in invoice.details  # invoicingDate: ""
     assert "order_no" not in invoice.details
@@ -457,6 +457,7 @@ def rich_invoice(**changes: Any) -> IssuedInvoice:
             "invoicing_date": "2025-06-22",
             "ext": '{"k":[1,2.5,"v"]}',
         },
+        buyer_name="长春某公司",  # the parser carries buyerName as the buyer's name too
     )
     return IssuedInvoice(**{**base.__dict__, **changes})
 

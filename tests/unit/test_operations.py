@@ -28,7 +28,7 @@ from fapiao_hub.store import ApplicationStore, iso, utc_now
 from fapiao_hub.verification import finding_for
 from fapiao_hub.workflow import DispatchPolicy
 from tests.unit import test_dispatch_workflow as dispatch_tests
-from tests.unit.conftest import FakeContext, load_handler
+from tests.unit.conftest import SELLER, FakeContext, load_handler
 from tests.unit.test_dispatch_workflow import CODE, INVOICE
 
 world = dispatch_tests.world  # the fixture: an application, a scripted channel, the real Dispatcher
@@ -110,7 +110,7 @@ def setup_for(world, hub, action: str, status: Status, code: str) -> dict:
     if action == "attach-result":
         runtime.application_store().record_unmatched(
             [{"pk": f"U{code}", "number": f"U{code}", "channel": "scripted", "status": "ISSUED",
-              "issued_on": INVOICE.issued_on.isoformat(), "raw": "raw/x"}]
+              "issued_on": INVOICE.issued_on.isoformat(), "raw": "raw/x", "seller_tax_number": SELLER["tax_number"]}]
         )  # fmt: skip
         return {"resultId": f"U{code}"}
     return {}
@@ -366,7 +366,8 @@ def test_an_action_that_wins_a_callback_keeps_the_late_result_as_a_finding(world
 def test_attach_result_losing_a_poll_leaves_the_unmatched_result_to_attach_again(world, hub):
     force(hub, CODE, Status.STUCK, previous=Status.SUBMITTED)
     world.channel.can_query = True
-    unmatched = {"pk": "U1", "number": "U1", "channel": "scripted", "status": "ISSUED", "raw": "raw/1"}
+    unmatched = {"pk": "U1", "number": "U1", "channel": "scripted", "status": "ISSUED", "raw": "raw/1",
+                 "seller_tax_number": SELLER["tax_number"]}  # fmt: skip
     runtime.application_store().record_unmatched([unmatched])
     store = racing_store()
 

@@ -168,8 +168,9 @@ REFUSALS = [
     ("a business system's token", FIXTURE_TOKEN, 401, 401, 401),
     ("a revoked operator token", REVOKED, 401, 401, 401),
     ("a viewer acting", VIEWER, None, None, 403),
-    ("an operator of other business systems", OTHER_SYSTEMS, None, 403, 403),
-    ("an operator of another seller", OTHER_SELLER, None, 403, 403),
+    # Outside its reach an application is answered as one that does not exist (test_operator_reach.py).
+    ("an operator of other business systems", OTHER_SYSTEMS, None, 404, 404),
+    ("an operator of another seller", OTHER_SELLER, None, 404, 404),
 ]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import events
+from fapiao_hub import events, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -406,14 +406,13 @@ class Operations:
 
     def _attach_result(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
         result_id = params["id"]
+        # One answer whether the result does not exist, is attached already, or is another seller's,
+        # business system's or channel's: nothing about a result the application cannot take shows.
+        cannot = ActionInvalid("resultId", f"no unmatched result {result_id!r} this application could take")
         item = self._store.invoice(result_id)
-        if item is None or not item.get("unmatched") or item.get("application_key"):
-            raise ActionInvalid("resultId", f"no unmatched result {result_id!r}")
-        if stored.channel and item.get("channel") and item["channel"] != stored.channel:
-            raise ActionInvalid(
-                "resultId", f"result {result_id!r} was reported by {item['channel']}; the application's channel is "
-                f"{stored.channel}",
-            )  # fmt: skip
+        if not _could_belong(item, stored):
+            raise cannot
+        assert item is not None  # _could_belong checked it
         note = (
             f"attach-result by operator {operator}: {reason}; unmatched result {result_id} "
             f"(reported by {item.get('channel')}, request number {item.get('request_number') or 'none'}, "
@@ -424,6 +423,8 @@ class Operations:
         except ActionNotApplicable:
             self._store.restore_unmatched(item, stored.key)  # it stays to be attached again
             raise
+        except ActionInvalid:
+            raise cannot from None  # attached to another application meanwhile: not named
         return {"result": result, "resultId": result_id}
 
     def _acknowledge_finding(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
@@ -565,6 +566,23 @@ def _attested(invoice: dict[str, Any], channel: str | None) -> IssuedInvoice:
     )
 
 
+def _could_belong(item: dict[str, Any] | None, stored: StoredApplication) -> bool:
+    """Whether an unmatched result may be attached to ``stored``: still unmatched, reported for the
+    application's seller (a result that names none cannot be shown to be this seller's), and, where
+    known, for its business system and by its channel. The application is within the operator's
+    reach (ops_api checks it first), so a result that may be attached is within it too."""
+    if item is None or not item.get("unmatched") or item.get("application_key"):
+        return False
+    application = stored.application
+    seller = item.get("seller_tax_number")
+    expected = application.seller.tax_number
+    if not seller or not expected or not verification._same_id(seller, expected):  # compared as results are
+        return False
+    if item.get("source_system") and item["source_system"] != application.source_system:
+        return False
+    return not (stored.channel and item.get("channel") and item["channel"] != stored.channel)
+
+
 def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
     """An unmatched result as kept in the invoices table (CallbackReceiver._keep_unmatched), as a result again."""
 
@@ -575,6 +593,9 @@ def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
         InvoiceLine(**{k: (Decimal(str(v)) if k in _LINE_MONEY and v is not None else v) for k, v in line.items()})
         for line in item.get("lines") or ()
     )
+    details = {str(k): str(v) for k, v in (item.get("details") or {}).items()}
+    if item.get("direction"):  # the colour the channel reported, read by verification as its marker
+        details.setdefault("direction", str(item["direction"]))
     return IssuedInvoice(
         number=str(item["number"]),
         code=item.get("code"),
@@ -585,7 +606,13 @@ def _issued_invoice(item: dict[str, Any]) -> IssuedInvoice:
         invoice_type=InvoiceType(item["invoice_type"]) if item.get("invoice_type") else None,
         state=InvoiceState(item.get("status") or InvoiceState.ISSUED.value),
         lines=lines,
-        details={str(k): str(v) for k, v in (item.get("details") or {}).items()},
+        details=details,
+        original_number=item.get("original_number"),
+        original_code=item.get("original_code"),
+        seller_tax_number=item.get("seller_tax_number"),
+        buyer_tax_number=item.get("buyer_tax_number"),
+        buyer_name=item.get("buyer_name"),
+        unreadable={str(k): str(v) for k, v in (item.get("unreadable") or {}).items()},
     )
 
 

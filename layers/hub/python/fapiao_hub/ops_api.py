@@ -27,7 +27,7 @@ from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
-from fapiao_hub.store import InvalidCursor, ListQuery, StoredApplication, utc_now
+from fapiao_hub.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -58,8 +58,11 @@ _UNAUTHORIZED = openapi.answer(
 _UNAVAILABLE = openapi.answer(
     "temporarily unavailable; try again", openapi.Envelope, {"Retry-After": "seconds to wait"}
 )
-_FORBIDDEN = openapi.answer("outside this operator's business systems or sellers, or a viewer acting", openapi.Envelope)
-_MISSING = openapi.answer("no such application", openapi.Envelope)
+_FORBIDDEN = openapi.answer("a viewer acting", openapi.Envelope)
+_MISSING = openapi.answer(
+    "no such application (one outside this operator's business systems or sellers gets the same answer)",
+    openapi.Envelope,
+)
 
 
 @app.exception_handler(Refusal)
@@ -96,15 +99,24 @@ def _operator() -> tuple[str, Operator]:
     return found
 
 
-def _within_reach(operator: Operator, stored: StoredApplication | None, business_system: str) -> None:
-    """403 for an application outside the operator's business systems or sellers (404 when there is none)."""
+def _missing(business_system: str, open_apply_code: str) -> Refusal:
+    """The answer for an application that does not exist, and for one outside the operator's reach."""
+    return Refusal(HTTPStatus.NOT_FOUND, f"no application {open_apply_code!r} of {business_system!r}")
+
+
+def _within_reach(operator: Operator, stored: StoredApplication | None, business_system: str, code: str) -> None:
+    """An application outside the operator's business systems or sellers is answered as one that does not
+    exist (404, the same message): an operator learns nothing of what it may not see, not even that it is."""
     if operator.business_systems is not None and business_system not in operator.business_systems:
-        raise Refusal(HTTPStatus.FORBIDDEN, f"business system {business_system!r} is outside this operator's reach")
+        raise _missing(business_system, code)
     if stored is None:
         return
-    seller = stored.application.seller.tax_number
-    if not operator.may_see(business_system, seller):
-        raise Refusal(HTTPStatus.FORBIDDEN, "this application's seller is outside this operator's reach")
+    if not operator.may_see(business_system, stored.application.seller.tax_number):
+        raise _missing(business_system, code)
+
+
+def reach(operator: Operator) -> Reach:
+    return Reach(operator.business_systems, operator.sellers)
 
 
 # ------------------------------------------------------------------ GET /v1/ops/summary
@@ -127,7 +139,8 @@ def _dead_letter_depths() -> dict[str, int | None]:
     operation_id="opsSummary",
     summary="Counts per status, open findings and dead-letter queue depths",
     description="Open and needs-a-person statuses as they are now; final statuses reached in the last 24 hours. "
-    "Counts are of the whole hub (an operator limited to some business systems sees them too).",
+    "An operator limited to some business systems or sellers gets the counts of those only (dead-letter queue "
+    "depths are the hub's).",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
     responses={
@@ -137,16 +150,18 @@ def _dead_letter_depths() -> dict[str, int | None]:
     },
 )
 def summary() -> Response[Any]:
-    _operator()
+    _, operator = _operator()
+    scope = reach(operator)
+    scope = None if scope.whole_hub else scope
     store = runtime.application_store()
-    statuses = {s.value: store.count_status(s) for s in sorted(OPEN_STATUSES | NEEDS_PERSON_STATUSES)}
-    for status, count in store.settled_since(utc_now() - timedelta(hours=24)).items():
+    statuses = {s.value: store.count_status(s, scope) for s in sorted(OPEN_STATUSES | NEEDS_PERSON_STATUSES)}
+    for status, count in store.settled_since(utc_now() - timedelta(hours=24), scope).items():
         if status not in statuses:
             statuses[status] = count
     data = {
         "statuses": statuses,
         "needsPerson": {s.value: statuses.get(s.value, 0) for s in sorted(NEEDS_PERSON_STATUSES)},
-        "openFindings": store.count_open_findings(),
+        "openFindings": store.count_open_findings(scope),
         "deadLetterQueues": _dead_letter_depths(),
     }
     return envelope(HTTPStatus.OK, "ok", data)
@@ -231,10 +246,11 @@ def _is_number(text: str) -> bool:
     operation_id="opsListApplications",
     summary="List applications, newest received first (JSON, or CSV with Accept: text/csv)",
     description="Filters: status, businessSystem, seller (tax number), channel, receivedFrom / receivedTo (China "
-    "days, both included), openFindings=true (only applications with an open finding: a page may then hold fewer "
-    "rows than `limit` while `nextCursor` says more may follow). Pages of `limit` (1-500, default 50); pass "
-    "`nextCursor` back as `cursor` for the next page. With Accept: text/csv the same page comes as CSV and the "
-    "next cursor in the X-Next-Cursor header.",
+    "days, both included), openFindings=true (only applications with an open finding). Pages of `limit` (1-500, "
+    "default 50); pass `nextCursor` back as `cursor` for the next page (a page may hold fewer rows while there is a "
+    "next one: where filters drop many, a page reads a bounded number). An operator limited to some business "
+    "systems or sellers lists only those. With Accept: text/csv the same page comes as CSV and the next cursor in "
+    "the X-Next-Cursor header.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
     responses={
@@ -367,19 +383,18 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     responses={
         200: openapi.answer("the application", openapi.OpsDetailAnswer),
         401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
         404: _MISSING,
         503: _UNAVAILABLE,
     },
 )
 def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     _, operator = _operator()
-    _within_reach(operator, None, businessSystem)
+    _within_reach(operator, None, businessSystem, openApplyCode)
     logkeys.set_application(businessSystem, openApplyCode)
     stored = runtime.intake().get(businessSystem, openApplyCode)
     if stored is None:
-        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
-    _within_reach(operator, stored, businessSystem)
+        raise _missing(businessSystem, openApplyCode)
+    _within_reach(operator, stored, businessSystem, openApplyCode)
     return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
 
 
@@ -412,15 +427,15 @@ def read_raw(
     key: Annotated[str | None, Query(description="one of the detail's rawKeys")] = None,
 ) -> Response[Any]:
     _, operator = _operator()
-    _within_reach(operator, None, businessSystem)
+    _within_reach(operator, None, businessSystem, openApplyCode)
     wanted = (app.current_event.query_string_parameters or {}).get("key") or ""
     if not wanted:
         raise Refusal(HTTPStatus.BAD_REQUEST, "key: required, one of the application's rawKeys")
     logkeys.set_application(businessSystem, openApplyCode)
     stored = runtime.intake().get(businessSystem, openApplyCode)
     if stored is None:
-        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
-    _within_reach(operator, stored, businessSystem)
+        raise _missing(businessSystem, openApplyCode)
+    _within_reach(operator, stored, businessSystem, openApplyCode)
     # Only what the application names: a key is never a path into the rest of the bucket.
     if wanted not in _raw_keys(stored, runtime.intake().invoices(stored)):
         return envelope(HTTPStatus.NOT_FOUND, "key: not one of this application's rawKeys")
@@ -483,15 +498,15 @@ def _action_body() -> dict[str, Any]:
 )
 def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     name, operator = _operator()
-    _within_reach(operator, None, businessSystem)
+    _within_reach(operator, None, businessSystem, openApplyCode)
     if not operator.can_act:
         raise Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
     body = _action_body()
     logkeys.set_application(businessSystem, openApplyCode)
     stored = runtime.intake().get(businessSystem, openApplyCode)
     if stored is None:
-        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
-    _within_reach(operator, stored, businessSystem)
+        raise _missing(businessSystem, openApplyCode)
+    _within_reach(operator, stored, businessSystem, openApplyCode)
     use_case = _use_case()
     if use_case is None:
         return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")
@@ -507,7 +522,7 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
         status, message = _parts(refused, "status")
         return envelope(HTTPStatus.CONFLICT, message, {"status": _status_text(status)})
     except operations.ApplicationMissing:
-        return envelope(HTTPStatus.NOT_FOUND, f"no application {openApplyCode!r} of {businessSystem!r}")
+        raise _missing(businessSystem, openApplyCode) from None
     logger.info("operator action", extra={"action": body["action"], "status": after.status.value})
     metrics.add_metric(name="OpsActions", unit=MetricUnit.Count, value=1)
     return envelope(HTTPStatus.OK, f"{body['action']} done", detail(after))

@@ -39,6 +39,8 @@ INLINE_DOCUMENT_LIMIT = 300 * 1024
 # The operations desk's listing indexes (template.yaml, GSIs "list-*"): each key is a value and a
 # shard of the application's key, so no partition holds every application (docs/architecture.md).
 LIST_SHARDS = 4
+# A list page reads at most this many times its size from one partition where filters drop items.
+LIST_READ_FACTOR = 4
 # GSI "settled" (template.yaml): applications that reached a state that is not open, filed under the
 # China day of that transition and a shard, so that reconciliation reads a window in a few partitions
 # and one busy day is not one hot partition.
@@ -1143,21 +1145,22 @@ class ApplicationStore:
         history = (*stored.history, Transition.from_item(entry))
         return replace(stored, findings=findings, history=history)
 
-    def attention_counts(self, limit: int = 10000) -> dict[str, int]:
+    def attention_counts(self, limit: int = 10000, reach: Reach | None = None) -> dict[str, int]:
         """How many applications need a person, by status, through the sparse "attention" index (never
         a scan: it holds only those). An application there whose status needs no person is held by an
-        open finding: counted under "FINDINGS". Small pages of keys and the status only."""
+        open finding: counted under "FINDINGS". Small pages of keys and the status only; with
+        ``reach``, only the applications within it."""
         counts: dict[str, int] = {}
         kwargs: dict[str, Any] = {
             "IndexName": "attention",
             "KeyConditionExpression": Key("attention").eq(ATTENTION),
-            "ProjectionExpression": "#status",
+            "ProjectionExpression": "pk, source_system, #status",
             "ExpressionAttributeNames": {"#status": "status"},
         }
         seen = 0
         while seen < limit:
             answer = self._table.query(Limit=1000, **kwargs)
-            for item in answer.get("Items", []):
+            for item in self._within(answer.get("Items", []), reach):
                 status = Status(item["status"])
                 # VOIDING there: a void to be done at the channel by a person (or an open finding).
                 name = status.value if status.needs_person or status is Status.VOIDING else "FINDINGS"
@@ -1187,71 +1190,98 @@ class ApplicationStore:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of applications, newest received first, and the cursor of the next (None: the last).
 
-        Served by one listing index (ListQuery.index: the most selective filter given), its
-        LIST_SHARDS partitions read side by side and merged: a page costs LIST_SHARDS queries (more
-        only when other filters drop items), however many applications are stored. The items hold
-        the index's projection (LISTED_ATTRIBUTES). Raises InvalidCursor for a cursor of another query.
+        Served by one listing index (ListQuery.partitions: the operator's business systems or sellers
+        when it is limited, else the most selective filter given), each value's LIST_SHARDS partitions
+        read side by side and merged: a page costs LIST_SHARDS queries per value, however many
+        applications are stored. Where other filters drop items, a partition reads at most
+        LIST_READ_FACTOR x ``limit`` items for one page, so a page may hold fewer than ``limit`` rows
+        and still have a next cursor (the cost of a page is bounded, not the reading of an index to
+        its end). The items hold the index's projection (LISTED_ATTRIBUTES). Raises InvalidCursor for
+        a cursor of another query.
         """
-        index, hash_attribute, value = query.index()
-        positions = _decode_cursor(cursor, query.fingerprint()) if cursor else {s: None for s in range(LIST_SHARDS)}
+        index, hash_attribute, values = query.partitions()
+        partitions = [f"{value}#{shard}" for value in values for shard in range(LIST_SHARDS)]
+        if not partitions:
+            return [], None  # nothing within the operator's reach matches: nothing is read
+        fingerprint = query.fingerprint()
+        positions = (
+            _decode_cursor(cursor, fingerprint, len(partitions)) if cursor else dict.fromkeys(range(len(partitions)))
+        )
         key = Key(hash_attribute)
         condition_range = query.received_range()
         filters = query.filter_expression()
         fetched: dict[int, list[dict[str, Any]]] = {}
         ended: dict[int, bool] = {}
-        for shard, start in positions.items():
-            if start is False:  # this shard is read to its end
+        # Where a partition stopped short of ``limit`` matches without reaching its end: (pk, created_at)
+        # of the last item it read. Nothing it has not read is newer.
+        stopped: dict[int, tuple[str, str]] = {}
+        for number, start in positions.items():
+            if start is False:  # this partition is read to its end
                 continue
+            partition = partitions[number]
             kwargs: dict[str, Any] = {
                 "IndexName": index,
-                "KeyConditionExpression": _key_condition(key.eq(f"{value}#{shard}"), condition_range),
+                "KeyConditionExpression": _key_condition(key.eq(partition), condition_range),
                 "ScanIndexForward": False,
             }
             if filters is not None:
                 kwargs["FilterExpression"] = filters
             if start:
-                kwargs["ExclusiveStartKey"] = {
-                    "pk": start[0],
-                    "created_at": start[1],
-                    hash_attribute: f"{value}#{shard}",
-                }
+                kwargs["ExclusiveStartKey"] = {"pk": start[0], "created_at": start[1], hash_attribute: partition}
             items: list[dict[str, Any]] = []
-            while True:
+            for _ in range(LIST_READ_FACTOR):
                 answer = self._table.query(Limit=limit, **kwargs)
                 items += answer.get("Items", [])
                 if "LastEvaluatedKey" not in answer or len(items) >= limit:
                     break
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-            fetched[shard] = items
-            ended[shard] = "LastEvaluatedKey" not in answer
-        # Newest first; equal times keep each shard's own order, so what a shard gives is always a
-        # prefix of what it read and its position can be carried in the cursor.
+            fetched[number] = items
+            ended[number] = "LastEvaluatedKey" not in answer
+            if not ended[number] and len(items) < limit:
+                last = answer["LastEvaluatedKey"]
+                stopped[number] = (last["pk"], last["created_at"])
+        # Only what is at least as new as every stopped partition's last read item can be shown in order.
+        frontier = max((at for _, at in stopped.values()), default="")
+        # Newest first; equal times keep each partition's own order, so what a partition gives is always
+        # a prefix of what it read and its position can be carried in the cursor.
         merged = sorted(
-            ((item["created_at"], -shard, -n) for shard, items in fetched.items() for n, item in enumerate(items)),
+            (
+                (item["created_at"], -number, -n)
+                for number, items in fetched.items()
+                for n, item in enumerate(items)
+                if item["created_at"] >= frontier
+            ),
             reverse=True,
         )[:limit]
-        page = [fetched[-shard][-n] for _, shard, n in merged]
+        page = [fetched[-number][-n] for _, number, n in merged]
         next_positions: dict[int, Any] = dict(positions)
-        for shard, items in fetched.items():
-            used = sum(1 for _, s, _ in merged if -s == shard)
+        for number, items in fetched.items():
+            used = sum(1 for _, m, _ in merged if -m == number)
             if used:
-                last = items[used - 1]
-                next_positions[shard] = [last["pk"], last["created_at"]]
-            if used == len(items) and ended[shard]:
-                next_positions[shard] = False
+                last_used = items[used - 1]
+                next_positions[number] = [last_used["pk"], last_used["created_at"]]
+            if used == len(items):
+                if ended[number]:
+                    next_positions[number] = False
+                elif number in stopped:  # what it read past its last match matched nothing
+                    next_positions[number] = list(stopped[number])
         if all(position is False for position in next_positions.values()):
             return page, None
-        return page, _encode_cursor(next_positions, query.fingerprint())
+        return page, _encode_cursor(next_positions, fingerprint)
 
-    def count_status(self, status: Status) -> int:
-        """How many applications are in ``status`` now (its listing partitions, counted, not read)."""
+    def count_status(self, status: Status, reach: Reach | None = None) -> int:
+        """How many applications are in ``status`` now (its listing partitions, counted, not read);
+        with ``reach``, only those within it (a filter on the partitions' projection: the same requests)."""
         total = 0
+        condition = reach.condition() if reach is not None else None
         for shard in range(LIST_SHARDS):
             kwargs: dict[str, Any] = {
                 "IndexName": "list-status",
                 "KeyConditionExpression": Key("list_status").eq(f"{status.value}#{shard}"),
                 "Select": "COUNT",
             }
+            if condition is not None:
+                kwargs["FilterExpression"] = condition
             while True:
                 answer = self._table.query(**kwargs)
                 total += int(answer.get("Count", 0))
@@ -1260,9 +1290,10 @@ class ApplicationStore:
                 kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
         return total
 
-    def settled_since(self, since: datetime) -> dict[str, int]:
-        """Applications that reached a state that is not open since ``since``, by status (the "settled" index)."""
-        counts: dict[str, int] = {}
+    def settled_since(self, since: datetime, reach: Reach | None = None) -> dict[str, int]:
+        """Applications that reached a state that is not open since ``since``, by status (the "settled"
+        index); with ``reach``, only those within it."""
+        entries: list[dict[str, Any]] = []
         day, last = china_day(since), china_day(utc_now())
         while day <= last:
             for shard in range(SETTLED_SHARDS):
@@ -1270,40 +1301,69 @@ class ApplicationStore:
                     "IndexName": "settled",
                     "KeyConditionExpression": Key("settled_day").eq(f"{day.isoformat()}#{shard}")
                     & Key("settled_at").gte(iso(since)),
-                    "ProjectionExpression": "#status",
+                    "ProjectionExpression": "pk, source_system, #status",
                     "ExpressionAttributeNames": {"#status": "status"},
                 }
                 while True:
                     answer = self._table.query(**kwargs)
-                    for item in answer.get("Items", []):
-                        counts[item["status"]] = counts.get(item["status"], 0) + 1
+                    entries += answer.get("Items", [])
                     if "LastEvaluatedKey" not in answer:
                         break
                     kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
             day += timedelta(days=1)
+        counts: dict[str, int] = {}
+        for item in self._within(entries, reach):
+            counts[item["status"]] = counts.get(item["status"], 0) + 1
         return counts
 
-    def count_open_findings(self) -> int:
-        """Open findings on the applications that need a person (the sparse "attention" index)."""
-        keys: list[str] = []
-        kwargs: dict[str, Any] = {"IndexName": "attention", "KeyConditionExpression": Key("attention").eq(ATTENTION)}
+    def count_open_findings(self, reach: Reach | None = None) -> int:
+        """Open findings on the applications that need a person (the sparse "attention" index); with
+        ``reach``, only on those within it."""
+        entries: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": "attention",
+            "KeyConditionExpression": Key("attention").eq(ATTENTION),
+            "ProjectionExpression": "pk, source_system",
+        }
         while True:
             answer = self._table.query(**kwargs)
-            keys += [item["pk"] for item in answer.get("Items", [])]
+            entries += answer.get("Items", [])
             if "LastEvaluatedKey" not in answer:
                 break
             kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        client, name, total = self._table.meta.client, self._table.name, 0
+        if reach is not None and reach.business_systems is not None:
+            entries = [e for e in entries if e.get("source_system") in reach.business_systems]
+        total = 0
+        for item in self._read_keys([e["pk"] for e in entries], "pk, findings, seller_tax_number"):
+            if reach is None or reach.sellers is None or item.get("seller_tax_number") in reach.sellers:
+                total += sum(1 for f in item.get("findings", ()) if f.get("open", True))
+        return total
+
+    def _within(self, entries: list[dict[str, Any]], reach: Reach | None) -> list[dict[str, Any]]:
+        """Index entries (pk, source_system, ...) of applications within ``reach``. The business system
+        is in every index's projection; the seller only in the listing ones', so for a reach of sellers
+        the entries left are read (by key, 100 at a time) for it."""
+        if reach is None or reach.whole_hub:
+            return entries
+        if reach.business_systems is not None:
+            entries = [e for e in entries if e.get("source_system") in reach.business_systems]
+        if reach.sellers is None or not entries:
+            return entries
+        read = self._read_keys([e["pk"] for e in entries], "pk, seller_tax_number")
+        sellers = {i["pk"]: i.get("seller_tax_number") for i in read}
+        return [e for e in entries if sellers.get(e["pk"]) in reach.sellers]
+
+    def _read_keys(self, keys: list[str], projection: str) -> list[dict[str, Any]]:
+        client, name, found = self._table.meta.client, self._table.name, []
         for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
             request = {
-                name: {"Keys": [{"pk": k} for k in keys[start : start + 100]], "ProjectionExpression": "findings"}
+                name: {"Keys": [{"pk": k} for k in keys[start : start + 100]], "ProjectionExpression": projection}
             }
             while request:
                 answer = client.batch_get_item(RequestItems=request)
-                for item in answer["Responses"].get(name, []):
-                    total += sum(1 for f in item.get("findings", ()) if f.get("open", True))
+                found += answer["Responses"].get(name, [])
                 request = answer.get("UnprocessedKeys") or {}
-        return total
+        return found
 
     # ------------------------------------------------------------------ encoding
     def _encode_document(self, application: Application) -> dict[str, Any]:
@@ -1425,6 +1485,26 @@ class ListQuery:
     # Only applications that ever had a finding (the projected ``findings``); the caller keeps the open ones.
     with_findings: bool = False
 
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.business_systems, self.sellers)
+
+    def partitions(self) -> tuple[str, str, tuple[str, ...]]:
+        """(index, its partition attribute, the values before the shard) that hold every match.
+
+        An operator limited to some business systems is served from those systems' partitions (limited
+        to sellers only: those sellers'), so what other systems store is never read; none when the
+        filters and the reach leave nothing.
+        """
+        if self.business_systems is not None:
+            wanted = (self.business_system,) if self.business_system else self.business_systems
+            return "list-system", "list_system", tuple(v for v in dict.fromkeys(wanted) if v in self.business_systems)
+        if self.sellers is not None:
+            wanted = (self.seller,) if self.seller else self.sellers
+            return "list-seller", "list_seller", tuple(v for v in dict.fromkeys(wanted) if v in self.sellers)
+        index, attribute, value = self.index()
+        return index, attribute, (value,)
+
     def index(self) -> tuple[str, str, str]:
         """(index, its partition attribute, the value before the shard): the most selective filter given."""
         if self.seller:
@@ -1449,31 +1529,57 @@ class ListQuery:
         return start, end
 
     def filter_expression(self) -> Any:
-        """The filters the chosen index does not answer, and the operator's reach."""
-        _, attribute, _ = self.index()
+        """The filters the chosen partitions do not answer, and the operator's reach."""
+        _, attribute, _ = self.partitions()
         conditions = []
         if self.status and attribute != "list_status":
             conditions.append(Attr("status").eq(self.status))
         if self.business_system and attribute != "list_system":
             conditions.append(Attr("source_system").eq(self.business_system))
+        if self.seller and attribute != "list_seller":
+            conditions.append(Attr("seller_tax_number").eq(self.seller))
         if self.channel and attribute != "list_channel":
             conditions.append(Attr("channel").eq(self.channel))
-        if self.business_systems is not None:
-            conditions.append(Attr("source_system").is_in(list(self.business_systems) or [""]))
-        if self.sellers is not None:
-            conditions.append(Attr("seller_tax_number").is_in(list(self.sellers) or [""]))
         if self.with_findings:
             conditions.append(Attr("findings").exists())
-        if not conditions:
-            return None
-        expression = conditions[0]
-        for condition in conditions[1:]:
-            expression = expression & condition
-        return expression
+        reach = self.reach.condition()
+        if reach is not None:
+            conditions.append(reach)
+        return _all_of(conditions)
 
     def fingerprint(self) -> str:
         text = json.dumps([str(getattr(self, f.name)) for f in fields(self)])
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What an operator may see (config.Operator): its business systems and sellers (None: all)."""
+
+    business_systems: tuple[str, ...] | None = None
+    sellers: tuple[str, ...] | None = None
+
+    @property
+    def whole_hub(self) -> bool:
+        return self.business_systems is None and self.sellers is None
+
+    def condition(self) -> Any:
+        """A filter on a listing index's projection (None: the whole hub)."""
+        conditions = []
+        if self.business_systems is not None:
+            conditions.append(Attr("source_system").is_in(list(self.business_systems) or [""]))
+        if self.sellers is not None:
+            conditions.append(Attr("seller_tax_number").is_in(list(self.sellers) or [""]))
+        return _all_of(conditions)
+
+
+def _all_of(conditions: list[Any]) -> Any:
+    if not conditions:
+        return None
+    expression = conditions[0]
+    for condition in conditions[1:]:
+        expression = expression & condition
+    return expression
 
 
 def _key_condition(partition: Any, received: tuple[str | None, str | None]) -> Any:
@@ -1489,15 +1595,15 @@ def _key_condition(partition: Any, received: tuple[str | None, str | None]) -> A
 
 
 def _encode_cursor(positions: dict[int, Any], fingerprint: str) -> str:
-    raw = json.dumps({"q": fingerprint, "s": [positions[s] for s in range(LIST_SHARDS)]}, separators=(",", ":"))
+    raw = json.dumps({"q": fingerprint, "s": [positions[s] for s in range(len(positions))]}, separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def _decode_cursor(cursor: str, fingerprint: str) -> dict[int, Any]:
+def _decode_cursor(cursor: str, fingerprint: str, partitions: int) -> dict[int, Any]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         shards = raw["s"]
-        valid = raw["q"] == fingerprint and isinstance(shards, list) and len(shards) == LIST_SHARDS
+        valid = raw["q"] == fingerprint and isinstance(shards, list) and len(shards) == partitions
         valid = valid and all(
             s is None or s is False or (isinstance(s, list) and len(s) == 2 and all(isinstance(v, str) for v in s))
             for s in shards

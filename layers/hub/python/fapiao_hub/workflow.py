@@ -1386,6 +1386,15 @@ def _unmatched_item(channel: str, result: CallbackResult, invoice: IssuedInvoice
         "invoice_type": invoice.invoice_type.value if invoice.invoice_type else None,
         "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines] or None,
         "details": dict(invoice.details) or None,
+        # What the result says it belongs to: an operator may attach it only to an application of this
+        # seller, and it is verified on these like a direct result (operations._attach_result).
+        "seller_tax_number": invoice.seller_tax_number,
+        "buyer_tax_number": invoice.buyer_tax_number,
+        "buyer_name": invoice.buyer_name,
+        "direction": colour.value if (colour := verification.reported_colour(invoice)) else None,
+        "original_number": invoice.original_number,
+        "original_code": invoice.original_code,
+        "unreadable": dict(invoice.unreadable) or None,
     }
     item.update({k: v for k, v in optional.items() if v is not None})
     return item

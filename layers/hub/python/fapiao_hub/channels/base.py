@@ -147,6 +147,7 @@ class IssuedInvoice:
     # The parties as the channel reports them (checked against the application: verification.py).
     seller_tax_number: str | None = None
     buyer_tax_number: str | None = None
+    buyer_name: str | None = None
     # Fields of the result the channel module could not read, by the vendor's field name, with the
     # raw text: recorded and turned into a finding, never a crash (the invoice is kept as reported).
     unreadable: dict[str, str] = field(default_factory=dict)

@@ -76,7 +76,7 @@ invoiceTypeCode 004/007/026/028/01/02       VAT_SPECIAL_PAPER / VAT_NORMAL_PAPER
                                             VAT_NORMAL_ELECTRONIC / VAT_SPECIAL_ELECTRONIC /
                                             DIGITAL_SPECIAL / DIGITAL_NORMAL
 invoicingStatus 00 / 03 (absent: 00)        state ISSUED / VOIDED
-sellerTaxNo / buyerTaxNo                    seller_tax_number / buyer_tax_number (also in details)
+sellerTaxNo / buyerTaxNo / buyerName        seller_tax_number / buyer_tax_number / buyer_name (also in details)
 invoiceType 0 / 1 (absent: 0)               blue / red: details["direction"] = "RED" for 1
 originalInvoiceNumber / Code                original_number / original_code
 originalsUrl, previewUrl (non-empty)        files: InvoiceFile(url=..., format_hint from the suffix)
@@ -458,6 +458,7 @@ def _invoice(raw: Any, path: str) -> IssuedInvoice:
         details=details,
         seller_tax_number=details.get("seller_tax_number"),
         buyer_tax_number=details.get("buyer_tax_number"),
+        buyer_name=details.get("buyer_name"),
         unreadable=unreadable.fields,
     )
 
