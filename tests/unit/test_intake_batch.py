@@ -241,3 +241,38 @@ def test_deferred_dispatch_sends_ten_per_call_and_names_what_was_not_taken():
     assert queue.send() == {("erp", "code-07")} | {("erp", f"code-{i:02d}") for i in range(10, 20)}
     assert [len(c) for c in sqs.calls] == [10, 10, 5]
     assert queue.pending == [] and queue.send() == set()
+
+
+def test_items_that_are_not_orders_are_400_by_index_and_the_rest_is_stored(hub):
+    body = {"invoiceOrders": ["text", None, 7, [], {}, {"invoiceOrder": "x"}, blue_body("the-good-one")]}
+    status, answer, _ = hub.call(batch_event(body))
+    assert status == 200, answer
+    items = answer["data"]["invoiceOrders"]
+    assert [i["code"] for i in items] == [400] * 6 + [200]
+    for i, item in enumerate(items[:6]):
+        assert item["openApplyCode"] is None
+        fields = [e["field"] for e in item["data"]["errors"]]
+        assert fields and all(f.startswith(f"invoiceOrders[{i}].invoiceOrder") for f in fields), item
+    assert [a["pk"] for a in hub.applications()] == ["sample-erp#the-good-one"]
+
+
+def test_a_store_failure_is_that_items_503_and_the_others_are_stored(hub, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from fapiao_hub.store import ApplicationStore
+
+    create = ApplicationStore.create
+
+    def failing(self, application, **kwargs):
+        if application.open_apply_code == "s-1":
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "PutItem")
+        return create(self, application, **kwargs)
+
+    monkeypatch.setattr(ApplicationStore, "create", failing)
+    status, answer, _ = hub.call(batch_event({"invoiceOrders": [blue_body(f"s-{i}") for i in range(3)]}))
+    assert status == 200
+    items = answer["data"]["invoiceOrders"]
+    assert [i["code"] for i in items] == [200, 503, 200]
+    assert items[1]["message"] == "temporarily unavailable; try again"
+    assert [a["pk"] for a in hub.applications()] == ["sample-erp#s-0", "sample-erp#s-2"]
+    assert sorted(q["open_apply_code"] for q in hub.queued()) == ["s-0", "s-2"]
