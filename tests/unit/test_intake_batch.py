@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 
+from tests.unit import test_routing_voids
 from tests.unit.conftest import OTHER_TOKEN, event
 
 BAD_BUYER = "dddddmarkForTax"
 INVALID = (3, 50, 99)
+world = test_routing_voids.world  # the fixture: the hub with the channel sandboxes and a dispatcher
 
 
 def blue_body(code: str) -> dict[str, Any]:
@@ -276,3 +278,28 @@ def test_a_store_failure_is_that_items_503_and_the_others_are_stored(hub, monkey
     assert items[1]["message"] == "temporarily unavailable; try again"
     assert [a["pk"] for a in hub.applications()] == ["sample-erp#s-0", "sample-erp#s-2"]
     assert sorted(q["open_apply_code"] for q in hub.queued()) == ["s-0", "s-2"]
+
+
+def test_a_void_in_a_batch_is_answered_and_dispatched_as_its_own_post(world):
+    from tests.unit.test_routing_voids import _issued_partner_invoice, seed_example, void_body
+
+    blue = _issued_partner_invoice(world, "batch-void-blue")
+    [invoice] = blue["invoices"]
+    void = void_body("batch-void-1", invoice["invoiceNumber"], invoice_code=invoice.get("invoiceCode"))
+    body = {"invoiceOrders": [void, seed_example("batch-after-void", company="W92", invoiceType="028")]}
+    world.hub.queued()
+    status, answer, _ = world.hub.call(batch_event(body))
+    assert status == 200, answer
+    voided, fresh = answer["data"]["invoiceOrders"]
+    assert (voided["code"], voided["message"]) == (200, "void requested")
+    assert voided["data"] == {
+        "openApplyCode": "batch-void-1",
+        "voids": "batch-void-blue",
+        "status": "VOIDING",
+        "warnings": [],
+    }
+    assert (fresh["code"], fresh["message"]) == (200, "order received")
+    # The void's dispatch request names the blue application it acts on.
+    assert sorted(q["open_apply_code"] for q in world.hub.queued()) == ["batch-after-void", "batch-void-blue"]
+    again = world.hub.call(batch_event(body))[1]["data"]["invoiceOrders"]
+    assert [i["message"] for i in again] == ["void already requested", "order already received"]
