@@ -3,14 +3,14 @@
 Each section runs in its own subprocess (``python -m bench.<module> --out <json>``), its output
 going to a log file in a temporary directory (named when a section fails). Options:
 
-    --sections requests,coldstart,warm,polling,reconciliation,listing,throughput   (default: all)
+    --sections requests,coldstart,warm,polling,reconciliation,listing,batch,throughput   (default: all)
     --doc PATH      where to write the report (default docs/benchmarks.md); --no-doc to skip
     --results PATH  the raw results, kept between runs (default bench/last-results.json): a run of
                     some sections takes the others' figures from it (the report says when each
                     section ran); --fresh ignores it
 
 Sizes: BENCH_ORDERS (throughput, default 2000), BENCH_COLD_RUNS (default 7), BENCH_WARM_REQUESTS
-(default 300), BENCH_POLL_SIZES (default "1000,100000"), BENCH_POLL_RUNS (default 5),
+(default 300), BENCH_BATCH_ORDERS (default 100), BENCH_POLL_SIZES (default "1000,100000"), BENCH_POLL_RUNS (default 5),
 BENCH_RECONCILE_SIZES (default "1000,100000"), BENCH_RECONCILE_RUNS (default 3),
 BENCH_THROUGHPUT_SUBMIT_SECONDS (default 360) and BENCH_THROUGHPUT_DRAIN_SECONDS (default 240) bound
 the throughput run on a slow or busy machine.
@@ -39,6 +39,7 @@ SECTIONS = {
     "polling": "bench.polling",
     "reconciliation": "bench.reconciliation",
     "listing": "bench.listing",
+    "batch": "bench.batch",
     "throughput": "bench.throughput",
 }
 

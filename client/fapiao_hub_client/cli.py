@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import io
 import json
 import os
 import socket
@@ -53,6 +54,8 @@ EXIT_MISMATCH = 5
 # models' statuses that are not open (not imported: the command need not load pydantic's models).
 FINAL_STATUSES = frozenset({"ISSUED", "REJECTED", "VOIDED", "CANCELLED", "MANUAL_REVIEW", "STUCK", "MISMATCH"})
 ORDERS_PATH = "/v1/invoice-orders"
+BATCH_PATH = ORDERS_PATH + "/batch"
+BATCH_SIZE = 100  # the batch route's limit
 REQUEST_TIMEOUT = 30.0
 DEFAULT_STATE_DIR = ".fapiao-hub"
 
@@ -196,6 +199,9 @@ class Client:
 
     def submit(self, order: Any) -> Answer:
         return self.request("POST", ORDERS_PATH, order)
+
+    def submit_batch(self, orders: Sequence[Any]) -> Answer:
+        return self.request("POST", BATCH_PATH, {"invoiceOrders": list(orders)})
 
     def get(self, code: str) -> dict[str, Any]:
         """The application's data, or ApiError (404 for an unknown code)."""
@@ -445,26 +451,59 @@ def _order_code(order: Any) -> str | None:
 
 
 def submit_orders(client: Client, orders: Sequence[tuple[str, Any]], *, progress: bool = True) -> list[Submitted]:
-    """POST each (label, order); an order that is an exception instead (an unreadable file) is an
-    error row. A progress bar on stderr when there is more than one."""
+    """POST the (label, order)s: one alone, several through the batch route in chunks of 100; an
+    order that is an exception instead (an unreadable file) is an error row. A progress bar on
+    stderr when there is more than one."""
 
     def one(label: str, order: Any) -> Submitted:
         if isinstance(order, Exception):
             return Submitted(label, None, "error", str(order))
         return classify(label, _order_code(order), client.submit(order))
 
-    if not progress or len(orders) <= 1:
+    if len(orders) <= 1:
         return [one(label, order) for label, order in orders]
-    results = []
+    results: list[Submitted | None] = [None] * len(orders)
+    readable = [i for i, (_, order) in enumerate(orders) if not isinstance(order, Exception)]
+    for i, (label, order) in enumerate(orders):
+        if isinstance(order, Exception):
+            results[i] = one(label, order)
+    chunks = [readable[start : start + BATCH_SIZE] for start in range(0, len(readable), BATCH_SIZE)]
     with click.progressbar(
-        orders,
+        length=len(readable),
         label=f"submitting {len(orders)} orders",
-        item_show_func=lambda item: item[0] if item else None,
-        file=click.get_text_stream("stderr"),
+        file=click.get_text_stream("stderr") if progress else io.StringIO(),
     ) as bar:
-        for label, order in bar:
-            results.append(one(label, order))
-    return results
+        for chunk in chunks:
+            for i, submitted in zip(chunk, _submit_chunk(client, [orders[i] for i in chunk]), strict=True):
+                results[i] = submitted
+            bar.update(len(chunk))
+    return [r for r in results if r is not None]
+
+
+def _submit_chunk(client: Client, orders: Sequence[tuple[str, Any]]) -> list[Submitted]:
+    """One batch call; each order's row from its own answer (field paths as in its file)."""
+    answer = client.submit_batch([order for _, order in orders])
+    items = answer.data.get("invoiceOrders") if isinstance(answer.data, dict) else None
+    if answer.status in (404, 413):  # a hub without the batch route, or orders too large together
+        return [classify(label, _order_code(order), client.submit(order)) for label, order in orders]
+    if answer.status != 200 or not isinstance(items, list) or len(items) != len(orders):
+        reason = f"{answer.status} {_reason(answer) if answer.status == 400 else answer.message}"
+        return [Submitted(label, _order_code(order), "error", reason, answer.status) for label, order in orders]
+    found = []
+    for index, ((label, order), item) in enumerate(zip(orders, items, strict=True)):
+        item = item if isinstance(item, dict) else {}
+        data = item.get("data")
+        prefix = f"invoiceOrders[{index}]."
+        if isinstance(data, dict) and isinstance(data.get("errors"), list):
+            errors = [
+                {**e, "field": str(e.get("field", "")).removeprefix(prefix)} if isinstance(e, dict) else e
+                for e in data["errors"]
+            ]
+            data = {**data, "errors": errors}
+        status = int(item.get("code") or 0)
+        one = Answer(status, bool(item.get("success", status == 200)), str(item.get("message") or ""), data)
+        found.append(classify(label, _order_code(order), one))
+    return found
 
 
 def echo_submitted(results: Sequence[Submitted], first: str = "file") -> None:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
 SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
 READ_PATH = "/v1/invoice-orders/{openApplyCode}"
+BATCH_PATH = "/v1/invoice-orders/batch"
 CALLBACK_PATH = "/v1/callbacks/{channel}"
 # Answers to a request broken on purpose (no request example of their name): how to break it.
 BROKEN_ON_PURPOSE = {"noToken", "noAccessToken", "tooLarge", "notJson"}
@@ -82,6 +83,27 @@ def assert_documented(response: requests.Response, status: int, documented: Any,
         assert set(answer["data"]) == set(documented["data"]) == {"status"}, answer
     else:
         assert answer == documented, name  # the message, and for a 400 every field path and problem
+
+
+def assert_batch_documented(response: requests.Response, status: int, documented: Any, name: str) -> None:
+    """A batch's answer item by item: an accepted item may be a repeat by now (an earlier run)."""
+    if status != 200:
+        assert_documented(response, status, documented, name)
+        return
+    assert response.status_code == 200, (name, response.text[:800])
+    answer = response.json()
+    assert {k: answer[k] for k in ("success", "code", "message")} == {
+        k: documented[k] for k in ("success", "code", "message")
+    }, name
+    data, expected = answer["data"], documented["data"]
+    assert (data["accepted"], data["refused"]) == (expected["accepted"], expected["refused"]), name
+    assert len(data["invoiceOrders"]) == len(expected["invoiceOrders"]), name
+    for got, item in zip(data["invoiceOrders"], expected["invoiceOrders"], strict=True):
+        if item["code"] == 200:
+            assert got["message"] in ("order received", "order already received"), got
+            assert {**got, "message": item["message"]} == item, (name, got)
+        else:
+            assert got == item, (name, got)
 
 
 def test_the_document_is_openapi_3_1_with_the_outcome_webhook() -> None:
@@ -155,6 +177,29 @@ def test_every_example_gets_its_documented_answer(local_run: LocalRun) -> None:
             assert_documented(response, *answers[name], name)
             seen.add(name)
         assert set(answers) <= seen | NOT_CAUSABLE, set(answers) - seen
+
+    # A batch: every item answered as its own POST, field paths under invoiceOrders[i].
+    op = operation(BATCH_PATH)
+    answers = response_examples(op)
+    for name, body in request_examples(op).items():
+        response = session.post(local_run.api_url + BATCH_PATH, json=body, headers=bearer, timeout=60)
+        assert_batch_documented(response, *answers[name], name)
+        seen.add(name)
+    valid = request_examples(op)["batchOrders"]
+    broken = {
+        "noToken": session.post(local_run.api_url + BATCH_PATH, json=valid, timeout=30),
+        "notJson": session.post(
+            local_run.api_url + BATCH_PATH, data=json.dumps(valid), headers={**bearer, "Content-Type": "text/plain"},
+            timeout=30,
+        ),
+        "tooLarge": session.post(
+            local_run.api_url + BATCH_PATH, data=b" " * (6 * 1024 * 1024 + 1), headers=bearer, timeout=60
+        ),
+    }  # fmt: skip
+    for name, response in broken.items():
+        assert_documented(response, *answers[name], name)
+        seen.add(name)
+    assert set(answers) <= seen, set(answers) - seen
 
     # Reading: each path-parameter example.
     op = operation(READ_PATH, "get")

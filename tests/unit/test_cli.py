@@ -43,15 +43,32 @@ class FakeApi:
     gets: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     unauthorized_message: str = "missing or invalid bearer token"
+    batches: bool = True  # False: a hub without the batch route (404)
+
+    def post(self, order: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        code = order["invoiceOrder"]["openApplyCode"]
+        default = envelope(200, "order received", {"openApplyCode": code, "status": "RECEIVED", "warnings": []})
+        return self.posts.get(code, default)
 
     def answer(self, method: str, path: str, authorization: str | None, body: bytes) -> tuple[int, Any]:
         self.requests.append((method, path, authorization))
         if authorization != f"Bearer {TOKEN}":
             return envelope(401, self.unauthorized_message)
         if method == "POST" and path == "/v1/invoice-orders":
-            code = json.loads(body)["invoiceOrder"]["openApplyCode"]
-            default = envelope(200, "order received", {"openApplyCode": code, "status": "RECEIVED", "warnings": []})
-            return self.posts.get(code, default)
+            return self.post(json.loads(body))
+        if method == "POST" and path == "/v1/invoice-orders/batch" and self.batches:
+            # Each item answered as its own POST, field paths under invoiceOrders[i] (intake.batch).
+            items = []
+            for i, order in enumerate(json.loads(body)["invoiceOrders"]):
+                _, answer = self.post(order)
+                data = answer["data"]
+                if isinstance(data, dict) and "errors" in data:
+                    data = {"errors": [{**e, "field": f"invoiceOrders[{i}].{e['field']}"} for e in data["errors"]]}
+                items.append({"index": i, **answer, "data": data})
+            accepted = sum(1 for item in items if item["code"] == 200)
+            return envelope(
+                200, "batch", {"accepted": accepted, "refused": len(items) - accepted, "invoiceOrders": items}
+            )
         prefix = "/v1/invoice-orders/"
         if method == "GET" and path.startswith(prefix):
             code = path[len(prefix) :]
@@ -170,7 +187,9 @@ def test_submit_prints_a_summary_table_and_exits_2_when_any_order_is_refused(api
     assert by_code["busy-1"][2] == "error" and by_code["busy-1"][3].startswith("503 ")
     assert [row[0] for row in table[1:]] == [str(f) for f in files]
     assert "submitting 5 orders" in result.stderr  # the progress bar (stderr; label only when not a tty)
-    assert [r[2] for r in api.requests] == [f"Bearer {TOKEN}"] * 5
+    # Several files: one batch call.
+    assert [r[:2] for r in api.requests] == [("POST", "/v1/invoice-orders/batch")]
+    assert [r[2] for r in api.requests] == [f"Bearer {TOKEN}"]
 
 
 def test_submit_exits_0_when_all_accepted_and_reads_directories_sorted(api: FakeApi, tmp_path: Path) -> None:
@@ -182,7 +201,33 @@ def test_submit_exits_0_when_all_accepted_and_reads_directories_sorted(api: Fake
     result = with_api(api, "submit", str(orders))
     assert result.exit_code == 0, result.stderr
     assert [row[1] for row in rows(result.stdout)[1:]] == ["first", "second"]
-    assert [path for method, path, _ in api.requests] == ["/v1/invoice-orders"] * 2
+    assert [path for method, path, _ in api.requests] == ["/v1/invoice-orders/batch"]
+
+
+def test_submit_of_many_files_batches_them_by_100_with_a_progress_bar(api: FakeApi, tmp_path: Path) -> None:
+    files = [str(order_file(tmp_path, f"{i:03d}.json", f"many-{i:03d}")) for i in range(250)]
+    api.posts["many-120"] = envelope(
+        400, "invalid invoice order: 1 problem", {"errors": [{"field": "invoiceOrder.bukrs", "message": "unknown"}]}
+    )
+    result = with_api(api, "submit", *files)
+    assert result.exit_code == 2, result.stderr
+    assert [path for _, path, _ in api.requests] == ["/v1/invoice-orders/batch"] * 3
+    summary, details = result.stdout.split("\n\n")
+    table = rows(summary)[1:]
+    assert [row[1] for row in table] == [f"many-{i:03d}" for i in range(250)]
+    assert [row[2] for row in table].count("accepted") == 249
+    # The field path as in the file (the batch's invoiceOrders[20]. prefix is the hub's, not the file's).
+    assert rows(details)[2] == [files[120], "many-120", "invoiceOrder.bukrs", "unknown"]
+    assert "submitting 250 orders" in result.stderr
+
+
+def test_submit_against_a_hub_without_the_batch_route_posts_each(api: FakeApi, tmp_path: Path) -> None:
+    api.batches = False
+    files = [str(order_file(tmp_path, f"{i}.json", f"old-{i}")) for i in range(3)]
+    result = with_api(api, "submit", *files)
+    assert result.exit_code == 0, result.stderr
+    assert [path for _, path, _ in api.requests] == ["/v1/invoice-orders/batch"] + ["/v1/invoice-orders"] * 3
+    assert [row[2] for row in rows(result.stdout)[1:]] == ["accepted"] * 3
 
 
 def test_submit_one_file_has_no_progress_bar(api: FakeApi, tmp_path: Path) -> None:

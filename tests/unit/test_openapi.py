@@ -16,6 +16,7 @@ COMMITTED = ROOT / "docs" / "openapi.json"
 OPERATIONS = {
     ("/v1/invoice-orders", "post"),
     ("/extInvoiceOrder/receiveInvoiceOrder", "post"),
+    ("/v1/invoice-orders/batch", "post"),
     ("/v1/invoice-orders/{openApplyCode}", "get"),
     ("/v1/callbacks/{channel}", "post"),
     ("/v1/ops/summary", "get"),
@@ -92,6 +93,20 @@ def test_intake_body_is_the_seed_004_request(doc: dict, path: str) -> None:
     assert lines["type"] == "array" and lines["minItems"] == 1
     line = schema(doc, lines["items"])
     assert {"goodsName", "amtInclTax", "taxrate"} <= set(line["properties"])
+
+
+def test_the_batch_route_takes_a_list_of_seed_004_bodies_and_answers_each(doc: dict) -> None:
+    op = doc["paths"]["/v1/invoice-orders/batch"]["post"]
+    request = schema(doc, op["requestBody"]["content"]["application/json"]["schema"])
+    assert request["required"] == ["invoiceOrders"]
+    assert (request["properties"]["invoiceOrders"]["minItems"], request["properties"]["invoiceOrders"]["maxItems"]) == (
+        1,
+        100,
+    )
+    answer = schema(doc, op["responses"]["200"]["content"]["application/json"]["schema"])
+    result = schema(doc, answer["properties"]["data"])
+    assert set(result["required"]) == {"accepted", "refused", "invoiceOrders"}
+    assert set(op["responses"]) == {"200", "400", "401", "413", "415"}
 
 
 def test_answers_are_declared_with_their_models(doc: dict) -> None:

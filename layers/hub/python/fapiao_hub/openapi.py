@@ -202,6 +202,39 @@ class OrderDetailAnswer(Envelope):
     data: OrderDetail  # type: ignore[assignment]
 
 
+# ---------------------------------------------------------------------------- batches (intake.batch)
+class BatchRequest(BaseModel):
+    """POST /v1/invoice-orders/batch: several bodies of POST /v1/invoice-orders in one call."""
+
+    invoiceOrders: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=100,
+        description='1 to 100 items, each a body of POST /v1/invoice-orders ({"invoiceOrder": {...}}, see '
+        "Seed004Request); an openApplyCode may appear only once per batch",
+    )
+
+
+class BatchItemAnswer(BaseModel):
+    index: int = Field(description="the item's position in invoiceOrders, from 0")
+    openApplyCode: str | None = Field(description="the item's openApplyCode, where it has one")
+    success: bool = Field(description="true when the item was received (code 200)")
+    code: int = Field(description="the status a single POST of the item answers: 200, 400, 409 or 503")
+    message: str = Field(description="the single POST's message ('order received', 'order already received', ...)")
+    data: OrderAccepted | OrderErrors | ConflictStatus | None = Field(
+        description="the single POST's data; error field paths start with invoiceOrders[index]"
+    )
+
+
+class BatchResult(BaseModel):
+    accepted: int = Field(description="items answered 200 (new or already received)")
+    refused: int = Field(description="the other items (400, 409; 503: stored or not, send them again)")
+    invoiceOrders: list[BatchItemAnswer] = Field(description="every item's answer, in the order sent")
+
+
+class BatchAnswer(Envelope):
+    data: BatchResult  # type: ignore[assignment]
+
+
 # ---------------------------------------------------------------------------- the operations desk (ops_api)
 class OpsSummary(BaseModel):
     statuses: dict[str, int] = Field(
@@ -646,6 +679,50 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
     401: ORDER_ANSWERS[401],
     404: {"unknown": refusal("not yours, or no such application", 404, "no invoice order 'no-such-order'")},
     503: {"awsDown": refusal("a moment's outage", 503, "temporarily unavailable; try again")},
+}  # fmt: skip
+
+# A batch: a new order and a broken one (each answered as its own POST).
+BATCH_CODES = ("swagger-example-0010", "swagger-example-0011")
+BATCH_EXAMPLES = {
+    "batchOrders": example(
+        "two orders: the second with an unknown invoiceType",
+        {"invoiceOrders": [_order(openApplyCode=BATCH_CODES[0]),
+                           _order(openApplyCode=BATCH_CODES[1], invoiceType="0999")]},
+    ),
+    "emptyBatch": example("no orders at all", {"invoiceOrders": []}),
+}  # fmt: skip
+BATCH_ANSWERS: dict[int, dict[str, Any]] = {
+    200: {
+        "batchOrders": example(
+            "one received ('order already received' when sent again), one refused naming invoiceOrders[1]",
+            {
+                "success": True,
+                "code": 200,
+                "message": "batch of 2: 1 accepted, 1 refused",
+                "data": {
+                    "accepted": 1,
+                    "refused": 1,
+                    "invoiceOrders": [
+                        {"index": 0, "openApplyCode": BATCH_CODES[0], "success": True, "code": 200,
+                         "message": "order received",
+                         "data": {"openApplyCode": BATCH_CODES[0], "status": "RECEIVED", "warnings": []}},
+                        {"index": 1, "openApplyCode": BATCH_CODES[1], "success": False, "code": 400,
+                         "message": "invalid invoice order: 1 problem",
+                         "data": {"errors": [ORDER_ANSWERS[400]["unknownCodes"]["value"]["data"]["errors"][0]
+                                             | {"field": "invoiceOrders[1].invoiceOrder.invoiceType"}]}},
+                    ],
+                },
+            },
+        )
+    },
+    400: {
+        "emptyBatch": refusal(
+            "an empty batch: nothing stored",
+            400,
+            "invalid batch: must hold 1 to 100 invoice orders, got 0",
+            {"errors": [{"field": "invoiceOrders", "message": "must hold 1 to 100 invoice orders, got 0"}]},
+        )
+    },
 }  # fmt: skip
 
 # The Ekuaibao sandbox's application in the local run: docs/examples/order-ekuaibao.json submitted by

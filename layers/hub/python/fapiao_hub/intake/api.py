@@ -22,6 +22,7 @@ from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.workflow import (
     ApplicationConflict,
+    Intake,
     RedRefused,
     VoidConflict,
     VoidRefused,
@@ -249,7 +250,7 @@ def _intake_codes() -> dict[Any, str]:
     return {kind: "/".join(found) for kind, found in codes.items()}
 
 
-def _void(system_id: str, body: Any) -> Response[Any]:
+def _void(system_id: str, body: Any, intake: Intake) -> Response[Any]:
     from fapiao_hub.channels.registry import ChannelConfigurationError
 
     config = runtime.hub_config()
@@ -275,7 +276,7 @@ def _void(system_id: str, body: Any) -> Response[Any]:
         reason=order.reason,
     )
     try:
-        submitted = runtime.intake().void(request, can_void=can_void)
+        submitted = intake.void(request, can_void=can_void)
     except VoidRefused as refused:
         metrics.add_metric(name="VoidsRefused", unit=MetricUnit.Count, value=1)
         raise _invalid([seed004.FieldError(f"{seed004.ROOT}.{refused.field}", refused.message)]) from None
@@ -297,11 +298,14 @@ def _void(system_id: str, body: Any) -> Response[Any]:
 
 
 def submit() -> Response[Any]:
-    system_id = _caller()
-    body = _json_body()
+    return _submit_order(_caller(), _json_body(), runtime.intake())
+
+
+def _submit_order(system_id: str, body: Any, intake: Intake) -> Response[Any]:
+    """One invoice order, as POST /v1/invoice-orders takes it (and each item of a batch)."""
     config = runtime.hub_config()
     if seed004.is_void(body):
-        return _void(system_id, body)
+        return _void(system_id, body, intake)
     result = seed004.to_application(
         body,
         source_system=system_id,
@@ -317,7 +321,7 @@ def submit() -> Response[Any]:
     logkeys.set_application(system_id, application.open_apply_code)
     channel = _route(application)
     try:
-        submitted = runtime.intake().submit(
+        submitted = intake.submit(
             application,
             payload_sha256=jsonutil.content_hash(body),
             channel=channel,
@@ -404,6 +408,9 @@ _SUBMIT_OPERATIONS = {
 for _path in SUBMIT_PATHS:
     _operation_id, _summary_text = _SUBMIT_OPERATIONS[_path]
     app.post(_path, operation_id=_operation_id, summary=_summary_text, **_SUBMIT_DOCS)(submit)
+
+# POST /v1/invoice-orders/batch: each item through _submit_order (its own module; registers on app).
+from fapiao_hub.intake import batch as _batch  # noqa: E402, F401
 
 
 @app.get(
