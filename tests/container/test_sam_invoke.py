@@ -36,8 +36,9 @@ EKUAIBAO = "demo-ekuaibao-0001"  # intake-post-ekuaibao.json: docs/examples/orde
 NO_FAILURES = {"batchItemFailures": []}
 
 
-def number(code: str) -> str:
-    return request_number_for(f"{FIXTURE_SYSTEM}#{code}")
+def number(tier: Tier, code: str) -> str:
+    """The request number intake drew for ``code`` (random: never computable from the code)."""
+    return tier.application(code)["request_number"]
 
 
 def fixture_event(name: str) -> dict[str, Any]:
@@ -60,17 +61,37 @@ class Step:
 
     check: Callable[[Tier, Invocation, Any], None]
     before: Callable[[Tier], Any] | None = None
+    # The fixture as sent, where it must name what only the run knows (a request number drawn at intake).
+    event: Callable[[Tier, dict[str, Any]], dict[str, Any]] | None = None
 
 
 STEPS: dict[str, Step] = {}  # in invocation order
 
 
-def step(fixture: str, before: Callable[[Tier], Any] | None = None):
+def step(
+    fixture: str,
+    before: Callable[[Tier], Any] | None = None,
+    event: Callable[[Tier, dict[str, Any]], dict[str, Any]] | None = None,
+):
     def register(check: Callable[[Tier, Invocation, Any], None]) -> Callable[[Tier, Invocation, Any], None]:
-        STEPS[fixture] = Step(check, before)
+        STEPS[fixture] = Step(check, before, event)
         return check
 
     return register
+
+
+def invocation_event(tier: Tier, fixture: str) -> dict[str, Any]:
+    """The event a step sends: the fixture, rewritten where the step says so."""
+    planned = STEPS[fixture]
+    event = fixture_event(fixture)
+    return planned.event(tier, event) if planned.event else event
+
+
+def _with_ekuaibao_number(tier: Tier, event: dict[str, Any]) -> dict[str, Any]:
+    """Seed 000's example push, under the request number intake drew for the Ekuaibao order."""
+    body = json.loads(event["body"])
+    body["serialNo"] = number(tier, EKUAIBAO)
+    return {**event, "body": json.dumps(body, ensure_ascii=False)}
 
 
 def received(tier: Tier, invocation: Invocation, code: str) -> dict[str, Any]:
@@ -81,7 +102,10 @@ def received(tier: Tier, invocation: Invocation, code: str) -> dict[str, Any]:
     assert body["data"]["openApplyCode"] == code and body["data"]["status"] == "RECEIVED", body
     item = tier.application(code)
     assert item is not None and item["status"] == "RECEIVED" and item["version"] == 1, item
-    assert item["request_number"] == number(code), item
+    # Drawn at random and stored before dispatch: never the old derivation from system and code.
+    drawn = item["request_number"]
+    assert len(drawn) == 20 and drawn.startswith("FH") and drawn.isalnum(), item
+    assert drawn != request_number_for(f"{FIXTURE_SYSTEM}#{code}"), item
     assert codes(tier.drain("DispatchQueue")) == [code]
     return body
 
@@ -167,9 +191,9 @@ def _dispatch_xunlian(tier: Tier, invocation: Invocation, _: Any) -> None:
     item = tier.application(XUNLIAN)
     assert item["status"] == "ISSUED" and item["channel"] == "xunlian", item
     [invoice] = tier.invoices(XUNLIAN)
-    assert invoice["request_number"] == number(XUNLIAN) and invoice["status"] == "ISSUED", invoice
+    assert invoice["request_number"] == number(tier, XUNLIAN) and invoice["status"] == "ISSUED", invoice
     issued = tier.sandbox("xunlian", "/_sandbox/issued")
-    assert issued["counts"] == {number(XUNLIAN): 1} and issued["total"] == 1, issued
+    assert issued["counts"] == {number(tier, XUNLIAN): 1} and issued["total"] == 1, issued
     event = outcome(tier.drain("NotifyQueue"), "InvoiceIssued", XUNLIAN)
     assert [i["number"] for i in event["detail"]["invoices"]] == [invoice["number"]], event
     tier.notes["issued_event"] = event  # the notifier fixture is compared with it
@@ -181,7 +205,7 @@ def _get(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert status == 200, body
     data = body["data"]
     assert data["openApplyCode"] == BLUE and data["status"] == "SUBMITTED" and data["channel"] == "kingdee", data
-    assert data["requestNumber"] == number(BLUE), data
+    assert data["requestNumber"] == number(tier, BLUE), data
     history = [h["status"] for h in data["history"]]
     assert history[0] == "RECEIVED" and history[-1] == "SUBMITTED", history
     assert data["invoices"] == [] and data["invoiceOrder"]["openApplyCode"] == BLUE, data
@@ -233,10 +257,10 @@ def _callback_refused(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert tier.application(EKUAIBAO)["status"] == "SUBMITTED"
 
 
-@step("callback-ekuaibao-push.json")
+@step("callback-ekuaibao-push.json", event=_with_ekuaibao_number)
 def _callback(tier: Tier, invocation: Invocation, _: Any) -> None:
-    push = json.loads(fixture_event("callback-ekuaibao-push.json")["body"])
-    assert push["serialNo"] == number(EKUAIBAO)  # the fixture names the application's request number
+    push = json.loads(invocation_event(tier, "callback-ekuaibao-push.json")["body"])
+    assert push["serialNo"] == number(tier, EKUAIBAO)  # the push names the application's request number
     status, body = invocation.http()
     assert status == 200 and body == {"value": True}, body
     # The fixture is seed 000's own example push, whose invoice (another seller, type, amount and
@@ -325,7 +349,7 @@ def _ops_get(tier: Tier, invocation: Invocation, _: Any) -> None:
     assert status == 200, body
     data = body["data"]
     assert (data["businessSystem"], data["openApplyCode"], data["status"]) == (FIXTURE_SYSTEM, BLUE, "SUBMITTED"), data
-    assert data["requestNumber"] == number(BLUE) and data["channel"] == "kingdee", data
+    assert data["requestNumber"] == number(tier, BLUE) and data["channel"] == "kingdee", data
     assert [h["status"] for h in data["history"]][-1] == "SUBMITTED", data
     assert isinstance(data["actions"], list) and "cancel" not in data["actions"], data
     assert {"attempts", "leaseUntil", "nextPollAt", "rawKeys", "findings"} <= set(data), data
@@ -379,7 +403,12 @@ def test_sam_local_invoke(tier: Tier, fixture: str) -> None:
     assert function is not None
     planned = STEPS[fixture]
     noted = planned.before(tier) if planned.before else None
-    invocation = tier.invoke(function, fixture)
+    sent: str | Path = fixture
+    if planned.event:
+        sent = tier.work / "events" / fixture
+        sent.parent.mkdir(parents=True, exist_ok=True)
+        sent.write_text(json.dumps(invocation_event(tier, fixture), ensure_ascii=False), encoding="utf-8")
+    invocation = tier.invoke(function, sent)
     planned.check(tier, invocation, noted)
 
 
