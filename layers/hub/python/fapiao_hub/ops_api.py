@@ -24,7 +24,7 @@ from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope
-from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, key_part_problem, request_number_for
+from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
 from fapiao_hub.spreadsheet import csv_safe
 from fapiao_hub.store import InvalidCursor, ListQuery, StoredApplication, utc_now
 
@@ -299,15 +299,6 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
     }
 
 
-def _refuse_key_parts(business_system: str, open_apply_code: str) -> None:
-    """Path parameters that could never name one application (a '#' would join them into another
-    system's key): 400 naming the parameter, before anything is read."""
-    for name, value in (("businessSystem", business_system), ("openApplyCode", open_apply_code)):
-        problem = key_part_problem(value)
-        if problem is not None:
-            raise Refusal(HTTPStatus.BAD_REQUEST, f"{name}: {problem}", {"field": name})
-
-
 _SYSTEM = Annotated[str, Path(description="the business system that submitted it")]
 _CODE = Annotated[str, Path(description="its openApplyCode")]
 
@@ -320,9 +311,6 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     security=[{openapi.BEARER: []}],
     responses={
         200: openapi.answer("the application", openapi.OpsDetailAnswer),
-        400: openapi.answer(
-            "a path parameter no application's key can have ('#' or a control character)", openapi.ActionRefusedAnswer
-        ),
         401: _UNAUTHORIZED,
         403: _FORBIDDEN,
         404: _MISSING,
@@ -331,7 +319,6 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
 )
 def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     _, operator = _operator()
-    _refuse_key_parts(businessSystem, openApplyCode)
     _within_reach(operator, None, businessSystem)
     logkeys.set_application(businessSystem, openApplyCode)
     stored = runtime.intake().get(businessSystem, openApplyCode)
@@ -388,7 +375,6 @@ def _action_body() -> dict[str, Any]:
 )
 def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     name, operator = _operator()
-    _refuse_key_parts(businessSystem, openApplyCode)
     _within_reach(operator, None, businessSystem)
     if not operator.can_act:
         raise Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")

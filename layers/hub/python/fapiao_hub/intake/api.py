@@ -27,7 +27,7 @@ from fapiao_hub.intake.workflow import (
     VoidRefused,
     VoidRequest,
 )
-from fapiao_hub.models import Application, Finding, key_part_problem, request_number_for
+from fapiao_hub.models import Application, Finding, request_number_for
 from fapiao_hub.queues import QueueUnavailable
 from fapiao_hub.store import StoredApplication
 
@@ -114,14 +114,6 @@ def _json_body() -> Any:
         return jsonutil.loads(body)
     except jsonutil.InvalidJson as error:
         raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
-
-
-def refuse_key_part(name: str, value: str) -> None:
-    """A path parameter that cannot be part of an application's key (no application can have it, and
-    it must never join into another's key): 400 naming it."""
-    problem = key_part_problem(value)
-    if problem is not None:
-        raise Refusal(HTTPStatus.BAD_REQUEST, f"{name}: {problem}", {"errors": [{"field": name, "message": problem}]})
 
 
 def _invalid(errors: list[seed004.FieldError]) -> Refusal:
@@ -414,10 +406,6 @@ for _path in SUBMIT_PATHS:
     security=[{openapi.BEARER: []}],
     responses={
         200: openapi.answer("the application", openapi.OrderDetailAnswer, examples=openapi.READ_ANSWERS[200]),
-        400: openapi.answer(
-            "an openApplyCode no application can have ('#' or a control character; data.errors names it)",
-            openapi.OrderRefusedAnswer,
-        ),
         401: _UNAUTHORIZED,
         404: openapi.answer(
             "no such application for this business system", openapi.Envelope, examples=openapi.READ_ANSWERS[404]
@@ -438,7 +426,6 @@ def read(
 ) -> Response[Any]:
     system_id = _caller()
     open_apply_code = openApplyCode
-    refuse_key_part("openApplyCode", open_apply_code)
     logkeys.set_application(system_id, open_apply_code)
     stored = runtime.intake().get(system_id, open_apply_code)
     if stored is None:  # also for another system's application: no existence is revealed
