@@ -305,8 +305,9 @@ def key_part_problem(value: str) -> str | None:
 
 
 def application_key(source_system: str, open_apply_code: str) -> str:
-    """The applications table's key. Callers check their parts first (intake, configuration, the ops
-    routes answer 400); a part that would still let two keys collide is a bug, never a key."""
+    """The applications table's key. Its parts are checked where they come in (intake refuses such an
+    openApplyCode, the configuration such a name; the HTTP router never decodes a '#' into a path
+    parameter): a part that would still let two keys collide is a bug, never a key."""
     for part in (source_system, open_apply_code):
         problem = key_part_problem(part)
         if problem is not None:

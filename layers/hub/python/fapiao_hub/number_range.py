@@ -19,7 +19,7 @@ SMALLEST = Decimal("1E-130")
 LARGEST = Decimal("9.9999999999999999999999999999999999999E+125")
 MAX_DIGITS = 38
 RANGE_TEXT = "the range the hub can store: magnitude 1E-130 to 9.99E+125, at most 38 significant digits"
-# Wide enough to normalize any number a JSON body can carry without rounding it.
+# For dropping trailing zeros (the result is compared with the value: a rounded one is refused).
 _EXACT = Context(prec=5000, Emax=10**9, Emin=-(10**9))
 
 
@@ -34,16 +34,18 @@ def dynamo_number(value: Decimal | int) -> Decimal | None:
         return None
     if not number.is_finite():
         return None
-    if not number.is_zero() and not SMALLEST <= number.copy_abs() <= LARGEST:
+    if _as_written_fits(number):
+        return number if number.is_zero() or SMALLEST <= number.copy_abs() <= LARGEST else None
+    if number.is_zero():  # 0E-400: zero all the same
+        return Decimal(0)
+    if not SMALLEST <= number.copy_abs() <= LARGEST:
         return None
-    for candidate in (number, number.normalize(_EXACT)):
-        if _as_written_fits(candidate):
-            return candidate
-    return None
-
-
-def fits(value: Decimal | int) -> bool:
-    return dynamo_number(value) is not None
+    try:
+        normalized = number.normalize(_EXACT)
+    except DecimalException:
+        return None
+    # Only ever the same value with fewer trailing zeros, never a rounded one.
+    return normalized if normalized == number and _as_written_fits(normalized) else None
 
 
 def _as_written_fits(number: Decimal | int) -> bool:
