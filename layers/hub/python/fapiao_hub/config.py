@@ -16,12 +16,13 @@ import json
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fapiao_hub.models import InvoiceType, Party
+from fapiao_hub.models import InvoiceType, Party, key_part_problem
 
 # Seed 004 (intake) invoice-type codes -> canonical types. Documented in docs/intake.md; a
 # deployment overrides or extends it with "invoice_types" in the hub configuration.
@@ -289,8 +290,19 @@ class Route(_Config):
         return _channel_list(self.channel, self.channels)
 
 
+def _business_system_name(name: str) -> str:
+    """A business system's name is part of every key of its applications (models.application_key)."""
+    problem = key_part_problem(name)
+    if problem is not None:
+        raise PydanticCustomError("key_part", "a business system's name {problem}", {"problem": problem})
+    return name
+
+
+BusinessSystemName = Annotated[str, AfterValidator(_business_system_name)]
+
+
 class HubConfig(_Config):
-    business_systems: dict[str, BusinessSystem] = Field(default_factory=dict)
+    business_systems: dict[BusinessSystemName, BusinessSystem] = Field(default_factory=dict)
     # The operations desk (ops API): by name, the name recorded in the audit trail.
     operators: dict[str, Operator] = Field(default_factory=dict)
     channels: dict[str, ChannelSettings] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import unicodedata
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -294,8 +295,29 @@ class Application(_Model):
         return application_key(self.source_system, self.open_apply_code)
 
 
+KEY_SEPARATOR = "#"
+
+
+def key_part_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a part of an application's key (a business system's name, an
+    openApplyCode), or None. ``#`` joins the parts: allowed inside one, ``a`` + ``b#c`` and ``a#b`` +
+    ``c`` would be the same key, one tenant's application reachable by another."""
+    if KEY_SEPARATOR in value:
+        return f"must not contain {KEY_SEPARATOR!r} (it separates the parts of the hub's keys)"
+    if any(unicodedata.category(character) == "Cc" for character in value):
+        return "must not contain control characters"
+    return None
+
+
 def application_key(source_system: str, open_apply_code: str) -> str:
-    return f"{source_system}#{open_apply_code}"
+    """The applications table's key. Its parts are checked where they come in (intake refuses such an
+    openApplyCode, the configuration such a name; the HTTP router never decodes a '#' into a path
+    parameter): a part that would still let two keys collide is a bug, never a key."""
+    for part in (source_system, open_apply_code):
+        problem = key_part_problem(part)
+        if problem is not None:
+            raise ValueError(f"{part!r} {problem}")
+    return f"{source_system}{KEY_SEPARATOR}{open_apply_code}"
 
 
 class FindingKind(StrEnum):

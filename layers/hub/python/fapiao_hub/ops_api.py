@@ -27,6 +27,7 @@ from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
+from fapiao_hub.spreadsheet import csv_safe
 from fapiao_hub.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
 
 logger = Logger(child=True)
@@ -224,21 +225,8 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(ROW_FIELDS)
     for shown in rows:
-        writer.writerow(["" if shown[name] is None else _csv_safe(str(shown[name])) for name in ROW_FIELDS])
+        writer.writerow(["" if shown[name] is None else csv_safe(str(shown[name])) for name in ROW_FIELDS])
     return out.getvalue()
-
-
-def _csv_safe(text: str) -> str:
-    """Text from business systems opened in a spreadsheet is never a formula (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not _is_number(text) else text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 @app.get(

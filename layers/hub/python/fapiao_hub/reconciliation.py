@@ -40,6 +40,7 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
+from fapiao_hub.spreadsheet import csv_safe_row
 from fapiao_hub.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
 
 logger = Logger(child=True)
@@ -449,28 +450,27 @@ def render(report: ReconciliationReport) -> dict[str, tuple[bytes, str]]:
     writer = csv.DictWriter(groups, fieldnames=GROUP_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for g in document["groups"]:
-        writer.writerow(
-            {
-                **{c: g.get(c) for c in GROUP_COLUMNS if c in g},
-                **{f"issued_{k}": v for k, v in g["issued"].items()},
-                **{f"reversed_{k}": v for k, v in g["reversed"].items()},
-                "verifiable": "yes" if g["verifiable"] else "not verifiable",
-            }
-        )
+        row = {
+            **{c: g.get(c) for c in GROUP_COLUMNS if c in g},
+            **{f"issued_{k}": v for k, v in g["issued"].items()},
+            **{f"reversed_{k}": v for k, v in g["reversed"].items()},
+            "verifiable": "yes" if g["verifiable"] else "not verifiable",
+        }
+        writer.writerow(csv_safe_row(row))
     found = io.StringIO()
     writer = csv.DictWriter(found, fieldnames=FINDING_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for f in document["findings"]:
-        writer.writerow(
-            {
-                **{c: f.get(c) for c in FINDING_COLUMNS if c in f},
-                "finding_id": f["id"],
-                "invoice_numbers": " ".join(f["invoice_numbers"]),
-                "differences": "; ".join(
-                    f"{d['field']}: expected {d['expected']}, reported {d['reported']}" for d in f["differences"]
-                ),
-            }
-        )
+        row = {
+            **{c: f.get(c) for c in FINDING_COLUMNS if c in f},
+            "finding_id": f["id"],
+            "invoice_numbers": " ".join(f["invoice_numbers"]),
+            "differences": "; ".join(
+                f"{d['field']}: expected {d['expected']}, reported {d['reported']}" for d in f["differences"]
+            ),
+        }
+        # Names, codes and summaries come from business systems and channels: never a formula.
+        writer.writerow(csv_safe_row(row))
     # Excel opens a UTF-8 CSV correctly only with a byte-order mark (seller names are Chinese).
     return {
         ".json": (json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8"), "application/json"),

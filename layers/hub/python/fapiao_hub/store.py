@@ -30,6 +30,10 @@ from fapiao_hub.models import (
     request_number_for,
 )
 
+# Every item written from outside input passes storable_tree: a number DynamoDB cannot keep is
+# written as its text rather than fail the write (channel modules mark such fields unreadable first).
+from fapiao_hub.number_range import storable_tree
+
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
 DUE_BUCKET = "OPEN"
@@ -301,7 +305,7 @@ class ApplicationStore:
         item.update(extra_fields or {})
         try:
             self._table.put_item(
-                Item=item,
+                Item=storable_tree(item),
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -422,7 +426,7 @@ class ApplicationStore:
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {
-                **{f":v{i}": value for i, value in enumerate(values.values())},
+                **{f":v{i}": storable_tree(value) for i, value in enumerate(values.values())},
                 ":expected_status": stored.status.value,
                 ":expected_version": stored.version,
                 **extra_values,
@@ -568,7 +572,7 @@ class ApplicationStore:
             try:
                 table.put_item(
                     TableName=self._invoices_table_name,
-                    Item=invoice,
+                    Item=storable_tree(invoice),
                     # Free, unmatched (reported before its application was known), or already ours.
                     ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key) "
                     "OR application_key = :app",
@@ -661,7 +665,7 @@ class ApplicationStore:
             try:
                 client.put_item(
                     TableName=self._invoices_table_name,
-                    Item={**invoice, "unmatched": True},
+                    Item=storable_tree({**invoice, "unmatched": True}),
                     ConditionExpression="attribute_not_exists(pk) OR attribute_not_exists(application_key)",
                 )
                 kept.append(invoice["pk"])
@@ -732,7 +736,7 @@ class ApplicationStore:
             UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(changes))),
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues={f":v{i}": v for i, v in enumerate(changes.values())},
+            ExpressionAttributeValues={f":v{i}": storable_tree(v) for i, v in enumerate(changes.values())},
         )
 
     def invoice(self, invoice_pk: str) -> dict[str, Any] | None:
@@ -1177,7 +1181,7 @@ class ApplicationStore:
         try:
             self._table.meta.client.put_item(
                 TableName=self._invoices_table_name,
-                Item=item,
+                Item=storable_tree(item),
                 ConditionExpression="attribute_not_exists(pk) OR application_key = :app",
                 ExpressionAttributeValues={":app": application_pk},
             )

@@ -43,7 +43,8 @@ Liberal where the seed's example deviates from its own table, strict elsewhere
   fixed offset is used and no tz database is needed). Values outside 2000-2099 are refused (a date
   in seconds would otherwise silently become January 1970).
 - Money, rates, quantities and prices are JSON strings or numbers, read as ``Decimal`` (never
-  float): ``-?digits[.digits]`` for strings; NaN and infinities are refused.
+  float): ``-?digits[.digits]`` for strings; NaN and infinities are refused, and so is a number
+  DynamoDB cannot keep (number_range: 1E-130 .. 9.99E+125, 38 digits), as an unreadable field.
 - ``data`` is a JSON list of invoices, or a JSON string holding that list (the table types it
   ``String``); ``null``, ``""`` and an absent ``data`` mean no invoice.
 - ``result`` absent or blank is 0, the table's default: seed 000's example has no ``result`` (a
@@ -54,7 +55,7 @@ Liberal where the seed's example deviates from its own table, strict elsewhere
   path, e.g. ``data[0].details: required``.
 - A malformed *field* of an invoice (``invoiceNumber`` missing, ``invoiceTypeCode`` not one of the
   six codes, an amount that is not a number, a date that cannot be read, a line without
-  ``goodsCost``/``goodsVat``) refuses nothing: the invoice is kept as reported, the field left empty
+  ``goodsCost``/``goodsVat``, a tax rate) refuses nothing: the invoice is kept as reported, the field left empty
   (``number`` ``""``, ``amount`` None, a line's amount 0), and its raw text recorded in
   ``IssuedInvoice.unreadable`` under the vendor's name (``invoiceAmount``, ``details[1].goodsVat``),
   for verification to turn into a finding. ``invoiceType`` and ``invoicingStatus`` stay strict: a
@@ -128,6 +129,7 @@ from fapiao_hub.channels.base import (
 )
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application, Direction, InvoiceType
+from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
 
 #: The path the vendor documents (the hub's own route is ``/v1/callbacks/{channel}``).
 PUSH_PATH = "/api/openapi/v2/invoicing"
@@ -237,14 +239,19 @@ def _decimal(obj: Mapping[str, Any], key: str, path: str, *, required: bool = Fa
     if isinstance(value, bool):
         raise _fail(where, "not a number")
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, Decimal):
+        number = Decimal(value)
+    elif isinstance(value, Decimal):
         if not value.is_finite():
             raise _fail(where, "not a finite number")
-        return value
-    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
-        return Decimal(value.strip())
-    raise _fail(where, "not a number")
+        number = value
+    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
+        number = Decimal(value.strip())
+    else:
+        raise _fail(where, "not a number")
+    storable = dynamo_number(number)
+    if storable is None:
+        raise _fail(where, f"outside {RANGE_TEXT}")
+    return storable
 
 
 def _code(
@@ -312,9 +319,9 @@ def _data(body: Mapping[str, Any]) -> list[Any]:
     return _list(value, "data")
 
 
-def _tax_rate(line: Mapping[str, Any], path: str) -> Decimal | None:
-    lower = _decimal(line, "taxrate", path)
-    camel = _decimal(line, "taxRate", path)
+def _tax_rate(line: Mapping[str, Any], path: str, at: str, unreadable: _Unreadable) -> Decimal | None:
+    lower = unreadable.decimal(line, "taxrate", path, f"{at}.taxrate")
+    camel = unreadable.decimal(line, "taxRate", path, f"{at}.taxRate")
     if lower is not None and camel is not None and lower != camel:
         raise _fail(f"{path}.taxrate", "taxrate and taxRate disagree")
     return lower if lower is not None else camel
@@ -378,7 +385,7 @@ def _line(raw: Any, path: str, index: int, unreadable: _Unreadable) -> InvoiceLi
         # An unreadable amount is kept as 0 on the line; the raw text is in ``unreadable``.
         amount=amount if amount is not None else Decimal(0),
         tax=tax if tax is not None else Decimal(0),
-        tax_rate=_tax_rate(line, path),
+        tax_rate=_tax_rate(line, path, at, unreadable),
         quantity=unreadable.decimal(line, "goodsNum", path, f"{at}.goodsNum"),
         unit_price=unreadable.decimal(line, "goodsPrice", path, f"{at}.goodsPrice"),
         unit=_text(line, "goodsUnit", path),

@@ -64,9 +64,10 @@ the rest                                    ``details`` (:data:`DETAIL_FIELDS`, 
 ==========================================  ==============================================
 
 Money is parsed as ``Decimal`` from numbers or strings (never through float). A malformed field never
-makes the answer unreadable (the invoice exists all the same): an unreadable figure, date or
-invoice type leaves the field None and its raw text is recorded in ``IssuedInvoice.unreadable``
-under Kingdee's name (``totalAmount``, ``invoiceDate``, ``goods[1].taxAmount``); a ``goods`` entry
+makes the answer unreadable (the invoice exists all the same): an unreadable figure (not a number,
+or one DynamoDB cannot keep: number_range), rate, quantity, price, date or invoice type leaves the
+field None and its raw text is recorded in ``IssuedInvoice.unreadable`` under Kingdee's name
+(``totalAmount``, ``invoiceDate``, ``goods[1].taxAmount``); a ``goods`` entry
 without a readable amount and tax is left out of ``lines``, counted in
 ``details["unreadable_goods"]`` and its fields recorded the same way.
 
@@ -186,6 +187,7 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.channels.wire import (
+    CENT,
     build_post_session,
     eight_places,
     exchange,
@@ -194,11 +196,13 @@ from fapiao_hub.channels.wire import (
     no_scrub,
     parse_decimal,
     personal_data_scrubber,
+    quantize,
     rate_text,
     text_or_none,
 )
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application, Direction, InvoiceType, Line
+from fapiao_hub.number_range import MAX_DIGITS
 from fapiao_hub.rules import fold_discounts
 
 logger = logging.getLogger(__name__)
@@ -508,6 +512,7 @@ def _line_to_bill(seq: int, line: Line, prices_include_tax: bool) -> dict[str, A
 
 
 def _number_or_none(value: Any) -> Decimal | None:
+    """A number DynamoDB can keep (parse_decimal), or None (not a number, or outside its range)."""
     try:
         return parse_decimal(value, "number")
     except ValueError:
@@ -520,8 +525,9 @@ def _money_or_none(value: Any) -> Decimal | None:
     if number is None:
         return None
     exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and exponent >= -2:
-        return number.quantize(Decimal("0.01"))
+    # Only while the 2 decimals keep it within DynamoDB's 38 digits (a larger one stays as sent).
+    if isinstance(exponent, int) and exponent >= -2 and number.adjusted() < MAX_DIGITS - 2:
+        return quantize(number, CENT)
     return number
 
 
@@ -573,6 +579,15 @@ def _read_money(raw: Mapping[str, Any], field: str, name: str, unreadable: dict[
     return number
 
 
+def _read_number(raw: Mapping[str, Any], field: str, name: str, unreadable: dict[str, str]) -> Decimal | None:
+    """A rate, quantity or price, or None; a value that is there but unusable is recorded as ``name``."""
+    value = raw.get(field)
+    number = _number_or_none(value)
+    if number is None and not _blank(value):
+        unreadable[name] = _raw_text(value)
+    return number
+
+
 def _line(raw: Mapping[str, Any], at: str, unreadable: dict[str, str]) -> InvoiceLine | None:
     amount = _read_money(raw, "amount", f"{at}.amount", unreadable)
     tax = _read_money(raw, "taxAmount", f"{at}.taxAmount", unreadable)
@@ -586,9 +601,9 @@ def _line(raw: Mapping[str, Any], at: str, unreadable: dict[str, str]) -> Invoic
         goods_name=text_or_none(raw.get("goodsName")) or "",
         amount=amount,
         tax=tax,
-        tax_rate=_number_or_none(raw.get("taxRate")),
-        quantity=_number_or_none(raw.get("quantity")),
-        unit_price=_number_or_none(raw.get("price")),
+        tax_rate=_read_number(raw, "taxRate", f"{at}.taxRate", unreadable),
+        quantity=_read_number(raw, "quantity", f"{at}.quantity", unreadable),
+        unit_price=_read_number(raw, "price", f"{at}.price", unreadable),
         unit=text_or_none(raw.get("units")),
         specification=text_or_none(raw.get("specification")),
         tax_code=text_or_none(raw.get("revenueCode")),

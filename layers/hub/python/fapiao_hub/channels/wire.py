@@ -16,6 +16,7 @@ from urllib3.util.retry import Retry
 from fapiao_hub.channels.base import NotSent, Unknown
 from fapiao_hub.config import ChannelSettings
 from fapiao_hub.models import Application
+from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
 
 CENT = Decimal("0.01")
 EIGHT_PLACES = Decimal("1E-8")
@@ -59,7 +60,8 @@ def join_text(first: str | None, second: str | None) -> str | None:
 
 
 def parse_decimal(value: Any, field: str) -> Decimal | None:
-    """A seed-001 number: a JSON number, a numeric string, or empty / null (None)."""
+    """A vendor's number: a JSON number, a numeric string, or empty / null (None). ValueError when it
+    is not a number, or not one DynamoDB can keep (number_range)."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, Decimal | int):
@@ -77,7 +79,10 @@ def parse_decimal(value: Any, field: str) -> Decimal | None:
         raise ValueError(f"{field}: not a number")
     if not number.is_finite():
         raise ValueError(f"{field}: not a finite number")
-    return number
+    storable = dynamo_number(number)
+    if storable is None:  # it could not be stored: the caller records the field as unreadable
+        raise ValueError(f"{field}: outside {RANGE_TEXT}")
+    return storable
 
 
 def scrubber(values: Iterable[str | None]) -> Callable[[str], str]:

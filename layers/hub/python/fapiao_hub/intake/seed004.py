@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from fapiao_hub import rules
@@ -28,7 +28,9 @@ from fapiao_hub.models import (
     RedReason,
     RedReference,
     SpecialBusiness,
+    key_part_problem,
 )
+from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
 
 ROOT = "invoiceOrder"
 LINES = "invoiceOrderSub"
@@ -59,13 +61,26 @@ def _money(value: Any) -> Decimal | None:
         raise PydanticCustomError("money", "must be a number or a numeric string")
     if not number.is_finite():
         raise PydanticCustomError("money", "must be a finite number")
-    if abs(number) >= MAX_MONEY:
+    if number.copy_abs() >= MAX_MONEY:
         raise PydanticCustomError("money", "is out of range (at most 12 integer digits)")
+    if dynamo_number(number) is None:
+        raise PydanticCustomError("money", f"is outside {RANGE_TEXT}")
     return number
 
 
 Money = Annotated[Decimal | None, BeforeValidator(_money)]
 Code = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _key_part(value: str) -> str:
+    """An openApplyCode is part of the application's key: no '#', no control characters."""
+    problem = key_part_problem(value)
+    if problem is not None:
+        raise PydanticCustomError("key_part", problem)
+    return value
+
+
+ApplyCode = Annotated[Code, AfterValidator(_key_part)]
 
 
 class _Shape(BaseModel):
@@ -171,9 +186,10 @@ class Seed004RedLog(_Shape):
 class Seed004Order(_Shape):
     """The invoice application (开票申请单). Fields not listed are carried through and returned."""
 
-    open_apply_code: Code = Field(
+    open_apply_code: ApplyCode = Field(
         alias="openApplyCode",
-        description="your application number (开票申请单号), 1-100 characters, unique per business system: "
+        description="your application number (开票申请单号), 1-100 characters, no '#' or control characters, "
+        "unique per business system: "
         "the same body again is answered the same, other content under it is a 409",
         examples=["swagger-example-0001"],
     )
@@ -462,7 +478,7 @@ VOID = "2"
 class Seed004VoidOrder(_Shape):
     """A void request (作废, openInvoiceType 2): the invoice and why. Other fields are ignored."""
 
-    open_apply_code: Code = Field(alias="openApplyCode")
+    open_apply_code: ApplyCode = Field(alias="openApplyCode")
     company_code: Code = Field(alias="bukrs")
     open_invoice_type: Literal["2"] = Field(alias="openInvoiceType")
     cancel_reason: str = Field(alias="applyCancelReason", min_length=1, max_length=500)
