@@ -399,7 +399,7 @@ class Dispatcher:
         waiting = stored.status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK)
         match outcome:
             case Issued(invoices=invoices) if (
-                stored.status is Status.VOIDING
+                stored.status in (Status.VOIDING, Status.STUCK)  # STUCK: a void past its deadline
                 and stored.extra.get("void_request")
                 and _status_of(invoices) is Status.ISSUED
             ):
