@@ -126,12 +126,16 @@ APPLIES = {
         Status.RECEIVED, Status.DISPATCHING, Status.SUBMITTED, Status.UNKNOWN, Status.RETRY_WAIT, Status.STUCK,
         Status.MANUAL_REVIEW,
     },
+    "resolve-voided": {Status.VOIDING},
+    "resolve-not-voided": {Status.VOIDING},
 }  # fmt: skip
 EXPECTED_AFTER = {  # where an applicable action leaves an application of the world's scripted channel
     "resolve-issued": {Status.MISMATCH: Status.ISSUED},
     "resolve-not-issued": {},  # the channel de-duplicates: back to dispatch
     "requeue": {Status.STUCK: Status.RETRY_WAIT},  # stuck in RETRY_WAIT
     "cancel": {s: Status.CANCELLED for s in (Status.RECEIVED, Status.RETRY_WAIT, Status.STUCK)},
+    "resolve-voided": {Status.VOIDING: Status.VOIDED},
+    "resolve-not-voided": {Status.VOIDING: Status.ISSUED},
 }
 
 
@@ -434,6 +438,7 @@ def backlog_metrics(capsys) -> dict[str, float]:
 def test_a_review_caused_by_a_callback_raises_the_backlog_metric(world, hub, capsys):
     assert backlog_metrics(capsys) == {
         "Backlog.MANUAL_REVIEW": 0, "Backlog.STUCK": 0, "Backlog.MISMATCH": 0, "Backlog.OPEN_FINDINGS": 0,
+        "Backlog.VOIDING": 0,
     }  # fmt: skip
     world.channel.script = [Accepted()]
     assert world.dispatch() == "submitted"
