@@ -1423,7 +1423,10 @@ def echo_ops_application(data: dict[str, Any]) -> None:
     help="resolve-issued: the seller's tax number on the invoice (as --invoice-amount).",
 )
 @click.option("--result-id", metavar="ID", help="attach-result: the unmatched result's id.")
-@click.option("--finding-id", metavar="ID", help="acknowledge-finding: the finding's id.")
+@click.option(
+    "--finding-id", "finding_ids", metavar="ID", multiple=True,
+    help="acknowledge-finding: the finding's id; repeat it to acknowledge several with one reason (all or none).",
+)  # fmt: skip
 @shared_options
 @pass_ops_client
 def ops_act(
@@ -1439,7 +1442,7 @@ def ops_act(
     invoice_tax: str | None,
     seller_tax_number: str | None,
     result_id: str | None,
-    finding_id: str | None,
+    finding_ids: tuple[str, ...],
 ) -> int:
     """Apply ACTION to an application, with a reason; prints its status after.
 
@@ -1452,8 +1455,10 @@ def ops_act(
         body["invoice"] = {k: v for k, v in invoice.items() if v}
     if result_id:
         body["resultId"] = result_id
-    if finding_id:
-        body["findingId"] = finding_id
+    if len(finding_ids) == 1:
+        body["findingId"] = finding_ids[0]
+    elif finding_ids:
+        body["findingIds"] = list(finding_ids)
     path = f"/applications/{_path_part(business_system)}/{_path_part(code)}/actions"
     data = client.data("POST", path, body) or {}
     click.echo(_redact(f"{action}: done; {business_system}/{code} is now {_cell(data.get('status'))}"))

@@ -296,3 +296,17 @@ def test_act_shows_the_apis_409_and_400(ops: FakeOps) -> None:
     result = invoke("ops", "act", "sample-erp", "c", "cancel", *args)
     assert result.exit_code == cli.EXIT_USAGE and "--reason" in result.stderr
     assert len(ops.requests) == 2
+
+
+def test_act_sends_one_finding_id_as_findingId_and_several_as_findingIds(ops: FakeOps) -> None:
+    args = ("--api-url", ops.url, "--token", OPERATOR)
+    result = invoke("ops", "act", "sample-erp", "c", "acknowledge-finding", "--reason", "split", "--finding-id",
+                    "f-1", *args)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert ops.requests[-1]["body"] == {"action": "acknowledge-finding", "reason": "split", "findingId": "f-1"}
+    result = invoke("ops", "act", "sample-erp", "c", "acknowledge-finding", "--reason", "split", "--finding-id",
+                    "f-1", "--finding-id", "f-2", "--finding-id", "f-3", *args)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert ops.requests[-1]["body"] == {
+        "action": "acknowledge-finding", "reason": "split", "findingIds": ["f-1", "f-2", "f-3"],
+    }  # fmt: skip

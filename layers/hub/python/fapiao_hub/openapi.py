@@ -310,6 +310,11 @@ class OperatorActionRequest(BaseModel):
     invoice: ResolvedInvoice | None = Field(None, description="resolve-issued: the invoice that was issued")
     resultId: str | None = Field(None, description="attach-result: the unmatched result's id")
     findingId: str | None = Field(None, description="acknowledge-finding: the finding's id")
+    findingIds: list[str] | None = Field(
+        None, min_length=1, max_length=100,
+        description="acknowledge-finding, instead of findingId: several open findings of the application, one "
+        "reason for all; all are acknowledged or none (400 naming findingIds[i])",
+    )  # fmt: skip
 
 
 class ActionField(BaseModel):

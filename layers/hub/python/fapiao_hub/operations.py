@@ -55,6 +55,7 @@ ACTIONS = (
     "resolve-not-voided",
 )
 REASON_LIMIT = 500
+FINDING_IDS_LIMIT = 100  # acknowledge-finding's findingIds: one request, one reason
 
 # Where each action applies (a channel's abilities and the history narrow it further).
 _QUERY_FROM = frozenset(
@@ -75,6 +76,8 @@ _ATTACH_FROM = frozenset(
         Status.MANUAL_REVIEW,
     }
 )  # fmt: skip
+# What decides whether an invoice was issued: not for an issued application stuck while being voided.
+_NOT_WHILE_VOIDING = frozenset({"resolve-issued", "resolve-not-issued", "attach-result"})
 # Findings that a person's acceptance of the reported invoice answers.
 _ANSWERED_BY_ACCEPTING = frozenset({FindingKind.RESULT_MISMATCH, FindingKind.UNREADABLE_RESULT})
 # Findings that a person's decision on the outcome (issued with another invoice, or not issued) answers.
@@ -191,6 +194,8 @@ class Operations:
                 "number": number.strip(), "code": code.strip() if code else None, "issued_on": issued_on,
                 **figures, "seller_tax_number": seller.strip() if seller else None,
             }  # fmt: skip
+        if action == "acknowledge-finding" and "findingIds" in params:
+            return _finding_ids(params)
         if action in ("attach-result", "acknowledge-finding"):
             name = "resultId" if action == "attach-result" else "findingId"
             value = params.get(name)
@@ -202,6 +207,12 @@ class Operations:
     def _refusal(self, action: str, stored: StoredApplication) -> str | None:
         """Why ``action`` does not apply to ``stored`` now (None: it does)."""
         status = stored.status
+        if action in _NOT_WHILE_VOIDING and status is Status.STUCK and _stuck_from(stored) is Status.VOIDING:
+            # Issued, and a void asked for: deciding whether it was issued would drop the void unsaid.
+            return (
+                f"{action} does not apply to a void that is stuck: requeue it (VOIDING again), then resolve-voided "
+                "or resolve-not-voided"
+            )
         if action == "query":
             if status not in _QUERY_FROM:
                 return f"query applies to open applications and those that need a person, not {status.value}"
@@ -428,6 +439,8 @@ class Operations:
         return {"result": result, "resultId": result_id}
 
     def _acknowledge_finding(self, stored: StoredApplication, reason: str, operator: str, params: dict) -> dict:
+        if "ids" in params:
+            return self._acknowledge_findings(stored, reason, operator, params["ids"])
         finding_id = params["id"]
         finding = next((f for f in stored.findings if f.id == finding_id), None)
         if finding is None:
@@ -445,6 +458,28 @@ class Operations:
         except StaleWrite:
             raise self._moved(stored, "acknowledge-finding") from None
         return {"findingId": finding_id, "kind": finding.kind.value}
+
+    def _acknowledge_findings(self, stored: StoredApplication, reason: str, operator: str, ids: list[str]) -> dict:
+        """Several findings with one reason (bulk): each must be open here; all are closed, or none."""
+        findings = []
+        for n, finding_id in enumerate(ids):
+            finding = next((f for f in stored.findings if f.id == finding_id), None)
+            if finding is None:
+                raise ActionInvalid(f"findingIds[{n}]", f"the application has no finding {finding_id!r}")
+            if not finding.open:
+                raise ActionInvalid(
+                    f"findingIds[{n}]", f"finding {finding_id} was acknowledged already by {finding.acknowledged_by}"
+                )
+            findings.append(finding)
+        notes = [
+            (f.id, f"acknowledge-finding by operator {operator}: {reason}; finding {f.id} ({f.kind.value})")
+            for f in findings
+        ]
+        try:
+            self._store.acknowledge_findings(stored, notes, by=operator, reason=reason)
+        except StaleWrite:
+            raise self._moved(stored, "acknowledge-finding") from None
+        return {"findingIds": list(ids), "kinds": [f.kind.value for f in findings]}
 
     def _resolve_voided(self, stored: StoredApplication, reason: str, operator: str, _: dict) -> dict:
         """A person voided the invoice at the channel (one without a void call, or one that never
@@ -496,6 +531,23 @@ class Operations:
             self._events.publish(event)
         except PublishFailed:
             logger.warning("OperatorAction event not published (the history holds the action)")
+
+
+def _finding_ids(params: dict[str, Any]) -> dict[str, Any]:
+    """acknowledge-finding's ``findingIds``: 1..FINDING_IDS_LIMIT distinct ids (instead of ``findingId``)."""
+    if params.get("findingId") is not None:
+        raise ActionInvalid("findingIds", "give findingId or findingIds, not both")
+    ids = params["findingIds"]
+    if not isinstance(ids, list) or not 1 <= len(ids) <= FINDING_IDS_LIMIT:
+        raise ActionInvalid("findingIds", f"a list of 1 to {FINDING_IDS_LIMIT} finding ids")
+    checked: list[str] = []
+    for n, value in enumerate(ids):
+        if not isinstance(value, str) or not value.strip():
+            raise ActionInvalid(f"findingIds[{n}]", "a finding id (a non-empty string)")
+        if value.strip() in checked:
+            raise ActionInvalid(f"findingIds[{n}]", f"finding {value.strip()} is given twice")
+        checked.append(value.strip())
+    return {"ids": checked}
 
 
 def _stuck_from(stored: StoredApplication) -> Status | None:

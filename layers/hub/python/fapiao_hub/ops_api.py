@@ -464,8 +464,9 @@ def _action_body() -> dict[str, Any]:
     summary="Act on an application (operator role): query, resolve-issued, resolve-not-issued, requeue, cancel, "
     "attach-result, acknowledge-finding, resolve-voided, resolve-not-voided",
     description='Body {"action", "reason", and per action: resolve-issued "invoice" {"number", "code"?, "date"?}, '
-    'attach-result "resultId", acknowledge-finding "findingId"}. 200 with the application after the action; 400 '
-    "naming the field; 409 with data.status when the action does not apply now or the application moved.",
+    'attach-result "resultId", acknowledge-finding "findingId" or "findingIds" (up to 100, all or none)}. 200 '
+    "with the application after the action; 400 naming the field; 409 with data.status when the action does not "
+    "apply now or the application moved.",
     tags=["operations"],
     security=[{openapi.BEARER: []}],
     openapi_extensions=openapi.request_body("the action and why", openapi.OperatorActionRequest),

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -1103,51 +1104,56 @@ class ApplicationStore:
     def acknowledge_finding(
         self, stored: StoredApplication, finding_id: str, *, by: str, reason: str, note: str
     ) -> StoredApplication:
-        """Close an open finding (who, when, why) and clear ``attention`` when nothing else needs a person.
+        """Close an open finding (who, when, why): :meth:`acknowledge_findings` with one."""
+        return self.acknowledge_findings(stored, [(finding_id, note)], by=by, reason=reason)
+
+    def acknowledge_findings(
+        self, stored: StoredApplication, notes: Sequence[tuple[str, str]], *, by: str, reason: str
+    ) -> StoredApplication:
+        """Close open findings, ``(finding id, history note)`` each, in one write (all or none), and
+        clear ``attention`` when nothing else needs a person.
 
         Conditional on the status read (attention follows from it), on the number of findings read
-        (one added meanwhile might need a person) and on this finding still being open; the version is
-        not touched, so no result loses a race to it. Raises StaleWrite when the condition fails, KeyError
-        for a finding the application does not hold.
+        (one added meanwhile might need a person) and on each finding still being open; the version is
+        not touched, so no result loses a race to it. Raises StaleWrite when the condition fails,
+        StopIteration for a finding the application does not hold.
         """
-        index = next(i for i, f in enumerate(stored.findings) if f.id == finding_id)
         at = iso(utc_now())
-        closed = stored.findings[index].model_copy(
-            update={"open": False, "acknowledged_by": by, "acknowledged_at": at, "acknowledged_reason": reason}
-        )
-        findings = (*stored.findings[:index], closed, *stored.findings[index + 1 :])
-        still = stored.status.needs_person or any(f.open for f in findings)
-        entry = Transition(at=at, status=stored.status.value, note=note, is_note=True).to_item()
-        expression = (
-            f"SET findings[{index}] = :finding, history = list_append(if_not_exists(history, :empty), :entry)"
-        )
-        expression += ", attention = :attention" if still else " REMOVE attention"
+        findings = list(stored.findings)
         values: dict[str, Any] = {
-            ":finding": finding_item(closed),
-            ":entry": [entry],
-            ":empty": [],
-            ":status": stored.status.value,
-            ":count": len(stored.findings),
-            ":id": finding_id,
-            ":open": True,
-        }
+            ":empty": [], ":status": stored.status.value, ":count": len(stored.findings), ":open": True,
+        }  # fmt: skip
+        sets, conditions, entries = [], ["#status = :status", "size(findings) = :count"], []
+        for n, (finding_id, note) in enumerate(notes):
+            index = next(i for i, f in enumerate(stored.findings) if f.id == finding_id)
+            findings[index] = findings[index].model_copy(
+                update={"open": False, "acknowledged_by": by, "acknowledged_at": at, "acknowledged_reason": reason}
+            )
+            values[f":finding{n}"], values[f":id{n}"] = finding_item(findings[index]), finding_id
+            sets.append(f"findings[{index}] = :finding{n}")
+            conditions.append(f"findings[{index}].id = :id{n} AND findings[{index}].#open = :open")
+            entries.append(Transition(at=at, status=stored.status.value, note=note, is_note=True).to_item())
+        still = stored.status.needs_person or any(f.open for f in findings)
+        values[":entry"] = entries
+        expression = "SET " + ", ".join(sets) + ", history = list_append(if_not_exists(history, :empty), :entry)"
+        expression += ", attention = :attention" if still else " REMOVE attention"
         if still:
             values[":attention"] = ATTENTION
         try:
             self._table.update_item(
                 Key={"pk": stored.key},
                 UpdateExpression=expression,
-                ConditionExpression=f"#status = :status AND size(findings) = :count "
-                f"AND findings[{index}].id = :id AND findings[{index}].#open = :open",
+                ConditionExpression=" AND ".join(conditions),
                 ExpressionAttributeNames={"#status": "status", "#open": "open"},
                 ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                raise StaleWrite(f"{stored.key}: finding {finding_id} or the application moved") from None
+                ids = ", ".join(finding_id for finding_id, _ in notes)
+                raise StaleWrite(f"{stored.key}: finding {ids} or the application moved") from None
             raise
-        history = (*stored.history, Transition.from_item(entry))
-        return replace(stored, findings=findings, history=history)
+        history = (*stored.history, *(Transition.from_item(entry) for entry in entries))
+        return replace(stored, findings=tuple(findings), history=history)
 
     def attention_counts(self, limit: int = 10000, reach: Reach | None = None) -> dict[str, int]:
         """How many applications need a person, by status, through the sparse "attention" index (never

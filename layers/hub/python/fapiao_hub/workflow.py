@@ -213,7 +213,8 @@ class Dispatcher:
         # An operator's requeue (operations.py) starts the deadline again; a void's counts from its request.
         began = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
         if stored.status is Status.VOIDING and stored.extra.get("void_requested_epoch") is not None:
-            began = int(stored.extra["void_requested_epoch"])
+            # A requeue of a stuck void starts its deadline again too.
+            began = max(int(stored.extra["void_requested_epoch"]), int(stored.extra.get("requeued_epoch") or 0))
         return began > 0 and now >= began + self._policy.deadline_seconds
 
     def _send_void(self, stored: StoredApplication) -> str:
@@ -433,7 +434,7 @@ class Dispatcher:
         waiting = stored.status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK)
         match outcome:
             case Issued(invoices=invoices) if (
-                stored.status is Status.VOIDING
+                stored.status in (Status.VOIDING, Status.STUCK)  # STUCK: a void past its deadline
                 and stored.extra.get("void_request")
                 and _status_of(invoices) is Status.ISSUED
             ):
