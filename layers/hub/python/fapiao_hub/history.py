@@ -1,0 +1,111 @@
+"""The audit trail's records: what one history record holds, and the cursor that pages through them.
+
+Each status change, note, finding and operator action is its own record in the history table
+(template.yaml HistoryTable: pk = application key, sk = time + "#" + a unique suffix), written in the
+same transaction as the change it describes (store.ApplicationStore) and never rewritten or cut.
+This module only shapes records and cursors; store.py is what reads and writes them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum, StrEnum
+from typing import Any
+
+# A page of history as the GET answer and the ops detail show it (the cursor gives the next one).
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+
+
+class Kind(StrEnum):
+    RECEIVED = "received"
+    TRANSITION = "transition"
+    NOTE = "note"
+    FINDING = "finding"
+    FINDING_ACKNOWLEDGED = "finding-acknowledged"
+    OPERATOR_ACTION = "operator-action"
+
+
+class InvalidHistoryCursor(ValueError):
+    """A history cursor that is not one this application's history handed out."""
+
+
+def sort_key(moment: datetime) -> str:
+    """Time first (records sort by it), then a suffix so that two records never share a key."""
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z") + "#" + uuid.uuid4().hex[:12]
+
+
+def record(
+    key: str,
+    moment: datetime,
+    at: str,
+    kind: Kind,
+    *,
+    by: str,
+    status: str,
+    previous: str | None = None,
+    note: str | None = None,
+    reason: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One history record as stored (DynamoDB types; absent values left out)."""
+    item: dict[str, Any] = {"pk": key, "sk": sort_key(moment), "at": at, "kind": kind.value, "by": by}
+    item["status"] = status
+    optional = {"previous": previous, "note": note, "reason": reason, **extra}
+    item.update({k: storable(v) for k, v in optional.items() if v is not None})
+    if before is not None:
+        item["before"] = {k: storable(v) for k, v in before.items()}
+    if after is not None:
+        item["after"] = {k: storable(v) for k, v in after.items()}
+    return item
+
+
+def storable(value: Any) -> Any:
+    """A value as a DynamoDB attribute: tuples and sets as lists, enums as their value, no floats."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple | list | set | frozenset):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): storable(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return Decimal(str(value))
+    return value
+
+
+def view(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored record as the ops detail shows it (plain JSON values; the keys left out)."""
+    return {k: _plain(v) for k, v in item.items() if k not in ("pk", "sk")}
+
+
+def encode_cursor(key: str, sk: str, newest_first: bool) -> str:
+    raw = json.dumps({"k": key, "s": sk, "n": newest_first}, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(raw.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, key: str, newest_first: bool) -> str:
+    """The sort key a page ends at; InvalidHistoryCursor if the cursor is another history's or order's."""
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        valid = raw["k"] == key and raw["n"] is newest_first and isinstance(raw["s"], str)
+    except (ValueError, TypeError, KeyError):
+        valid = False
+    if not valid:
+        raise InvalidHistoryCursor("not a cursor of this application's history in this order: start again without one")
+    return raw["s"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)  # money stays exact
+    return value
