@@ -79,9 +79,47 @@ def storable(value: Any) -> Any:
     return value
 
 
+_STATUS_CHANGES = frozenset({Kind.RECEIVED.value, Kind.TRANSITION.value})
+# What a business system's GET shows of an entry: the shape the application's own copy has.
+_ENTRY_FIELDS = ("at", "status", "previous", "note", "kind")
+
+
 def view(item: dict[str, Any]) -> dict[str, Any]:
-    """A stored record as the ops detail shows it (plain JSON values; the keys left out)."""
-    return {k: _plain(v) for k, v in item.items() if k not in ("pk", "sk")}
+    """A stored record as the ops detail shows it: an entry's fields (``kind`` "note" when it is not a
+    status change, as in the application's own copy) plus who (``by``), ``record`` (its kind), why,
+    before and after. Plain JSON values; the table's keys left out."""
+    shown = {k: _plain(v) for k, v in item.items() if k not in ("pk", "sk", "kind")}
+    if "kind" in item:
+        shown["record"] = item["kind"]
+        if item["kind"] not in _STATUS_CHANGES:
+            shown["kind"] = "note"
+    return shown
+
+
+def entry(shown: dict[str, Any]) -> dict[str, Any]:
+    """What a business system sees of an entry (the GET answer): when, status, the note; not who or the
+    internal fields before and after."""
+    return {k: shown[k] for k in _ENTRY_FIELDS if shown.get(k) is not None}
+
+
+class PageRequestInvalid(ValueError):
+    """A history paging parameter that is not one: ``field`` names it."""
+
+    def __init__(self, field: str, why: str):
+        super().__init__(f"{field}: {why}")
+        self.field = field
+
+
+def page_request(params: dict[str, str] | None) -> tuple[int, str | None, bool]:
+    """(limit, cursor, newest first) from a GET's ``historyLimit``, ``historyCursor``, ``historyOrder``."""
+    params = params or {}
+    raw_limit = params.get("historyLimit") or str(DEFAULT_PAGE)
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+        raise PageRequestInvalid("historyLimit", f"a whole number from 1 to {MAX_PAGE}")
+    order = params.get("historyOrder") or "oldest"
+    if order not in ("oldest", "newest"):
+        raise PageRequestInvalid("historyOrder", "oldest (the default) or newest")
+    return int(raw_limit), params.get("historyCursor") or None, order == "newest"
 
 
 def encode_cursor(key: str, sk: str, newest_first: bool) -> str:

@@ -527,7 +527,7 @@ class ApplicationStore:
         as it is now (a key alone: one read); the version is not touched, so no transition loses a
         race to a note. Raises StaleWrite if it vanished.
         """
-        inline = True  # a note by key alone is not read first: bounded by its callers (a delivery each)
+        inline = True  # a note by key alone is not read first: the write's condition keeps the copy short
         if isinstance(stored_or_key, StoredApplication):
             key, status = stored_or_key.key, stored_or_key.status.value
             inline = len(stored_or_key.history) < HISTORY_INLINE_LIMIT
@@ -538,14 +538,24 @@ class ApplicationStore:
         entry = Transition(at=iso(now), status=status, note=text, is_note=True).to_item()
         record = audit.record(key, now, entry["at"], audit.Kind.NOTE, by=by or self._actor, status=status, note=text)
         check: dict[str, Any] = {"Key": {"pk": key}, "ConditionExpression": "attribute_exists(pk)"}
+        update = {
+            **check,
+            "UpdateExpression": "SET history = list_append(if_not_exists(history, :empty), :entry)",
+            "ExpressionAttributeValues": {":entry": [entry], ":empty": []},
+        }
+        if self._history_table_name and not isinstance(stored_or_key, StoredApplication):
+            # Past the item's share of the history, the record alone (a second request, then only).
+            update["ConditionExpression"] += " AND (attribute_not_exists(history) OR size(history) < :inline)"
+            update["ExpressionAttributeValues"][":inline"] = HISTORY_INLINE_LIMIT
+            update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             if inline or not self._history_table_name:
-                update = {
-                    **check,
-                    "UpdateExpression": "SET history = list_append(if_not_exists(history, :empty), :entry)",
-                    "ExpressionAttributeValues": {":entry": [entry], ":empty": []},
-                }
-                self._write("Update", update, record)
+                try:
+                    self._write("Update", update, record)
+                except ClientError as error:
+                    if not (_is_condition_failure(error) and error.response.get("Item")):
+                        raise
+                    self._write("ConditionCheck", check, record)  # there, with its share of the history full
             else:  # the record alone; the item is only checked to be there
                 self._write("ConditionCheck", check, record)
         except ClientError as error:
