@@ -208,6 +208,8 @@ class Resources:
             "buckets": self.buckets,
             "event_buses": {k: v.as_dict() for k, v in self.event_buses.items()},
             "rules": {k: v.as_dict() for k, v in self.rules.items()},
+            "log_groups": {k: v.as_dict() for k, v in self._by_type(LOG_GROUP).items()},
+            "archives": {k: v.as_dict() for k, v in self._by_type(ARCHIVE).items()},
             "bridges": [{"function": b.function, "rule": b.rule_name, "queue_url": b.queue_url} for b in self.bridges],
         }
 

@@ -154,6 +154,21 @@ def test_200_history_entries_are_all_read_through_the_get_page_by_page(hub: Hub)
     assert len(_get(hub, {})[1]["history"]) == 100  # the default page
 
 
+def test_a_short_history_costs_the_get_no_request_of_its_own(hub: Hub) -> None:
+    _submit(hub)
+    store = runtime.application_store()
+    store.note(KEY, "delivered", status="RECEIVED")
+    calls: list[str] = []
+    runtime.reset()
+    runtime._boto_session().events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    status, data = _get(hub, {})
+    assert status == 200 and [e["note"] for e in data["history"]] == ["received", "delivered"]
+    assert data["historyNextCursor"] is None and "Query" not in calls  # the item's own copy holds it whole
+    calls.clear()
+    status, data = _get(hub, {"historyOrder": "newest"})
+    assert [e["note"] for e in data["history"]] == ["delivered", "received"] and "Query" not in calls
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [

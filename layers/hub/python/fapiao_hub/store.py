@@ -637,18 +637,29 @@ class ApplicationStore:
         limit: int = audit.DEFAULT_PAGE,
         cursor: str | None = None,
         newest_first: bool = False,
+        entries_only: bool = False,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of an application's history (every record, never cut) and the cursor of the next page.
 
-        From the history table (one Query); without one, from the application's own copy. Raises
-        audit.InvalidHistoryCursor for a cursor this history and order did not hand out.
+        From the history table (one Query); without one, from the application's own copy. With
+        ``entries_only`` (the caller shows no who, before or after: the business system's GET), a
+        history that the item's own copy holds whole and that fits the page is read from it: no request.
+        Raises audit.InvalidHistoryCursor for a cursor this history and order did not hand out.
         """
         limit = max(1, min(limit, audit.MAX_PAGE))
-        if not self._history_table_name:
+        # Below the item's share, every entry was appended to the item too (each writer appends while
+        # the copy it read, or the item, is below it): the copy is the whole history.
+        whole = len(stored.history) < HISTORY_INLINE_LIMIT and len(stored.history) <= limit and not cursor
+        if not self._history_table_name or (entries_only and whole):
             entries = [t.to_item() for t in stored.history]
             if newest_first:
                 entries.reverse()
-            start = int(audit.decode_cursor(cursor, stored.key, newest_first)) if cursor else 0
+            start = 0
+            if cursor:
+                try:
+                    start = int(audit.decode_cursor(cursor, stored.key, newest_first))
+                except ValueError as error:  # InvalidHistoryCursor, or a position that is not a number
+                    raise audit.InvalidHistoryCursor(str(error)) from None
             page = entries[start : start + limit]
             more = start + limit < len(entries)
             return page, audit.encode_cursor(stored.key, str(start + limit), newest_first) if more else None

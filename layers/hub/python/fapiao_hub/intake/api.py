@@ -403,7 +403,7 @@ def history_page(stored: StoredApplication, shape: Any, params: dict[str, str] |
     try:
         limit, cursor, newest_first = audit.page_request(params)
         entries, next_cursor = runtime.application_store().history_page(
-            stored, limit=limit, cursor=cursor, newest_first=newest_first
+            stored, limit=limit, cursor=cursor, newest_first=newest_first, entries_only=shape is audit.entry
         )
     except audit.PageRequestInvalid as error:
         raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
