@@ -80,10 +80,19 @@ def test_an_operator_action_reaches_the_history_table_the_audit_log_group_and_th
     assert statuses[0] == "RECEIVED" and statuses[-1] == "ISSUED" and "MANUAL_REVIEW" in statuses
 
     # The ops detail pages through the same records, newest first on request.
-    detail = requests.get(ops_url, params={"historyOrder": "newest", "historyLimit": "3"}, headers=operator,
-                          timeout=30).json()["data"]  # fmt: skip
-    assert len(detail["history"]) == 3 and detail["historyNextCursor"]
-    assert any(e.get("record") == "operator-action" and e["by"] == action["by"] for e in detail["history"])
+    def page(**query: str) -> dict[str, Any]:
+        answer = requests.get(ops_url, params={"historyOrder": "newest", **query}, headers=operator, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["data"]
+
+    first = page(historyLimit="2")
+    assert len(first["history"]) == 2 and first["historyNextCursor"]
+    second = page(historyLimit="2", historyCursor=first["historyNextCursor"])
+    assert second["history"] and second["history"][0]["at"] <= first["history"][-1]["at"]
+    newest = page(historyLimit="50")["history"]
+    assert [e["at"] for e in newest] == sorted((e["at"] for e in newest), reverse=True)
+    shown = next(e for e in newest if e.get("record") == "operator-action")
+    assert (shown["by"], shown["reason"], shown["before"]["status"]) == (LOCAL_OPERATOR, reason, "MANUAL_REVIEW")
 
     # The audit log group (the rule's target) and the archive.
     logs = _aws(hub, "logs")

@@ -204,15 +204,19 @@ def test_200_history_entries_are_all_read_through_the_ops_detail_with_who_and_wh
     store = runtime.application_store()
     for n in range(200):
         store.note(KEY, f"delivery {n:03d}", status="RECEIVED", by="NotifierFunction")
+    assert store.add_finding(KEY, _finding(1), note="reconciliation: amount differs (1)")
 
     def read(query: dict[str, str]) -> tuple[int, Any]:
         status, body, _ = ops.at("ops-get.json", SYSTEM, CODE, queryStringParameters=query or None)
         return status, body["data"] if status == 200 else body
 
     entries = _page_through(read, historyLimit="64")
-    assert [e["note"] for e in entries] == ["received", *(f"delivery {n:03d}" for n in range(200))]
-    assert {e["by"] for e in entries[1:]} == {"NotifierFunction"}
-    assert {e["record"] for e in entries} == {"received", "note"}
+    assert [e["note"] for e in entries] == [
+        "received", *(f"delivery {n:03d}" for n in range(200)), "reconciliation: amount differs (1)",
+    ]  # fmt: skip
+    assert {e["by"] for e in entries[1:-1]} == {"NotifierFunction"}
+    assert [e["record"] for e in entries] == ["received", *["note"] * 200, "finding"]
+    assert entries[-1]["kind"] == "note" and entries[-1]["finding_id"] == "finding-1"
     status, body = read({"historyCursor": "bogus"})
     assert status == 400 and body["message"].startswith("historyCursor: ")
 

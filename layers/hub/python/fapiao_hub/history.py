@@ -96,6 +96,11 @@ def view(item: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def full(shown: dict[str, Any]) -> dict[str, Any]:
+    """What an operator sees of an entry (the ops detail): all of it, as ``view`` shaped it."""
+    return shown
+
+
 def entry(shown: dict[str, Any]) -> dict[str, Any]:
     """What a business system sees of an entry (the GET answer): when, status, the note; not who or the
     internal fields before and after."""

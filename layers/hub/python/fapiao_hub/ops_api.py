@@ -301,7 +301,7 @@ def detail(stored: StoredApplication) -> dict[str, Any]:
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
         # Every record, paged (historyLimit, historyCursor, historyOrder): who, why, before and after.
-        **history_page(stored, audit.view, app.current_event.query_string_parameters),
+        **history_page(stored, audit.full, app.current_event.query_string_parameters),
         "invoices": [_invoice(i) for i in invoices],
         "findings": [_finding(f) for f in stored.findings],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
