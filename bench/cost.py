@@ -111,6 +111,9 @@ def flow_cost(flow: dict[str, Any], warm: dict[str, float], cold_first: set[tupl
         if op in ("PutItem", "UpdateItem", "DeleteItem"):
             size_kb = max(size_kb, call["item_bytes"] / 1024)
             wru += max(1, math.ceil(size_kb)) + call["gsi_writes"]
+        elif op == "TransactWriteItems":  # the change and its history record (under 1 KB), each billed twice
+            size_kb = max(size_kb, call["item_bytes"] / 1024)
+            wru += 2 * (max(1, math.ceil(size_kb)) + 1) + call["gsi_writes"]
         elif op == "GetItem":
             rru += max(1, math.ceil(size_kb * 1024 / 4096))
         elif op == "BatchGetItem":

@@ -5,7 +5,9 @@ How a floor is derived (the same rules for every flow):
 1. Every durable state change the design requires is one write: storing the application, the
    dispatch claim before a channel is called (exactly once), each status the application must be
    seen in, each invoice, each outcome. No transactions (a two-item TransactWriteItems is one
-   request but bills both items twice: fewer requests, not less cost).
+   request but bills both items twice: fewer requests, not less cost), except where the design
+   requires two items to change together: an application's change and its history record (the
+   audit trail, template.yaml HistoryTable) are one TransactWriteItems, one request as before.
 2. Reads only where state must be read: a dispatch step reads the application once (consistent
    GetItem); the callback finds it through the by-request-number index (KEYS_ONLY) and reads it.
 3. Creation is idempotent by the conditional put itself: a put that fails its
@@ -97,6 +99,19 @@ def _polls(polls: int) -> list[Need]:
 
 def floor(flow: str, *, files: int, polls: int) -> list[Need]:
     """The floor of ``flow`` given what happened in it (files stored, polls made)."""
+    return [_with_history(need) for need in _floor(flow, files=files, polls=polls)]
+
+
+def _with_history(need: Need) -> Need:
+    """A write that changes an application carries its history record in the same transaction."""
+    recorded = need.label in ("put application", "history note") or need.label.startswith("transition")
+    if need.operation in (f"{DDB}:PutItem", f"{DDB}:UpdateItem") and recorded:
+        return Need(need.function, f"{DDB}:TransactWriteItems", need.label + " + history record", need.count,
+                    need.why + " (with its history record)")  # fmt: skip
+    return need
+
+
+def _floor(flow: str, *, files: int, polls: int) -> list[Need]:
     if flow in ("xunlian", "red"):
         if flow == "red":
             intake = [
@@ -169,6 +184,7 @@ def excess(needs: list[Need], calls: list[dict]) -> dict[tuple[str, str], dict[s
 
 
 def reason(function: str, label: str) -> str:
+    label = label.removesuffix(" + history record")  # the same write, with its audit record
     return EXCESS_REASONS.get((function, label)) or EXCESS_REASONS.get(("", label)) or "not in the floor"
 
 

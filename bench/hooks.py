@@ -94,11 +94,17 @@ def _describe(function: str, service: str, operation: str, params: dict[str, Any
             body = json.loads(params.get("body") or b"{}")
         except (TypeError, ValueError):
             body = {}
+        written, suffix = operation, ""
+        if operation == "TransactWriteItems" and body.get("TransactItems"):
+            # store.py's change and its history record (the audit trail): described by the change.
+            kind, body = next(iter(body["TransactItems"][0].items()))
+            written = {"Put": "PutItem", "Update": "UpdateItem"}.get(kind, "ConditionCheckItem")
+            suffix = HISTORY_RECORD
         table = body.get("TableName")
         key = _pk(body.get("Key") or body.get("Item"))
-        item_bytes = item_size(body["Item"]) if operation == "PutItem" and "Item" in body else 0
-        gsi = _gsi_writes(operation, body) if table and GSI_TABLE_MARK in table else 0
-        label = _dynamodb_label(operation, body, key, table)
+        item_bytes = item_size(body["Item"]) if written == "PutItem" and "Item" in body else 0
+        gsi = _gsi_writes(written, body) if table and GSI_TABLE_MARK in table else 0
+        label = _dynamodb_label(written, body, key, table) + suffix
         return Call(function, service, operation, table, key, gsi, item_bytes, label=label)
     if service == "s3":
         path = str(params.get("url_path") or "")
@@ -205,6 +211,10 @@ def _message_label(service: str, operation: str, body: dict[str, Any]) -> str:
     if operation == "ChangeMessageVisibility":
         return "notify retry delay"
     return operation
+
+
+# The label's tail for a write that carries its history record in the same transaction.
+HISTORY_RECORD = " + history record"
 
 
 def _pk(key: Any) -> str | None:

@@ -8,6 +8,8 @@ server over HTTP), every
 - ``AWS::SQS::Queue``       (attributes; RedrivePolicy resolved to the DLQ's ARN, DLQs first),
 - ``AWS::S3::Bucket``       (public access block, encryption, versioning, ownership controls),
 - ``AWS::Events::EventBus`` and ``AWS::Events::Rule`` (pattern or schedule, targets),
+- ``AWS::Events::Archive``  (the bus's archive: moto keeps the matching events, countable),
+- ``AWS::Logs::LogGroup``   (name, retention: moto delivers rules' log-group targets to it),
 
 plus the EventBridge rules SAM would generate for functions' ``EventBridgeRule`` events. Moto
 cannot invoke a Lambda function, so a rule target that is a function is replaced by a *bridge*
@@ -48,12 +50,14 @@ QUEUE = "AWS::SQS::Queue"
 BUCKET = "AWS::S3::Bucket"
 BUS = "AWS::Events::EventBus"
 RULE = "AWS::Events::Rule"
+ARCHIVE = "AWS::Events::Archive"
+LOG_GROUP = "AWS::Logs::LogGroup"
 SCHEDULE = "AWS::Scheduler::Schedule"
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 LAMBDA_FUNCTION = "AWS::Lambda::Function"
 LAYER = "AWS::Serverless::LayerVersion"
 FUNCTION_TYPES = (SERVERLESS_FUNCTION, LAMBDA_FUNCTION)
-PROVISIONED_TYPES = (TABLE, QUEUE, BUCKET, BUS, RULE)
+PROVISIONED_TYPES = (TABLE, QUEUE, BUCKET, BUS, RULE, ARCHIVE, LOG_GROUP)
 
 
 class TemplateError(ValueError):
@@ -204,6 +208,8 @@ class Resources:
             "buckets": self.buckets,
             "event_buses": {k: v.as_dict() for k, v in self.event_buses.items()},
             "rules": {k: v.as_dict() for k, v in self.rules.items()},
+            "log_groups": {k: v.as_dict() for k, v in self._by_type(LOG_GROUP).items()},
+            "archives": {k: v.as_dict() for k, v in self._by_type(ARCHIVE).items()},
             "bridges": [{"function": b.function, "rule": b.rule_name, "queue_url": b.queue_url} for b in self.bridges],
         }
 
@@ -590,6 +596,8 @@ class _Provisioner:
                 BUCKET: self.bucket,
                 BUS: self.bus,
                 RULE: self.rule,
+                ARCHIVE: self.archive,
+                LOG_GROUP: self.log_group,
             }[resource["Type"]](logical_id, props)
         for logical_id, resource in self.r.resources.items():
             if resource.get("Type") == SCHEDULE and self.r.is_active(logical_id):
@@ -837,6 +845,40 @@ class _Provisioner:
                 moto_targets.append(self._bridge(function, logical_id, name, target["Id"], target, bus))
         if moto_targets:
             self.client("events").put_targets(Rule=name, EventBusName=bus, Targets=moto_targets)
+
+    def archive(self, logical_id: str, props: dict[str, Any]) -> None:
+        events = self.client("events")
+        name = self._name(logical_id, props, "ArchiveName")[:48]
+        kwargs: dict[str, Any] = {"ArchiveName": name, "EventSourceArn": props["SourceArn"]}
+        if props.get("EventPattern"):
+            pattern = props["EventPattern"]
+            kwargs["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+        if "RetentionDays" in props:
+            kwargs["RetentionDays"] = int(props["RetentionDays"])
+        if props.get("Description"):
+            kwargs["Description"] = props["Description"]
+        try:
+            arn = events.create_archive(**kwargs)["ArchiveArn"]
+        except ClientError as error:
+            if _client_error_code(error) != "ResourceAlreadyExistsException":
+                raise
+            arn = events.describe_archive(ArchiveName=name)["ArchiveArn"]
+        self._record(PhysicalResource(logical_id, ARCHIVE, name, arn))
+
+    # -------------------------------------------------------------- CloudWatch Logs
+
+    def log_group(self, logical_id: str, props: dict[str, Any]) -> None:
+        logs = self.client("logs")
+        name = self._name(logical_id, props, "LogGroupName")
+        try:
+            logs.create_log_group(logGroupName=name)
+        except ClientError as error:
+            if _client_error_code(error) != "ResourceAlreadyExistsException":
+                raise
+        if props.get("RetentionInDays"):
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+        arn = f"arn:aws:logs:{self.r.region}:{self.r.account_id}:log-group:{name}:*"
+        self._record(PhysicalResource(logical_id, LOG_GROUP, name, arn))
 
     def function_rule(self, spec: FunctionSpec, source: EventRuleSource) -> None:
         """The rule SAM generates for a function's EventBridgeRule event."""

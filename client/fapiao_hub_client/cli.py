@@ -775,6 +775,8 @@ def echo_status(data: dict[str, Any]) -> None:
         _echo_table(["time", "status", "note"], [(h.get("at"), h.get("status"), h.get("note")) for h in history], "  ")
     else:
         click.echo("  none")
+    if data.get("historyNextCursor"):  # the history is paged, never cut: say there is more
+        click.echo(_redact(f"  ... more: read again with historyCursor={data['historyNextCursor']}"))
     invoices = data.get("invoices") or []
     click.echo("\ninvoices")
     if not invoices:

@@ -330,7 +330,8 @@ def test_a_new_blue_order_costs_one_put_and_one_send(hub):
         "before-call.*.*", lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}")
     )
     assert hub.call(event("intake-post-blue.json"))[0] == 200
-    assert calls == ["dynamodb:PutItem", "sqs:SendMessage"]
+    # One request: the conditional put and its history record in one transaction (the audit trail).
+    assert calls == ["dynamodb:TransactWriteItems", "sqs:SendMessage"]
     calls.clear()
     assert hub.call(event("intake-post-blue.json"))[0] == 200  # a repeat: the failed put says what is there
-    assert calls == ["dynamodb:PutItem", "sqs:SendMessage"]
+    assert calls == ["dynamodb:TransactWriteItems", "sqs:SendMessage"]

@@ -600,7 +600,7 @@ def test_an_invoice_without_files_is_notified_from_the_event_alone(world, receiv
         assert world.pump() == 1
     finally:
         store._table.meta.client.meta.events.unregister("before-call.dynamodb.*", unique_id="count-notifier-calls")
-    assert calls == ["UpdateItem"]  # the history note, and nothing read
+    assert calls == ["TransactWriteItems"]  # the history note with its record (one request), and nothing read
     [invoice] = receiver.received[0].json()["invoices"]
     assert invoice["invoiceNumber"] == "26112000000012221761" and invoice["invoiceType"] == "DIGITAL_SPECIAL"
     assert invoice["files"] == [] and invoice["amount"] == 5327.43

@@ -474,11 +474,16 @@ function renderDetail(data) {
 
   const timeline = clear($("detail-timeline"));
   for (const entry of Array.isArray(data.history) ? data.history : []) {
-    const note = entry.is_note || entry.isNote;
+    const note = entry.kind === "note" || entry.is_note || entry.isNote;
+    const who = entry.by ? ` (${String(entry.by)})` : "";
     timeline.append(el("li", { className: note ? "note" : "" },
       timeNode(entry.at), " ",
       note ? null : statusBadge(entry.status), " ",
-      el("span", { className: "what", text: entry.note ? String(entry.note) : "" })));
+      el("span", { className: "what", text: (entry.note ? String(entry.note) : "") + who })));
+  }
+  // The history is paged, never cut (historyCursor): say when there is more than this page.
+  if (data.historyNextCursor) {
+    timeline.append(el("li", { className: "muted", text: "More entries follow: GET the detail with historyCursor." }));
   }
 
   const invoices = clear($("detail-invoices"));

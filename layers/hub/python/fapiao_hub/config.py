@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     stage: str = "dev"
     applications_table: str
     invoices_table: str
+    # The audit trail (template.yaml HistoryTable); unset, only the application's own copy is kept.
+    history_table: str | None = None
     dispatch_queue_url: str
     files_bucket: str
     event_bus_name: str

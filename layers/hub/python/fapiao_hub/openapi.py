@@ -77,11 +77,32 @@ class OrderAccepted(BaseModel):
     warnings: list[str] = Field(description="accepted, but worth a look: 'field: message'")
 
 
+HISTORY_LIMIT_DOC = "history entries per page: 1-500, default 100"
+HISTORY_CURSOR_DOC = "the previous answer's historyNextCursor (same historyOrder): the next page of the history"
+HISTORY_ORDER_DOC = "oldest (default: oldest first) or newest (newest first)"
+
+
 class StatusChange(BaseModel):
     at: str = Field(description="ISO 8601, UTC")
-    status: Status = Field(description="the status it moved to")
+    status: Status = Field(description="the status it moved to (a note: the status it was in)")
     previous: Status | None = Field(None, description="the status it left")
     note: str | None = Field(None, description="why, and the request number sent to the channel")
+    kind: str | None = Field(None, description="note: something that happened without a status change")
+
+
+class HistoryRecord(StatusChange):
+    """An entry of the audit trail as the operations desk sees it (template.yaml HistoryTable)."""
+
+    record: str | None = Field(
+        None, description="received, transition, note, finding, finding-acknowledged or operator-action"
+    )
+    by: str | None = Field(None, description="who: the operator, or the hub's component (function) that wrote it")
+    reason: str | None = Field(None, description="why (an operator action's reason, a status's reason)")
+    action: str | None = Field(None, description="an operator action's name")
+    finding_id: str | None = Field(None, description="the finding it records or acknowledges")
+    version: int | None = Field(None, description="the application's version after a status change")
+    before: dict[str, Any] | None = Field(None, description="the fields the change set, as they were")
+    after: dict[str, Any] | None = Field(None, description="the fields the change set, as they became")
 
 
 class StoredFile(BaseModel):
@@ -172,7 +193,13 @@ class OrderDetail(OrderAccepted):
     updatedAt: str = Field(description="ISO 8601, UTC")
     reason: str | None = Field(description="why it is in its status (a rejection, an unknown outcome)")
     requestNumber: str = Field(description="the request number sent to the channel on every attempt")
-    history: list[StatusChange] = Field(description="every status change, oldest first")
+    history: list[StatusChange] = Field(
+        description="a page of every status change and note (oldest first unless historyOrder=newest); "
+        "nothing is cut: historyNextCursor gives the next page"
+    )
+    historyNextCursor: str | None = Field(
+        None, description="pass it back as historyCursor for the next page of the history; null on the last"
+    )
     invoices: list[Invoice] = Field(description="the invoices issued for it (a red application: the red invoice)")
     findings: list[Finding] = Field(description="what a person must look at (see the operations runbook, Findings)")
     invoiceOrder: dict[str, Any] = Field(
@@ -275,6 +302,10 @@ class OpsDetail(OrderDetail):
         False,
         description="a person must act: a status that needs one, an open finding, or a void to be done at the "
         "channel by hand (VOIDING)",
+    )
+    history: list[HistoryRecord] = Field(  # type: ignore[assignment]
+        description="a page of the audit trail (oldest first unless historyOrder=newest): who, why, before and "
+        "after; historyNextCursor gives the next page"
     )
     attempts: int = Field(description="dispatch attempts so far")
     leaseUntil: int | None = Field(description="epoch seconds: a worker holds it until then")
@@ -664,6 +695,7 @@ READ_ANSWERS: dict[int, dict[str, Any]] = {
                         {"at": "2026-11-21T12:00:01.200Z", "status": "ISSUED", "previous": "DISPATCHING",
                          "note": "issued"},
                     ],
+                    "historyNextCursor": None,
                     "requestNumber": request_number_for(application_key("sample-erp", EXAMPLE_CODE)),
                     "findings": [],
                     "invoices": [

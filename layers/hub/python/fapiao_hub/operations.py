@@ -160,7 +160,7 @@ class Operations:
         handler = getattr(self, "_" + action.replace("-", "_"))
         detail = handler(stored, reason, operator, checked) or {}
         after = self._store.get(source_system, open_apply_code) or stored
-        self._audit(after, action, reason, operator, before, detail)
+        self._audit(after, action, reason, operator, before, detail, read=stored)
         logger.info(
             "operator action",
             extra={"action": action, "operator": operator, "from": before.value, "to": after.status.value},
@@ -511,9 +511,27 @@ class Operations:
             raise self._moved(stored, to.value.lower()) from None
 
     def _audit(
-        self, after: StoredApplication, action: str, reason: str, operator: str, before: Status, detail: dict
+        self,
+        after: StoredApplication,
+        action: str,
+        reason: str,
+        operator: str,
+        before: Status,
+        detail: dict,
+        read: StoredApplication | None = None,
     ) -> None:
-        """The OperatorAction event; the history entry is the record that cannot be lost."""
+        """The action's own record on the audit trail (who, why, before and after), and its OperatorAction
+        event (archived: template.yaml AuditEventsRule). Each change the action made has its own history
+        record already, written with the change; a failure here is logged, the action stands."""
+        plain = {k: (str(v) if isinstance(v, date | Decimal) else v) for k, v in detail.items()}
+        try:
+            self._store.record_action(
+                after, action=action, by=operator, reason=reason,
+                before=_audit_fields(read) if read is not None else {"status": before.value},
+                after={**_audit_fields(after), **plain},
+            )  # fmt: skip
+        except Exception as error:  # the action is done; its changes carry their own records
+            logger.error("operator action record not written", extra={"action": action, "error": type(error).__name__})
         application = after.application
         event = events.outcome_event(
             events.EventType.OPERATOR_ACTION,
@@ -525,7 +543,7 @@ class Operations:
             status_before=before.value,
             status=after.status.value,
             at=int(self._clock()),
-            **{k: (str(v) if isinstance(v, date | Decimal) else v) for k, v in detail.items()},
+            **plain,
         )
         try:
             self._events.publish(event)
@@ -550,8 +568,23 @@ def _finding_ids(params: dict[str, Any]) -> dict[str, Any]:
     return {"ids": checked}
 
 
+def _audit_fields(stored: StoredApplication) -> dict[str, Any]:
+    """What an operator action may change, as it stands (its record's before and after)."""
+    return {
+        "status": stored.status.value,
+        "version": stored.version,
+        "channel": stored.channel,
+        "reason": stored.reason,
+        "invoice_keys": list(stored.invoice_keys),
+        "open_finding_ids": [f.id for f in stored.open_findings],
+    }
+
+
 def _stuck_from(stored: StoredApplication) -> Status | None:
-    """The state a STUCK application was stuck in: the previous status of its last move to STUCK."""
+    """The state a STUCK application was stuck in: recorded with the move (store.transition), else the
+    previous status of its last move to STUCK in the history."""
+    if stored.extra.get("stuck_from"):
+        return Status(stored.extra["stuck_from"])
     for entry in reversed(stored.history):
         if not entry.is_note and entry.status == Status.STUCK.value:
             return Status(entry.previous) if entry.previous else None

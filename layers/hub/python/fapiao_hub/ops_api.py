@@ -22,10 +22,11 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fapiao_hub import history as audit
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.config import Operator
 from fapiao_hub.intake import seed004
-from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope
+from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope, history_page
 from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
 from fapiao_hub.spreadsheet import csv_safe
 from fapiao_hub.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
@@ -332,7 +333,8 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
-        "history": [t.to_item() for t in stored.history],
+        # Every record, paged (historyLimit, historyCursor, historyOrder): who, why, before and after.
+        **history_page(stored, audit.full, app.current_event.query_string_parameters),
         "invoices": [_invoice(i) for i in invoices],
         "findings": [_finding(f) for f in stored.findings],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
@@ -375,7 +377,14 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
         503: _UNAVAILABLE,
     },
 )
-def read(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
+def read(
+    businessSystem: _SYSTEM,
+    openApplyCode: _CODE,
+    historyLimit: Annotated[str | None, Query(description=openapi.HISTORY_LIMIT_DOC)] = None,
+    historyCursor: Annotated[str | None, Query(description=openapi.HISTORY_CURSOR_DOC)] = None,
+    historyOrder: Annotated[str | None, Query(description=openapi.HISTORY_ORDER_DOC)] = None,
+) -> Response[Any]:
+    # The history parameters above document the query; detail() reads them from the event.
     _, operator = _operator()
     _within_reach(operator, None, businessSystem, openApplyCode)
     logkeys.set_application(businessSystem, openApplyCode)

@@ -77,7 +77,12 @@ def application_store() -> ApplicationStore:
     from fapiao_hub.store import ApplicationStore
 
     table = _dynamodb().Table(settings().applications_table)
-    return ApplicationStore(table, overflow=_FileStoreOverflow(), invoices_table_name=settings().invoices_table)
+    return ApplicationStore(
+        table,
+        overflow=_FileStoreOverflow(),
+        invoices_table_name=settings().invoices_table,
+        history_table_name=settings().history_table,
+    )
 
 
 @cache

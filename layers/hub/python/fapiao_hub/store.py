@@ -10,6 +10,7 @@ import base64
 import gzip
 import hashlib
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -21,6 +22,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
+from fapiao_hub import history as audit
 from fapiao_hub.models import (
     ALLOWED_TRANSITIONS,
     Application,
@@ -38,7 +40,11 @@ from fapiao_hub.number_range import storable_tree
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.
 DUE_BUCKET = "OPEN"
-HISTORY_LIMIT = 50
+# The application item keeps its first history entries (appended, never rewritten) for cheap reads;
+# past this many, entries go to the history table only (template.yaml HistoryTable), which holds
+# every one of them and is what the GET answer and the ops detail page through. Keeps the item far
+# from DynamoDB's 400 KB whatever an application lives through.
+HISTORY_INLINE_LIMIT = 100
 # DynamoDB items are capped at 400 KB; larger applications are kept in S3 (see FileStore).
 INLINE_DOCUMENT_LIMIT = 300 * 1024
 # The operations desk's listing indexes (template.yaml, GSIs "list-*"): each key is a value and a
@@ -259,11 +265,18 @@ class ApplicationStore:
         overflow: DocumentOverflow | None = None,
         *,
         invoices_table_name: str | None = None,
+        history_table_name: str | None = None,
+        actor: str | None = None,
         clock=time.time,
     ):
         self._table = table
         self._overflow = overflow
         self._invoices_table_name = invoices_table_name
+        # Where every history record goes (the audit trail); without it (some unit tests) only the
+        # application item's own copy is kept.
+        self._history_table_name = history_table_name
+        # Who writes, when the caller does not say: the function (system component) this store serves.
+        self._actor = actor or os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or "fapiao-hub"
         self._clock = clock
 
     # ------------------------------------------------------------------ create / read
@@ -304,11 +317,20 @@ class ApplicationStore:
             item["channel"] = channel
         item.update(listing_attributes(application, channel, Status.RECEIVED))
         item.update(extra_fields or {})
+        record = audit.record(
+            application.key, now, iso(now), audit.Kind.RECEIVED, by=self._actor, status=Status.RECEIVED.value,
+            note="received", after={"status": Status.RECEIVED.value, "channel": channel,
+                                    "request_number": request_number, "payload_sha256": payload_sha256},
+        )  # fmt: skip
         try:
-            self._table.put_item(
-                Item=storable_tree(item),
-                ConditionExpression="attribute_not_exists(pk)",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            self._write(
+                "Put",
+                {
+                    "Item": storable_tree(item),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                },
+                record,
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -357,18 +379,16 @@ class ApplicationStore:
         if to not in ALLOWED_TRANSITIONS[stored.status]:
             raise IllegalTransition(f"{stored.status.value} -> {to.value} is not a forward move")
         now = utc_now()
-        history = [*(t.to_item() for t in stored.history)]
-        history.append(Transition(at=iso(now), status=to.value, previous=stored.status.value, note=note).to_item())
-        if len(history) > HISTORY_LIMIT:  # keep how it began and how it went lately
-            history = [history[0], *history[-(HISTORY_LIMIT - 1) :]]
+        entry = Transition(at=iso(now), status=to.value, previous=stored.status.value, note=note)
         changes = changes or {}
         values: dict[str, Any] = {
             "status": to.value,
             "version": stored.version + 1,
             "updated_at": iso(now),
-            "history": history,
             **{k: v for k, v in changes.items() if v is not None},
         }
+        if to is Status.STUCK:  # what an operator's requeue goes back to (the history may be long)
+            values["stuck_from"] = stored.status.value
         removed = set(remove) | {k for k, v in changes.items() if v is None}
         # A STUCK application stays in due work when given a next_poll_at (its channel can be queried:
         # a late result is still asked for, slowly; workflow.Dispatcher.close).
@@ -398,14 +418,20 @@ class ApplicationStore:
                 *(i["pk"] for i in invoices if i["pk"] not in stored.invoice_keys),
             ]
         removed -= set(values)
+        removed.discard("history")
         names = {f"#a{i}": name for i, name in enumerate([*values, *removed])}
         alias = {name: placeholder for placeholder, name in names.items()}
         expression = "SET " + ", ".join(f"{alias[name]} = :v{i}" for i, name in enumerate(values))
+        extra_values: dict[str, Any] = {}
+        inline = len(stored.history) < HISTORY_INLINE_LIMIT or not self._history_table_name
+        if inline:  # appended: a note written since this copy was read stays (never rewritten from it)
+            names["#history"] = "history"
+            expression += ", #history = list_append(if_not_exists(#history, :no_history), :entry)"
+            extra_values |= {":no_history": [], ":entry": [entry.to_item()]}
         if removed:
             expression += " REMOVE " + ", ".join(alias[name] for name in removed)
         names["#status"], names["#version"] = "status", "version"
         condition = "#status = :expected_status AND #version = :expected_version"
-        extra_values: dict[str, Any] = {}
         if new_findings:
             # Appended, never rewritten: add_finding may have added one since this copy was read.
             names["#findings"], names["#finding_ids"] = "findings", "finding_ids"
@@ -413,7 +439,7 @@ class ApplicationStore:
                 "SET ", "SET #findings = list_append(if_not_exists(#findings, :no_findings), :new_findings), ", 1
             )
             expression += " ADD #finding_ids :new_finding_ids"
-            extra_values = {
+            extra_values |= {
                 ":no_findings": [],
                 ":new_findings": [finding_item(f) for f in new_findings],
                 ":new_finding_ids": {f.id for f in new_findings},
@@ -433,10 +459,22 @@ class ApplicationStore:
                 **extra_values,
             },
         }
+        changed = {k for k in changes if k != "history"} | (set(remove) - {"history"})
+        before = {"status": stored.status.value, **{k: _stored_value(stored, k) for k in sorted(changed)}}
+        after: dict[str, Any] = {"status": to.value, **{k: changes.get(k) for k in sorted(changed)}}
+        if invoices:
+            after["invoice_keys_added"] = [i["pk"] for i in invoices]
+        if new_findings:
+            after["finding_ids_added"] = [f.id for f in new_findings]
+        record = audit.record(
+            stored.key, now, entry.at, audit.Kind.TRANSITION, by=self._actor, status=to.value,
+            previous=stored.status.value, note=note, reason=changes.get("reason"), before=before, after=after,
+            version=stored.version + 1,
+        )  # fmt: skip
         if invoices:
             self.record_invoices(stored.key, invoices)
         try:
-            self._table.update_item(**update)
+            self._write("Update", update, record)
         except ClientError as error:
             if _is_condition_failure(error):
                 raise StaleWrite(f"{stored.key} is no longer {stored.status.value} v{stored.version}") from None
@@ -445,7 +483,7 @@ class ApplicationStore:
             "status": to,
             "version": stored.version + 1,
             "updated_at": iso(now),
-            "history": tuple(Transition.from_item(t) for t in history),
+            "history": (*stored.history, entry) if inline else stored.history,
             **{k: v for k, v in changes.items() if k in _STORED_FIELDS},
             **{k: None for k in removed if k in _STORED_FIELDS},
             "claim": None,  # every transition writes next_poll_at: a poller's claim is gone
@@ -458,6 +496,8 @@ class ApplicationStore:
             fields["invoice_keys"] = tuple(values["invoice_keys"])
         if new_findings:
             fields["findings"] = all_findings
+        if to is Status.STUCK:
+            fields["extra"] = {**stored.extra, "stuck_from": stored.status.value}
         return replace(stored, **fields)
 
     def add_finding(self, stored_or_key: StoredApplication | str, finding: Finding, *, note: str) -> bool:
@@ -468,33 +508,39 @@ class ApplicationStore:
         needing a person (``attention``). The version is not touched, so no transition loses a race
         to it. Raises StaleWrite if the application vanished.
         """
-        if isinstance(stored_or_key, StoredApplication):
-            key, status = stored_or_key.key, stored_or_key.status.value
-        else:
-            key, status = stored_or_key, self._require(stored_or_key).status.value
-        entry = Transition(at=iso(utc_now()), status=status, note=note, is_note=True).to_item()
+        stored = stored_or_key if isinstance(stored_or_key, StoredApplication) else self._require(stored_or_key)
+        key, status = stored.key, stored.status.value
+        now = utc_now()
+        entry = Transition(at=iso(now), status=status, note=note, is_note=True).to_item()
         values: dict[str, Any] = {
             ":finding": [finding_item(finding)],
             ":ids": {finding.id},
             ":id": finding.id,
-            ":entry": [entry],
             ":empty": [],
         }
-        expression = (
-            "SET findings = list_append(if_not_exists(findings, :empty), :finding), "
-            "history = list_append(if_not_exists(history, :empty), :entry)"
-        )
+        expression = "SET findings = list_append(if_not_exists(findings, :empty), :finding)"
+        if len(stored.history) < HISTORY_INLINE_LIMIT or not self._history_table_name:
+            expression += ", history = list_append(if_not_exists(history, :empty), :entry)"
+            values[":entry"] = [entry]
         if finding.open:
             expression += ", attention = :attention"
             values[":attention"] = ATTENTION
+        record = audit.record(
+            key, now, entry["at"], audit.Kind.FINDING, by=self._actor, status=status, note=note,
+            finding_id=finding.id, after={"finding": finding_item(finding)},
+        )  # fmt: skip
         try:
-            self._table.update_item(
-                Key={"pk": key},
-                UpdateExpression=expression + " ADD finding_ids :ids",
-                ConditionExpression="attribute_exists(pk) AND "
-                "(attribute_not_exists(finding_ids) OR NOT contains(finding_ids, :id))",
-                ExpressionAttributeValues=values,
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            self._write(
+                "Update",
+                {
+                    "Key": {"pk": key},
+                    "UpdateExpression": expression + " ADD finding_ids :ids",
+                    "ConditionExpression": "attribute_exists(pk) AND "
+                    "(attribute_not_exists(finding_ids) OR NOT contains(finding_ids, :id))",
+                    "ExpressionAttributeValues": values,
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                },
+                record,
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -534,30 +580,166 @@ class ApplicationStore:
             # The list moved meanwhile (another sighting or an acknowledgement): this sighting is not
             # counted, and the next run's is.
 
-    def note(self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None) -> None:
+    def note(
+        self, stored_or_key: StoredApplication | str, text: str, *, status: str | None = None, by: str | None = None
+    ) -> None:
         """Add a history entry without a status change (e.g. the notifier's deliveries).
 
         The entry carries the status as read (``stored``), as the caller knows it (``status``), or
         as it is now (a key alone: one read); the version is not touched, so no transition loses a
         race to a note. Raises StaleWrite if it vanished.
         """
+        inline = True  # a note by key alone is not read first: the write's condition keeps the copy short
         if isinstance(stored_or_key, StoredApplication):
             key, status = stored_or_key.key, stored_or_key.status.value
+            inline = len(stored_or_key.history) < HISTORY_INLINE_LIMIT
         else:
             key = stored_or_key
             status = status or self._require(stored_or_key).status.value
-        entry = Transition(at=iso(utc_now()), status=status, note=text, is_note=True).to_item()
+        now = utc_now()
+        entry = Transition(at=iso(now), status=status, note=text, is_note=True).to_item()
+        record = audit.record(key, now, entry["at"], audit.Kind.NOTE, by=by or self._actor, status=status, note=text)
+        check: dict[str, Any] = {"Key": {"pk": key}, "ConditionExpression": "attribute_exists(pk)"}
+        update = {
+            **check,
+            "UpdateExpression": "SET history = list_append(if_not_exists(history, :empty), :entry)",
+            "ExpressionAttributeValues": {":entry": [entry], ":empty": []},
+        }
+        if self._history_table_name and not isinstance(stored_or_key, StoredApplication):
+            # Past the item's share of the history, the record alone (a second request, then only).
+            update["ConditionExpression"] += " AND (attribute_not_exists(history) OR size(history) < :inline)"
+            update["ExpressionAttributeValues"][":inline"] = HISTORY_INLINE_LIMIT
+            update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
-            self._table.update_item(
-                Key={"pk": key},
-                UpdateExpression="SET history = list_append(if_not_exists(history, :empty), :entry)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={":entry": [entry], ":empty": []},
-            )
+            if inline or not self._history_table_name:
+                try:
+                    self._write("Update", update, record)
+                except ClientError as error:
+                    if not (_is_condition_failure(error) and error.response.get("Item")):
+                        raise
+                    self._write("ConditionCheck", check, record)  # there, with its share of the history full
+            else:  # the record alone; the item is only checked to be there
+                self._write("ConditionCheck", check, record)
         except ClientError as error:
             if _is_condition_failure(error):
                 raise StaleWrite(f"{key} vanished") from None
             raise
+
+    # ------------------------------------------------------------------ the audit trail (history table)
+    def _write(self, kind: str, params: dict[str, Any], record: dict[str, Any]) -> None:
+        """One write to the application (``kind``: Put, Update or ConditionCheck) and its history record.
+
+        With a history table both go in ONE TransactWriteItems (one request, as the write alone was):
+        the record exists exactly when the change does. A failed condition on the application is
+        raised as the ConditionalCheckFailedException a single write raises (with the item as it was,
+        when asked for), so callers map it as before (StaleWrite, ApplicationExists, ...).
+        """
+        if not self._history_table_name:
+            if kind == "Put":
+                self._table.put_item(**params)
+            elif kind == "Update":
+                self._table.update_item(**params)
+            return
+        try:
+            self._table.meta.client.transact_write_items(
+                TransactItems=[
+                    {kind: {"TableName": self._table.name, **params}},
+                    {
+                        "Put": {
+                            "TableName": self._history_table_name,
+                            "Item": record,
+                            "ConditionExpression": "attribute_not_exists(sk)",  # a record is never overwritten
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = error.response.get("CancellationReasons") or []
+            first = reasons[0] if reasons else {}
+            if first.get("Code") != "ConditionalCheckFailed":
+                raise
+            response: dict[str, Any] = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "condition"}}
+            if first.get("Item"):
+                response["Item"] = first["Item"]
+            raise ClientError(response, "TransactWriteItems") from None  # type: ignore[arg-type]
+
+    def record_action(
+        self,
+        stored: StoredApplication,
+        *,
+        action: str,
+        by: str,
+        reason: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+    ) -> None:
+        """An operator action's own record (operations.Operations.act): who, why, before and after.
+
+        Written after the action's own changes (each with its record): a record of the whole action
+        that nothing rewrites. Without a history table there is nowhere to put it (nothing is written).
+        """
+        if not self._history_table_name:
+            return
+        now = utc_now()
+        item = audit.record(
+            stored.key, now, iso(now), audit.Kind.OPERATOR_ACTION, by=by, status=stored.status.value,
+            reason=reason, action=action, before=before, after=after,
+            note=f"{action} by operator {by}: {reason}",
+        )  # fmt: skip
+        self._table.meta.client.put_item(
+            TableName=self._history_table_name, Item=item, ConditionExpression="attribute_not_exists(sk)"
+        )
+
+    def history_page(
+        self,
+        stored: StoredApplication,
+        *,
+        limit: int = audit.DEFAULT_PAGE,
+        cursor: str | None = None,
+        newest_first: bool = False,
+        entries_only: bool = False,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of an application's history (every record, never cut) and the cursor of the next page.
+
+        From the history table (one Query); without one, from the application's own copy. With
+        ``entries_only`` (the caller shows no who, before or after: the business system's GET), a
+        history that the item's own copy holds whole and that fits the page is read from it: no request.
+        Raises audit.InvalidHistoryCursor for a cursor this history and order did not hand out.
+        """
+        limit = max(1, min(limit, audit.MAX_PAGE))
+        # Below the item's share, every entry was appended to the item too (each writer appends while
+        # the copy it read, or the item, is below it): the copy is the whole history.
+        whole = len(stored.history) < HISTORY_INLINE_LIMIT and len(stored.history) <= limit and not cursor
+        if not self._history_table_name or (entries_only and whole):
+            entries = [t.to_item() for t in stored.history]
+            if newest_first:
+                entries.reverse()
+            start = 0
+            if cursor:
+                try:
+                    start = int(audit.decode_cursor(cursor, stored.key, newest_first))
+                except ValueError as error:  # InvalidHistoryCursor, or a position that is not a number
+                    raise audit.InvalidHistoryCursor(str(error)) from None
+            page = entries[start : start + limit]
+            more = start + limit < len(entries)
+            return page, audit.encode_cursor(stored.key, str(start + limit), newest_first) if more else None
+        kwargs: dict[str, Any] = {
+            "TableName": self._history_table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": stored.key},  # the resource's client: plain values
+            "ScanIndexForward": not newest_first,
+            "Limit": limit,
+            "ConsistentRead": True,
+        }
+        if cursor:
+            sk = audit.decode_cursor(cursor, stored.key, newest_first)
+            kwargs["ExclusiveStartKey"] = {"pk": stored.key, "sk": sk}
+        answer = self._table.meta.client.query(**kwargs)
+        last = answer.get("LastEvaluatedKey")
+        next_cursor = audit.encode_cursor(stored.key, last["sk"], newest_first) if last else None
+        return [audit.view(i) for i in answer.get("Items", [])], next_cursor
 
     def record_invoices(self, application_pk: str, invoices: list[dict[str, Any]]) -> None:
         """Record the invoices a channel issued for an application, before the application moves on.
@@ -845,19 +1027,14 @@ class ApplicationStore:
             "payload_sha256": rejected.payload_sha256,
             "received_at": rejected.created_at,
         }
-        history = [*(t.to_item() for t in rejected.history)]
-        history.append(
-            Transition(
-                at=iso(now),
-                status=Status.RECEIVED.value,
-                previous=rejected.status.value,
-                note=f"received again with corrected content: submission {submission}, request number "
-                f"{request_number} (submission {earlier['submission']}, {earlier['request_number']}, was "
-                f"{rejected.status.value.lower()}: {rejected.reason or 'no reason recorded'})",
-            ).to_item()
+        entry = Transition(
+            at=iso(now),
+            status=Status.RECEIVED.value,
+            previous=rejected.status.value,
+            note=f"received again with corrected content: submission {submission}, request number "
+            f"{request_number} (submission {earlier['submission']}, {earlier['request_number']}, was "
+            f"{rejected.status.value.lower()}: {rejected.reason or 'no reason recorded'})",
         )
-        if len(history) > HISTORY_LIMIT:
-            history = [history[0], *history[-(HISTORY_LIMIT - 1) :]]
         values: dict[str, Any] = {
             "status": Status.RECEIVED.value,
             "version": rejected.version + 1,
@@ -868,7 +1045,6 @@ class ApplicationStore:
             "submission": submission,
             "submissions": [*rejected.extra.get("submissions", []), {k: v for k, v in earlier.items() if v}],
             "warnings": list(warnings),
-            "history": history,
             "due_bucket": DUE_BUCKET,
             "next_poll_at": epoch + requeue_after_seconds,
             "attempts": 0,
@@ -887,21 +1063,39 @@ class ApplicationStore:
         names = {f"#a{i}": name for i, name in enumerate([*values, *removed])}
         alias = {name: placeholder for placeholder, name in names.items()}
         expression = "SET " + ", ".join(f"{alias[name]} = :v{i}" for i, name in enumerate(values))
+        history_values: dict[str, Any] = {}
+        if len(rejected.history) < HISTORY_INLINE_LIMIT or not self._history_table_name:
+            # Appended: a note written since the rejected copy was read stays.
+            names["#history"] = "history"
+            expression += ", #history = list_append(if_not_exists(#history, :no_history), :entry)"
+            history_values = {":no_history": [], ":entry": [entry.to_item()]}
         expression += " REMOVE " + ", ".join(alias[name] for name in removed)
         names["#status"], names["#version"], names["#invoices"] = "status", "version", "invoice_keys"
+        record = audit.record(
+            rejected.key, now, entry.at, audit.Kind.TRANSITION, by=self._actor, status=Status.RECEIVED.value,
+            previous=rejected.status.value, note=entry.note, version=rejected.version + 1,
+            before={k: v for k, v in earlier.items() if v is not None},
+            after={"status": Status.RECEIVED.value, "submission": submission, "request_number": request_number,
+                   "channel": channel, "payload_sha256": payload_sha256},
+        )  # fmt: skip
         try:
-            self._table.update_item(
-                Key={"pk": rejected.key},
-                UpdateExpression=expression,
-                ConditionExpression="#status = :expected_status AND #version = :expected_version "
-                "AND (attribute_not_exists(#invoices) OR size(#invoices) = :none)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={
-                    **{f":v{i}": value for i, value in enumerate(values.values())},
-                    ":expected_status": rejected.status.value,
-                    ":expected_version": rejected.version,
-                    ":none": 0,
+            self._write(
+                "Update",
+                {
+                    "Key": {"pk": rejected.key},
+                    "UpdateExpression": expression,
+                    "ConditionExpression": "#status = :expected_status AND #version = :expected_version "
+                    "AND (attribute_not_exists(#invoices) OR size(#invoices) = :none)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {
+                        **{f":v{i}": value for i, value in enumerate(values.values())},
+                        ":expected_status": rejected.status.value,
+                        ":expected_version": rejected.version,
+                        ":none": 0,
+                        **history_values,
+                    },
                 },
+                record,
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -916,21 +1110,32 @@ class ApplicationStore:
         channel reports the void or an operator records it.
 
         Conditional on the status and version read; the version is not bumped (a note, not a move)."""
-        entry = Transition(at=iso(utc_now()), status=stored.status.value, note=note, is_note=True).to_item()
-        expression = "SET void_sent = :t, history = list_append(if_not_exists(history, :empty), :entry)"
-        values: dict[str, Any] = {
-            ":t": True, ":entry": [entry], ":empty": [], ":status": stored.status.value, ":version": stored.version,
-        }  # fmt: skip
+        now = utc_now()
+        entry = Transition(at=iso(now), status=stored.status.value, note=note, is_note=True).to_item()
+        record = audit.record(
+            stored.key, now, entry["at"], audit.Kind.NOTE, by=self._actor, status=stored.status.value, note=note,
+            before={"void_sent": bool(stored.extra.get("void_sent"))},
+            after={"void_sent": True, **({"void_by_person": True} if by_person else {})},
+        )  # fmt: skip
+        values: dict[str, Any] = {":t": True, ":status": stored.status.value, ":version": stored.version}
+        expression = "SET void_sent = :t"
         if by_person:
             expression += ", void_by_person = :t, attention = :attention"
             values[":attention"] = ATTENTION
+        if len(stored.history) < HISTORY_INLINE_LIMIT or not self._history_table_name:
+            expression += ", history = list_append(if_not_exists(history, :empty), :entry)"
+            values |= {":entry": [entry], ":empty": []}
         try:
-            self._table.update_item(
-                Key={"pk": stored.key},
-                UpdateExpression=expression,
-                ConditionExpression="#status = :status AND #version = :version",
-                ExpressionAttributeNames={"#status": "status", "#version": "version"},
-                ExpressionAttributeValues=values,
+            self._write(
+                "Update",
+                {
+                    "Key": {"pk": stored.key},
+                    "UpdateExpression": expression,
+                    "ConditionExpression": "#status = :status AND #version = :version",
+                    "ExpressionAttributeNames": {"#status": "status", "#version": "version"},
+                    "ExpressionAttributeValues": values,
+                },
+                record,
             )
         except ClientError as error:
             if _is_condition_failure(error):
@@ -1120,12 +1325,12 @@ class ApplicationStore:
         """
         at = iso(utc_now())
         findings = list(stored.findings)
-        values: dict[str, Any] = {
-            ":empty": [], ":status": stored.status.value, ":count": len(stored.findings), ":open": True,
-        }  # fmt: skip
+        values: dict[str, Any] = {":status": stored.status.value, ":count": len(stored.findings), ":open": True}
         sets, conditions, entries = [], ["#status = :status", "size(findings) = :count"], []
+        indexes = []
         for n, (finding_id, note) in enumerate(notes):
             index = next(i for i, f in enumerate(stored.findings) if f.id == finding_id)
+            indexes.append(index)
             findings[index] = findings[index].model_copy(
                 update={"open": False, "acknowledged_by": by, "acknowledged_at": at, "acknowledged_reason": reason}
             )
@@ -1134,25 +1339,42 @@ class ApplicationStore:
             conditions.append(f"findings[{index}].id = :id{n} AND findings[{index}].#open = :open")
             entries.append(Transition(at=at, status=stored.status.value, note=note, is_note=True).to_item())
         still = stored.status.needs_person or any(f.open for f in findings)
-        values[":entry"] = entries
-        expression = "SET " + ", ".join(sets) + ", history = list_append(if_not_exists(history, :empty), :entry)"
+        # The item's own copy only while it is short (HISTORY_INLINE_LIMIT); the history table has all.
+        inline = len(stored.history) + len(entries) <= HISTORY_INLINE_LIMIT or not self._history_table_name
+        expression = "SET " + ", ".join(sets)
+        if inline:
+            expression += ", history = list_append(if_not_exists(history, :empty), :entry)"
+            values |= {":entry": entries, ":empty": []}
         expression += ", attention = :attention" if still else " REMOVE attention"
         if still:
             values[":attention"] = ATTENTION
+        # One record for the acknowledgement (one or many findings, one reason), before and after each.
+        record = audit.record(
+            stored.key, datetime.fromisoformat(at), at, audit.Kind.FINDING_ACKNOWLEDGED, by=by,
+            status=stored.status.value, note="; ".join(note for _, note in notes), reason=reason,
+            finding_id=notes[0][0] if len(notes) == 1 else None,
+            finding_ids=[finding_id for finding_id, _ in notes] if len(notes) > 1 else None,
+            before={"findings": [finding_item(stored.findings[i]) for i in indexes]},
+            after={"findings": [finding_item(findings[i]) for i in indexes]},
+        )  # fmt: skip
         try:
-            self._table.update_item(
-                Key={"pk": stored.key},
-                UpdateExpression=expression,
-                ConditionExpression=" AND ".join(conditions),
-                ExpressionAttributeNames={"#status": "status", "#open": "open"},
-                ExpressionAttributeValues=values,
+            self._write(
+                "Update",
+                {
+                    "Key": {"pk": stored.key},
+                    "UpdateExpression": expression,
+                    "ConditionExpression": " AND ".join(conditions),
+                    "ExpressionAttributeNames": {"#status": "status", "#open": "open"},
+                    "ExpressionAttributeValues": values,
+                },
+                record,
             )
         except ClientError as error:
             if _is_condition_failure(error):
                 ids = ", ".join(finding_id for finding_id, _ in notes)
                 raise StaleWrite(f"{stored.key}: finding {ids} or the application moved") from None
             raise
-        history = (*stored.history, *(Transition.from_item(entry) for entry in entries))
+        history = (*stored.history, *(Transition.from_item(entry) for entry in entries)) if inline else stored.history
         return replace(stored, findings=tuple(findings), history=history)
 
     def attention_counts(self, limit: int = 10000, reach: Reach | None = None) -> dict[str, int]:
@@ -1623,6 +1845,13 @@ def _decode_cursor(cursor: str, fingerprint: str, partitions: int) -> dict[int, 
     if not valid:
         raise InvalidCursor("not a cursor of this query: start again without one")
     return dict(enumerate(shards))
+
+
+def _stored_value(stored: StoredApplication, name: str) -> Any:
+    """A field's value as ``stored`` holds it (for a history record's "before")."""
+    if name in _STORED_FIELDS:
+        return getattr(stored, name)
+    return stored.extra.get(name)
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fapiao_hub import history as audit
 from fapiao_hub import jsonutil, logkeys, openapi, runtime
 from fapiao_hub.intake import seed004
 from fapiao_hub.intake.workflow import (
@@ -413,6 +414,21 @@ for _path in SUBMIT_PATHS:
 from fapiao_hub.intake import batch as _batch  # noqa: E402, F401
 
 
+def history_page(stored: StoredApplication, shape: Any, params: dict[str, str] | None) -> dict[str, Any]:
+    """A page of the application's history (never cut: the cursor gives the next) as ``shape`` shows an
+    entry, from a GET's ``params``; a bad paging parameter is a 400 naming it. Shared by the ops detail."""
+    try:
+        limit, cursor, newest_first = audit.page_request(params)
+        entries, next_cursor = runtime.application_store().history_page(
+            stored, limit=limit, cursor=cursor, newest_first=newest_first, entries_only=shape is audit.entry
+        )
+    except audit.PageRequestInvalid as error:
+        raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
+    except audit.InvalidHistoryCursor as error:
+        raise Refusal(HTTPStatus.BAD_REQUEST, f"historyCursor: {error}") from None
+    return {"history": [shape(e) for e in entries], "historyNextCursor": next_cursor}
+
+
 @app.get(
     "/v1/invoice-orders/<openApplyCode>",
     operation_id="readInvoiceOrder",
@@ -440,7 +456,11 @@ def read(
         str,
         Path(description="the openApplyCode it was submitted with", openapi_examples=openapi.READ_EXAMPLES),
     ],
+    historyLimit: Annotated[str | None, Query(description=openapi.HISTORY_LIMIT_DOC)] = None,
+    historyCursor: Annotated[str | None, Query(description=openapi.HISTORY_CURSOR_DOC)] = None,
+    historyOrder: Annotated[str | None, Query(description=openapi.HISTORY_ORDER_DOC)] = None,
 ) -> Response[Any]:
+    # The history parameters above document the query; history_page reads them from the event.
     system_id = _caller()
     open_apply_code = openApplyCode
     logkeys.set_application(system_id, open_apply_code)
@@ -459,7 +479,7 @@ def read(
         "createdAt": stored.created_at,
         "updatedAt": stored.updated_at,
         "reason": stored.reason,
-        "history": [t.to_item() for t in stored.history],
+        **history_page(stored, audit.entry, app.current_event.query_string_parameters),
         "invoices": [_invoice(i) for i in runtime.intake().invoices(stored)],
         "findings": [_finding(f) for f in stored.findings],
         "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
