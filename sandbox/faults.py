@@ -277,10 +277,14 @@ class FaultInjector:
 
     # -- per request -----------------------------------------------------------------------------
 
-    def decide(self, key: str | None) -> Decision:
-        """The faults for one request carrying request number ``key`` (None when it has none)."""
+    def decide(self, key: str | None, *aliases: str) -> Decision:
+        """The faults for one request carrying request number ``key`` (None when it has none). A script
+        may also be keyed by an alias the sandbox derives from the request's content (e.g. ``note:<its
+        remark>``): request numbers are drawn at random by the hub, so a client scripting a fault before
+        submitting names the order by what it sends instead."""
         with self._lock:
             u_latency, u_fault, u_status = self._rng.random(), self._rng.random(), self._rng.random()
+            key = next((k for k in (key, *aliases) if k is not None and self._scripts.get(k)), key)
             queue = self._scripts.get(key) if key is not None else None
             if queue:
                 decision = queue.popleft()

@@ -796,7 +796,8 @@ class _Handler(VendorHandler):
                 if not isinstance(payload, dict):
                     parse_error = "body must be a JSON object"
         key, _ = request_key(payload)
-        decision = server.injector.decide(key)
+        note = payload.get("note") if isinstance(payload, dict) else None
+        decision = server.injector.decide(key, *([f"note:{note}"] if isinstance(note, str) and note else []))
         server.state.note_attempt(key)
         if decision.latency:
             server.stopping.wait(server.injector.latency_seconds)

@@ -947,6 +947,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
         code = f"demo-rejected-{suffix}"
         company = channels[red_channel]["company_code"]
         order, _ = samples.blue_order(red_channel, company, code)
+        order["invoiceOrder"]["remark"] = samples.rejection_remark(code)
         rejected = Sample(f"refused by {red_channel} (its sandbox's reject switch)", code, "REJECTED", order)
         plan.append(rejected)
     code = f"demo-unknown-company-{suffix}"
@@ -959,8 +960,7 @@ def demo(settings: Settings, interval: float, timeout: float) -> int:
     by_code = {s.code: s for s in plan}
 
     if rejected is not None and red_channel is not None:
-        system = samples.business_system_of(info.get("hub_config_file"), channels[red_channel]["company_code"])
-        if system is None or not samples.switch_rejection_on(channels[red_channel], system, rejected.code):
+        if not samples.switch_rejection_on(channels[red_channel], samples.rejection_remark(rejected.code)):
             rejected.note = f"could not switch the {red_channel} sandbox's reject on"
     partner = any(c.get("type") == "partner" for c in channels.values())
     count = len(plan) + (red is not None) + partner  # the void of the partner's invoice comes last

@@ -357,33 +357,23 @@ def void_order(code: str, company_code: str, invoice: dict[str, Any]) -> dict[st
     return {ROOT: order}
 
 
-def business_system_of(hub_config_file: str | None, company_code: str) -> str | None:
-    """The business system whose companies include ``company_code``, from the local run's hub configuration."""
-    if not hub_config_file:
-        return None
-    try:
-        document = json.loads(Path(hub_config_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    for name, system in (document.get("business_systems") or {}).items():
-        if company_code in ((system or {}).get("companies") or {}):
-            return str(name)
-    return None
+def rejection_remark(code: str) -> str:
+    """The remark of the demo's order that the channel's sandbox is told to refuse."""
+    return f"demo {code}: to be refused"
 
 
-def switch_rejection_on(channel: dict[str, Any], business_system: str, code: str, *, timeout: float = 5.0) -> bool:
-    """The channel's sandbox refuses the application ``code`` will be sent as (its ``reject`` fault, scripted
-    for that request number only: the hub derives the number from the application's key, so it is known
-    before submitting). False when the sandbox could not be asked."""
+def switch_rejection_on(channel: dict[str, Any], remark: str, *, timeout: float = 5.0) -> bool:
+    """The channel's sandbox refuses the order carrying ``remark`` (its ``reject`` fault, scripted for
+    that order only: the hub draws request numbers at random, so the sandbox knows the order by its
+    remark). False when the sandbox could not be asked."""
     if not channel.get("base_url"):
         return False
-    from fapiao_hub.models import application_key, request_number_for
-
-    number = request_number_for(application_key(business_system, code))
     try:
         import requests  # the CLI's dependency; demo.py itself stays importable without it
 
-        answer = requests.post(f"{channel['base_url']}/_sandbox/faults", json={number: ["reject"]}, timeout=timeout)
+        answer = requests.post(
+            f"{channel['base_url']}/_sandbox/faults", json={f"note:{remark}": ["reject"]}, timeout=timeout
+        )
     except OSError:
         return False
     return answer.status_code == 200
