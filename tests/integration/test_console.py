@@ -434,6 +434,38 @@ def test_repeated_findings_are_one_row_flagged_and_acknowledged_together(hub: Lo
     no_dialog(browser)
 
 
+def test_an_invoice_clash_links_the_application_holding_the_invoice(hub: LocalRun, browser: Any) -> None:
+    suffix = demo.run_suffix()
+    holder, clashing = f"console-holder-{suffix}", f"console-clash-{suffix}"
+    for code in (holder, clashing):
+        submit(hub, demo.blue_order("xunlian", COMPANY, code)[0])
+    for code in (holder, clashing):
+        wait_for("ISSUED", lambda code=code: business_view(hub, code)["status"] == "ISSUED")
+    [invoice] = ops_detail(hub, holder)["invoices"]
+    taken = f"{invoice['invoiceCode']}-{invoice['invoiceNumber']}"
+    # What workflow records when a channel reports, for one application, the other's invoice.
+    store_of(hub).add_finding(f"{SYSTEM}#{clashing}", Finding(
+        id=f"{clashing}-clash", kind=FindingKind.INVOICE_CLASH, at="2026-12-08T01:00:00.000Z", source="poll",
+        summary=f"issued by xunlian, but invoice {taken} is recorded for another application",
+        differences=(Difference(field=f"invoices[{taken}].application", expected="this application",
+                                reported="another"),),
+        invoice_numbers=(taken,), related=(f"{SYSTEM}#{holder}",),
+    ), note="invoice clash")  # fmt: skip
+    # The business system's own answer never names the other application.
+    assert holder not in json.dumps(business_view(hub, clashing))
+
+    open_console(browser, hub)
+    show_detail(browser, hub, clashing)
+    link = f'#detail-fields a[data-related="{holder}"]'
+    wait_for("the related application", lambda: browser.find_elements(By.CSS_SELECTOR, link))
+    assert text_of(browser, link) == f"{SYSTEM} / {holder} (ISSUED)"
+    assert "INVOICE_CLASH" in text_of(browser, "#detail-findings")
+    browser.find_element(By.CSS_SELECTOR, link).click()
+    wait_for("the holder's detail", lambda: browser.current_url.endswith(f"#/applications/{SYSTEM}/{holder}"))
+    wait_for("the holder's invoice", lambda: browser.find_elements(
+        By.CSS_SELECTOR, f'#invoice-table tr[data-invoice="{invoice["invoiceNumber"]}"]'))
+
+
 def test_sign_out_stays_signed_out_and_is_not_an_error(hub: LocalRun, browser: Any) -> None:
     open_console(browser, hub)
     browser.find_element(By.ID, "sign-out").click()

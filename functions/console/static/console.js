@@ -455,6 +455,16 @@ function renderDetail(data) {
     ["Received", timeNode(data.createdAt)], ["Updated", timeNode(data.updatedAt)],
   ];
   for (const warning of Array.isArray(data.warnings) ? data.warnings : []) shown.push(["Warning", warning]);
+  // The other applications its findings concern (an invoice clash: the one holding the invoice), linked.
+  for (const other of Array.isArray(data.relatedApplications) ? data.relatedApplications : []) {
+    if (other && other.businessSystem && other.openApplyCode) {
+      shown.push(["Related", el("a", { href: detailHash(String(other.businessSystem), String(other.openApplyCode)),
+        dataset: { related: String(other.openApplyCode) },
+        text: `${other.businessSystem} / ${other.openApplyCode} (${show(other.status)})` })]);
+    } else if (other && other.outsideReach) {
+      shown.push(["Related", String(other.outsideReach)]);
+    }
+  }
   for (const [name, value] of shown) {
     fields.append(el("dt", { text: name }), el("dd", { dataset: { field: name } }, value instanceof Node ? value : show(value)));
   }
@@ -522,7 +532,9 @@ function findingGroups(findings) {
       groups.set(key, group);
     }
     group.items.push(finding);
-    const at = moment(finding.at);
+    // One finding seen again is counted on it (count, lastSeen): the same as repeats in the list.
+    group.seen = (group.seen || 0) + (Number.isInteger(finding.count) && finding.count > 0 ? finding.count : 1);
+    const at = moment(finding.lastSeen || finding.at);
     if (group.first === null || (at !== null && at < group.first)) group.first = at;
     if (group.last === null || (at !== null && at >= group.last)) { group.last = at; group.latest = finding; }
     if (!group.latest) group.latest = finding;
@@ -552,7 +564,7 @@ function groupLabel(group) {
   for (const d of (group.latest.differences || []).slice(0, 2)) {
     if (d && typeof d === "object") parts.push(`${show(d.field)} ${show(d.expected)} → ${show(d.reported)}`);
   }
-  if (group.items.length > 1) parts.push(`×${group.items.length}`);
+  if (group.seen > 1) parts.push(`×${group.seen}`);
   if (group.last !== null) parts.push(`last seen ${chinaTime(group.last / 1000)}`);
   return parts.join(" · ");
 }
