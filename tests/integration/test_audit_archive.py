@@ -18,7 +18,6 @@ import pytest
 import requests
 from boto3.dynamodb.conditions import Key
 
-from fapiao_hub.models import request_number_for
 from fapiao_hub_client import demo
 from local.run import LOCAL_OPERATOR
 from tests.integration.conftest import ROOT, LocalRun, _finish, start_local_run
@@ -49,19 +48,26 @@ def _aws(run: LocalRun, service: str) -> Any:
 
 def test_an_operator_action_reaches_the_history_table_the_audit_log_group_and_the_archive(hub: LocalRun) -> None:
     code = f"audit-{demo.run_suffix()}"
-    number = request_number_for(f"{SYSTEM}#{code}")
     xunlian = hub.info["channels"]["xunlian"]["base_url"]
     requests.post(f"{xunlian}/_sandbox/config", json={"timeout_ms": 3000}, timeout=5).raise_for_status()
-    requests.post(f"{xunlian}/_sandbox/faults", json={number: ["timeout_after_issue"]}, timeout=5).raise_for_status()
+    # Request numbers are drawn at intake: the sandbox's fault is scripted for the order's remark.
+    remark = f"audit trail {code}"
+    requests.post(f"{xunlian}/_sandbox/faults", json={f"note:{remark}": ["timeout_after_issue"]},
+                  timeout=5).raise_for_status()  # fmt: skip
     order, _ = demo.blue_order("xunlian", COMPANY, code)
+    order["invoiceOrder"]["remark"] = remark
     submit(hub, order)
     wait_for("MANUAL_REVIEW", lambda: business_view(hub, code)["status"] == "MANUAL_REVIEW")
+    number = business_view(hub, code)["requestNumber"]
     issued = requests.get(f"{xunlian}/_sandbox/issued/{number}", timeout=5).json()["invoices"][0]
 
     reason = "seen at the channel's portal"
     operator = {"Authorization": f"Bearer {operator_token(hub)}"}
     ops_url = f"{hub.api_url}/v1/ops/applications/{SYSTEM}/{code}"
-    invoice = {"number": issued["invoiceNumber"], "code": issued.get("invoiceCode")}
+    # Xunlian cannot be asked: the person states the figures as on the invoice seen at the channel.
+    invoice = {"number": issued["invoiceNumber"], "code": issued.get("invoiceCode"),
+               "amount": issued["totalAmountExcludeTax"], "tax": issued["totalTaxAmount"],
+               "sellerTaxNumber": issued["sellerTaxId"]}  # fmt: skip
     answer = requests.post(f"{ops_url}/actions", json={"action": "resolve-issued", "reason": reason,
                                                        "invoice": invoice}, headers=operator, timeout=30)  # fmt: skip
     assert answer.status_code == 200, answer.text

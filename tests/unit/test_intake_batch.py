@@ -77,7 +77,7 @@ def test_100_items_with_3_invalid_give_97_accepted_and_3_refusals_by_index(hub):
     assert all(a["status"] == "RECEIVED" and a["version"] == 1 for a in hub.applications())
     assert sorted(q["open_apply_code"] for q in hub.queued()) == valid
     # One conditional put per stored item; the dispatch requests ten per call, none one by one.
-    assert calls.count("dynamodb:PutItem") == 97
+    assert calls.count("dynamodb:TransactWriteItems") == 97  # the application and its history record, one request
     assert calls.count("sqs:SendMessageBatch") == 10 and "sqs:SendMessage" not in calls
 
 
