@@ -87,6 +87,14 @@ def invocation_event(tier: Tier, fixture: str) -> dict[str, Any]:
     return planned.event(tier, event) if planned.event else event
 
 
+def _with_xunlian_number(tier: Tier, event: dict[str, Any]) -> dict[str, Any]:
+    """The outcomes rule's delivery of the Xunlian order's InvoiceIssued, under its drawn request number."""
+    record = event["Records"][0]
+    body = json.loads(record["body"])
+    body["detail"]["request_number"] = number(tier, XUNLIAN)
+    return {**event, "Records": [{**record, "body": json.dumps(body, ensure_ascii=False)}, *event["Records"][1:]]}
+
+
 def _with_ekuaibao_number(tier: Tier, event: dict[str, Any]) -> dict[str, Any]:
     """Seed 000's example push, under the request number intake drew for the Ekuaibao order."""
     body = json.loads(event["body"])
@@ -276,10 +284,10 @@ def _callback(tier: Tier, invocation: Invocation, _: Any) -> None:
 # ------------------------------------------------------------------ notifier
 
 
-@step("notifier-sqs.json")
+@step("notifier-sqs.json", event=_with_xunlian_number)
 def _notifier(tier: Tier, invocation: Invocation, _: Any) -> None:
     # The fixture is what the outcomes rule delivers: compare it with the real event of the dispatch step.
-    fixture = json.loads(fixture_event("notifier-sqs.json")["Records"][0]["body"])
+    fixture = json.loads(invocation_event(tier, "notifier-sqs.json")["Records"][0]["body"])
     real = tier.notes["issued_event"]
     assert (fixture["source"], fixture["detail-type"]) == (real["source"], real["detail-type"])
     assert {k: v for k, v in real["detail"].items() if k in fixture["detail"]} == fixture["detail"], real
