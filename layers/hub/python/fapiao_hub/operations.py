@@ -661,7 +661,7 @@ def _could_belong(item: dict[str, Any] | None, stored: StoredApplication) -> boo
     application = stored.application
     seller = item.get("seller_tax_number")
     expected = application.seller.tax_number
-    if not seller or not expected or not verification._same_id(seller, expected):  # compared as results are
+    if not seller or not expected or not verification.same_id(seller, expected):  # compared as results are
         return False
     if item.get("source_system") and item["source_system"] != application.source_system:
         return False

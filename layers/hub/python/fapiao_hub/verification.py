@@ -207,12 +207,12 @@ def _invoice_differences(
     if (
         invoice.seller_tax_number is not None
         and expected_seller
-        and not _same_id(invoice.seller_tax_number, expected_seller)
+        and not same_id(invoice.seller_tax_number, expected_seller)
     ):
         found.append(Difference(field=f"{at}seller.tax_number", expected=expected_seller,
                                 reported=invoice.seller_tax_number))  # fmt: skip
     expected_buyer = application.buyer.tax_number
-    if invoice.buyer_tax_number and expected_buyer and not _same_id(invoice.buyer_tax_number, expected_buyer):
+    if invoice.buyer_tax_number and expected_buyer and not same_id(invoice.buyer_tax_number, expected_buyer):
         found.append(Difference(field=f"{at}buyer.tax_number", expected=expected_buyer,
                                 reported=invoice.buyer_tax_number))  # fmt: skip
     if invoice.invoice_type is not None and invoice.invoice_type is not application.invoice_type:
@@ -313,7 +313,9 @@ def _unreadable_has(invoice: IssuedInvoice, name: str) -> bool:
     return any(name in key.lower() for key in invoice.unreadable)
 
 
-def _same_id(a: str, b: str) -> bool:
+def same_id(a: str, b: str) -> bool:
+    """Two tax numbers (or other ids) are the same whatever their case and spacing: the one comparison
+    of results and of unmatched results an operator attaches (operations.py)."""
     return "".join(a.split()).upper() == "".join(b.split()).upper()
 
 
