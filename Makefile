@@ -91,7 +91,7 @@ sam-build: $(STAMP)
 
 # docs/openapi.json from the routes' declarations (tests/unit/test_openapi.py fails when it is stale).
 openapi: $(STAMP)
-	$(PY) -m fapiao_hub.openapi
+	$(PY) -m fapiao_hub.api.openapi
 
 # The Swagger page test renders in Debian's Chromium, and the console's browser tests drive it through
 # Selenium (the dev extra) and Debian's chromedriver; installed here when missing (root only, apt), with a

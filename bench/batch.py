@@ -23,7 +23,7 @@ BENCH_TOKEN = "bench-business-system-token"  # noqa: S105 (the bench's own busin
 
 
 def _order(code: str) -> dict[str, Any]:
-    from fapiao_hub.openapi import EXAMPLE_ORDER
+    from fapiao_hub.api.openapi import EXAMPLE_ORDER
 
     return {"invoiceOrder": {**EXAMPLE_ORDER["invoiceOrder"], "openApplyCode": code}}
 
@@ -51,7 +51,7 @@ def _measure(orders: int) -> dict[str, Any]:
 
     from bench.hooks import RequestCounter, tally
     from fapiao_hub import runtime
-    from fapiao_hub.config import token_sha256
+    from fapiao_hub.domain.config import token_sha256
     from local.atomic_moto import serialized_in_process
     from local.moto_speed import faster_dynamodb
     from local.provision import provision

@@ -41,7 +41,7 @@ LIMITED_QUERIES: dict[str, dict[str, str]] = {
 
 
 def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None:
-    from fapiao_hub.store import iso, list_partition
+    from fapiao_hub.infra.store import iso, list_partition
 
     batch: list[dict[str, Any]] = []
     for i in range(start, stop):
@@ -87,7 +87,7 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
 
     from bench.hooks import RequestCounter, tally
     from fapiao_hub import runtime
-    from fapiao_hub.config import token_sha256
+    from fapiao_hub.domain.config import token_sha256
     from local.atomic_moto import serialized_in_process
     from local.moto_speed import faster_dynamodb
     from local.provision import provision

@@ -32,9 +32,9 @@ PERSON = 5
 
 
 def _application_document() -> bytes:
-    from fapiao_hub import rules
-    from fapiao_hub.config import HubConfig
-    from fapiao_hub.intake import seed004
+    from fapiao_hub.api import seed004
+    from fapiao_hub.domain import rules
+    from fapiao_hub.domain.config import HubConfig
 
     config = HubConfig.model_validate_json((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
     body = json.loads((ROOT / "docs" / "examples" / "order-xunlian.json").read_text(encoding="utf-8"))
@@ -47,7 +47,7 @@ def _application_document() -> bytes:
 
 
 def _fill(client: Any, tables: dict[str, str], start: int, stop: int, now: datetime, document: bytes) -> None:
-    from fapiao_hub.store import iso, settled_partition
+    from fapiao_hub.infra.store import iso, settled_partition
 
     recent, old = now - timedelta(hours=1), now - timedelta(days=40)
     china = timedelta(hours=8)

@@ -117,7 +117,7 @@ def _measure(requests: int) -> dict[str, Any]:
     from moto import mock_aws
 
     from fapiao_hub import runtime
-    from fapiao_hub.config import token_sha256
+    from fapiao_hub.domain.config import token_sha256
     from fapiao_hub_client.demo import with_code
     from local.atomic_moto import serialized_in_process
     from local.provision import provision

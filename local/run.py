@@ -189,7 +189,7 @@ class OutOfBandForwarder(Pump):
     """
 
     idle_wait = 1.0
-    index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.store.Store.due reads it too
+    index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.infra.store.Store.due reads it too
 
     def __init__(
         self,
@@ -198,7 +198,7 @@ class OutOfBandForwarder(Pump):
         sandboxes: dict[str, Any],
         order_for: Callable[[str, str], dict[str, Any] | None],
     ) -> None:
-        from fapiao_hub.store import DUE_BUCKET
+        from fapiao_hub.infra.store import DUE_BUCKET
 
         super().__init__("out-of-band forwarder")
         self._dynamodb = dynamodb
@@ -268,13 +268,13 @@ def _hand_over_order(store: Any, source_system: str, open_apply_code: str) -> di
 
 
 class ApiDocs:
-    """Local run only: ``GET /swagger`` (Swagger UI, no CDN) and ``GET /openapi.json`` (fapiao_hub.openapi)."""
+    """Local run only: ``GET /swagger`` (Swagger UI, no CDN) and ``GET /openapi.json`` (fapiao_hub.api.openapi)."""
 
     name = "api-docs"
     PATHS = ("/swagger", "/openapi.json")
 
     def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        from fapiao_hub import openapi
+        from fapiao_hub.api import openapi
 
         query = event.get("queryStringParameters") or {}
         if event["rawPath"] == "/openapi.json" or query.get("format") == "json":  # Swagger UI links ?format=json
@@ -380,7 +380,7 @@ def write_hub_config(
 ) -> Path:
     """The sample configuration with ``token``'s SHA-256 for the local business system, and
     ``operator_token``'s for the local operator (role ``operator``, every business system)."""
-    from fapiao_hub.config import HubConfig, token_sha256
+    from fapiao_hub.domain.config import HubConfig, token_sha256
 
     config = config if config is not None else json.loads(sample.read_text(encoding="utf-8"))
     systems = config.get("business_systems") or {}
@@ -524,8 +524,8 @@ def _derive_request_numbers() -> None:
     from functools import cache
 
     from fapiao_hub import runtime
-    from fapiao_hub.intake.workflow import Intake
-    from fapiao_hub.models import request_number_for
+    from fapiao_hub.domain.models import request_number_for
+    from fapiao_hub.usecases.intake import Intake
 
     @cache
     def intake() -> Intake:
@@ -729,8 +729,8 @@ def start(
                 )
         pushing = {n: sb for n, sb in sandboxes.items() if config_document["channels"][n]["type"] in PUSHING}
         if pushing:
-            from fapiao_hub.files import FileStore
-            from fapiao_hub.store import ApplicationStore
+            from fapiao_hub.infra.files import FileStore
+            from fapiao_hub.infra.store import ApplicationStore
 
             dynamodb = boto3.client("dynamodb", region_name=region, endpoint_url=endpoint)
             table = resources.tables["ApplicationsTable"]

@@ -165,9 +165,9 @@ class CrashInjector:
     @contextmanager
     def installed(self, poll_intervals: tuple[int, ...]) -> Iterator[None]:
         """Wrap the step boundaries (and shorten the dispatcher's poll intervals) while inside."""
-        from fapiao_hub.models import Status
-        from fapiao_hub.store import ApplicationStore
-        from fapiao_hub.workflow import Dispatcher
+        from fapiao_hub.domain.models import Status
+        from fapiao_hub.infra.store import ApplicationStore
+        from fapiao_hub.usecases.dispatch import Dispatcher
 
         injector = self
         transition, apply, publish, init = (
@@ -746,7 +746,7 @@ def _check(
     dlq_url: str,
     report: SoakReport,
 ) -> None:
-    from fapiao_hub.models import request_number_for
+    from fapiao_hub.domain.models import request_number_for
 
     invoices_table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
         hub.resources.tables["InvoicesTable"]

@@ -4,7 +4,7 @@ Where :mod:`sandbox.xunlian` is a server the hub calls, this is a client that ca
 seed 000's body (``channelCode``, ``serialNo``, ``result``, ``rejectMsg``, ``data``) to a callback URL
 with ``?accessToken=...``, optionally signed, and records the HTTP status of every push. It binds
 nothing. It deliberately shares no code with the hub (not ``fapiao_hub.channels.ekuaibao``, not
-``fapiao_hub.callback_auth``): it is a second, independent reading of seed 000 and of the
+``fapiao_hub.usecases.callback_auth``): it is a second, independent reading of seed 000 and of the
 signature rule in docs, so a mistake on one side shows up as a failing push.
 
 Usage::

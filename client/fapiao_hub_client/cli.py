@@ -1482,7 +1482,7 @@ def _checked_config(path: Path) -> tuple[Any, dict[str, Any]]:
     """The file's HubConfig and document, or every problem by JSON path on stderr and exit 2."""
     from pydantic import ValidationError
 
-    from fapiao_hub.config import HubConfig
+    from fapiao_hub.domain.config import HubConfig
 
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
@@ -1544,7 +1544,7 @@ def config_push(settings: Settings, path: Path, table: str) -> int:
     from boto3.dynamodb.conditions import Key
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from fapiao_hub.config import CONFIG_PARTITION, config_items, inline_secrets
+    from fapiao_hub.domain.config import CONFIG_PARTITION, config_items, inline_secrets
 
     config, document = _checked_config(path)
     secrets = inline_secrets(config)

@@ -3,8 +3,8 @@
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fapiao_hub import logkeys
-from fapiao_hub.callback_api import app
+from fapiao_hub.api.callbacks import app
+from fapiao_hub.domain import logkeys
 
 logger = Logger()
 logkeys.install(logger)
@@ -14,7 +14,7 @@ metrics = Metrics()
 
 
 # No correlation id from the HTTP request: a line about a pushed result carries its application's code
-# (fapiao_hub.logkeys), and one push may carry several applications' results.
+# (fapiao_hub.domain.logkeys), and one push may carry several applications' results.
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics

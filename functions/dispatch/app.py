@@ -6,8 +6,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fapiao_hub import logkeys, runtime
-from fapiao_hub.queues import DispatchRequest
+from fapiao_hub import runtime
+from fapiao_hub.domain import logkeys
+from fapiao_hub.infra.queues import DispatchRequest
 
 logger = Logger()
 logkeys.install(logger)

@@ -5,7 +5,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fapiao_hub import jsonutil, logkeys, runtime
+from fapiao_hub import runtime
+from fapiao_hub.domain import jsonutil, logkeys
 
 logger = Logger()
 logkeys.install(logger)

@@ -5,8 +5,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fapiao_hub import logkeys
-from fapiao_hub.ops_api import app
+from fapiao_hub.api.ops import app
+from fapiao_hub.domain import logkeys
 
 logger = Logger()
 logkeys.install(logger)

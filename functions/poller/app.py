@@ -4,7 +4,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fapiao_hub import logkeys, polling, runtime
+from fapiao_hub import runtime
+from fapiao_hub.domain import logkeys
+from fapiao_hub.usecases import polling
 
 logger = Logger()
 logkeys.install(logger)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fapiao_hub import runtime
-from fapiao_hub.reconciliation import Window
+from fapiao_hub.usecases.reconciliation import Window
 
 logger = Logger()
 # X-Ray: the AWS SDK and the channels' HTTP calls (requests), nothing else to patch.

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from fapiao_hub.models import request_number_for
-from fapiao_hub.store import DUE_BUCKET
+from fapiao_hub.domain.models import request_number_for
+from fapiao_hub.infra.store import DUE_BUCKET
 from tests.container.tier import (
     EVENTS,
     FIXTURE_SYSTEM,

@@ -554,7 +554,7 @@ def tier_hub_config(sample: Path = SAMPLE_HUB_CONFIG) -> dict[str, Any]:
     fixture does (a fixture cannot carry a signature over a fresh timestamp). Signed pushes are
     the unit tests' (tests/unit/test_callbacks.py).
     """
-    from fapiao_hub.config import HubConfig, token_sha256
+    from fapiao_hub.domain.config import HubConfig, token_sha256
 
     config = json.loads(sample.read_text(encoding="utf-8"))
     for system_id, system in config["business_systems"].items():

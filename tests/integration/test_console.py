@@ -34,8 +34,8 @@ from selenium import webdriver  # the dev extra; make chromium installs the brow
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
-from fapiao_hub.models import Difference, Finding, FindingKind, request_number_for
-from fapiao_hub.store import ApplicationStore
+from fapiao_hub.domain.models import Difference, Finding, FindingKind, request_number_for
+from fapiao_hub.infra.store import ApplicationStore
 from fapiao_hub_client import demo
 from tests.integration.conftest import ROOT, LocalRun, _finish, start_local_run
 

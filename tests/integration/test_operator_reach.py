@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from fapiao_hub.config import token_sha256
+from fapiao_hub.domain.config import token_sha256
 from tests.integration.test_local_run import call, seed004_order
 
 if TYPE_CHECKING:

@@ -19,9 +19,9 @@ import boto3
 import pytest
 import requests
 
-from fapiao_hub.callback_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from fapiao_hub.config import token_sha256
-from fapiao_hub.models import application_key, request_number_for
+from fapiao_hub.domain.config import token_sha256
+from fapiao_hub.domain.models import application_key, request_number_for
+from fapiao_hub.usecases.callback_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from fapiao_hub_client import demo
 from tests.integration.conftest import ROOT, LocalRun, _finish, start_local_run
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from fapiao_hub.models import application_key, request_number_for
+from fapiao_hub.domain.models import application_key, request_number_for
 from fapiao_hub_client.demo import red_order
 from tests.integration.conftest import LocalRun
 

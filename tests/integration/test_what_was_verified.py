@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from fapiao_hub import rules
+from fapiao_hub.api import seed004
 from fapiao_hub.channels.ekuaibao import hand_over
-from fapiao_hub.config import HubConfig, token_sha256
-from fapiao_hub.intake import seed004
-from fapiao_hub.models import Application, application_key, request_number_for
+from fapiao_hub.domain import rules
+from fapiao_hub.domain.config import HubConfig, token_sha256
+from fapiao_hub.domain.models import Application, application_key, request_number_for
 from tests.integration.test_result_checks import ENV, SYSTEM, Hub, order
 
 pytestmark = pytest.mark.integration

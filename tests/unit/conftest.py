@@ -16,7 +16,7 @@ import pytest
 from moto import mock_aws
 
 from fapiao_hub import runtime
-from fapiao_hub.config import token_sha256
+from fapiao_hub.domain.config import token_sha256
 from local.atomic_moto import serialized_in_process
 from local.moto_speed import faster_dynamodb
 from local.provision import provision

@@ -15,8 +15,8 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from fapiao_hub import runtime
-from fapiao_hub.models import Difference, Finding, FindingKind, Status
-from fapiao_hub.store import HISTORY_INLINE_LIMIT, StaleWrite, iso, utc_now
+from fapiao_hub.domain.models import Difference, Finding, FindingKind, Status
+from fapiao_hub.infra.store import HISTORY_INLINE_LIMIT, StaleWrite, iso, utc_now
 from tests.conftest import REGION
 from tests.unit.conftest import Hub, event, get_event
 from tests.unit.test_dispatch_workflow import CODE

@@ -7,8 +7,9 @@ import hmac
 
 import pytest
 
-from fapiao_hub import callback_auth
-from fapiao_hub.callback_auth import (
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.usecases import callback_auth
+from fapiao_hub.usecases.callback_auth import (
     REASONS,
     AuthResult,
     authenticate_callback,
@@ -17,7 +18,6 @@ from fapiao_hub.callback_auth import (
     verify_access_token,
     verify_signature,
 )
-from fapiao_hub.config import ChannelSettings
 
 TOKEN = "ID01w4CBe9Vjpd:xgJ3wajigF25H0"
 SECRET = "s3cr3t-hmac-key-for-tests"
@@ -127,7 +127,7 @@ def test_the_signing_string_is_timestamp_dot_body():
 
 def test_one_signature_format_both_ways():
     # What the hub sends its business systems (notifier) is what it takes from a channel.
-    from fapiao_hub.notifier import sign_webhook, verify_webhook
+    from fapiao_hub.usecases.notify import sign_webhook, verify_webhook
 
     outbound = sign_webhook(SECRET, "1750000000", BODY)
     assert outbound == sign(SECRET.encode(), "1750000000", BODY)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from fapiao_hub import rules
-from fapiao_hub.config import HubConfig, token_sha256
-from fapiao_hub.intake import seed004
+from fapiao_hub.api import seed004
+from fapiao_hub.domain import rules
+from fapiao_hub.domain.config import HubConfig, token_sha256
 from fapiao_hub_client import cli, demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -385,7 +385,7 @@ def test_watch_times_out_with_exit_4_naming_those_still_open(api: FakeApi) -> No
 
 
 def test_final_statuses_are_the_models_statuses_that_are_not_open() -> None:
-    from fapiao_hub.models import Status
+    from fapiao_hub.domain.models import Status
 
     assert {s.value for s in Status if not s.is_open} == cli.FINAL_STATUSES
 

@@ -35,28 +35,32 @@ BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"  # builds Powertools' pa
 # Modules (and their submodules) a function must not load at cold start.
 NOT_LOADED = {
     # No outbound HTTP but AWS: no requests (X-Ray patches the AWS SDK only), no channels at all.
-    "intake": ["requests", "fapiao_hub.notifier", "fapiao_hub.channels", "fapiao_hub.callback_auth", BATCH_UTILITY],
+    "intake": [
+        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.channels", "fapiao_hub.usecases.callback_auth",
+        BATCH_UTILITY,
+    ],
     "poller": [
-        "requests", "fapiao_hub.notifier", "fapiao_hub.channels", "fapiao_hub.callback_auth",
-        "fapiao_hub.files",  # the store's S3 overflow is built on first use: no S3 client
+        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.channels", "fapiao_hub.usecases.callback_auth",
+        "fapiao_hub.infra.files",  # the store's S3 overflow is built on first use: no S3 client
         "aws_lambda_powertools.event_handler", BATCH_UTILITY,
     ],
-    "dispatch": ["fapiao_hub.notifier", *CHANNEL_MODULES],
-    "callback": ["fapiao_hub.notifier", *CHANNEL_MODULES, BATCH_UTILITY],
+    "dispatch": ["fapiao_hub.usecases.notify", *CHANNEL_MODULES],
+    "callback": ["fapiao_hub.usecases.notify", *CHANNEL_MODULES, BATCH_UTILITY],
     "notifier": [
-        "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.files",
+        "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth", "fapiao_hub.infra.files",
     ],
     # Static files: the standard library only (no SDK, no Powertools, not even the hub's package).
     "console": ["fapiao_hub", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk", "requests", "pydantic"],
     # Channels are built when a run first asks one; no workflow, queue or event bus.
     "reconciliation": [
-        "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.workflow",
-        "fapiao_hub.events", "fapiao_hub.queues", "aws_lambda_powertools.event_handler", BATCH_UTILITY,
+        "fapiao_hub.usecases.notify", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth",
+        "fapiao_hub.usecases.dispatch", "fapiao_hub.infra.events", "fapiao_hub.infra.queues",
+        "aws_lambda_powertools.event_handler", BATCH_UTILITY,
     ],
     # Reads and lists: the operations use case (workflow, channels, notifier) only when an operator acts.
     "ops": [
-        "requests", "fapiao_hub.notifier", *CHANNEL_MODULES, "fapiao_hub.callback_auth", "fapiao_hub.operations",
-        "fapiao_hub.workflow", BATCH_UTILITY,
+        "requests", "fapiao_hub.usecases.notify", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth",
+        "fapiao_hub.usecases.operations", "fapiao_hub.usecases.dispatch", BATCH_UTILITY,
     ],
 }  # fmt: skip
 
@@ -81,7 +85,7 @@ def cold_start_modules(function: str) -> set[str]:
 def test_a_cold_start_loads_only_what_the_function_uses(function: str) -> None:
     modules = cold_start_modules(function)
     if FUNCTIONS[function]["factories"]:
-        assert "fapiao_hub.runtime" in modules and "fapiao_hub.store" in modules
+        assert "fapiao_hub.runtime" in modules and "fapiao_hub.infra.store" in modules
         # The Tracer was on (as in Lambda), so what it patches counts.
         assert "aws_xray_sdk.ext.botocore" in modules
     unwanted = tuple(NOT_LOADED[function])

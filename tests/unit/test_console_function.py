@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fapiao_hub.models import NEEDS_PERSON_STATUSES, FindingKind
+from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, FindingKind
 from tests.unit.conftest import ROOT, FakeContext, event, load_handler
 
 STATIC = ROOT / "functions" / "console" / "static"

@@ -1,6 +1,6 @@
-"""The one credential path (fapiao_hub.credentials) against moto's Secrets Manager, with the hub
+"""The one credential path (fapiao_hub.infra.credentials) against moto's Secrets Manager, with the hub
 configuration exactly as ``config push`` writes it; token digests unique; revocation within seconds
-(fapiao_hub.revocation)."""
+(fapiao_hub.infra.revocation)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from pydantic import ValidationError
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued
-from fapiao_hub.config import HubConfig, config_items, token_sha256
-from fapiao_hub.credentials import Credentials, CredentialsUnavailable
-from fapiao_hub.models import Status
-from fapiao_hub.notifier import verify_webhook
-from fapiao_hub.revocation import CallerCheck
+from fapiao_hub.domain.config import HubConfig, config_items, token_sha256
+from fapiao_hub.domain.models import Status
+from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
+from fapiao_hub.infra.revocation import CallerCheck
+from fapiao_hub.usecases.notify import verify_webhook
 from fapiao_hub_client import cli
 from tests.conftest import REGION
 from tests.unit.conftest import FIXTURE_TOKEN, event, get_event, hub_config_document

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fapiao_hub import reconciliation
 from fapiao_hub.channels.base import Issued, Rejected
-from fapiao_hub.spreadsheet import csv_safe, csv_safe_row
+from fapiao_hub.domain.spreadsheet import csv_safe, csv_safe_row
+from fapiao_hub.usecases import reconciliation
 from tests.unit.test_reconciliation import SECOND, settle, world  # noqa: F401 - the fixtures
 
 FORMULAS = ["=1+2", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1", "\r=1"]

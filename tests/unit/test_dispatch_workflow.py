@@ -14,10 +14,10 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
-from fapiao_hub.events import EventPublisher, PublishFailed
-from fapiao_hub.models import Status, request_number_for
-from fapiao_hub.store import IllegalTransition
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.domain.models import Status, request_number_for
+from fapiao_hub.infra.events import EventPublisher, PublishFailed
+from fapiao_hub.infra.store import IllegalTransition
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from tests.unit.conftest import REGION, event
 
 CODE = "zcxs1825830330588741634"
@@ -406,7 +406,7 @@ def test_a_poller_claim_makes_the_application_due_and_a_stale_claim_does_not(wor
 def test_a_crash_before_an_ekuaibao_application_is_submitted_is_repeated_not_sent_to_review(world):
     """Ekuaibao's issue sends nothing: a dispatcher killed after its claim is simply repeated."""
     from fapiao_hub.channels.ekuaibao import EkuaibaoChannel
-    from fapiao_hub.config import ChannelSettings
+    from fapiao_hub.domain.config import ChannelSettings
 
     class Killed(EkuaibaoChannel):
         kills = 1

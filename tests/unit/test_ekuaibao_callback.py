@@ -15,7 +15,6 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
     CallbackRejected,
@@ -29,8 +28,9 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.channels.ekuaibao import EkuaibaoChannel, parse_push, to_push_body
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, InvoiceType
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, InvoiceType
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ekuaibao_seed000_push.json"
 

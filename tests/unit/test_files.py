@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from fapiao_hub.channels.base import InvoiceFile
-from fapiao_hub.files import (
+from fapiao_hub.infra.files import (
     FileRecord,
     FileStore,
     InvalidFile,

@@ -12,7 +12,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from click.testing import CliRunner
 
-from fapiao_hub.config import CONFIG_PARTITION, HubConfig, Settings, load_hub_config, token_sha256
+from fapiao_hub.domain.config import CONFIG_PARTITION, HubConfig, Settings, load_hub_config, token_sha256
 from fapiao_hub_client import cli
 from tests.conftest import REGION
 from tests.unit.conftest import Hub

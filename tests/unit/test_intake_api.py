@@ -283,7 +283,7 @@ def test_red_order_is_accepted(hub):
 
 def test_large_application_is_kept_whole(hub, monkeypatch):
     """Applications beyond a DynamoDB item's size go to S3; both read back the same."""
-    from fapiao_hub import store
+    from fapiao_hub.infra import store
 
     body = blue_body()
     # 113.00 at 13% splits exactly (100.00 + 13.00): no rounding drift across 1500 lines.

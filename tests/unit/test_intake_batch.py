@@ -234,7 +234,7 @@ class _PartlyRefusingSqs:
 
 
 def test_deferred_dispatch_sends_ten_per_call_and_names_what_was_not_taken():
-    from fapiao_hub.queues import DeferredDispatchQueue, DispatchQueue
+    from fapiao_hub.infra.queues import DeferredDispatchQueue, DispatchQueue
 
     sqs = _PartlyRefusingSqs(refuse='"code-07"', down=2)
     queue = DeferredDispatchQueue(DispatchQueue(sqs, "https://queue"))
@@ -261,7 +261,7 @@ def test_items_that_are_not_orders_are_400_by_index_and_the_rest_is_stored(hub):
 def test_a_store_failure_is_that_items_503_and_the_others_are_stored(hub, monkeypatch):
     from botocore.exceptions import ClientError
 
-    from fapiao_hub.store import ApplicationStore
+    from fapiao_hub.infra.store import ApplicationStore
 
     create = ApplicationStore.create
 

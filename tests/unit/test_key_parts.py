@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from fapiao_hub.config import HubConfig, token_sha256
-from fapiao_hub.models import application_key, key_part_problem
+from fapiao_hub.domain.config import HubConfig, token_sha256
+from fapiao_hub.domain.models import application_key, key_part_problem
 from fapiao_hub_client import cli
 from tests.unit.conftest import FIXTURE_TOKEN, event, get_event, hub_config_document
 from tests.unit.test_hub_config_store import run

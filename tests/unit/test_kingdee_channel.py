@@ -17,7 +17,6 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels import kingdee
 from fapiao_hub.channels.base import (
     Accepted,
@@ -42,8 +41,9 @@ from fapiao_hub.channels.kingdee import (
     parse_options,
     to_bill,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import (
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import (
     Application,
     Direction,
     InvoiceType,
@@ -53,7 +53,7 @@ from fapiao_hub.models import (
     RedReason,
     RedReference,
 )
-from fapiao_hub.rules import unfold_inline_discount
+from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox import kingdee as sandbox_kingdee
 from sandbox.kingdee import KingdeeServer, run
 

@@ -188,7 +188,7 @@ def test_keys_one_function_appends_never_reach_another_functions_lines(capsys: p
 
     from aws_lambda_powertools import Logger
 
-    from fapiao_hub import logkeys
+    from fapiao_hub.domain import logkeys
     from local.runtime import LocalFunction, tag_log_handlers
 
     logger = Logger(service="keys-per-thread-under-test")  # a handler on this capsys stream

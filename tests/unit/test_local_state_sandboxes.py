@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fapiao_hub.models import InvoiceType
+from fapiao_hub.domain.models import InvoiceType
 from local.state import LocalState, forget
 from sandbox import xunlian as sandbox_xunlian
 from tests.unit.test_sandbox_orders import application, get, xunlian_channel

@@ -22,13 +22,14 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from fapiao_hub import notifier as notifier_module
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
 from fapiao_hub.channels.ekuaibao import parse_push
-from fapiao_hub.events import EventPublisher
-from fapiao_hub.models import InvoiceType, Status
-from fapiao_hub.notifier import (
+from fapiao_hub.domain.models import InvoiceType, Status
+from fapiao_hub.infra.events import EventPublisher
+from fapiao_hub.usecases import notify as notifier_module
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.notify import (
     idempotency_key,
     loggable_url,
     retry_delay,
@@ -36,7 +37,6 @@ from fapiao_hub.notifier import (
     verify_webhook,
     with_query,
 )
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
 from tests.unit.conftest import REGION, event, hub_config_document, load_handler
 
 CODE = "zcxs1825830330588741634"
@@ -573,7 +573,7 @@ def test_the_readme_verification_snippet_verifies_a_real_signature():
     import time as _time
     from pathlib import Path as _Path
 
-    from fapiao_hub.notifier import sign_webhook
+    from fapiao_hub.usecases.notify import sign_webhook
 
     readme = (_Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     [snippet] = [b for b in _re.findall(r"```python\n(.*?)```", readme, _re.S) if "def verify_webhook" in b]

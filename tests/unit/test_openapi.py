@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fapiao_hub import openapi
+from fapiao_hub.api import openapi
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "openapi.json"
@@ -37,7 +37,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> str:
     """
     target = tmp_path_factory.mktemp("openapi") / "openapi.json"
     done = subprocess.run(  # noqa: S603 (this interpreter, fixed arguments)
-        [sys.executable, "-m", "fapiao_hub.openapi", str(target)],
+        [sys.executable, "-m", "fapiao_hub.api.openapi", str(target)],
         cwd=ROOT,
         capture_output=True,
         text=True,

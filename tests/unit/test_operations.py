@@ -15,18 +15,18 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Accepted, Issued, NotFound
-from fapiao_hub.models import NEEDS_PERSON_STATUSES, Difference, FindingKind, Status, request_number_for
-from fapiao_hub.operations import (
+from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, Difference, FindingKind, Status, request_number_for
+from fapiao_hub.domain.verification import finding_for
+from fapiao_hub.infra.store import ApplicationStore, iso, utc_now
+from fapiao_hub.usecases.dispatch import DispatchPolicy
+from fapiao_hub.usecases.operations import (
     ACTIONS,
     ActionInvalid,
     ActionNotApplicable,
     ApplicationMissing,
     Operations,
 )
-from fapiao_hub.polling import Poller
-from fapiao_hub.store import ApplicationStore, iso, utc_now
-from fapiao_hub.verification import finding_for
-from fapiao_hub.workflow import DispatchPolicy
+from fapiao_hub.usecases.polling import Poller
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.conftest import SELLER, FakeContext, load_handler
 from tests.unit.test_dispatch_workflow import CODE, INVOICE

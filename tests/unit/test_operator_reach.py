@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 
-from fapiao_hub import runtime, workflow
+from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued
 from fapiao_hub.channels.ekuaibao import parse_push
-from fapiao_hub.config import token_sha256
-from fapiao_hub.models import Application, FindingKind, Status, request_number_for
-from fapiao_hub.operations import ActionInvalid
-from fapiao_hub.store import Reach
-from fapiao_hub.verification import finding_for
+from fapiao_hub.domain.config import token_sha256
+from fapiao_hub.domain.models import Application, FindingKind, Status, request_number_for
+from fapiao_hub.domain.verification import finding_for
+from fapiao_hub.infra.store import Reach
+from fapiao_hub.usecases import dispatch as workflow
+from fapiao_hub.usecases.operations import ActionInvalid
 from tests.unit import test_ops_api as desk
 from tests.unit.conftest import SELLER
 from tests.unit.test_dispatch_workflow import CODE

@@ -22,9 +22,9 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.config import token_sha256
-from fapiao_hub.models import Application, Status
-from fapiao_hub.store import iso, listing_attributes
+from fapiao_hub.domain.config import token_sha256
+from fapiao_hub.domain.models import Application, Status
+from fapiao_hub.infra.store import iso, listing_attributes
 from tests.conftest import REGION
 from tests.unit.conftest import FIXTURE_TOKEN, SELLER, FakeContext, Hub, event, hub_config_document, load_handler
 
@@ -60,7 +60,7 @@ class FakeOperations:
 
     def act(self, source_system, open_apply_code, action, reason, operator, params):
         self.calls.append((source_system, open_apply_code, action, reason, operator, params))
-        errors = sys.modules["fapiao_hub.operations"]
+        errors = sys.modules["fapiao_hub.usecases.operations"]
         if action == "unknown-thing":
             raise errors.ActionInvalid("action", "unknown action 'unknown-thing'")
         if action == "requeue":
@@ -72,9 +72,9 @@ class FakeOperations:
 def operations_module(monkeypatch):
     """The use case's errors: the real module once it exists, else one with the agreed interface."""
     try:
-        import fapiao_hub.operations  # noqa: F401
+        import fapiao_hub.usecases.operations  # noqa: F401
     except ImportError:
-        module = types.ModuleType("fapiao_hub.operations")
+        module = types.ModuleType("fapiao_hub.usecases.operations")
 
         class ActionInvalid(Exception):
             def __init__(self, field: str, message: str) -> None:
@@ -91,8 +91,8 @@ def operations_module(monkeypatch):
 
         module.ActionInvalid, module.ActionNotApplicable = ActionInvalid, ActionNotApplicable
         module.ApplicationMissing = ApplicationMissing
-        monkeypatch.setitem(sys.modules, "fapiao_hub.operations", module)
-    return sys.modules["fapiao_hub.operations"]
+        monkeypatch.setitem(sys.modules, "fapiao_hub.usecases.operations", module)
+    return sys.modules["fapiao_hub.usecases.operations"]
 
 
 class Ops:
@@ -367,7 +367,7 @@ def test_a_list_row_says_what_a_person_needs(ops: Ops) -> None:
 
 
 def test_csv_cells_from_business_systems_are_never_formulas(ops: Ops) -> None:
-    from fapiao_hub.ops_api import ROW_FIELDS, rows_csv
+    from fapiao_hub.api.ops import ROW_FIELDS, rows_csv
 
     text = rows_csv([{**dict.fromkeys(ROW_FIELDS), "buyerName": '=HYPERLINK("x")', "amount": "-1.00"}])
     (row,) = list(csv.DictReader(io.StringIO(text)))

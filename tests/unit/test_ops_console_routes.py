@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from fapiao_hub import runtime
-from fapiao_hub.models import Finding, FindingKind
+from fapiao_hub.domain.models import Finding, FindingKind
 from tests.unit import test_ops_api as desk
 from tests.unit.conftest import Hub, event
 from tests.unit.test_ops_api import OPERATOR, OTHER_SELLER, OTHER_SYSTEMS, Ops

@@ -40,8 +40,8 @@ from fapiao_hub.channels.partner import (
     sign,
     signed_params,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, Direction, InvoiceType, Line, Party
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, Party
 from sandbox import partner as sandbox_partner
 from sandbox.partner import PartnerServer, run
 

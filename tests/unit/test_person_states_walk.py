@@ -35,10 +35,10 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.models import FindingKind, Status
-from fapiao_hub.operations import ActionInvalid, ActionNotApplicable
-from fapiao_hub.reconciliation import Reconciler, StoreFindings
-from fapiao_hub.workflow import DispatchPolicy
+from fapiao_hub.domain.models import FindingKind, Status
+from fapiao_hub.usecases.dispatch import DispatchPolicy
+from fapiao_hub.usecases.operations import ActionInvalid, ActionNotApplicable
+from fapiao_hub.usecases.reconciliation import Reconciler, StoreFindings
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.conftest import REGION
 from tests.unit.test_dispatch_workflow import CODE, INVOICE, Directory

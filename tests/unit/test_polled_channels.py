@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from fapiao_hub import runtime
-from fapiao_hub.polling import Poller
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.polling import Poller
 from sandbox import kingdee as kingdee_sandbox
 from sandbox import partner as partner_sandbox
 from tests.conftest import REGION

@@ -13,9 +13,9 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice
-from fapiao_hub.models import Status
-from fapiao_hub.polling import POLL_CLAIM_SECONDS, Poller
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.domain.models import Status
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.polling import POLL_CLAIM_SECONDS, Poller
 from tests.conftest import REGION
 from tests.unit.conftest import event, get_event
 from tests.unit.test_dispatch_workflow import Clock, Directory, ScriptedChannel

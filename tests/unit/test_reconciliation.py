@@ -17,12 +17,13 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from fapiao_hub import reconciliation, runtime
+from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceState, Issued, IssuedInvoice, NotFound, Rejected
-from fapiao_hub.models import Difference, FindingKind, Status
-from fapiao_hub.reconciliation import FINDING_METRIC, Reconciler, StoreFindings, Verdict, Window
-from fapiao_hub.store import CHINA_TIME, ApplicationStore
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.domain.models import Difference, FindingKind, Status
+from fapiao_hub.infra.store import CHINA_TIME, ApplicationStore
+from fapiao_hub.usecases import reconciliation
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.reconciliation import FINDING_METRIC, Reconciler, StoreFindings, Verdict, Window
 from tests.unit.conftest import FakeContext, event, load_handler
 from tests.unit.test_dispatch_workflow import Directory, ScriptedChannel
 

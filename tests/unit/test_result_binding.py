@@ -22,10 +22,11 @@ import boto3
 import pytest
 from aws_lambda_powertools import Metrics
 
-from fapiao_hub import events, runtime
-from fapiao_hub.callback_auth import sign
+from fapiao_hub import runtime
 from fapiao_hub.channels.base import Issued, IssuedInvoice, Rejected, Unknown
-from fapiao_hub.models import FindingKind, InvoiceType, Status, request_number_for
+from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, request_number_for
+from fapiao_hub.infra import events
+from fapiao_hub.usecases.callback_auth import sign
 from tests.conftest import REGION
 from tests.unit.conftest import OTHER_TOKEN as OTHER_ERP_TOKEN
 from tests.unit.conftest import event

@@ -11,8 +11,8 @@ import pytest
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.base import Accepted, Issued
-from fapiao_hub.models import ALLOWED_TRANSITIONS, Status
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.domain.models import ALLOWED_TRANSITIONS, Status
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from tests.conftest import REGION
 from tests.unit.conftest import event
 from tests.unit.test_dispatch_workflow import INVOICE, Clock, Directory, ScriptedChannel

@@ -23,11 +23,11 @@ import requests
 
 from fapiao_hub import runtime
 from fapiao_hub.channels.registry import ChannelConfigurationError, configuration_problems
-from fapiao_hub.config import HubConfig
-from fapiao_hub.models import application_key, request_number_for
-from fapiao_hub.polling import Poller, backlog
-from fapiao_hub.reconciliation import compare
-from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+from fapiao_hub.domain.config import HubConfig
+from fapiao_hub.domain.models import application_key, request_number_for
+from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+from fapiao_hub.usecases.polling import Poller, backlog
+from fapiao_hub.usecases.reconciliation import compare
 from sandbox import kingdee as kingdee_sandbox
 from sandbox import partner as partner_sandbox
 from sandbox import xunlian as xunlian_sandbox
@@ -238,8 +238,8 @@ def test_channel_and_channels_are_one_list(world):
 
 
 def test_capable_channels_are_ordered_for_failover(world):
-    from fapiao_hub.intake import seed004
-    from fapiao_hub.rules import RulePolicy
+    from fapiao_hub.api import seed004
+    from fapiao_hub.domain.rules import RulePolicy
 
     config = runtime.hub_config()
     system = config.business_systems["sample-erp"]

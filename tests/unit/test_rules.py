@@ -1,4 +1,4 @@
-"""docs/rules.md sections 1-5 (fapiao_hub.rules): every rule at its boundaries, plus properties."""
+"""docs/rules.md sections 1-5 (fapiao_hub.domain.rules): every rule at its boundaries, plus properties."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import uscc
 
-from fapiao_hub import config
-from fapiao_hub.models import (
+from fapiao_hub.domain import config
+from fapiao_hub.domain.models import (
     Application,
     Direction,
     InvoiceType,
@@ -24,7 +24,7 @@ from fapiao_hub.models import (
     RedReference,
     SpecialBusiness,
 )
-from fapiao_hub.rules import (
+from fapiao_hub.domain.rules import (
     INVOICE_TAX,
     LINE_TAX,
     LINES_VS_TOTAL,

@@ -18,10 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import Accepted, CallbackRejected, Issued, Rejected
 from fapiao_hub.channels.ekuaibao import parse_push
-from fapiao_hub.config import ChannelSettings
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.usecases.callback_auth import authenticate_callback
 from sandbox.pusher import BackgroundPusher, Pusher, PushJob, Switches, main
 
 TOKEN = "pusher-test-token"

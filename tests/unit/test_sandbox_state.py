@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from fapiao_hub.channels.base import Accepted, Issued
-from fapiao_hub.models import InvoiceType
+from fapiao_hub.domain.models import InvoiceType
 from sandbox import ekuaibao as sandbox_ekuaibao
 from sandbox import kingdee as sandbox_kingdee
 from sandbox import partner as sandbox_partner

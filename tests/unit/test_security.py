@@ -14,7 +14,7 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from fapiao_hub import runtime
-from fapiao_hub.config import token_sha256
+from fapiao_hub.domain.config import token_sha256
 from local.template import load_template
 from tests.unit.conftest import OTHER_TOKEN, TEMPLATE, event, get_event, hub_config_document
 from tests.unit.test_callbacks import callbacks, seed_push_text  # noqa: F401 - the fixture, reused
@@ -335,7 +335,7 @@ def test_callbacks_refuse_bad_credentials(callbacks, hub, case, kwargs):  # noqa
 
 
 def test_callbacks_refuse_a_replay(callbacks):  # noqa: F811 - the reused fixture
-    from fapiao_hub.callback_auth import sign
+    from fapiao_hub.usecases.callback_auth import sign
     from tests.unit.test_callbacks import SECRET
 
     body, ts = seed_push_text(), str(int(time.time()))

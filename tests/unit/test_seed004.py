@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fapiao_hub import jsonutil, rules
-from fapiao_hub.config import BusinessSystem, Company, HubConfig, token_sha256
-from fapiao_hub.intake import seed004
-from fapiao_hub.models import Direction, InvoiceType, Party
+from fapiao_hub.api import seed004
+from fapiao_hub.domain import jsonutil, rules
+from fapiao_hub.domain.config import BusinessSystem, Company, HubConfig, token_sha256
+from fapiao_hub.domain.models import Direction, InvoiceType, Party
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 VALID_BUYER = "91220101MA0Y5K3N4H"

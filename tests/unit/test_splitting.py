@@ -1,5 +1,5 @@
 """docs/rules.md section 8: limits per invoice (configuration, defaults, a channel's narrowing) and the
-splitter (fapiao_hub.splitting), by properties over random applications and at the figures of issue 21."""
+splitter (fapiao_hub.domain.splitting), by properties over random applications and at the figures of issue 21."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from stdnum.cn import uscc
 
-from fapiao_hub import config
 from fapiao_hub.channels.base import Capabilities
-from fapiao_hub.models import (
+from fapiao_hub.domain import config
+from fapiao_hub.domain.models import (
     Application,
     Direction,
     InvoiceType,
@@ -27,7 +27,7 @@ from fapiao_hub.models import (
     RedReference,
     request_number_for,
 )
-from fapiao_hub.rules import (
+from fapiao_hub.domain.rules import (
     MAX_PARTS,
     InvoiceLimits,
     LineSplit,
@@ -39,7 +39,7 @@ from fapiao_hub.rules import (
     totals,
     validate_application,
 )
-from fapiao_hub.splitting import Part, part_application, part_request_number, split_application, units
+from fapiao_hub.domain.splitting import Part, part_application, part_request_number, split_application, units
 
 D = Decimal
 POLICY = RulePolicy.default()

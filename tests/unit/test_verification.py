@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from fapiao_hub.channels.base import InvoiceLine, IssuedInvoice
-from fapiao_hub.models import (
+from fapiao_hub.domain.models import (
     Application,
     Difference,
     Direction,
@@ -19,7 +19,7 @@ from fapiao_hub.models import (
     Party,
     RedReference,
 )
-from fapiao_hub.verification import finding_for, only_unreadable, verify_result
+from fapiao_hub.domain.verification import finding_for, only_unreadable, verify_result
 
 D = Decimal
 SELLER = "91120222MA06N7P513"

@@ -19,12 +19,14 @@ from decimal import Decimal
 import boto3
 import pytest
 
-from fapiao_hub import invoice_files, notifier, runtime
+from fapiao_hub import runtime
 from fapiao_hub.channels.base import InvoiceFile, Issued, IssuedInvoice
 from fapiao_hub.channels.ekuaibao import hand_over
-from fapiao_hub.models import FindingKind, Status
-from fapiao_hub.operations import ActionInvalid
-from fapiao_hub.reconciliation import Verdict
+from fapiao_hub.domain import invoice_files
+from fapiao_hub.domain.models import FindingKind, Status
+from fapiao_hub.usecases import notify as notifier
+from fapiao_hub.usecases.operations import ActionInvalid
+from fapiao_hub.usecases.reconciliation import Verdict
 from sandbox import faults
 from sandbox.partner import Invoice as SandboxInvoice
 from sandbox.partner import invoice_xml, order_facts

@@ -15,7 +15,6 @@ import requests
 import urllib3.util.connection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels import wire, xunlian
 from fapiao_hub.channels.base import (
     Issued,
@@ -35,9 +34,10 @@ from fapiao_hub.channels.xunlian import (
     interpret_answer,
     to_request,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
-from fapiao_hub.rules import unfold_inline_discount
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
+from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, run
 

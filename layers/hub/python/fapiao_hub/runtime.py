@@ -13,26 +13,26 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from fapiao_hub.config import HubConfig, Operator, Settings, load_hub_config
+from fapiao_hub.domain.config import HubConfig, Operator, Settings, load_hub_config
 
 # Each factory imports what it builds: a function's cold start pays only for the parts it uses
 # (the notifier's requests, the channels, the dispatcher's and callback receiver's workflow).
 if TYPE_CHECKING:
     from fapiao_hub.channels.base import Channel
     from fapiao_hub.channels.registry import ChannelRegistry
-    from fapiao_hub.credentials import Credentials
-    from fapiao_hub.events import EventPublisher
-    from fapiao_hub.files import FileStore
-    from fapiao_hub.intake.workflow import Intake
-    from fapiao_hub.notifier import Notifier
-    from fapiao_hub.operations import Operations
-    from fapiao_hub.polling import Poller
-    from fapiao_hub.queues import DispatchQueue
-    from fapiao_hub.reconciliation import Reconciler
-    from fapiao_hub.revocation import CallerCheck
-    from fapiao_hub.rules import RulePolicy
-    from fapiao_hub.store import ApplicationStore, StoredApplication
-    from fapiao_hub.workflow import CallbackReceiver, Dispatcher
+    from fapiao_hub.domain.rules import RulePolicy
+    from fapiao_hub.infra.credentials import Credentials
+    from fapiao_hub.infra.events import EventPublisher
+    from fapiao_hub.infra.files import FileStore
+    from fapiao_hub.infra.queues import DispatchQueue
+    from fapiao_hub.infra.revocation import CallerCheck
+    from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+    from fapiao_hub.usecases.dispatch import CallbackReceiver, Dispatcher
+    from fapiao_hub.usecases.intake import Intake
+    from fapiao_hub.usecases.notify import Notifier
+    from fapiao_hub.usecases.operations import Operations
+    from fapiao_hub.usecases.polling import Poller
+    from fapiao_hub.usecases.reconciliation import Reconciler
 
 
 @cache
@@ -53,7 +53,7 @@ def _dynamodb() -> Any:
 
 @cache
 def file_store() -> FileStore:
-    from fapiao_hub.files import FileStore
+    from fapiao_hub.infra.files import FileStore
 
     return FileStore(_boto_session().client("s3"), settings().files_bucket)
 
@@ -74,7 +74,7 @@ class _FileStoreOverflow:
 
 @cache
 def application_store() -> ApplicationStore:
-    from fapiao_hub.store import ApplicationStore
+    from fapiao_hub.infra.store import ApplicationStore
 
     table = _dynamodb().Table(settings().applications_table)
     return ApplicationStore(
@@ -87,21 +87,21 @@ def application_store() -> ApplicationStore:
 
 @cache
 def dispatch_queue() -> DispatchQueue:
-    from fapiao_hub.queues import DispatchQueue
+    from fapiao_hub.infra.queues import DispatchQueue
 
     return DispatchQueue(_boto_session().client("sqs"), settings().dispatch_queue_url)
 
 
 @cache
 def intake() -> Intake:
-    from fapiao_hub.intake.workflow import Intake
+    from fapiao_hub.usecases.intake import Intake
 
     return Intake(application_store(), dispatch_queue())
 
 
 @cache
 def event_publisher() -> EventPublisher:
-    from fapiao_hub.events import EventPublisher
+    from fapiao_hub.infra.events import EventPublisher
 
     return EventPublisher(_boto_session().client("events"), settings().event_bus_name)
 
@@ -109,7 +109,7 @@ def event_publisher() -> EventPublisher:
 @cache
 def credentials() -> Credentials:
     """The one credential path (channels, callbacks, webhooks): Secrets Manager through this session."""
-    from fapiao_hub.credentials import Credentials, secrets_manager_fetch
+    from fapiao_hub.infra.credentials import Credentials, secrets_manager_fetch
 
     current = settings()
     return Credentials(
@@ -128,8 +128,8 @@ def channel_registry() -> ChannelRegistry:
 
 @cache
 def dispatcher() -> Dispatcher:
-    from fapiao_hub.health import BreakerPolicy, ChannelHealth
-    from fapiao_hub.workflow import Dispatcher, DispatchPolicy
+    from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
+    from fapiao_hub.usecases.health import BreakerPolicy, ChannelHealth
 
     current = settings()
     policy = DispatchPolicy(
@@ -156,7 +156,7 @@ def dispatcher() -> Dispatcher:
 
 @cache
 def callback_receiver() -> CallbackReceiver:
-    from fapiao_hub.workflow import CallbackReceiver
+    from fapiao_hub.usecases.dispatch import CallbackReceiver
 
     return CallbackReceiver(
         application_store(),
@@ -171,21 +171,21 @@ def callback_receiver() -> CallbackReceiver:
 @cache
 def operations() -> Operations:
     """The operator's actions (ops API)."""
-    from fapiao_hub.operations import Operations
+    from fapiao_hub.usecases.operations import Operations
 
     return Operations(application_store(), dispatcher(), channel_registry(), event_publisher(), dispatch_queue())
 
 
 @cache
 def poller() -> Poller:
-    from fapiao_hub.polling import Poller
+    from fapiao_hub.usecases.polling import Poller
 
     return Poller(application_store(), dispatch_queue(), claim_seconds=settings().poll_claim_seconds)
 
 
 @cache
 def notifier() -> Notifier:
-    from fapiao_hub.notifier import Notifier, sqs_ports
+    from fapiao_hub.usecases.notify import Notifier, sqs_ports
 
     current = settings()
     visibility, dead_letter = sqs_ports(_boto_session().client("sqs"), current.notify_queue_url, current.notify_dlq_url)
@@ -196,7 +196,7 @@ def notifier() -> Notifier:
 
 @cache
 def reconciler() -> Reconciler:
-    from fapiao_hub.reconciliation import Reconciler, StoreFindings
+    from fapiao_hub.usecases.reconciliation import Reconciler, StoreFindings
 
     store = application_store()
     return Reconciler(
@@ -253,9 +253,9 @@ def hub_config() -> HubConfig:
 
 @cache
 def caller_check() -> CallerCheck | None:
-    """Where a token's caller is confirmed as configured now (fapiao_hub.revocation); None for a local
+    """Where a token's caller is confirmed as configured now (fapiao_hub.infra.revocation); None for a local
     file, which is re-read whenever it changes."""
-    from fapiao_hub.revocation import CallerCheck, parameter_reader, table_reader
+    from fapiao_hub.infra.revocation import CallerCheck, parameter_reader, table_reader
 
     current = settings()
     if current.hub_config_file is not None:
@@ -295,7 +295,7 @@ def authenticate_operator(token: str) -> tuple[str, Operator] | None:
 
 
 def rule_policy() -> RulePolicy:
-    from fapiao_hub.rules import RulePolicy
+    from fapiao_hub.domain.rules import RulePolicy
 
     config = hub_config()
     return RulePolicy(
@@ -318,13 +318,13 @@ def reset() -> None:
 
 class _ResultsNamed:
     """The dispatcher as the callback receiver uses it: each pushed result's lines name its application
-    (one push may carry results for several; fapiao_hub.logkeys)."""
+    (one push may carry results for several; fapiao_hub.domain.logkeys)."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
 
     def apply_result(self, stored: StoredApplication, outcome: object, channel: Channel) -> str:
-        from fapiao_hub import logkeys
+        from fapiao_hub.domain import logkeys
 
         application = stored.application
         with logkeys.application(application.source_system, application.open_apply_code, stored.sent_request_number):

@@ -28,7 +28,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
 
-from fapiao_hub.models import Application, Direction, InvoiceType
+from fapiao_hub.domain.models import Application, Direction, InvoiceType
 
 
 @dataclass(frozen=True)

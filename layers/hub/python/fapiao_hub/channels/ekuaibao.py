@@ -4,7 +4,7 @@ Seed 000 documents one call, ``POST /api/openapi/v2/invoicing?accessToken=...``,
 channel pushes the result of an application: ``channelCode``, ``serialNo`` (批次号), ``result``
 (0 issued, 1 rejected, 2 in progress), ``rejectMsg`` and ``data``, the invoices with their
 ``details`` lines. The receiver answers ``{"value": true}``. The hub plays the receiver
-(``POST /v1/callbacks/{channel}``, authenticated by :mod:`fapiao_hub.callback_auth` before this module
+(``POST /v1/callbacks/{channel}``, authenticated by :mod:`fapiao_hub.usecases.callback_auth` before this module
 reads the body).
 
 The seed documents no submission and no query: applications reach the channel out of band, so
@@ -111,7 +111,6 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
     CallbackRejected,
@@ -127,9 +126,10 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, Direction, InvoiceType
-from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, Direction, InvoiceType
+from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
 
 #: The path the vendor documents (the hub's own route is ``/v1/callbacks/{channel}``).
 PUSH_PATH = "/api/openapi/v2/invoicing"

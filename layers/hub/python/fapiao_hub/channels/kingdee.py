@@ -170,7 +170,6 @@ from typing import Any
 
 import requests
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
     Capabilities,
@@ -200,10 +199,11 @@ from fapiao_hub.channels.wire import (
     rate_text,
     text_or_none,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, Direction, InvoiceType, Line
-from fapiao_hub.number_range import MAX_DIGITS
-from fapiao_hub.rules import fold_discounts
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line
+from fapiao_hub.domain.number_range import MAX_DIGITS
+from fapiao_hub.domain.rules import fold_discounts
 
 logger = logging.getLogger(__name__)
 

@@ -123,7 +123,6 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Accepted,
     Capabilities,
@@ -141,8 +140,9 @@ from fapiao_hub.channels.base import (
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
 from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application, InvoiceType
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, InvoiceType
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fapiao_hub.channels.base import Capabilities, Channel
-from fapiao_hub.config import ChannelSettings, HubConfig
-from fapiao_hub.credentials import Credentials, ResolvedCredentials
-from fapiao_hub.file_fetch import FetchPolicy
-from fapiao_hub.models import Application, InvoiceType
+from fapiao_hub.domain.config import ChannelSettings, HubConfig
+from fapiao_hub.domain.models import Application, InvoiceType
+from fapiao_hub.infra.credentials import Credentials, ResolvedCredentials
+from fapiao_hub.infra.file_fetch import FetchPolicy
 
 # type -> "module:class", imported on first use (a function loads only the channels it needs).
 CHANNEL_TYPES: dict[str, str] = {
@@ -92,7 +92,7 @@ def configuration_problems(config: HubConfig) -> list[str]:
 class ChannelRegistry:
     def __init__(self, config: Callable[[], HubConfig], *, credentials: Credentials | None = None):
         self._config = config
-        # The one credential path (fapiao_hub.credentials): the same resolved values for the calls a
+        # The one credential path (fapiao_hub.infra.credentials): the same resolved values for the calls a
         # channel makes and for the pushes it sends.
         self._credentials = credentials or Credentials()
         self._built: dict[str, tuple[ChannelSettings, Channel]] = {}

@@ -14,9 +14,9 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from urllib3.util.retry import Retry
 
 from fapiao_hub.channels.base import NotSent, Unknown
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import Application
-from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application
+from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
 
 CENT = Decimal("0.01")
 EIGHT_PLACES = Decimal("1E-8")

@@ -91,7 +91,6 @@ from typing import Any
 
 import requests
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels.base import (
     Capabilities,
     Issued,
@@ -114,8 +113,9 @@ from fapiao_hub.channels.wire import (
     rate_text,
     text_or_none,
 )
-from fapiao_hub.config import ChannelSettings
-from fapiao_hub.models import (
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import (
     Application,
     Direction,
     InvoiceType,
@@ -124,7 +124,7 @@ from fapiao_hub.models import (
     Party,
     RedReference,
 )
-from fapiao_hub.rules import fold_discounts, split_tax_inclusive, tax_for, totals, unfold_inline_discount
+from fapiao_hub.domain.rules import fold_discounts, split_tax_inclusive, tax_for, totals, unfold_inline_discount
 
 logger = logging.getLogger(__name__)
 

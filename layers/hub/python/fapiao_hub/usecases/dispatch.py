@@ -1,7 +1,7 @@
 """Dispatch and callbacks: what happens to an application once it is stored, with no I/O of its own.
 
 Ports (store, queue, channels, files, events) are passed in, so unit tests run it with fakes or
-moto alike. Intake's use case is fapiao_hub.intake.workflow; the poller's fapiao_hub.polling.
+moto alike. Intake's use case is fapiao_hub.usecases.intake; the poller's fapiao_hub.usecases.polling.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, events, file_fetch, health, invoice_files, logkeys, verification
-from fapiao_hub.callback_auth import authenticate_callback
 from fapiao_hub.channels.base import (
     Accepted,
     CallbackRejected,
@@ -31,13 +29,14 @@ from fapiao_hub.channels.base import (
     Unknown,
 )
 from fapiao_hub.channels.registry import ChannelRegistry
-from fapiao_hub.config import HubConfig
-from fapiao_hub.events import EventPublisher
-from fapiao_hub.files import FileStore, InvalidFile, decode_base64_strict
-from fapiao_hub.health import ChannelHealth, Gate, Verdict
-from fapiao_hub.models import Application, Difference, Finding, FindingKind, Status, invoice_key
-from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.store import (
+from fapiao_hub.domain import invoice_files, logkeys, verification
+from fapiao_hub.domain.config import HubConfig
+from fapiao_hub.domain.models import Application, Difference, Finding, FindingKind, Status, invoice_key
+from fapiao_hub.infra import alarms, events, file_fetch
+from fapiao_hub.infra.events import EventPublisher
+from fapiao_hub.infra.files import FileStore, InvalidFile, decode_base64_strict
+from fapiao_hub.infra.queues import DispatchQueue
+from fapiao_hub.infra.store import (
     ApplicationStore,
     IllegalTransition,
     InvoiceNumberTaken,
@@ -47,6 +46,9 @@ from fapiao_hub.store import (
     iso,
     utc_now,
 )
+from fapiao_hub.usecases import health
+from fapiao_hub.usecases.callback_auth import authenticate_callback
+from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict
 
 logger = Logger(child=True)
 
@@ -1246,7 +1248,7 @@ class CallbackReceiver:
         channel = self._registry.channel(channel_name) if settings else None
         if settings is None or channel is None or not hasattr(channel, "parse_callback"):
             return CallbackAnswer(404, {"value": False, "message": "no such channel"})
-        credentials = self._registry.credentials(channel_name) or {}  # with its secret (fapiao_hub.credentials)
+        credentials = self._registry.credentials(channel_name) or {}  # with its secret (fapiao_hub.infra.credentials)
         auth = authenticate_callback(credentials, query, headers, raw_body, self._clock(), self._store)
         if not auth.ok:
             logger.warning("callback refused", extra={"channel": channel_name, "reason": auth.reason})

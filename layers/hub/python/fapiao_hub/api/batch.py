@@ -17,9 +17,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import jsonutil, logkeys, openapi, runtime
-from fapiao_hub.intake import seed004
-from fapiao_hub.intake.api import (
+from fapiao_hub import runtime
+from fapiao_hub.api import openapi, seed004
+from fapiao_hub.api.intake import (
     _SUBMIT_DOCS,
     _UNAUTHORIZED,
     Refusal,
@@ -35,8 +35,9 @@ from fapiao_hub.intake.api import (
     envelope,
     metrics,
 )
-from fapiao_hub.intake.workflow import Intake
-from fapiao_hub.queues import DeferredDispatchQueue, QueueUnavailable
+from fapiao_hub.domain import jsonutil, logkeys
+from fapiao_hub.infra.queues import DeferredDispatchQueue, QueueUnavailable
+from fapiao_hub.usecases.intake import Intake
 
 BATCH_PATH = "/v1/invoice-orders/batch"
 ITEMS = "invoiceOrders"

@@ -15,7 +15,9 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
-from fapiao_hub import jsonutil, openapi, runtime
+from fapiao_hub import runtime
+from fapiao_hub.api import openapi
+from fapiao_hub.domain import jsonutil
 
 logger = Logger(child=True)
 metrics = Metrics()

@@ -41,7 +41,7 @@ this format too when the webhook has a secret.
 
 A webhook's ``secret`` and ``access_token`` live in the Secrets Manager secret its
 ``credentials_secret`` names (JSON ``{"secret": ..., "access_token": ...}``, merged over inline
-values, which only a local file may hold), read through fapiao_hub.credentials like a channel's.
+values, which only a local file may hold), read through fapiao_hub.infra.credentials like a channel's.
 A secret that cannot be read is a retry, like a connection error.
 
 Idempotency
@@ -116,15 +116,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from fapiao_hub import jsonutil
 from fapiao_hub.channels import ekuaibao
 from fapiao_hub.channels.base import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
-from fapiao_hub.config import HubConfig, Webhook
-from fapiao_hub.credentials import Credentials, CredentialsUnavailable
-from fapiao_hub.events import EventType
-from fapiao_hub.models import Application, Direction, InvoiceType, application_key, invoice_key
-from fapiao_hub.store import ApplicationStore, StoredApplication
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import HubConfig, Webhook
+from fapiao_hub.domain.models import Application, Direction, InvoiceType, application_key, invoice_key
+from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
+from fapiao_hub.infra.events import EventType
+from fapiao_hub.infra.store import ApplicationStore, StoredApplication
 
 logger = Logger(child=True)
 metrics = Metrics()  # flushed by the notifier function's handler
@@ -428,7 +428,7 @@ class Notifier:
     configuration, read on every record so a changed webhook applies at once), ``visibility`` (the
     notify queue's ChangeMessageVisibility), ``dead_letter`` (SendMessage to the notify DLQ) and
     ``credentials`` (a webhook's signing secret and access token from Secrets Manager, when its
-    ``credentials_secret`` names one: fapiao_hub.credentials).
+    ``credentials_secret`` names one: fapiao_hub.infra.credentials).
     """
 
     def __init__(

@@ -18,10 +18,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import history as audit
-from fapiao_hub import jsonutil, logkeys, openapi, runtime
-from fapiao_hub.intake import seed004
-from fapiao_hub.intake.workflow import (
+from fapiao_hub import runtime
+from fapiao_hub.api import openapi, seed004
+from fapiao_hub.domain import jsonutil, logkeys
+from fapiao_hub.domain.models import Application, Finding
+from fapiao_hub.infra import history as audit
+from fapiao_hub.infra.queues import QueueUnavailable
+from fapiao_hub.infra.store import StoredApplication
+from fapiao_hub.usecases.intake import (
     ApplicationConflict,
     Intake,
     RedRefused,
@@ -29,9 +33,6 @@ from fapiao_hub.intake.workflow import (
     VoidRefused,
     VoidRequest,
 )
-from fapiao_hub.models import Application, Finding
-from fapiao_hub.queues import QueueUnavailable
-from fapiao_hub.store import StoredApplication
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -343,7 +344,7 @@ def _submit_order(system_id: str, body: Any, intake: Intake) -> Response[Any]:
     return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
 
 
-# OpenAPI (fapiao_hub.openapi): what the routes take and answer. Documentation only: the body is
+# OpenAPI (fapiao_hub.api.openapi): what the routes take and answer. Documentation only: the body is
 # checked by submit() itself, after authentication.
 _UNAUTHORIZED = openapi.answer(
     "missing or invalid bearer token",
@@ -411,7 +412,7 @@ for _path in SUBMIT_PATHS:
     app.post(_path, operation_id=_operation_id, summary=_summary_text, **_SUBMIT_DOCS)(submit)
 
 # POST /v1/invoice-orders/batch: each item through _submit_order (its own module; registers on app).
-from fapiao_hub.intake import batch as _batch  # noqa: E402, F401
+from fapiao_hub.api import batch as _batch  # noqa: E402, F401
 
 
 def history_page(stored: StoredApplication, shape: Any, params: dict[str, str] | None) -> dict[str, Any]:

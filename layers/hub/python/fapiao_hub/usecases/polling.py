@@ -6,9 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fapiao_hub.models import NEEDS_PERSON_STATUSES
-from fapiao_hub.queues import DispatchQueue, DispatchRequest
-from fapiao_hub.store import ApplicationStore
+from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES
+from fapiao_hub.infra.queues import DispatchQueue, DispatchRequest
+from fapiao_hub.infra.store import ApplicationStore
 
 POLL_CLAIM_SECONDS = 300  # the default of config.Settings.poll_claim_seconds
 

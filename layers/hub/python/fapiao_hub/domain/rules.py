@@ -33,8 +33,8 @@ from pydantic import BaseModel
 from stdnum.cn import uscc
 from stdnum.exceptions import InvalidChecksum, ValidationError
 
-from fapiao_hub import config
-from fapiao_hub.models import (
+from fapiao_hub.domain import config
+from fapiao_hub.domain.models import (
     CENT,
     Application,
     Direction,

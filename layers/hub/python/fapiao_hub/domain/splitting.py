@@ -22,8 +22,8 @@ import hashlib
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-from fapiao_hub.models import Application, Direction, Line, LineNature, Problem
-from fapiao_hub.rules import (
+from fapiao_hub.domain.models import Application, Direction, Line, LineNature, Problem
+from fapiao_hub.domain.rules import (
     MAX_PARTS,
     ZERO,
     InvoiceLimits,

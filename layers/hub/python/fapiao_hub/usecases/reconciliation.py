@@ -5,7 +5,7 @@ day (template.yaml ReconciliationFunction) every application that reached a fina
 window (default: the last two days) and every application waiting for a person is asked about
 again, by its request number, at its channel. The answer is compared with the hub's state (status,
 invoice numbers, counts and totals, voids) by :func:`compare`; each difference is a
-:class:`~fapiao_hub.models.Finding` recorded on the application (idempotent by its stable id, so a
+:class:`~fapiao_hub.domain.models.Finding` recorded on the application (idempotent by its stable id, so a
 second run over the same window records nothing new) and one ``FindingsRecorded`` metric (alarms.finding_recorded)
 (alarmed). A channel that cannot be queried (Xunlian, Ekuaibao) is counted "not verifiable", never
 as matching. The run ends with a report in S3 (docs/reconciliation.md).
@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import alarms, logkeys, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -39,9 +38,11 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
-from fapiao_hub.spreadsheet import csv_safe_row
-from fapiao_hub.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
+from fapiao_hub.domain import logkeys, verification
+from fapiao_hub.domain.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
+from fapiao_hub.domain.spreadsheet import csv_safe_row
+from fapiao_hub.infra import alarms
+from fapiao_hub.infra.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
 
 logger = Logger(child=True)
 metrics = alarms.metrics  # flushed by the reconciliation function's handler

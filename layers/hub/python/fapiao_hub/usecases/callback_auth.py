@@ -6,7 +6,7 @@ must also sign each push, and a signed push is accepted once.
 Access token
     The query parameter ``accessToken`` (seed 000: Ekuaibao's receiver takes its token there),
     compared with the channel's ``credentials["access_token"]`` (its configuration merged with its
-    Secrets Manager secret: fapiao_hub.credentials, the same values its calls use). A channel without a configured
+    Secrets Manager secret: fapiao_hub.infra.credentials, the same values its calls use). A channel without a configured
     token refuses every push (fail closed). The comparison is constant-time on the SHA-256 of both
     values, so neither the content nor the length of the token leaks through timing.
 
@@ -194,7 +194,7 @@ def authenticate_callback(
 ) -> AuthResult:
     """Whether a pushed body may be read (see the module docstring for what is checked).
 
-    ``credentials``: the channel's, as resolved (fapiao_hub.credentials: configuration merged with its
+    ``credentials``: the channel's, as resolved (fapiao_hub.infra.credentials: configuration merged with its
     Secrets Manager secret). When they are refused and can be re-read (``refreshed()``: a cached
     secret value old enough to re-read early), the push is checked once more with the re-read values:
     a channel that switched to a rotated token is accepted before the cache period ends. Nothing is

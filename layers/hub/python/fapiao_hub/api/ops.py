@@ -22,14 +22,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import history as audit
-from fapiao_hub import jsonutil, logkeys, openapi, runtime
-from fapiao_hub.config import Operator
-from fapiao_hub.intake import seed004
-from fapiao_hub.intake.api import Refusal, _finding, _invoice, envelope, history_page
-from fapiao_hub.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
-from fapiao_hub.spreadsheet import csv_safe
-from fapiao_hub.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
+from fapiao_hub import runtime
+from fapiao_hub.api import openapi, seed004
+from fapiao_hub.api.intake import Refusal, _finding, _invoice, envelope, history_page
+from fapiao_hub.domain import jsonutil, logkeys
+from fapiao_hub.domain.config import Operator
+from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
+from fapiao_hub.domain.spreadsheet import csv_safe
+from fapiao_hub.infra import history as audit
+from fapiao_hub.infra.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -508,7 +509,7 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     use_case = _use_case()
     if use_case is None:
         return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")
-    from fapiao_hub import operations  # with the use case: only this route needs its errors
+    from fapiao_hub.usecases import operations  # with the use case: only this route needs its errors
 
     params = {k: v for k, v in body.items() if k not in ("action", "reason")}
     try:

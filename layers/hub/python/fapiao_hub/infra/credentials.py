@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fapiao_hub.config import ChannelSettings, Webhook
+    from fapiao_hub.domain.config import ChannelSettings, Webhook
 
 logger = logging.getLogger(__name__)
 

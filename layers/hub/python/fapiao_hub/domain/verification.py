@@ -40,7 +40,7 @@ against the application, but nobody at the channel said so). A figure in neither
 whatever the hub stores for it is the application's (workflow's invoice item lists those as
 ``from_application``), and reconciliation reports such an invoice as "figures unverified".
 
-Field names are the neutral dotted names of :class:`fapiao_hub.models.Difference`; with more than one
+Field names are the neutral dotted names of :class:`fapiao_hub.domain.models.Difference`; with more than one
 invoice, per-invoice fields are prefixed ``invoices[i].`` (totals never are).
 
 :func:`finding_for` turns differences into a :class:`Finding` whose id is stable for the same discovery,
@@ -56,7 +56,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 from fapiao_hub.channels.base import InvoiceState, IssuedInvoice
-from fapiao_hub.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
+from fapiao_hub.domain.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
 
 AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
 LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|

@@ -22,7 +22,6 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub import events, verification
 from fapiao_hub.channels.base import (
     Accepted,
     Channel,
@@ -35,11 +34,19 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.events import EventPublisher, PublishFailed
-from fapiao_hub.models import FindingKind, InvoiceType, Status, invoice_key
-from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.store import ApplicationStore, IllegalTransition, InvoiceNumberTaken, StaleWrite, StoredApplication
-from fapiao_hub.workflow import ChannelDirectory, Dispatcher
+from fapiao_hub.domain import verification
+from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, invoice_key
+from fapiao_hub.infra import events
+from fapiao_hub.infra.events import EventPublisher, PublishFailed
+from fapiao_hub.infra.queues import DispatchQueue
+from fapiao_hub.infra.store import (
+    ApplicationStore,
+    IllegalTransition,
+    InvoiceNumberTaken,
+    StaleWrite,
+    StoredApplication,
+)
+from fapiao_hub.usecases.dispatch import ChannelDirectory, Dispatcher
 
 logger = Logger(child=True)
 

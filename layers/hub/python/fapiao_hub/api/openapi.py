@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fapiao_hub.models import FindingKind, Status, application_key, request_number_for
+from fapiao_hub.domain.models import FindingKind, Status, application_key, request_number_for
 
 TITLE = "fapiao-hub"
 DOCUMENT_PATH = Path("docs/openapi.json")
@@ -1010,8 +1010,9 @@ def document() -> dict[str, Any]:
     from aws_lambda_powertools.event_handler.openapi.models import OpenAPI
     from pydantic.json_schema import models_json_schema
 
-    from fapiao_hub import callback_api, ops_api
-    from fapiao_hub.intake import api as intake_api
+    from fapiao_hub.api import callbacks as callback_api
+    from fapiao_hub.api import intake as intake_api
+    from fapiao_hub.api import ops as ops_api
 
     merge = OpenAPIMerge(
         title=TITLE,
@@ -1098,7 +1099,7 @@ def swagger_html(doc: dict[str, Any] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m fapiao_hub.openapi [PATH]``: write the document (default docs/openapi.json)."""
+    """``python -m fapiao_hub.api.openapi [PATH]``: write the document (default docs/openapi.json)."""
     args = sys.argv[1:] if argv is None else argv
     target = Path(args[0]) if args else DOCUMENT_PATH
     target.write_text(to_json(document()), encoding="utf-8")
@@ -1108,6 +1109,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     # Run as the imported module: the routes register their body models there, not in __main__.
-    from fapiao_hub.openapi import main as _main
+    from fapiao_hub.api.openapi import main as _main
 
     sys.exit(_main())

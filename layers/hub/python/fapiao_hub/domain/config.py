@@ -22,7 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fapiao_hub.models import InvoiceType, Party, key_part_problem
+from fapiao_hub.domain.models import InvoiceType, Party, key_part_problem
 
 # Seed 004 (intake) invoice-type codes -> canonical types. Documented in docs/intake.md; a
 # deployment overrides or extends it with "invoice_types" in the hub configuration.
@@ -69,11 +69,11 @@ class Settings(BaseSettings):
     hub_config_max_age_seconds: int = 300
     # Secrets Manager values (channel credentials, webhook secrets) are re-read after this long; a
     # refused callback may re-read one early once its value is older than the refresh period
-    # (fapiao_hub.credentials).
+    # (fapiao_hub.infra.credentials).
     credentials_max_age_seconds: int = Field(default=300, ge=1)
     credentials_refresh_after_seconds: int = Field(default=30, ge=1)
     # A token the cached configuration accepts is confirmed against its caller's entry read at most
-    # this long ago, so a revocation does not wait for the configuration cache (fapiao_hub.revocation).
+    # this long ago, so a revocation does not wait for the configuration cache (fapiao_hub.infra.revocation).
     token_revocation_max_age_seconds: int = Field(default=5, ge=0)
     strict_tax_numbers: bool = False
     # Dispatch (workflow.DispatchPolicy): the DISPATCHING lease, waits after a request that never
@@ -167,7 +167,7 @@ class Webhook(_Config):
     secret: str | None = Field(default=None, repr=False)  # hub format: the signing key
     access_token: str | None = Field(default=None, repr=False)  # ekuaibao format: ?accessToken=
     # In AWS the two above live in a Secrets Manager secret (JSON {"secret": ..., "access_token": ...})
-    # named here, merged over them (fapiao_hub.credentials); inline only in a local file.
+    # named here, merged over them (fapiao_hub.infra.credentials); inline only in a local file.
     credentials_secret: str | None = None
     channel_code: str = "fapiao-hub"  # ekuaibao format: channelCode
     # Below the notifier function's 30 s timeout, with room for the rest of its batch.
@@ -265,7 +265,7 @@ class ChannelSettings(_Config):
     @field_validator("file_hosts")
     @classmethod
     def _origins(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        from fapiao_hub.file_fetch import parse_origin
+        from fapiao_hub.infra.file_fetch import parse_origin
 
         for host in hosts:
             parse_origin(host)  # ValueError names the entry
@@ -328,7 +328,7 @@ class HubConfig(_Config):
 
     @model_validator(mode="after")
     def _limits_within_rules(self) -> HubConfig:
-        from fapiao_hub.rules import check_limit_settings  # rules imports this module
+        from fapiao_hub.domain.rules import check_limit_settings  # rules imports this module
 
         problems = check_limit_settings(self)
         if problems:

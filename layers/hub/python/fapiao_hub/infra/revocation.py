@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fapiao_hub.config import CONFIG_PARTITION, BusinessSystem, Operator, token_sha256
+from fapiao_hub.domain.config import CONFIG_PARTITION, BusinessSystem, Operator, token_sha256
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fapiao_hub import jsonutil
+from fapiao_hub.domain import jsonutil
 
 SOURCE = "fapiao-hub"
 SCHEMA_VERSION = "1"

@@ -49,7 +49,7 @@ from decimal import Decimal, InvalidOperation
 
 from fapiao_hub.channels.base import InvoiceLine
 from fapiao_hub.channels.ekuaibao import INVOICE_TYPES_BY_CODE  # the national type codes (seed 000's)
-from fapiao_hub.models import Direction, InvoiceType
+from fapiao_hub.domain.models import Direction, InvoiceType
 
 MAX_XML_BYTES = 2 * 1024 * 1024  # an invoice's data file is a few KiB; anything near this is not one
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fapiao_hub.models import (
+from fapiao_hub.domain.models import (
     NEEDS_PERSON_STATUSES,
     Application,
     Direction,
@@ -20,8 +20,8 @@ from fapiao_hub.models import (
     invoice_key,
     new_request_number,
 )
-from fapiao_hub.queues import DispatchQueue
-from fapiao_hub.store import (
+from fapiao_hub.infra.queues import DispatchQueue
+from fapiao_hub.infra.store import (
     ApplicationExists,
     ApplicationStore,
     BlueInvoiceTypeDiffers,

@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from fapiao_hub import rules
-from fapiao_hub.config import DEFAULT_INTAKE_INVOICE_TYPES, BusinessSystem, HubConfig
-from fapiao_hub.models import (
+from fapiao_hub.domain import rules
+from fapiao_hub.domain.config import DEFAULT_INTAKE_INVOICE_TYPES, BusinessSystem, HubConfig
+from fapiao_hub.domain.models import (
     Application,
     Direction,
     Line,
@@ -30,7 +30,7 @@ from fapiao_hub.models import (
     SpecialBusiness,
     key_part_problem,
 )
-from fapiao_hub.number_range import RANGE_TEXT, dynamo_number
+from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
 
 ROOT = "invoiceOrder"
 LINES = "invoiceOrderSub"

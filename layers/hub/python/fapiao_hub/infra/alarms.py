@@ -12,7 +12,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from fapiao_hub.models import Finding
+from fapiao_hub.domain.models import Finding
 
 FINDINGS_RECORDED = "FindingsRecorded"
 RESULT_MISMATCHES = "ResultMismatches"

@@ -22,8 +22,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
-from fapiao_hub import history as audit
-from fapiao_hub.models import (
+from fapiao_hub.domain.models import (
     ALLOWED_TRANSITIONS,
     Application,
     Direction,
@@ -35,7 +34,8 @@ from fapiao_hub.models import (
 
 # Every item written from outside input passes storable_tree: a number DynamoDB cannot keep is
 # written as its text rather than fail the write (channel modules mark such fields unreadable first).
-from fapiao_hub.number_range import storable_tree
+from fapiao_hub.domain.number_range import storable_tree
+from fapiao_hub.infra import history as audit
 
 # The poller's sparse index (template.yaml, ApplicationsTable GSI "due-work"): only open
 # applications carry due_bucket, so a poller's query reads due work, never the whole table.

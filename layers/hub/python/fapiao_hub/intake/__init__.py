@@ -1,1 +1,0 @@
-"""Intake shapes: what business systems send, mapped to the canonical model."""
