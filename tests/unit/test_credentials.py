@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued
 from fapiao_hub.domain.config import HubConfig, config_items, token_sha256
 from fapiao_hub.domain.models import Status
+from fapiao_hub.domain.results import Issued
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.infra.revocation import CallerCheck
 from fapiao_hub.usecases.notify import verify_webhook

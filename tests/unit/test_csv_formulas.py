@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fapiao_hub.channels.base import Issued, Rejected
+from fapiao_hub.domain.results import Issued, Rejected
 from fapiao_hub.domain.spreadsheet import csv_safe, csv_safe_row
 from fapiao_hub.usecases import reconciliation
 from tests.unit.test_reconciliation import SECOND, settle, world  # noqa: F401 - the fixtures

@@ -13,8 +13,8 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.domain.models import Status, request_number_for
+from fapiao_hub.domain.results import Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.infra.events import EventPublisher, PublishFailed
 from fapiao_hub.infra.store import IllegalTransition
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
@@ -365,7 +365,7 @@ def test_repeated_refusals_after_an_unknown_outcome_end_in_manual_review(world):
 
 def test_void_results_move_an_issued_application_to_voiding_then_voided(world):
     """Seed 003 reports voids: 6 (void requested) then 2 (voided)."""
-    from fapiao_hub.channels.base import InvoiceState
+    from fapiao_hub.domain.results import InvoiceState
 
     world.channel.can_query = True
     world.channel.script = [Issued((INVOICE,))]

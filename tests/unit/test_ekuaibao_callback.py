@@ -15,9 +15,13 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fapiao_hub.channels.base import (
+from fapiao_hub.channels.base import CallbackRejected
+from fapiao_hub.channels.ekuaibao import EkuaibaoChannel, parse_push, to_push_body
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, InvoiceType
+from fapiao_hub.domain.results import (
     Accepted,
-    CallbackRejected,
     CallbackResult,
     InvoiceFile,
     InvoiceLine,
@@ -27,10 +31,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.channels.ekuaibao import EkuaibaoChannel, parse_push, to_push_body
-from fapiao_hub.domain import jsonutil
-from fapiao_hub.domain.config import ChannelSettings
-from fapiao_hub.domain.models import Application, InvoiceType
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ekuaibao_seed000_push.json"
 

@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import pytest
 
-from fapiao_hub.channels.base import InvoiceFile, Issued, IssuedInvoice
-from fapiao_hub.domain.config import ChannelSettings
-from fapiao_hub.infra.file_fetch import FetchPolicy, FetchRefused, fetch_file, parse_origin, safe_url
+from fapiao_hub.domain.config import ChannelSettings, parse_origin
+from fapiao_hub.domain.results import InvoiceFile, Issued, IssuedInvoice
+from fapiao_hub.infra.file_fetch import FetchPolicy, FetchRefused, fetch_file, safe_url
 from tests.unit import test_dispatch_workflow as dispatch_tests
 
 world = dispatch_tests.world  # an accepted application and a dispatcher around a scripted channel

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
-from fapiao_hub.channels.base import InvoiceFile
+from fapiao_hub.domain.results import InvoiceFile
 from fapiao_hub.infra.files import (
     FileRecord,
     FileStore,

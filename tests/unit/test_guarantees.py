@@ -18,8 +18,8 @@ from decimal import Decimal
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued, NotFound, Rejected
 from fapiao_hub.domain.models import Status
+from fapiao_hub.domain.results import Issued, NotFound, Rejected
 from fapiao_hub.domain.rules import validate_application
 from fapiao_hub.infra.store import StaleWrite
 from fapiao_hub.usecases import callback_auth

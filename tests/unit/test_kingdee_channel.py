@@ -18,17 +18,6 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from fapiao_hub.channels import kingdee
-from fapiao_hub.channels.base import (
-    Accepted,
-    InvoiceFile,
-    InvoiceLine,
-    InvoiceState,
-    Issued,
-    NotFound,
-    NotSent,
-    Rejected,
-    Unknown,
-)
 from fapiao_hub.channels.kingdee import (
     KingdeeChannel,
     KingdeeConfigError,
@@ -52,6 +41,17 @@ from fapiao_hub.domain.models import (
     Party,
     RedReason,
     RedReference,
+)
+from fapiao_hub.domain.results import (
+    Accepted,
+    InvoiceFile,
+    InvoiceLine,
+    InvoiceState,
+    Issued,
+    NotFound,
+    NotSent,
+    Rejected,
+    Unknown,
 )
 from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox import kingdee as sandbox_kingdee

@@ -23,9 +23,9 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.domain.models import InvoiceType, Status
+from fapiao_hub.domain.results import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.usecases import notify as notifier_module
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy

@@ -24,10 +24,11 @@ from boto3.dynamodb.types import TypeSerializer
 
 from fapiao_hub import runtime
 from fapiao_hub.channels import kingdee, partner, xunlian
-from fapiao_hub.channels.base import CallbackRejected, Issued
+from fapiao_hub.channels.base import CallbackRejected
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.domain.models import FindingKind, Status
 from fapiao_hub.domain.number_range import dynamo_number, storable_tree
+from fapiao_hub.domain.results import Issued
 from tests.conftest import REGION
 from tests.unit.conftest import event
 from tests.unit.test_callbacks import _push_for, _submitted_application, callbacks  # noqa: F401 - the fixture

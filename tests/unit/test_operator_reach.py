@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.domain.config import token_sha256
 from fapiao_hub.domain.models import Application, FindingKind, Status, request_number_for
+from fapiao_hub.domain.results import Issued
 from fapiao_hub.domain.verification import finding_for
 from fapiao_hub.infra.store import Reach
 from fapiao_hub.usecases import dispatch as workflow

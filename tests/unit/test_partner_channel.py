@@ -21,16 +21,6 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError, ReadTimeoutError
 
 from fapiao_hub.channels import partner, wire
-from fapiao_hub.channels.base import (
-    Accepted,
-    InvoiceFile,
-    InvoiceState,
-    Issued,
-    NotFound,
-    NotSent,
-    Rejected,
-    Unknown,
-)
 from fapiao_hub.channels.partner import (
     HMAC_SHA256_SORTED,
     MD5_SORTED,
@@ -42,6 +32,7 @@ from fapiao_hub.channels.partner import (
 )
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, Party
+from fapiao_hub.domain.results import Accepted, InvoiceFile, InvoiceState, Issued, NotFound, NotSent, Rejected, Unknown
 from sandbox import partner as sandbox_partner
 from sandbox.partner import PartnerServer, run
 

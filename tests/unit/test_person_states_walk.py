@@ -24,7 +24,8 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import (
+from fapiao_hub.domain.models import FindingKind, Status
+from fapiao_hub.domain.results import (
     Accepted,
     Capabilities,
     InvoiceState,
@@ -35,7 +36,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain.models import FindingKind, Status
 from fapiao_hub.usecases.dispatch import DispatchPolicy
 from fapiao_hub.usecases.operations import ActionInvalid, ActionNotApplicable
 from fapiao_hub.usecases.reconciliation import Reconciler, StoreFindings

@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued, IssuedInvoice
 from fapiao_hub.domain.models import Status
+from fapiao_hub.domain.results import Issued, IssuedInvoice
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from fapiao_hub.usecases.polling import POLL_CLAIM_SECONDS, Poller
 from tests.conftest import REGION
@@ -138,7 +138,7 @@ def test_nothing_due_past_the_deadline_is_left_without_stuck(hub, dispatching):
     hub.queued()
     # Four open states: RECEIVED (its message lost), SUBMITTED, UNKNOWN, RETRY_WAIT.
     channel.dedupes_request_number = True
-    from fapiao_hub.channels.base import Accepted, NotSent
+    from fapiao_hub.domain.results import Accepted, NotSent
 
     channel.script = [Accepted("ref-1"), Unknown("read timeout"), NotSent("refused")]
     for code in codes[1:]:
@@ -212,7 +212,7 @@ def test_partial_reversals_up_to_the_blue_amount_pass_and_one_cent_more_fails(hu
 
 
 def test_a_rejected_red_application_gives_its_amount_back(hub, dispatching):
-    from fapiao_hub.channels.base import Rejected
+    from fapiao_hub.domain.results import Rejected
 
     _, channel, dispatcher = dispatching
     _issue_blue(hub, dispatching)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import boto3
 
-from fapiao_hub.channels.base import Issued
 from fapiao_hub.domain.models import Status
+from fapiao_hub.domain.results import Issued
 from tests.unit import test_dispatch_workflow as dispatching
 from tests.unit.conftest import REGION
 

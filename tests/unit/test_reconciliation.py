@@ -18,8 +18,8 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import InvoiceState, Issued, IssuedInvoice, NotFound, Rejected
 from fapiao_hub.domain.models import Difference, FindingKind, Status
+from fapiao_hub.domain.results import InvoiceState, Issued, IssuedInvoice, NotFound, Rejected
 from fapiao_hub.infra.store import CHINA_TIME, ApplicationStore
 from fapiao_hub.usecases import reconciliation
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued, IssuedInvoice
+from fapiao_hub.domain.results import Issued, IssuedInvoice
 from tests.unit import test_poller_and_red as red_flows
 from tests.unit.conftest import OTHER_TOKEN, event, hub_config_document
 from tests.unit.test_poller_and_red import BLUE, _issue_blue, red_order, remaining

@@ -23,8 +23,8 @@ import pytest
 from aws_lambda_powertools import Metrics
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Issued, IssuedInvoice, Rejected, Unknown
 from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, request_number_for
+from fapiao_hub.domain.results import Issued, IssuedInvoice, Rejected, Unknown
 from fapiao_hub.infra import events
 from fapiao_hub.usecases.callback_auth import sign
 from tests.conftest import REGION
@@ -266,7 +266,7 @@ def test_a_pushed_rejection_without_doubt_still_rejects(world):  # noqa: F811
 
 
 def events_free_accept():
-    from fapiao_hub.channels.base import Accepted
+    from fapiao_hub.domain.results import Accepted
 
     return Accepted(channel_ref="ref-1")
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import Accepted, Issued
 from fapiao_hub.domain.models import ALLOWED_TRANSITIONS, Status
+from fapiao_hub.domain.results import Accepted, Issued
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from tests.conftest import REGION
 from tests.unit.conftest import event

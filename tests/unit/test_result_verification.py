@@ -13,8 +13,8 @@ import pytest
 from aws_lambda_powertools import Metrics
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import InvoiceLine, Issued, IssuedInvoice
 from fapiao_hub.domain.models import Difference, Finding, FindingKind, InvoiceType, Status
+from fapiao_hub.domain.results import InvoiceLine, Issued, IssuedInvoice
 from fapiao_hub.infra.store import ATTENTION, settled_partition
 from tests.unit.conftest import event
 from tests.unit.test_dispatch_workflow import CODE, world  # noqa: F401 - the fixture
@@ -185,7 +185,7 @@ def test_a_second_different_invoice_after_issued_is_a_possible_duplicate(world, 
 
 
 def test_an_invoice_after_rejected_is_recorded_with_a_finding(world):  # noqa: F811
-    from fapiao_hub.channels.base import Rejected
+    from fapiao_hub.domain.results import Rejected
 
     world.channel.script = [Rejected("购方信息有误")]
     assert world.dispatch() == "rejected"
@@ -199,7 +199,7 @@ def test_an_invoice_after_rejected_is_recorded_with_a_finding(world):  # noqa: F
 
 
 def test_a_late_rejection_or_not_found_after_issued_is_ignored(world):  # noqa: F811
-    from fapiao_hub.channels.base import NotFound, Rejected
+    from fapiao_hub.domain.results import NotFound, Rejected
 
     world.channel.script = [Issued((GOOD,))]
     assert world.dispatch() == "issued"
@@ -213,7 +213,7 @@ def test_a_late_rejection_or_not_found_after_issued_is_ignored(world):  # noqa: 
 
 
 def test_a_late_rejection_after_mismatch_is_ignored(world):  # noqa: F811
-    from fapiao_hub.channels.base import Rejected
+    from fapiao_hub.domain.results import Rejected
 
     world.channel.script = [Issued((replace(GOOD, amount=Decimal("1.00")),))]
     assert world.dispatch() == "mismatch"

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import requests
 
-from fapiao_hub.channels.base import Accepted, Issued, IssuedInvoice, Rejected
 from fapiao_hub.channels.ekuaibao import INVOICE_TYPE_CODES, hand_over, parse_push
 from fapiao_hub.channels.kingdee import KingdeeChannel
 from fapiao_hub.channels.partner import PartnerChannel
@@ -26,6 +25,7 @@ from fapiao_hub.channels.xunlian import XunlianChannel
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
+from fapiao_hub.domain.results import Accepted, Issued, IssuedInvoice, Rejected
 from sandbox import ekuaibao as sandbox_ekuaibao
 from sandbox import faults, receiver
 from sandbox import kingdee as sandbox_kingdee

@@ -18,9 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from fapiao_hub.channels.base import Accepted, CallbackRejected, Issued, Rejected
+from fapiao_hub.channels.base import CallbackRejected
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.results import Accepted, Issued, Rejected
 from fapiao_hub.usecases.callback_auth import authenticate_callback
 from sandbox.pusher import BackgroundPusher, Pusher, PushJob, Switches, main
 

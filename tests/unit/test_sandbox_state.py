@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fapiao_hub.channels.base import Accepted, Issued
 from fapiao_hub.domain.models import InvoiceType
+from fapiao_hub.domain.results import Accepted, Issued
 from sandbox import ekuaibao as sandbox_ekuaibao
 from sandbox import kingdee as sandbox_kingdee
 from sandbox import partner as sandbox_partner

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from stdnum.cn import uscc
 
-from fapiao_hub.channels.base import Capabilities
 from fapiao_hub.domain import config
 from fapiao_hub.domain.models import (
     Application,
@@ -27,6 +26,7 @@ from fapiao_hub.domain.models import (
     RedReference,
     request_number_for,
 )
+from fapiao_hub.domain.results import Capabilities
 from fapiao_hub.domain.rules import (
     MAX_PARTS,
     InvoiceLimits,

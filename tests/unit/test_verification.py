@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from fapiao_hub.channels.base import InvoiceLine, IssuedInvoice
 from fapiao_hub.domain.models import (
     Application,
     Difference,
@@ -19,6 +18,7 @@ from fapiao_hub.domain.models import (
     Party,
     RedReference,
 )
+from fapiao_hub.domain.results import InvoiceLine, IssuedInvoice
 from fapiao_hub.domain.verification import finding_for, only_unreadable, verify_result
 
 D = Decimal

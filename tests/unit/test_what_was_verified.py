@@ -20,10 +20,10 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.channels.base import InvoiceFile, Issued, IssuedInvoice
 from fapiao_hub.channels.ekuaibao import hand_over
 from fapiao_hub.domain import invoice_files
 from fapiao_hub.domain.models import FindingKind, Status
+from fapiao_hub.domain.results import InvoiceFile, Issued, IssuedInvoice
 from fapiao_hub.usecases import notify as notifier
 from fapiao_hub.usecases.operations import ActionInvalid
 from fapiao_hub.usecases.reconciliation import Verdict

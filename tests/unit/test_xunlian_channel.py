@@ -16,13 +16,6 @@ import urllib3.util.connection
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from fapiao_hub.channels import wire, xunlian
-from fapiao_hub.channels.base import (
-    Issued,
-    IssuedInvoice,
-    NotSent,
-    Rejected,
-    Unknown,
-)
 from fapiao_hub.channels.xunlian import (
     FIELD_TOO_LONG,
     TEXT_NOT_GBK,
@@ -37,6 +30,7 @@ from fapiao_hub.channels.xunlian import (
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
+from fapiao_hub.domain.results import Issued, IssuedInvoice, NotSent, Rejected, Unknown
 from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, run

@@ -111,9 +111,13 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from fapiao_hub.channels.base import (
+from fapiao_hub.channels.base import CallbackRejected
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import NATIONAL_INVOICE_TYPES, Application, Direction, InvoiceType
+from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
+from fapiao_hub.domain.results import (
     Accepted,
-    CallbackRejected,
     CallbackResult,
     Capabilities,
     InvoiceFile,
@@ -126,10 +130,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain import jsonutil
-from fapiao_hub.domain.config import ChannelSettings
-from fapiao_hub.domain.models import Application, Direction, InvoiceType
-from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
 
 #: The path the vendor documents (the hub's own route is ``/v1/callbacks/{channel}``).
 PUSH_PATH = "/api/openapi/v2/invoicing"
@@ -141,15 +141,8 @@ RESULT_ISSUED = 0
 RESULT_REJECTED = 1
 RESULT_IN_PROGRESS = 2
 
-#: Seed 000 ``invoiceTypeCode`` -> canonical type (docs/rules.md section 3, legacy column).
-INVOICE_TYPES_BY_CODE: dict[str, InvoiceType] = {
-    "004": InvoiceType.VAT_SPECIAL_PAPER,
-    "007": InvoiceType.VAT_NORMAL_PAPER,
-    "026": InvoiceType.VAT_NORMAL_ELECTRONIC,
-    "028": InvoiceType.VAT_SPECIAL_ELECTRONIC,
-    "01": InvoiceType.DIGITAL_SPECIAL,
-    "02": InvoiceType.DIGITAL_NORMAL,
-}
+#: Seed 000 ``invoiceTypeCode`` is the national code (docs/rules.md section 3, legacy column).
+INVOICE_TYPES_BY_CODE = NATIONAL_INVOICE_TYPES
 INVOICE_TYPE_CODES: dict[InvoiceType, str] = {t: code for code, t in INVOICE_TYPES_BY_CODE.items()}
 
 #: ``invoicingStatus`` -> invoice state.

@@ -170,21 +170,6 @@ from typing import Any
 
 import requests
 
-from fapiao_hub.channels.base import (
-    Accepted,
-    Capabilities,
-    InvoiceFile,
-    InvoiceLine,
-    InvoiceState,
-    Issued,
-    IssuedInvoice,
-    NotFound,
-    NotSent,
-    Outcome,
-    QueryOutcome,
-    Rejected,
-    Unknown,
-)
 from fapiao_hub.channels.wire import (
     CENT,
     build_post_session,
@@ -203,6 +188,21 @@ from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line
 from fapiao_hub.domain.number_range import MAX_DIGITS
+from fapiao_hub.domain.results import (
+    Accepted,
+    Capabilities,
+    InvoiceFile,
+    InvoiceLine,
+    InvoiceState,
+    Issued,
+    IssuedInvoice,
+    NotFound,
+    NotSent,
+    Outcome,
+    QueryOutcome,
+    Rejected,
+    Unknown,
+)
 from fapiao_hub.domain.rules import fold_discounts
 
 logger = logging.getLogger(__name__)

@@ -123,7 +123,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fapiao_hub.channels.base import (
+# Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
+from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
+from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.models import Application, InvoiceType
+from fapiao_hub.domain.results import (
     Accepted,
     Capabilities,
     InvoiceFile,
@@ -137,12 +142,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-
-# Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
-from fapiao_hub.domain import jsonutil
-from fapiao_hub.domain.config import ChannelSettings
-from fapiao_hub.domain.models import Application, InvoiceType
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from fapiao_hub.channels.base import Capabilities, Channel
+from fapiao_hub.channels.base import Channel
 from fapiao_hub.domain.config import ChannelSettings, HubConfig
 from fapiao_hub.domain.models import Application, InvoiceType
+from fapiao_hub.domain.results import Capabilities
 from fapiao_hub.infra.credentials import Credentials, ResolvedCredentials
 from fapiao_hub.infra.file_fetch import FetchPolicy
 

@@ -13,10 +13,10 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from fapiao_hub.channels.base import NotSent, Unknown
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application
 from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
+from fapiao_hub.domain.results import NotSent, Unknown
 
 CENT = Decimal("0.01")
 EIGHT_PLACES = Decimal("1E-8")

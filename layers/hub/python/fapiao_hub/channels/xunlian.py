@@ -91,16 +91,6 @@ from typing import Any
 
 import requests
 
-from fapiao_hub.channels.base import (
-    Capabilities,
-    Issued,
-    IssuedInvoice,
-    NotSent,
-    Outcome,
-    QueryOutcome,
-    Rejected,
-    Unknown,
-)
 from fapiao_hub.channels.wire import (
     build_post_session,
     eight_places,
@@ -123,6 +113,16 @@ from fapiao_hub.domain.models import (
     LineNature,
     Party,
     RedReference,
+)
+from fapiao_hub.domain.results import (
+    Capabilities,
+    Issued,
+    IssuedInvoice,
+    NotSent,
+    Outcome,
+    QueryOutcome,
+    Rejected,
+    Unknown,
 )
 from fapiao_hub.domain.rules import fold_discounts, split_tax_inclusive, tax_for, totals, unfold_inline_discount
 

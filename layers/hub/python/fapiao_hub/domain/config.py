@@ -17,6 +17,7 @@ from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -43,6 +44,18 @@ DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
 # docs/rules.md section 1: the rates in force, and the retired ones accepted on red reversals.
 DEFAULT_TAX_RATES = tuple(Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13"))
 DEFAULT_RETIRED_TAX_RATES = tuple(Decimal(r) for r in ("0.04", "0.10", "0.11", "0.16", "0.17"))
+
+
+
+def parse_origin(entry: str) -> tuple[str, str, int | None]:
+    """``host``, ``host:port`` (https) or ``scheme://host[:port]`` -> (scheme, host, port); ValueError."""
+    text = entry.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise ValueError(f"{entry!r} is not a host, host:port or http(s)://host[:port]")
+    return parts.scheme, parts.hostname.lower(), parts.port
 
 
 class Settings(BaseSettings):
@@ -265,8 +278,6 @@ class ChannelSettings(_Config):
     @field_validator("file_hosts")
     @classmethod
     def _origins(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
-        from fapiao_hub.infra.file_fetch import parse_origin
-
         for host in hosts:
             parse_origin(host)  # ValueError names the entry
         return hosts

@@ -47,9 +47,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from fapiao_hub.channels.base import InvoiceLine
-from fapiao_hub.channels.ekuaibao import INVOICE_TYPES_BY_CODE  # the national type codes (seed 000's)
-from fapiao_hub.domain.models import Direction, InvoiceType
+from fapiao_hub.domain.models import NATIONAL_INVOICE_TYPES, Direction, InvoiceType
+from fapiao_hub.domain.results import InvoiceLine
 
 MAX_XML_BYTES = 2 * 1024 * 1024  # an invoice's data file is a few KiB; anything near this is not one
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -123,7 +122,7 @@ def _figures(root: ElementTree.Element) -> FileFigures:
     type_code = text("InvoiceTypeCode")
     invoice_type = None
     if type_code is not None:
-        invoice_type = INVOICE_TYPES_BY_CODE.get(type_code)
+        invoice_type = NATIONAL_INVOICE_TYPES.get(type_code)
         if invoice_type is None:
             raise FileUnreadable(f"InvoiceTypeCode {type_code[:20]!r} is not a known type code")
     red = text("Red")

@@ -53,6 +53,18 @@ class InvoiceType(StrEnum):
         return self in {InvoiceType.VAT_SPECIAL_PAPER, InvoiceType.VAT_NORMAL_PAPER}
 
 
+#: The national invoice type codes (the tax bureau's; seed 000 and the invoice files carry them) ->
+#: canonical type (docs/rules.md section 3, legacy column).
+NATIONAL_INVOICE_TYPES: dict[str, InvoiceType] = {
+    "004": InvoiceType.VAT_SPECIAL_PAPER,
+    "007": InvoiceType.VAT_NORMAL_PAPER,
+    "026": InvoiceType.VAT_NORMAL_ELECTRONIC,
+    "028": InvoiceType.VAT_SPECIAL_ELECTRONIC,
+    "01": InvoiceType.DIGITAL_SPECIAL,
+    "02": InvoiceType.DIGITAL_NORMAL,
+}
+
+
 class Direction(StrEnum):
     BLUE = "BLUE"  # 蓝字发票: an ordinary invoice
     RED = "RED"  # 红字发票: reverses (part of) an issued blue invoice

@@ -47,7 +47,7 @@ from fapiao_hub.domain.models import (
 )
 
 if TYPE_CHECKING:
-    from fapiao_hub.channels.base import Capabilities
+    from fapiao_hub.domain.results import Capabilities
 
 # docs/rules.md section 1: the tax bureau rejects beyond these.
 PRICE_X_QTY = Decimal("0.01")  # |unit price x quantity - line amount|

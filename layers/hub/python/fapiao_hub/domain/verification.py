@@ -55,8 +55,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from fapiao_hub.channels.base import InvoiceState, IssuedInvoice
 from fapiao_hub.domain.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
+from fapiao_hub.domain.results import InvoiceState, IssuedInvoice
 
 AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
 LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|

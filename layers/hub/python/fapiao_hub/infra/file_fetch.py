@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from fapiao_hub.domain.config import parse_origin
+
 MAX_FILE_BYTES = 10 * 1024 * 1024
 CONNECT_TIMEOUT = 3.05
 READ_TIMEOUT = 20.0
@@ -61,17 +63,6 @@ class FetchPolicy:
             if o_scheme == scheme and o_host == host and (o_port or default) == (port or default):
                 return True
         return False
-
-
-def parse_origin(entry: str) -> tuple[str, str, int | None]:
-    """``host``, ``host:port`` (https) or ``scheme://host[:port]`` -> (scheme, host, port); ValueError."""
-    text = entry.strip()
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"{entry!r} is not a host, host:port or http(s)://host[:port]")
-    return parts.scheme, parts.hostname.lower(), parts.port
 
 
 def safe_url(url: str) -> str:

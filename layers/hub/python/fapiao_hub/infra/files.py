@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError
 from fapiao_hub.infra.store import DocumentOverflow
 
 if TYPE_CHECKING:
-    from fapiao_hub.channels.base import InvoiceFile
+    from fapiao_hub.domain.results import InvoiceFile
 
 logger = Logger(child=True)
 

@@ -14,11 +14,14 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub.channels.base import (
+from fapiao_hub.channels.base import CallbackRejected, Channel
+from fapiao_hub.channels.registry import ChannelRegistry
+from fapiao_hub.domain import invoice_files, logkeys, verification
+from fapiao_hub.domain.config import HubConfig
+from fapiao_hub.domain.models import Application, Difference, Finding, FindingKind, Status, invoice_key
+from fapiao_hub.domain.results import (
     Accepted,
-    CallbackRejected,
     CallbackResult,
-    Channel,
     InvoiceFile,
     InvoiceState,
     Issued,
@@ -28,10 +31,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.channels.registry import ChannelRegistry
-from fapiao_hub.domain import invoice_files, logkeys, verification
-from fapiao_hub.domain.config import HubConfig
-from fapiao_hub.domain.models import Application, Difference, Finding, FindingKind, Status, invoice_key
 from fapiao_hub.infra import alarms, events, file_fetch
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore, InvalidFile, decode_base64_strict

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from fapiao_hub.channels.base import NotSent, Unknown
+from fapiao_hub.domain.results import NotSent, Unknown
 from fapiao_hub.infra.store import CircuitState
 
 

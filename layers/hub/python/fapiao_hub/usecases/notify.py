@@ -117,11 +117,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from fapiao_hub.channels import ekuaibao
-from fapiao_hub.channels.base import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import HubConfig, Webhook
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, application_key, invoice_key
+from fapiao_hub.domain.results import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.infra.events import EventType
 from fapiao_hub.infra.store import ApplicationStore, StoredApplication

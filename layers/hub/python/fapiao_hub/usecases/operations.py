@@ -22,9 +22,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub.channels.base import (
+from fapiao_hub.channels.base import Channel
+from fapiao_hub.domain import verification
+from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, invoice_key
+from fapiao_hub.domain.results import (
     Accepted,
-    Channel,
     InvoiceLine,
     InvoiceState,
     Issued,
@@ -34,8 +36,6 @@ from fapiao_hub.channels.base import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain import verification
-from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, invoice_key
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher, PublishFailed
 from fapiao_hub.infra.queues import DispatchQueue

@@ -28,18 +28,10 @@ from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 
-from fapiao_hub.channels.base import (
-    Accepted,
-    Channel,
-    InvoiceState,
-    Issued,
-    NotFound,
-    NotSent,
-    Rejected,
-    Unknown,
-)
+from fapiao_hub.channels.base import Channel
 from fapiao_hub.domain import logkeys, verification
 from fapiao_hub.domain.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
+from fapiao_hub.domain.results import Accepted, InvoiceState, Issued, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.domain.spreadsheet import csv_safe_row
 from fapiao_hub.infra import alarms
 from fapiao_hub.infra.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
