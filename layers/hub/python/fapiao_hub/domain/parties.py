@@ -42,14 +42,7 @@ def check_tax_number(path: tuple[str | int, ...], value: str, *, strict: bool = 
         try:
             uscc.validate(value)
         except InvalidChecksum:
-            return Problem(
-                path=path,
-                message=(
-                    "tax number fails the unified social credit code check character "
-                    f"(expected {uscc.calc_check_digit(value)!r}, got {value[-1]!r})"
-                ),
-                warning=not strict,
-            )
+            return _wrong_check_character(path, value, strict)
         except ValidationError:
             # stdnum wants digits in the first 8 positions; GB 32100 has letters in the first
             # two (registration authority, organisation type: e.g. 'N2', 'Y1'), digits in 3-8
@@ -63,14 +56,7 @@ def check_tax_number(path: tuple[str | int, ...], value: str, *, strict: bool = 
                     ),
                 )
             if uscc.calc_check_digit(value) != value[-1]:
-                return Problem(
-                    path=path,
-                    message=(
-                        "tax number fails the unified social credit code check character "
-                        f"(expected {uscc.calc_check_digit(value)!r}, got {value[-1]!r})"
-                    ),
-                    warning=not strict,
-                )
+                return _wrong_check_character(path, value, strict)
         return None
     if length in _LEGACY_LENGTHS:
         if _LEGACY.fullmatch(value) is None:
@@ -89,6 +75,17 @@ def check_tax_number(path: tuple[str | int, ...], value: str, *, strict: bool = 
             f"tax number is malformed: it has {length} characters; a tax number has 18 "
             "(unified social credit code) or 15, 17 or 20 (legacy)"
         ),
+    )
+
+
+def _wrong_check_character(path: tuple[str | int, ...], value: str, strict: bool) -> Problem:
+    return Problem(
+        path=path,
+        message=(
+            "tax number fails the unified social credit code check character "
+            f"(expected {uscc.calc_check_digit(value)!r}, got {value[-1]!r})"
+        ),
+        warning=not strict,
     )
 
 
