@@ -291,7 +291,7 @@ def invoice_check(
     """(differences, fields not reported) between the invoices of an application's GET answer and its
     order: seller, type, totals (sums over all invoices: a channel may split one application)."""
     from fapiao_hub.domain.config import DEFAULT_INTAKE_INVOICE_TYPES
-    from fapiao_hub.domain.rules import INVOICE_TAX, LINES_VS_TOTAL
+    from fapiao_hub.domain.limits import INVOICE_TAX, LINES_VS_TOTAL
 
     order = data.get(ROOT) or {}
     invoices = [i for i in data.get("invoices") or [] if i.get("invoiceNumber") is not None]

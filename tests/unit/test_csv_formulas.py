@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fapiao_hub.domain.china_time import CHINA_TIME
 from fapiao_hub.domain.results import Issued, Rejected
 from fapiao_hub.domain.spreadsheet import csv_safe, csv_safe_row
-from fapiao_hub.usecases import reconciliation
 from tests.unit.test_reconciliation import SECOND, settle, world  # noqa: F401 - the fixtures
 
 FORMULAS = ["=1+2", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1:A9)", "\t=1", "\r=1"]
@@ -40,7 +40,7 @@ def test_the_reconciliation_csvs_escape_formulas_from_business_systems(world, se
     world.channel.answers[code] = Issued((SECOND,))  # issued after all: a finding naming the application
     report = world.run()
     day = report.window.day
-    assert day == datetime.now(UTC).astimezone(reconciliation.CHINA_TIME).date()
+    assert day == datetime.now(UTC).astimezone(CHINA_TIME).date()
     [found] = csv.DictReader(io.StringIO(world.report(day, "-findings.csv").decode("utf-8-sig")))
     assert found["open_apply_code"] == "'" + code
     assert found["kind"] == "ISSUED_BUT_REJECTED" and found["source_system"] == "sample-erp"

@@ -32,6 +32,7 @@ from fapiao_hub.channels.kingdee import (
 )
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.discounts import unfold_inline_discount
 from fapiao_hub.domain.models import (
     Application,
     Direction,
@@ -53,7 +54,6 @@ from fapiao_hub.domain.results import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox import kingdee as sandbox_kingdee
 from sandbox.kingdee import KingdeeServer, run
 

@@ -18,9 +18,10 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
+from fapiao_hub.domain.china_time import CHINA_TIME
 from fapiao_hub.domain.models import Difference, FindingKind, Status
 from fapiao_hub.domain.results import InvoiceState, Issued, IssuedInvoice, NotFound, Rejected
-from fapiao_hub.infra.store import CHINA_TIME, ApplicationStore
+from fapiao_hub.infra.store import ApplicationStore
 from fapiao_hub.usecases import reconciliation
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from fapiao_hub.usecases.reconciliation import FINDING_METRIC, Reconciler, StoreFindings, Verdict, Window
@@ -254,7 +255,7 @@ def test_the_report_gives_counts_and_totals_issued_and_reversed_per_system_selle
                                   "REJ-3": Issued((SECOND,))})  # fmt: skip
     report = world.run()
     day = report.window.day
-    assert day == datetime.now(UTC).astimezone(reconciliation.CHINA_TIME).date()
+    assert day == datetime.now(UTC).astimezone(CHINA_TIME).date()
     document = json.loads(world.report(day, ".json"))
     assert document["day"] == day.isoformat() and document["checked"] == 3
     [group] = document["groups"]

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stdnum.cn import uscc
 
-from fapiao_hub.domain import config
+from fapiao_hub.domain import limits
+from fapiao_hub.domain.discounts import fold_discounts, unfold_inline_discount
+from fapiao_hub.domain.limits import INVOICE_TAX, LINE_TAX, LINES_VS_TOTAL, PRICE_X_QTY
 from fapiao_hub.domain.models import (
     Application,
     Direction,
@@ -24,23 +26,9 @@ from fapiao_hub.domain.models import (
     RedReference,
     SpecialBusiness,
 )
-from fapiao_hub.domain.rules import (
-    INVOICE_TAX,
-    LINE_TAX,
-    LINES_VS_TOTAL,
-    PRICE_X_QTY,
-    RulePolicy,
-    check_byte_limit,
-    check_header_totals,
-    check_text,
-    fold_discounts,
-    gbk_length,
-    split_tax_inclusive,
-    tax_for,
-    totals,
-    unfold_inline_discount,
-    validate_application,
-)
+from fapiao_hub.domain.money import check_header_totals, split_tax_inclusive, tax_for, totals
+from fapiao_hub.domain.rules import RulePolicy, validate_application
+from fapiao_hub.domain.text import check_byte_limit, check_text, gbk_length
 
 D = Decimal
 POLICY = RulePolicy.default()
@@ -171,7 +159,7 @@ def test_constants() -> None:
         D("1.27"),
     )
     assert D("0.13") in POLICY.tax_rates and D("0.17") in POLICY.retired_tax_rates
-    assert frozenset(config.DEFAULT_TAX_RATES) == POLICY.tax_rates
+    assert frozenset(limits.DEFAULT_TAX_RATES) == POLICY.tax_rates
     assert not POLICY.strict_tax_numbers and POLICY.max_lines == 5000 and POLICY.recommended_lines == 2000
 
 
@@ -966,7 +954,7 @@ def test_fold_discounts_rejects_broken_pairs(lines: list[Line]) -> None:
 
 # --------------------------------------------------------------------------- properties
 
-RATES = sorted(config.DEFAULT_TAX_RATES)
+RATES = sorted(limits.DEFAULT_TAX_RATES)
 cents = st.integers(min_value=1, max_value=10**9)  # 0.01 .. 10^7
 
 

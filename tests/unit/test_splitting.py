@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from stdnum.cn import uscc
 
 from fapiao_hub.domain import config
+from fapiao_hub.domain.limits import MAX_PARTS, InvoiceLimits, LineSplit, SpecialKind
 from fapiao_hub.domain.models import (
     Application,
     Direction,
@@ -26,20 +27,17 @@ from fapiao_hub.domain.models import (
     RedReference,
     request_number_for,
 )
+from fapiao_hub.domain.money import split_tax_inclusive, tax_for, totals
 from fapiao_hub.domain.results import Capabilities
-from fapiao_hub.domain.rules import (
-    MAX_PARTS,
-    InvoiceLimits,
-    LineSplit,
-    RulePolicy,
-    SpecialKind,
+from fapiao_hub.domain.rules import RulePolicy, validate_application
+from fapiao_hub.domain.splitting import (
+    Part,
     effective_limits,
-    split_tax_inclusive,
-    tax_for,
-    totals,
-    validate_application,
+    part_application,
+    part_request_number,
+    split_application,
+    units,
 )
-from fapiao_hub.domain.splitting import Part, part_application, part_request_number, split_application, units
 
 D = Decimal
 POLICY = RulePolicy.default()

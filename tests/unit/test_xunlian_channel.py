@@ -29,9 +29,9 @@ from fapiao_hub.channels.xunlian import (
 )
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.discounts import unfold_inline_discount
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, LineNature, Party, RedReference
 from fapiao_hub.domain.results import Issued, IssuedInvoice, NotSent, Rejected, Unknown
-from fapiao_hub.domain.rules import unfold_inline_discount
 from sandbox.base import china_today
 from sandbox.xunlian import XunlianServer, run
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from fapiao_hub.domain import rules
+from fapiao_hub.domain import money, rules
 from fapiao_hub.domain.config import DEFAULT_INTAKE_INVOICE_TYPES, BusinessSystem, HubConfig
 from fapiao_hub.domain.models import (
     Application,
@@ -600,7 +600,7 @@ def to_application(
         return result
 
     assert company is not None and invoice_type is not None and direction is not None
-    amount, tax = rules.totals(lines)
+    amount, tax = money.totals(lines)
     red = None
     blue_number = order.blue_invoice_number or (order.red_log.blue_invoice_number if order.red_log else None)
     if direction is Direction.RED and blue_number:
@@ -646,7 +646,7 @@ def to_application(
         extras=_header_extras(body[ROOT]),
     )
     problems: list[Problem] = rules.validate_application(application, policy)
-    problems += rules.check_header_totals(
+    problems += money.check_header_totals(
         lines,
         amount=order.invoice_amount,
         tax=order.invoice_tax,
@@ -668,12 +668,12 @@ def _to_line(index: int, raw: Seed004Line, prices_include_tax: bool) -> tuple[Li
     if prices_include_tax:
         if raw.amount_incl_tax is None:
             return None, [FieldError(f"{base}.amtInclTax", "is required when amounts include tax (amtInclTaxSign 1)")]
-        amount, tax = rules.split_tax_inclusive(raw.amount_incl_tax, raw.tax_rate)
+        amount, tax = money.split_tax_inclusive(raw.amount_incl_tax, raw.tax_rate)
     else:
         if raw.amount is None:
             return None, [FieldError(f"{base}.amt", "is required when amounts exclude tax (amtInclTaxSign 2)")]
         amount = raw.amount
-        tax = raw.tax if raw.tax is not None else rules.tax_for(raw.amount, raw.tax_rate)
+        tax = raw.tax if raw.tax is not None else money.tax_for(raw.amount, raw.tax_rate)
     line = Line(
         index=index,
         nature=LineNature(raw.nature),

@@ -113,6 +113,7 @@ from typing import Any
 
 from fapiao_hub.channels.base import CallbackRejected
 from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.china_time import CHINA_TIME
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import NATIONAL_INVOICE_TYPES, Application, Direction, InvoiceType
 from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
@@ -175,10 +176,8 @@ DIRECTION_KEY = "direction"  # details["direction"] == "RED" for invoiceType 1
 INVOICING_DATE_KEY = "invoicing_date"  # ISO date of invoicingDate
 EXT_KEY = "ext"  # ext as JSON text
 
-# China Standard Time; no daylight saving time since 1991.
-CHINA_TZ = dt.timezone(dt.timedelta(hours=8), "CST")
-_MIN_MS = int(dt.datetime(2000, 1, 1, tzinfo=CHINA_TZ).timestamp() * 1000)
-_MAX_MS = int(dt.datetime(2100, 1, 1, tzinfo=CHINA_TZ).timestamp() * 1000)
+_MIN_MS = int(dt.datetime(2000, 1, 1, tzinfo=CHINA_TIME).timestamp() * 1000)
+_MAX_MS = int(dt.datetime(2100, 1, 1, tzinfo=CHINA_TIME).timestamp() * 1000)
 _DECIMAL_TEXT = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 _DIGITS = re.compile(r"-?[0-9]+")
 _FILE_SUFFIXES = {".pdf": "pdf", ".ofd": "ofd", ".xml": "xml"}
@@ -290,7 +289,7 @@ def _date(obj: Mapping[str, Any], key: str, path: str) -> dt.date | None:
         raise _fail(where, "not a date (milliseconds since the epoch)")
     if not _MIN_MS <= millis < _MAX_MS:
         raise _fail(where, "not a date in milliseconds since the epoch between 2000 and 2099")
-    return dt.datetime.fromtimestamp(millis / 1000, tz=CHINA_TZ).date()
+    return dt.datetime.fromtimestamp(millis / 1000, tz=CHINA_TIME).date()
 
 
 def _list(value: Any, path: str) -> list[Any]:
@@ -523,7 +522,7 @@ def _plain(value: Decimal | None) -> str:
 def _millis(day: dt.date | None) -> int | str:
     if day is None:
         return ""
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TZ).timestamp()) * 1000
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=CHINA_TIME).timestamp()) * 1000
 
 
 def _line_body(index: int, line: InvoiceLine) -> dict[str, Any]:

@@ -185,7 +185,9 @@ from fapiao_hub.channels.wire import (
     text_or_none,
 )
 from fapiao_hub.domain import jsonutil
+from fapiao_hub.domain.china_time import CHINA_TIME
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.discounts import fold_discounts
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line
 from fapiao_hub.domain.number_range import MAX_DIGITS
 from fapiao_hub.domain.results import (
@@ -203,7 +205,6 @@ from fapiao_hub.domain.results import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain.rules import fold_discounts
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +267,6 @@ FIELD_TOO_LONG = "FIELD_TOO_LONG"
 
 SELLER_TAX_ID_LIMIT = 20  # seed 002: sellerTaxpayerId <= 20 characters
 
-_SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST since 1991
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
 _SUBMIT_MODES = ("bill_push", "out_of_band")
@@ -550,7 +550,7 @@ def _issued_on(value: Any) -> dt.date | None:
         value = int(value.strip())
     try:
         if isinstance(value, int):
-            return dt.datetime.fromtimestamp(value / 1000, _SHANGHAI).date()
+            return dt.datetime.fromtimestamp(value / 1000, CHINA_TIME).date()
         if isinstance(value, str) and value.strip():
             return dt.date.fromisoformat(value.strip()[:10])
     except (ValueError, OverflowError, OSError):

@@ -22,8 +22,8 @@ Mapping notes
   bank_account`` (blank parts skipped). On the way back the text is split at its last blank only when
   what follows looks like a phone / account number, so the round trip is exact.
 - Discounts travel on the discounted line (``lineAttribute`` 2 with ``discount`` = tax-inclusive
-  discount, ``lineDiscountExcludeTax``, ``taxDiscount``, all positive): ``rules.fold_discounts`` on the
-  way out, ``rules.unfold_inline_discount`` on the way back.
+  discount, ``lineDiscountExcludeTax``, ``taxDiscount``, all positive): ``discounts.fold_discounts`` on the
+  way out, ``discounts.unfold_inline_discount`` on the way back.
 - Money is ``Decimal`` throughout and goes out as strings: amounts with 2 decimals (half up), unit
   price and quantity with 8, the tax rate as given (trailing zeros dropped). Only the unit price of the
   application's basis is sent (``priceIncludeTax`` when prices include tax, else ``priceExcludeTax``),
@@ -105,6 +105,7 @@ from fapiao_hub.channels.wire import (
 )
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.domain.discounts import fold_discounts, unfold_inline_discount
 from fapiao_hub.domain.models import (
     Application,
     Direction,
@@ -114,6 +115,7 @@ from fapiao_hub.domain.models import (
     Party,
     RedReference,
 )
+from fapiao_hub.domain.money import split_tax_inclusive, tax_for, totals
 from fapiao_hub.domain.results import (
     Capabilities,
     Issued,
@@ -124,7 +126,6 @@ from fapiao_hub.domain.results import (
     Rejected,
     Unknown,
 )
-from fapiao_hub.domain.rules import fold_discounts, split_tax_inclusive, tax_for, totals, unfold_inline_discount
 
 logger = logging.getLogger(__name__)
 

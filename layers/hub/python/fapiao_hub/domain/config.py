@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fapiao_hub.domain.limits import DEFAULT_RETIRED_TAX_RATES, DEFAULT_TAX_RATES, limit_setting_problems
 from fapiao_hub.domain.models import InvoiceType, Party, key_part_problem
 
 # Seed 004 (intake) invoice-type codes -> canonical types. Documented in docs/intake.md; a
@@ -40,10 +41,6 @@ DEFAULT_INTAKE_INVOICE_TYPES: dict[str, InvoiceType] = {
     "0112": InvoiceType.DIGITAL_SPECIAL,
     "0212": InvoiceType.DIGITAL_NORMAL,
 }
-
-# docs/rules.md section 1: the rates in force, and the retired ones accepted on red reversals.
-DEFAULT_TAX_RATES = tuple(Decimal(r) for r in ("0", "0.01", "0.015", "0.03", "0.05", "0.06", "0.09", "0.13"))
-DEFAULT_RETIRED_TAX_RATES = tuple(Decimal(r) for r in ("0.04", "0.10", "0.11", "0.16", "0.17"))
 
 
 
@@ -153,7 +150,7 @@ class Company(_Config):
     """A seller as a business system knows it (seed 004 ``bukrs``, 账套编码)."""
 
     seller: Party
-    # Per invoice type; checked against what the bureau and devices take (rules.check_limit_settings).
+    # Per invoice type; checked against what the bureau and devices take (limits.limit_setting_problems).
     limits: dict[InvoiceType, LimitSettings] = Field(default_factory=dict)
     # The seller's channels in order of preference: an application goes to the first whose
     # capabilities cover its type and colour (channels/registry.py). "channel" is the one-element form.
@@ -339,9 +336,17 @@ class HubConfig(_Config):
 
     @model_validator(mode="after")
     def _limits_within_rules(self) -> HubConfig:
-        from fapiao_hub.domain.rules import check_limit_settings  # rules imports this module
-
-        problems = check_limit_settings(self)
+        """Every configured limit within what the bureau or a device takes (limits.limit_setting_problems)."""
+        problems = [
+            problem
+            for system_id, system in self.business_systems.items()
+            for code, company in system.companies.items()
+            for kind, limits in company.limits.items()
+            for problem in limit_setting_problems(
+                f"business_systems.{system_id}.companies.{code}.limits.{kind.value}", kind, max_lines=limits.max_lines,
+                sales_list=limits.sales_list, max_amount_excl_tax=limits.max_amount_excl_tax,
+            )
+        ]  # fmt: skip
         if problems:
             raise ValueError("\n".join(problems))
         return self

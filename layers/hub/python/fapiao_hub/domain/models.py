@@ -230,7 +230,7 @@ class Line(_Model):
 
     A discount always travels as its own line (nature DISCOUNT, negative amount) right after the
     line it discounts (nature DISCOUNTED); shapes that carry the discount on the discounted line
-    are unfolded on the way in (rules.unfold_inline_discount).
+    are unfolded on the way in (discounts.unfold_inline_discount).
     """
 
     index: int = Field(description="position in the caller's line list (for error paths)")

@@ -48,7 +48,7 @@ class Capabilities:
     dedupes_request_number: bool = False
     field_limits: Mapping[str, str] = field(default_factory=dict)
     # The channel's own limits per invoice, by type (absent: none of its own); they narrow the
-    # seller's (rules.effective_limits). A discounted line and its discount count as one line.
+    # seller's (splitting.effective_limits). A discounted line and its discount count as one line.
     max_lines: Mapping[InvoiceType, int] = field(default_factory=dict)
     max_amount_excl_tax: Mapping[InvoiceType, Decimal] = field(default_factory=dict)
 

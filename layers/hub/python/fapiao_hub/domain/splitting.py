@@ -1,4 +1,5 @@
-"""An application over an invoice's limits, cut into parts that each fit one invoice (docs/rules.md section 8).
+"""An application over an invoice's limits, cut into parts that each fit one invoice (docs/rules.md section 8),
+and the limits it is cut by: :func:`effective_limits` (limits.py holds the figures).
 
 Pure and deterministic: the same application and limits give the same parts, every time, on every
 dispatcher. Not yet wired into intake or dispatch (docs/intake.md, "Limits and splitting").
@@ -8,7 +9,7 @@ dispatcher. Not yet wired into intake or dispatch (docs/intake.md, "Limits and s
 - A line over the amount limit is cut (``line_split``): every piece but the last at the limit, each
   piece's tax round(amount x rate, 2), the last piece the remainder of amount, tax and quantity. A
   cut piece keeps its line's ``index`` so a problem names the caller's line.
-- Red and 差额 applications are never split; more than ``rules.MAX_PARTS`` parts is refused.
+- Red and 差额 applications are never split; more than ``limits.MAX_PARTS`` parts is refused.
 - Every part is checked with the hub's own rules (``rules.validate_application``): a tolerance the
   parts would break where the application does not is a refusal naming the field.
 
@@ -19,24 +20,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING
 
-from fapiao_hub.domain.models import Application, Direction, Line, LineNature, Problem
-from fapiao_hub.domain.rules import (
+from fapiao_hub.domain.limits import (
+    CONSTRUCTION_SERVICE_MAX_LINES,
+    DEFAULT_INVOICE_LIMITS,
+    DIFFERENCE_TAXATION_MAX_LINES,
     MAX_PARTS,
-    ZERO,
+    PRICE_QUANTUM,
     InvoiceLimits,
     LineSplit,
-    RulePolicy,
-    _fmt,
-    tax_for,
-    totals,
-    validate_application,
+    SpecialKind,
 )
+from fapiao_hub.domain.models import Application, Direction, InvoiceType, Line, LineNature, Problem
+from fapiao_hub.domain.money import ZERO, fmt_figure, tax_for, totals
+from fapiao_hub.domain.rules import RulePolicy, validate_application
 
-# Unit price and quantity carry up to 8 decimals on every channel (docs/rules.md section 1).
-_PRICE_QUANTUM = Decimal("1e-8")
+if TYPE_CHECKING:
+    from fapiao_hub.domain.config import Company
+    from fapiao_hub.domain.results import Capabilities
 
 Unit = tuple[Line, ...]  # one line, or a discounted line with its discount line
 
@@ -55,6 +59,43 @@ class Part:
     @property
     def tax(self) -> Decimal:
         return totals(self.lines)[1]
+
+
+def effective_limits(
+    company: Company | None,
+    invoice_type: InvoiceType,
+    capabilities: Capabilities | None = None,
+    *,
+    special: SpecialKind | None = None,
+) -> InvoiceLimits:
+    """The limits an invoice of this type for this seller, issued by a channel with these capabilities
+    (results.Capabilities), must keep: the defaults (limits.DEFAULT_INVOICE_LIMITS), the seller's
+    configured ``limits`` over them, then a special business's and the channel's own figures where lower."""
+    limits = DEFAULT_INVOICE_LIMITS[invoice_type]
+    configured = company.limits.get(invoice_type) if company is not None else None
+    if configured is not None:
+        limits = replace(
+            limits,
+            max_lines=configured.max_lines if configured.max_lines is not None else limits.max_lines,
+            max_amount_excl_tax=(
+                configured.max_amount_excl_tax
+                if configured.max_amount_excl_tax is not None
+                else limits.max_amount_excl_tax
+            ),
+            line_split=LineSplit(configured.line_split) if configured.line_split is not None else limits.line_split,
+        )
+    if special is SpecialKind.CONSTRUCTION_SERVICE:
+        limits = limits.narrowed(max_lines=CONSTRUCTION_SERVICE_MAX_LINES)
+    elif special is SpecialKind.DIFFERENCE_TAXATION:
+        limits = replace(
+            limits.narrowed(max_lines=DIFFERENCE_TAXATION_MAX_LINES), discount_lines=False, splittable=False
+        )
+    if capabilities is not None:
+        limits = limits.narrowed(
+            max_lines=capabilities.max_lines.get(invoice_type),
+            max_amount_excl_tax=capabilities.max_amount_excl_tax.get(invoice_type),
+        )
+    return limits
 
 
 def part_request_number(request_number: str, k: int) -> str:
@@ -103,8 +144,8 @@ def _over(application: Application, limits: InvoiceLimits, unit_count: int) -> P
         return Problem(
             path=("amount",),
             message=(
-                f"amount {_fmt(application.amount)} is over the limit max_amount_excl_tax "
-                f"{_fmt(limits.max_amount_excl_tax)}"
+                f"amount {fmt_figure(application.amount)} is over the limit max_amount_excl_tax "
+                f"{fmt_figure(limits.max_amount_excl_tax)}"
             ),
         )
     return None
@@ -151,15 +192,15 @@ def _pack(grouped: list[Unit], limits: InvoiceLimits, prices_include_tax: bool) 
                 return Problem(
                     path=("lines", first.index, "amount"),
                     message=(
-                        f"line {first.index} with its discount comes to {_fmt(unit_amount)}, over the limit "
-                        f"max_amount_excl_tax {_fmt(cap)}; a discounted line is never cut"
+                        f"line {first.index} with its discount comes to {fmt_figure(unit_amount)}, over the limit "
+                        f"max_amount_excl_tax {fmt_figure(cap)}; a discounted line is never cut"
                     ),
                 )
             if limits.line_split == LineSplit.NONE:
                 return Problem(
                     path=("lines", first.index, "amount"),
                     message=(
-                        f"amount {_fmt(unit_amount)} is over the limit max_amount_excl_tax {_fmt(cap)} and "
+                        f"amount {fmt_figure(unit_amount)} is over the limit max_amount_excl_tax {fmt_figure(cap)} and "
                         "line_split is none"
                     ),
                 )
@@ -195,7 +236,7 @@ def _pack(grouped: list[Unit], limits: InvoiceLimits, prices_include_tax: bool) 
 def _too_many(limits: InvoiceLimits) -> Problem:
     """More than MAX_PARTS parts (大象慧云 9404): named at the amount when an amount limit is set, else the lines."""
     within = [
-        f"{name} {_fmt(value) if isinstance(value, Decimal) else value}"
+        f"{name} {fmt_figure(value) if isinstance(value, Decimal) else value}"
         for name, value in (("max_lines", limits.max_lines), ("max_amount_excl_tax", limits.max_amount_excl_tax))
         if value is not None
     ]
@@ -223,7 +264,7 @@ def _cut(line: Line, cap: Decimal, n: int, mode: LineSplit, prices_include_tax: 
             quantities = []
             for target in targets[:-1]:
                 running += target
-                upto = (running / line.unit_price).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)
+                upto = (running / line.unit_price).quantize(PRICE_QUANTUM, ROUND_HALF_UP)
                 quantities.append(_trim(upto - before))
                 before = upto
             prices = [line.unit_price] * n
@@ -238,13 +279,13 @@ def _cut(line: Line, cap: Decimal, n: int, mode: LineSplit, prices_include_tax: 
                 return Problem(
                     path=("lines", line.index, "quantity"),
                     message=(
-                        f"quantity {_fmt(line.quantity)} cannot be divided over {n} invoices of at most "
-                        f"{_fmt(cap)} ({mode.value})"
+                        f"quantity {fmt_figure(line.quantity)} cannot be divided over {n} invoices of at most "
+                        f"{fmt_figure(cap)} ({mode.value})"
                     ),
                 )
         if mode == LineSplit.KEEP_QUANTITY:
             prices = [
-                _trim((t / q).quantize(_PRICE_QUANTUM, ROUND_HALF_UP))  # type: ignore[operator]
+                _trim((t / q).quantize(PRICE_QUANTUM, ROUND_HALF_UP))  # type: ignore[operator]
                 for t, q in zip(targets, quantities, strict=True)
             ]
     return [

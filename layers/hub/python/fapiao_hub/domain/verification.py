@@ -12,8 +12,8 @@ a person reads. An empty answer means the result may be believed. What is checke
   Ekuaibao's ``invoiceType`` 1), else the sign of the reported amounts: a red invoice's are negative.
   An invoice of zero amount and no marker has no colour and is not judged.
 - **totals** (``amount``, ``tax``): summed over every reported invoice (a channel may split one
-  application into several) and compared with the application's within the tolerances of docs/rules.md:
-  ``|amount| <= 0.01``, ``|tax| <= 1.27``. A red invoice the channel marks red but reports in
+  application into several) and compared with the application's within the tolerances of docs/rules.md
+  (limits.py): ``|amount| <= 0.01``, ``|tax| <= 1.27``. A red invoice the channel marks red but reports in
   positive figures (seed 000's red example) is counted negative. An invoice that reports no amount
   is not counted: with a single invoice the totals are then not checked (the channel does not say;
   ``unreadable`` catches an amount it sent but the hub could not read); with several, the missing
@@ -52,17 +52,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 
+from fapiao_hub.domain.china_time import china_day
+from fapiao_hub.domain.limits import INVOICE_TAX, ISSUE_DATE_SLACK, LINE_TAX, LINES_VS_TOTAL
 from fapiao_hub.domain.models import Application, Difference, Direction, Finding, FindingKind, invoice_key
 from fapiao_hub.domain.results import InvoiceState, IssuedInvoice
 
-AMOUNT_TOLERANCE = Decimal("0.01")  # |sum of line amounts - invoice amount| (docs/rules.md section 1)
-LINE_TAX_TOLERANCE = Decimal("0.06")  # per line |amount x rate - tax|
-TAX_TOLERANCE = Decimal("1.27")  # invoice |sum(amount x rate) - total tax|
-DATE_SLACK = timedelta(days=1)
-CHINA = timezone(timedelta(hours=8))  # China Standard Time, no daylight saving since 1991
 UNREADABLE_PREFIX = "unreadable."
 EXPECTED_READABLE = "a readable value"
 
@@ -83,8 +80,8 @@ def verify_result(
     if not invoices:
         return (Difference(field="invoices", expected="at least one invoice", reported="none"),)
     several = len(invoices) > 1
-    earliest = china_date(received_at) - DATE_SLACK
-    latest = today + DATE_SLACK
+    earliest = china_day(received_at) - ISSUE_DATE_SLACK
+    latest = today + ISSUE_DATE_SLACK
     red = application.direction is Direction.RED
     for i, invoice in enumerate(invoices):
         at = f"invoices[{i}]." if several else ""
@@ -188,14 +185,6 @@ def describe(differences: Sequence[Difference], limit: int = 3) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def china_date(moment: datetime | str) -> date:
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(CHINA).date()
-
-
 # ---------------------------------------------------------------------------- per invoice
 def _invoice_differences(
     application: Application, invoice: IssuedInvoice, at: str, earliest: date, latest: date, red: bool
@@ -274,8 +263,8 @@ def _total_differences(application: Application, invoices: Sequence[IssuedInvoic
     found: list[Difference] = []
     several = len(invoices) > 1
     for name, expected, tolerance in (
-        ("amount", application.amount, AMOUNT_TOLERANCE),
-        ("tax", application.tax, TAX_TOLERANCE),
+        ("amount", application.amount, LINES_VS_TOTAL),
+        ("tax", application.tax, INVOICE_TAX),
     ):
         reported = [getattr(invoice, name) for invoice in invoices]
         known = [_signed(inv, v, red) for inv, v in zip(invoices, reported, strict=True) if v is not None]
@@ -286,9 +275,9 @@ def _total_differences(application: Application, invoices: Sequence[IssuedInvoic
                 if value is None and not _unreadable_has(invoices[i], name):
                     found.append(Difference(field=f"invoices[{i}].{name}", expected="a figure", reported=None))
             continue
-        total = sum(known, Decimal(0))
-        if abs(total - expected) > tolerance:
-            found.append(Difference(field=name, expected=_money(expected), reported=_money(total)))
+        difference = figure_difference(name, expected, sum(known, Decimal(0)), tolerance)
+        if difference is not None:
+            found.append(difference)
     return found
 
 
@@ -303,9 +292,9 @@ def _line_differences(application: Application, invoices: Sequence[IssuedInvoice
         return []  # nothing pairs: the totals decide
     found = []
     for j, (expected, (invoice, line)) in enumerate(zip(application.lines, reported, strict=True)):
-        tax = _signed(invoice, line.tax, red)
-        if abs(tax - expected.tax) > LINE_TAX_TOLERANCE:
-            found.append(Difference(field=f"lines[{j}].tax", expected=_money(expected.tax), reported=_money(tax)))
+        difference = figure_difference(f"lines[{j}].tax", expected.tax, _signed(invoice, line.tax, red), LINE_TAX)
+        if difference is not None:
+            found.append(difference)
     return found
 
 
@@ -319,8 +308,12 @@ def same_id(a: str, b: str) -> bool:
     return "".join(a.split()).upper() == "".join(b.split()).upper()
 
 
-def _money(value: Decimal) -> str:
-    return f"{value:.2f}"
+def figure_difference(field: str, expected: Decimal, reported: Decimal, tolerance: Decimal) -> Difference | None:
+    """The one comparison of two money figures: a difference (both as money text) when ``reported`` is
+    more than ``tolerance`` off ``expected``; reconciliation compares the hub's record with it too."""
+    if abs(reported - expected) <= tolerance:
+        return None
+    return Difference(field=field, expected=f"{expected:.2f}", reported=f"{reported:.2f}")
 
 
 def as_voided_original(invoice: IssuedInvoice, recorded: tuple[str, ...]) -> IssuedInvoice:

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +22,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import Binary, TypeDeserializer
 from botocore.exceptions import ClientError
 
+from fapiao_hub.domain.china_time import CHINA_TIME, china_day
 from fapiao_hub.domain.models import (
     ALLOWED_TRANSITIONS,
     Application,
@@ -56,7 +57,6 @@ LIST_READ_FACTOR = 4
 # China day of that transition and a shard, so that reconciliation reads a window in a few partitions
 # and one busy day is not one hot partition.
 SETTLED_SHARDS = 4
-CHINA_TIME = timezone(timedelta(hours=8))
 # GSI "attention": sparse, only applications that need a person carry it (this value).
 ATTENTION = "PERSON"
 
@@ -123,10 +123,6 @@ def utc_now() -> datetime:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def china_day(moment: datetime) -> date:
-    return moment.astimezone(CHINA_TIME).date()
 
 
 def finding_item(finding: Finding) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 from fapiao_hub.channels.base import CallbackRejected, Channel
 from fapiao_hub.channels.registry import ChannelRegistry
 from fapiao_hub.domain import invoice_files, logkeys, verification
+from fapiao_hub.domain.china_time import china_day
 from fapiao_hub.domain.config import HubConfig
 from fapiao_hub.domain.models import Application, Difference, Finding, FindingKind, Status, invoice_key
 from fapiao_hub.domain.results import (
@@ -691,7 +692,7 @@ class Dispatcher:
         application = stored.application
         new_items = [i for i in items if i["pk"] not in stored.invoice_keys]
         if stored.status not in _AFTER_OUTCOME:
-            today = verification.china_date(datetime.fromtimestamp(self._clock(), UTC))
+            today = china_day(datetime.fromtimestamp(self._clock(), UTC))
             differences = verification.verify_result(application, issued, received_at=stored.created_at, today=today)
             if differences:
                 return self._mismatch(stored, issued, items, new_items, differences, note, source, raw)

@@ -30,11 +30,12 @@ from aws_lambda_powertools import Logger
 
 from fapiao_hub.channels.base import Channel
 from fapiao_hub.domain import logkeys, verification
+from fapiao_hub.domain.china_time import china_day
 from fapiao_hub.domain.models import Difference, Direction, Finding, FindingKind, Status, invoice_key
 from fapiao_hub.domain.results import Accepted, InvoiceState, Issued, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.domain.spreadsheet import csv_safe_row
 from fapiao_hub.infra import alarms
-from fapiao_hub.infra.store import CHINA_TIME, IndexedApplication, StoredApplication, iso
+from fapiao_hub.infra.store import IndexedApplication, StoredApplication, iso
 
 logger = Logger(child=True)
 metrics = alarms.metrics  # flushed by the reconciliation function's handler
@@ -107,7 +108,7 @@ class Window:
     @property
     def day(self) -> date:
         """The report's day: the window's end in China time."""
-        return self.end.astimezone(CHINA_TIME).date()
+        return china_day(self.end)
 
 
 @dataclass(frozen=True)
@@ -212,14 +213,17 @@ def _totals_differences(recorded: list[dict[str, Any]], answer: Issued) -> list[
         figures = [getattr(i, name) for i in answer.invoices]
         if any(f is None for f in figures):
             continue  # the channel left a figure out: nothing to compare it with
-        ours = _money(recorded, name)
-        theirs = sum(figures, Decimal("0"))
-        if ours is not None and ours != theirs:
-            differences.append(Difference(field=name, expected=f"{ours:.2f}", reported=f"{theirs:.2f}"))
+        ours = _recorded_total(recorded, name)
+        if ours is None:
+            continue
+        # Exact, no tolerance: both sides are totals of the same invoices (the bureau's tolerances are between lines).
+        difference = verification.figure_difference(name, ours, sum(figures, Decimal("0")), Decimal("0"))
+        if difference is not None:
+            differences.append(difference)
     return differences
 
 
-def _money(items: Iterable[dict[str, Any]], name: str) -> Decimal | None:
+def _recorded_total(items: Iterable[dict[str, Any]], name: str) -> Decimal | None:
     figures = [item.get(name) for item in items]
     if any(f is None for f in figures):
         return None
