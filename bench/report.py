@@ -799,7 +799,7 @@ def render(machine: dict[str, Any], results: dict[str, Any], command: str) -> st
 
 
 def soak_section(soak: dict[str, Any] | None) -> str:
-    """Section 7: the last `make soak` (bench/last-soak.json, written by local.soak --json)."""
+    """Section 7: the last `make soak` (bench/last-soak.json, written by bench.soak --json)."""
     out = ["", "## 7. Load with faults (`make soak`)", ""]
     if not soak:
         return "\n".join([*out, "No `make soak` run recorded yet (bench/last-soak.json).", ""])
