@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import dataclasses
 import gc
 import json
@@ -67,6 +66,7 @@ import requests
 
 from bench.soak_crashes import CrashInjector, killable, not_simulated
 from bench.soak_oracle import CHANNELS, SoakReport, check, open_count, wait_final
+from fapiao_hub_client.demo import with_code
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
@@ -105,15 +105,6 @@ class SoakConfig:
 
 def order_templates() -> dict[str, dict[str, Any]]:
     return {c: json.loads((EXAMPLES / f"order-{c}.json").read_text(encoding="utf-8")) for c in CHANNELS}
-
-
-def make_order(template: dict[str, Any], code: str) -> dict[str, Any]:
-    order = copy.deepcopy(template)
-    order["invoiceOrder"]["openApplyCode"] = code
-    for line in order["invoiceOrder"].get("invoiceOrderSub") or []:
-        if "openApplyCode" in line:
-            line["openApplyCode"] = code
-    return order
 
 
 def soak_hub_config(config: SoakConfig, target: Path) -> Path:
@@ -381,7 +372,7 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
     def one(entry: tuple[str, str, bool, bool]) -> None:
         code, channel, repeat, read = entry
         gate.wait()
-        body = json.dumps(make_order(templates[channel], code), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(with_code(templates[channel], code), ensure_ascii=False).encode("utf-8")
         post(code, body)
         if repeat:
             post(code, body)
