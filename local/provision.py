@@ -17,8 +17,9 @@ queue (an SQS target moto does deliver to) that the local run pumps into the han
 rules that target functions are listed in ``schedule_targets`` (moto never fires schedules).
 
 Physical names: the resource's own name property when set (``!Sub`` & co. resolved from parameter
-defaults or overrides), else ``<prefix>-<LogicalId>`` (bucket names lowercased). Provisioning is
-idempotent: running it again against the same endpoint finds and reuses what exists.
+defaults or overrides by local.template's ``ResolvedTemplate``), else ``<prefix>-<LogicalId>``
+(bucket names lowercased). Provisioning is idempotent: running it again against the same endpoint
+finds and reuses what exists.
 
 ``provision()`` returns a :class:`Resources`: physical names/URLs/ARNs by logical id, the resolved
 environment of each function (``function_environment``) and each function's event sources
