@@ -133,11 +133,11 @@ sam-invoke: $(STAMP)
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .hypothesis
 
-# Load with faults (local.soak): SOAK_ORDERS orders through the local run while the sandboxes fail
+# Load with faults (bench.soak): SOAK_ORDERS orders through the local run while the sandboxes fail
 # (5% 5xx, 2% timeouts after issuing, duplicate and out-of-order pushes) and dispatchers crash at
 # every step boundary; prints the tallies and fails on a double issue, a lost application or a 5xx.
 # make test runs the same at 160 orders (tests/integration/test_soak.py).
 # The tallies go to bench/last-soak.json and into docs/benchmarks.md (section 7).
 soak: $(STAMP)
-	$(PY) -m local.soak --orders $${SOAK_ORDERS:-10000} --seed $${SOAK_SEED:-1} --json bench/last-soak.json
+	$(PY) -m bench.soak --orders $${SOAK_ORDERS:-10000} --seed $${SOAK_SEED:-1} --json bench/last-soak.json
 	$(PY) -m bench --render-only

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.polling import REGION, ROOT, _Context, moto_environment
+from bench.setup import ROOT, function_in_moto, local_hub_config
 
 BENCH_TOKEN = "bench-business-system-token"  # noqa: S105 (the bench's own business system, in moto)
 
@@ -39,40 +38,18 @@ def _event(path: str, body: Any) -> dict[str, Any]:
 
 def measure(orders: int | None = None) -> dict[str, Any]:
     orders = orders or int(os.environ.get("BENCH_BATCH_ORDERS", "100"))
-    with moto_environment():
-        return _measure(orders)
+    return _measure(orders)
 
 
 def _measure(orders: int) -> dict[str, Any]:
-    import importlib.util
-    import sys
-
-    from moto import mock_aws
-
-    from bench.hooks import RequestCounter, tally
-    from fapiao_hub import runtime
+    from bench.hooks import tally
     from fapiao_hub.domain.config import token_sha256
-    from local.atomic_moto import serialized_in_process
-    from local.moto_speed import faster_dynamodb
-    from local.provision import provision
 
-    config = json.loads((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
+    config = local_hub_config()
     config["business_systems"]["sample-erp"]["token_sha256"] = [token_sha256(BENCH_TOKEN)]
-    with tempfile.TemporaryDirectory() as workdir, mock_aws(), serialized_in_process(), faster_dynamodb():
-        config_file = Path(workdir) / "hub-config.json"
-        config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-        resources = provision(ROOT / "template.yaml", region=REGION)
-        os.environ.update(resources.function_environment("IntakeFunction", {"HUB_CONFIG_FILE": str(config_file)}))
-        runtime.reset()
-        counter = RequestCounter()
-        counter.attach(runtime._boto_session())
-        spec = importlib.util.spec_from_file_location("_bench_intake_app", ROOT / "functions" / "intake" / "app.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_bench_intake_app"] = module
-        spec.loader.exec_module(module)
-        handler = module.lambda_handler
-        handler(_event("/v1/invoice-orders", _order("bench-batch-warmup")), _Context())  # builds the clients
+    with function_in_moto("IntakeFunction", "intake", config=config, faster_dynamodb=True) as fn:
+        counter, handler, context = fn.counter, fn.handler, fn.context
+        handler(_event("/v1/invoice-orders", _order("bench-batch-warmup")), context)  # builds the clients
 
         def counted(calls: list[Any]) -> dict[str, Any]:
             requests = tally(calls)
@@ -81,7 +58,7 @@ def _measure(orders: int) -> dict[str, Any]:
 
         mark, started = counter.mark(), time.perf_counter()
         for i in range(orders):
-            answer = handler(_event("/v1/invoice-orders", _order(f"bench-single-{i:03d}")), _Context())
+            answer = handler(_event("/v1/invoice-orders", _order(f"bench-single-{i:03d}")), context)
             assert answer["statusCode"] == 200, answer["body"]
         single = {**counted(counter.since(mark)), "seconds": time.perf_counter() - started}
 
@@ -89,11 +66,10 @@ def _measure(orders: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name in ("batch", "resend"):
             mark, started = counter.mark(), time.perf_counter()
-            answer = handler(_event("/v1/invoice-orders/batch", batch_body), _Context())
+            answer = handler(_event("/v1/invoice-orders/batch", batch_body), context)
             body = json.loads(answer["body"])
             assert answer["statusCode"] == 200 and body["data"]["accepted"] == orders, body["message"]
             results[name] = {**counted(counter.since(mark)), "seconds": time.perf_counter() - started}
-        runtime.reset()
     return {
         "orders": orders,
         "single": single,

@@ -1,9 +1,9 @@
 """Counting AWS requests with botocore's event hooks.
 
-``RequestCounter.attach(session)`` registers one ``before-call.*.*`` handler on a boto3 session's
-event emitter. Clients copy their session's emitter when they are created, so the handler must be
-attached before the clients exist; it then sees every API call those clients make (one event per
-call: botocore's own retries of a call are not counted again).
+``RequestCounter.attach()`` registers one ``before-call.*.*`` handler on the hub runtime's boto3
+session (``fapiao_hub.runtime.watch_aws_requests``). Clients copy their session's emitter when they
+are created, so the handler must be attached before the clients exist; it then sees every API call
+those clients make (one event per call: botocore's own retries of a call are not counted again).
 
 Each call is recorded with the function that made it (``local.runtime.current_function``, which
 the local run sets around every handler invocation), the service, the operation, the table and,
@@ -42,13 +42,11 @@ class RequestCounter:
     calls: list[Call] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def attach(self, session: Any) -> None:
-        """Count every call of the clients ``session`` creates from now on (boto3 or botocore session)."""
-        events = session.events if hasattr(session, "events") else session.get_component("event_emitter")
-        events.register("before-call.*.*", self._before_call, unique_id="fapiao-bench-counter")
+    def attach(self) -> None:
+        """Count every call of the clients the hub's runtime builds from now on."""
+        from fapiao_hub import runtime
 
-    def attach_client(self, client: Any) -> None:
-        client.meta.events.register("before-call.*.*", self._before_call, unique_id="fapiao-bench-counter")
+        runtime.watch_aws_requests(self._before_call, "fapiao-bench-counter")
 
     def mark(self) -> int:
         with self._lock:

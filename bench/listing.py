@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.polling import REGION, ROOT, _Context, _write, moto_environment
+from bench.setup import REGION, ROOT, function_in_moto, local_hub_config, write_items
 
 RECENT = 300
 PAGE = 100
@@ -41,33 +40,28 @@ LIMITED_QUERIES: dict[str, dict[str, str]] = {
 
 
 def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None:
+    write_items(client, table, (_item(i, now) for i in range(start, stop)))
+
+
+def _item(i: int, now: datetime) -> dict[str, Any]:
     from fapiao_hub.infra.store import iso, list_partition
 
-    batch: list[dict[str, Any]] = []
-    for i in range(start, stop):
-        recent = i < RECENT
-        system, status = ("sample-erp", "RECEIVED") if recent else ("bulk-erp", "ISSUED")
-        pk = f"{system}#L{i:07d}"
-        received = now - (timedelta(minutes=i) if recent else timedelta(days=30, seconds=i))
-        item = {
-            "pk": {"S": pk}, "source_system": {"S": system}, "open_apply_code": {"S": f"L{i:07d}"},
-            "status": {"S": status}, "created_at": {"S": iso(received)}, "updated_at": {"S": iso(received)},
-            "channel": {"S": "xunlian"}, "amount": {"N": "5327.43"}, "tax": {"N": "692.57"},
-            "list_all": {"S": list_partition("ALL", pk)}, "list_system": {"S": list_partition(system, pk)},
-            "list_status": {"S": list_partition(status, pk)},
-        }  # fmt: skip
-        batch.append({"PutRequest": {"Item": item}})
-        if len(batch) == 25:
-            _write(client, table, batch)
-            batch = []
-    if batch:
-        _write(client, table, batch)
+    recent = i < RECENT
+    system, status = ("sample-erp", "RECEIVED") if recent else ("bulk-erp", "ISSUED")
+    pk = f"{system}#L{i:07d}"
+    received = now - (timedelta(minutes=i) if recent else timedelta(days=30, seconds=i))
+    return {
+        "pk": {"S": pk}, "source_system": {"S": system}, "open_apply_code": {"S": f"L{i:07d}"},
+        "status": {"S": status}, "created_at": {"S": iso(received)}, "updated_at": {"S": iso(received)},
+        "channel": {"S": "xunlian"}, "amount": {"N": "5327.43"}, "tax": {"N": "692.57"},
+        "list_all": {"S": list_partition("ALL", pk)}, "list_system": {"S": list_partition(system, pk)},
+        "list_status": {"S": list_partition(status, pk)},
+    }  # fmt: skip
 
 
 def measure(sizes: list[int] | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_LIST_SIZES", "1000,100000").split(",") if s.strip()]
-    with moto_environment():
-        return _measure(sorted(sizes))
+    return _measure(sorted(sizes))
 
 
 def _event(query: dict[str, str], token: str = OPERATOR_TOKEN) -> dict[str, Any]:
@@ -79,20 +73,12 @@ def _event(query: dict[str, str], token: str = OPERATOR_TOKEN) -> dict[str, Any]
 
 
 def _measure(sizes: list[int]) -> dict[str, Any]:
-    import importlib.util
-    import sys
-
     import boto3
-    from moto import mock_aws
 
-    from bench.hooks import RequestCounter, tally
-    from fapiao_hub import runtime
+    from bench.hooks import tally
     from fapiao_hub.domain.config import token_sha256
-    from local.atomic_moto import serialized_in_process
-    from local.moto_speed import faster_dynamodb
-    from local.provision import provision
 
-    config = json.loads((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
+    config = local_hub_config()
     config["operators"] = {
         "bench": {"token_sha256": [token_sha256(OPERATOR_TOKEN)], "role": "viewer"},
         "limited": {
@@ -102,26 +88,12 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
         },
     }
     results: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory() as workdir, mock_aws(), serialized_in_process(), faster_dynamodb():
-        config_file = Path(workdir) / "hub-config.json"
-        config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-        resources = provision(ROOT / "template.yaml", region=REGION)
-        os.environ.update(resources.function_environment("OpsFunction", {"HUB_CONFIG_FILE": str(config_file)}))
-        runtime.reset()
-        counter = RequestCounter()
-        counter.attach(runtime._boto_session())
-        path = ROOT / "functions" / "ops" / "app.py"
-        spec = importlib.util.spec_from_file_location("_bench_ops_app", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_bench_ops_app"] = module
-        spec.loader.exec_module(module)
-        handler = module.lambda_handler
-
+    with function_in_moto("OpsFunction", "ops", config=config, faster_dynamodb=True) as fn:
+        resources, counter, handler, context = fn.resources, fn.counter, fn.handler, fn.context
         client = boto3.client("dynamodb", region_name=REGION)
         now = datetime.now(UTC)
         filled = 0
-        handler(_event({}), _Context())  # builds the clients: not counted
+        handler(_event({}), context)  # builds the clients: not counted
         for size in sizes:
             started = time.perf_counter()
             _fill(client, resources.tables["ApplicationsTable"], filled, size, now)
@@ -133,7 +105,7 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
             for name, query, token in queries:
                 mark = counter.mark()
                 started = time.perf_counter()
-                answer = handler(_event(query, token), _Context())
+                answer = handler(_event(query, token), context)
                 elapsed = time.perf_counter() - started
                 body = json.loads(answer["body"])
                 assert answer["statusCode"] == 200, body
@@ -145,7 +117,6 @@ def _measure(sizes: list[int]) -> dict[str, Any]:
                     "ms": elapsed * 1000,
                 }
             results.append({"size": size, "fill_s": fill_s, "pages": pages})
-        runtime.reset()
     per_size = [sum(p["dynamodb_requests"] for p in r["pages"].values()) for r in results]
     return {
         "page": PAGE,

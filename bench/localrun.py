@@ -1,7 +1,7 @@
 """The local run (local.run.start) in this process, instrumented for the benchmarks.
 
 What is counted: every AWS API call made by a client built from the boto3 session of
-``fapiao_hub.runtime`` (``runtime._boto_session()``), which is the session every function handler
+``fapiao_hub.runtime`` (``runtime.watch_aws_requests``), which is the session every function handler
 builds its clients from (application store, invoices, dispatch queue, S3 files, EventBridge, the
 notifier's SQS calls). The counter is attached to that session right after the local run has
 started and before any handler has built a client.
@@ -251,7 +251,7 @@ def instrumented_hub(state_dir: Path, *, schedule_seconds: float | None = None) 
         if built:
             raise RuntimeError("the runtime built clients before the counter was attached")
         counter = RequestCounter()
-        counter.attach(runtime._boto_session())
+        counter.attach()
         timings = Timings()
         names = {}
         for logical_id, function in hub.functions.items():

@@ -25,131 +25,52 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
+from bench.setup import REGION, function_in_moto, schedule_event, write_items
+
 DUE = 50
 
 
-@contextmanager
-def moto_environment() -> Iterator[None]:
-    """moto's fake credentials and quiet Powertools while inside; the process environment restored after
-    (the reconciliation's section measures the same way)."""
-    saved = dict(os.environ)
-    try:
-        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-            os.environ.pop(name, None)
-        os.environ.update(  # moto's fake credentials
-            AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-            AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
-            POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="WARNING",
-        )  # fmt: skip
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-class _Context:
-    function_name = "PollerFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:PollerFunction"
-    aws_request_id = "bench"
-    log_group_name = "/aws/lambda/PollerFunction"
-    log_stream_name = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60_000
-
-
-def _schedule_event() -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": "bench",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "region": REGION,
-        "resources": [],
-        "detail": {},
-    }
-
-
 def _fill(client: Any, table: str, start: int, stop: int, now: int) -> None:
-    batch: list[dict[str, Any]] = []
-    for i in range(start, stop):
-        item: dict[str, Any] = {
-            "pk": {"S": f"bench#P{i:07d}"},
-            "source_system": {"S": "bench"},
-            "open_apply_code": {"S": f"P{i:07d}"},
-        }
-        if i < DUE:
-            item |= {"status": {"S": "SUBMITTED"}, "due_bucket": {"S": "OPEN"}, "next_poll_at": {"N": str(now - 60)}}
-        elif i % 20 == 0:  # 5%: open, due in an hour
-            item |= {"status": {"S": "SUBMITTED"}, "due_bucket": {"S": "OPEN"}, "next_poll_at": {"N": str(now + 3600)}}
-        else:
-            item |= {"status": {"S": "ISSUED"}}
-        batch.append({"PutRequest": {"Item": item}})
-        if len(batch) == 25:
-            _write(client, table, batch)
-            batch = []
-    if batch:
-        _write(client, table, batch)
+    write_items(client, table, (_item(i, now) for i in range(start, stop)))
 
 
-def _write(client: Any, table: str, batch: list[dict[str, Any]]) -> None:
-    request = {table: batch}
-    while request:
-        request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+def _item(i: int, now: int) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": f"bench#P{i:07d}"},
+        "source_system": {"S": "bench"},
+        "open_apply_code": {"S": f"P{i:07d}"},
+    }
+    if i < DUE:
+        item |= {"status": {"S": "SUBMITTED"}, "due_bucket": {"S": "OPEN"}, "next_poll_at": {"N": str(now - 60)}}
+    elif i % 20 == 0:  # 5%: open, due in an hour
+        item |= {"status": {"S": "SUBMITTED"}, "due_bucket": {"S": "OPEN"}, "next_poll_at": {"N": str(now + 3600)}}
+    else:
+        item |= {"status": {"S": "ISSUED"}}
+    return item
 
 
 def measure(sizes: list[int] | None = None, runs: int | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_POLL_SIZES", "1000,100000").split(",") if s.strip()]
     runs = runs or int(os.environ.get("BENCH_POLL_RUNS", "5"))
-    with moto_environment():
-        return _measure(sorted(sizes), runs)
+    return _measure(sorted(sizes), runs)
 
 
 def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
-    import importlib.util
-    import sys
-
     import boto3
-    from moto import mock_aws
 
-    from bench.hooks import RequestCounter, item_size, tally
-    from fapiao_hub import runtime
-    from local.atomic_moto import serialized_in_process
-    from local.provision import provision
+    from bench.hooks import item_size, tally
 
     results: list[dict[str, Any]] = []
-    with mock_aws(), serialized_in_process():
-        resources = provision(ROOT / "template.yaml", region=REGION)
-        config = {"HUB_CONFIG_FILE": str(ROOT / "local" / "hub-config.json")}
-        environment = resources.function_environment("PollerFunction", config)
-        os.environ.update(environment)
-        runtime.reset()
-        counter = RequestCounter()
-        counter.attach(runtime._boto_session())
-        spec = importlib.util.spec_from_file_location("_bench_poller_app", ROOT / "functions" / "poller" / "app.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_bench_poller_app"] = module
-        spec.loader.exec_module(module)
-        handler = module.lambda_handler
-
+    with function_in_moto("PollerFunction", "poller") as fn:
+        resources, counter, handler, context = fn.resources, fn.counter, fn.handler, fn.context
         client = boto3.client("dynamodb", region_name=REGION)
         table = resources.tables["ApplicationsTable"]
         now = int(time.time())
         filled = 0
-        handler(_schedule_event(), _Context())  # builds the clients: not counted
+        handler(schedule_event(), context)  # builds the clients: not counted
         for size in sizes:
             started = time.perf_counter()
             _fill(client, table, filled, size, now)
@@ -163,7 +84,7 @@ def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
                 _fill(client, table, 0, DUE, now)
                 mark = counter.mark()
                 started = time.perf_counter()
-                answer = handler(_schedule_event(), _Context())
+                answer = handler(schedule_event(), context)
                 times.append(time.perf_counter() - started)
                 per_run.append(tally(counter.since(mark)))
             # What the Query reads (the index entries it returns): for the read-unit estimate.
@@ -193,7 +114,6 @@ def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
                     "query_read_bytes": read_bytes,
                 }
             )
-        runtime.reset()
     return {"runs": runs, "due": DUE, "sizes": results}
 
 

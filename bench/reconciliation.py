@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.polling import REGION, ROOT, _Context, _schedule_event, _write, moto_environment
+from bench.setup import HUB_CONFIG, REGION, ROOT, function_in_moto, schedule_event, write_items
 
 IN_WINDOW = 20
 PERSON = 5
@@ -36,7 +36,7 @@ def _application_document() -> bytes:
     from fapiao_hub.domain import rules
     from fapiao_hub.domain.config import HubConfig
 
-    config = HubConfig.model_validate_json((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
+    config = HubConfig.model_validate_json(HUB_CONFIG.read_text(encoding="utf-8"))
     body = json.loads((ROOT / "docs" / "examples" / "order-xunlian.json").read_text(encoding="utf-8"))
     result = seed004.to_application(
         body, source_system="sample-erp", system=config.business_systems["sample-erp"], config=config,
@@ -51,7 +51,7 @@ def _fill(client: Any, tables: dict[str, str], start: int, stop: int, now: datet
 
     recent, old = now - timedelta(hours=1), now - timedelta(days=40)
     china = timedelta(hours=8)
-    batch: list[dict[str, Any]] = []
+    applications: list[dict[str, Any]] = []
     invoices: list[dict[str, Any]] = []
     for i in range(start, stop):
         pk = f"sample-erp#R{i:07d}"
@@ -70,61 +70,35 @@ def _fill(client: Any, tables: dict[str, str], start: int, stop: int, now: datet
             if i < PERSON:
                 item["attention"] = {"S": "PERSON"}
             invoices.append(
-                {"PutRequest": {"Item": {"pk": {"S": number}, "number": {"S": number}, "application_key": {"S": pk},
-                 "status": {"S": "ISSUED"}, "amount": {"N": "5327.43"}, "tax": {"N": "692.57"}}}}
+                {"pk": {"S": number}, "number": {"S": number}, "application_key": {"S": pk},
+                 "status": {"S": "ISSUED"}, "amount": {"N": "5327.43"}, "tax": {"N": "692.57"}}
             )  # fmt: skip
         else:
             item |= {"settled_day": {"S": settled_partition(pk, (old + china).date())}, "settled_at": {"S": iso(old)}}
-        batch.append({"PutRequest": {"Item": item}})
-        if len(batch) == 25:
-            _write(client, tables["ApplicationsTable"], batch)
-            batch = []
-    if batch:
-        _write(client, tables["ApplicationsTable"], batch)
-    for begin in range(0, len(invoices), 25):
-        _write(client, tables["InvoicesTable"], invoices[begin : begin + 25])
+        applications.append(item)
+    write_items(client, tables["ApplicationsTable"], applications)
+    write_items(client, tables["InvoicesTable"], invoices)
 
 
 def measure(sizes: list[int] | None = None, runs: int | None = None) -> dict[str, Any]:
     sizes = sizes or [int(s) for s in os.environ.get("BENCH_RECONCILE_SIZES", "1000,100000").split(",") if s.strip()]
     runs = runs or int(os.environ.get("BENCH_RECONCILE_RUNS", "3"))
-    with moto_environment():
-        return _measure(sorted(sizes), runs)
+    return _measure(sorted(sizes), runs)
 
 
 def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
-    import importlib.util
-    import sys
-
     import boto3
-    from moto import mock_aws
 
-    from bench.hooks import RequestCounter, tally
-    from fapiao_hub import runtime
-    from local.atomic_moto import serialized_in_process
-    from local.provision import provision
+    from bench.hooks import tally
 
     results: list[dict[str, Any]] = []
-    with mock_aws(), serialized_in_process():
-        resources = provision(ROOT / "template.yaml", region=REGION)
-        config = {"HUB_CONFIG_FILE": str(ROOT / "local" / "hub-config.json")}
-        os.environ.update(resources.function_environment("ReconciliationFunction", config))
-        runtime.reset()
-        counter = RequestCounter()
-        counter.attach(runtime._boto_session())
-        path = ROOT / "functions" / "reconciliation" / "app.py"
-        spec = importlib.util.spec_from_file_location("_bench_reconciliation_app", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["_bench_reconciliation_app"] = module
-        spec.loader.exec_module(module)
-        handler = module.lambda_handler
-
+    with function_in_moto("ReconciliationFunction", "reconciliation") as fn:
+        resources, counter, handler, context = fn.resources, fn.counter, fn.handler, fn.context
         client = boto3.client("dynamodb", region_name=REGION)
         document = _application_document()
         now = datetime.now(UTC)
         filled = 0
-        handler(_schedule_event(), _Context())  # builds the clients: not counted
+        handler(schedule_event(), context)  # builds the clients: not counted
         for size in sizes:
             started = time.perf_counter()
             _fill(client, resources.tables, filled, size, now, document)
@@ -135,7 +109,7 @@ def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
             for _ in range(runs):
                 mark = counter.mark()
                 started = time.perf_counter()
-                answer = handler(_schedule_event(), _Context())
+                answer = handler(schedule_event(), context)
                 times.append(time.perf_counter() - started)
                 per_run.append(tally(counter.since(mark)))
             results.append(
@@ -151,7 +125,6 @@ def _measure(sizes: list[int], runs: int) -> dict[str, Any]:
                     "median_ms": statistics.median(times) * 1000,
                 }
             )
-        runtime.reset()
     first, last = results[0], results[-1]
     ratio = last["dynamodb_requests"] / first["dynamodb_requests"] if first["dynamodb_requests"] else None
     return {"runs": runs, "in_window": IN_WINDOW, "needing_person": PERSON, "sizes": results, "ratio": ratio}

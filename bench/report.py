@@ -36,6 +36,33 @@ def _missing(results: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def _unavailable(results: dict[str, Any], name: str, title: str) -> str | None:
+    """The section's whole text when ``name`` was not run or failed (its title, then why); None when it ran."""
+    missing = _missing(results, name)
+    return f"{title}\n\n{missing}" if missing else None
+
+
+def _ran(results: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """The section's results when it ran without failing."""
+    section = results.get(name)
+    return section if section and "error" not in section else None
+
+
+def _calls(requests: dict[str, int]) -> str:
+    """``dynamodb:Query x2, ...`` in the order counted."""
+    return ", ".join(f"{k} x{v}" for k, v in requests.items())
+
+
+def _same_requests(sizes: list[dict[str, Any]]) -> bool:
+    """Every size made the same requests."""
+    return len({tuple(sorted(s["requests"].items())) for s in sizes}) == 1
+
+
+def _figures(counts: dict[str, Any], sep: str = " ") -> str:
+    """``name 1,234, other 5`` (``sep`` between a name and its figure)."""
+    return ", ".join(f"{k}{sep}{v:,}" for k, v in counts.items())
+
+
 # ============================================================================ requests
 def flow_rows(name: str, flow: dict[str, Any]) -> tuple[list[tuple[str, str, str, int, int, str, str]], int]:
     """(function, operation, the calls, measured, floor, floor why, above-floor why) rows, and the floor."""
@@ -69,9 +96,9 @@ def flow_rows(name: str, flow: dict[str, Any]) -> tuple[list[tuple[str, str, str
 
 
 def requests_section(results: dict[str, Any]) -> str:
-    missing = _missing(results, "requests")
-    if missing:
-        return "## 1. AWS requests per issued invoice\n\n" + missing
+    unavailable = _unavailable(results, "requests", "## 1. AWS requests per issued invoice")
+    if unavailable:
+        return unavailable
     flows = results["requests"]["flows"]
     out = [
         "## 1. AWS requests per issued invoice",
@@ -126,8 +153,8 @@ def requests_section(results: dict[str, Any]) -> str:
         for function, op, calls, got, need, why, above in rows:
             out.append(f"| {SHORT.get(function, function)} | {op} | {calls} | {got} | {need} | {why} | {above} |")
     out += ["", "### Why the ratios miss and what would bring them to the floor", "", _request_fixes(flows)]
-    throughput = results.get("throughput")
-    if throughput and "error" not in throughput and throughput.get("requests_per_issued"):
+    throughput = _ran(results, "throughput")
+    if throughput and throughput.get("requests_per_issued"):
         ops = throughput["requests_by_operation_per_issued"]
         issued = throughput["statuses"].get("ISSUED", 0)
         blue = [f for f in ("xunlian", "ekuaibao", "kingdee", "partner") if f in flows]
@@ -318,9 +345,9 @@ def _cost_notes() -> str:
 
 # ============================================================================ cold start
 def coldstart_section(results: dict[str, Any]) -> str:
-    missing = _missing(results, "coldstart")
-    if missing:
-        return "## 3. Cold start per function\n\n" + missing
+    unavailable = _unavailable(results, "coldstart", "## 3. Cold start per function")
+    if unavailable:
+        return unavailable
     cold = results["coldstart"]
     functions = cold["functions"]
     out = [
@@ -462,9 +489,9 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
 
 # ============================================================================ warm
 def warm_section(results: dict[str, Any]) -> str:
-    missing = _missing(results, "warm")
-    if missing:
-        return "## 4. Warm overhead of the intake handler\n\n" + missing
+    unavailable = _unavailable(results, "warm", "## 4. Warm overhead of the intake handler")
+    if unavailable:
+        return unavailable
     w = results["warm"]
     calls = ", ".join(f"{k} x{v:g}" for k, v in w["calls_per_request"].items())
     verdict = _ok(w["ratio"], TARGET_WARM)
@@ -511,12 +538,12 @@ def warm_section(results: dict[str, Any]) -> str:
 
 # ============================================================================ polling
 def polling_section(results: dict[str, Any]) -> str:
-    missing = _missing(results, "polling")
-    if missing:
-        return "## 5. Polling cost vs. table size\n\n" + missing
+    unavailable = _unavailable(results, "polling", "## 5. Polling cost vs. table size")
+    if unavailable:
+        return unavailable
     p = results["polling"]
     sizes = p["sizes"]
-    equal = len({tuple(sorted(s["requests"].items())) for s in sizes}) == 1
+    equal = _same_requests(sizes)
     out = [
         "## 5. Polling cost vs. table size",
         "",
@@ -531,7 +558,7 @@ def polling_section(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---|---:|---:|",
     ]
     for s in sizes:
-        requests = ", ".join(f"{k} x{v}" for k, v in s["requests"].items())
+        requests = _calls(s["requests"])
         out.append(
             f"| {s['size']:,} | {s['in_index']:,} | {s['due']} | {requests} | {s['query_read_bytes']:,} bytes "
             f"(0.5 read unit) | {s['median_ms']:.0f} ms |"
@@ -555,12 +582,12 @@ def polling_section(results: dict[str, Any]) -> str:
 # ============================================================================ reconciliation
 def reconciliation_section(results: dict[str, Any]) -> str:
     title = "## 5b. Reconciliation cost vs. table size"
-    missing = _missing(results, "reconciliation")
-    if missing:
-        return f"{title}\n\n" + missing
+    unavailable = _unavailable(results, "reconciliation", title)
+    if unavailable:
+        return unavailable
     r = results["reconciliation"]
     sizes = r["sizes"]
-    equal = len({tuple(sorted(s["requests"].items())) for s in sizes}) == 1
+    equal = _same_requests(sizes)
     out = [
         title,
         "",
@@ -574,7 +601,7 @@ def reconciliation_section(results: dict[str, Any]) -> str:
         "|---:|---:|---:|---|---:|",
     ]
     for s in sizes:
-        requests = ", ".join(f"{k} x{v}" for k, v in s["requests"].items())
+        requests = _calls(s["requests"])
         out.append(
             f"| {s['size']:,} | {s['checked']} | {s['dynamodb_requests']} | {requests} | {s['median_ms']:.0f} ms |"
         )
@@ -591,9 +618,9 @@ def reconciliation_section(results: dict[str, Any]) -> str:
 # ============================================================================ listing (operations desk)
 def listing_section(results: dict[str, Any]) -> str:
     title = "## 5c. The operations desk's list vs. table size"
-    missing = _missing(results, "listing")
-    if missing:
-        return f"{title}\n\n" + missing
+    unavailable = _unavailable(results, "listing", title)
+    if unavailable:
+        return unavailable
     r = results["listing"]
     names = list(r["sizes"][0]["pages"])
     out = [
@@ -623,9 +650,9 @@ def listing_section(results: dict[str, Any]) -> str:
 # ============================================================================ batch submission
 def batch_section(results: dict[str, Any]) -> str:
     title = "## 5d. Batch submission: AWS requests per order at intake"
-    missing = _missing(results, "batch")
-    if missing:
-        return f"{title}\n\n" + missing
+    unavailable = _unavailable(results, "batch", title)
+    if unavailable:
+        return unavailable
     r = results["batch"]
     n = r["orders"]
 
@@ -661,9 +688,9 @@ def batch_section(results: dict[str, Any]) -> str:
 
 # ============================================================================ throughput
 def throughput_section(results: dict[str, Any]) -> str:
-    missing = _missing(results, "throughput")
-    if missing:
-        return "## 6. Throughput of the local run\n\n" + missing
+    unavailable = _unavailable(results, "throughput", "## 6. Throughput of the local run")
+    if unavailable:
+        return unavailable
     t = results["throughput"]
     out = [
         "## 6. Throughput of the local run",
@@ -799,7 +826,7 @@ def render(machine: dict[str, Any], results: dict[str, Any], command: str) -> st
 
 
 def soak_section(soak: dict[str, Any] | None) -> str:
-    """Section 7: the last `make soak` (bench/last-soak.json, written by local.soak --json)."""
+    """Section 7: the last `make soak` (bench/last-soak.json, written by bench.soak --json)."""
     out = ["", "## 7. Load with faults (`make soak`)", ""]
     if not soak:
         return "\n".join([*out, "No `make soak` run recorded yet (bench/last-soak.json).", ""])
@@ -827,13 +854,12 @@ def soak_section(soak: dict[str, Any] | None) -> str:
         f"| lost (not final and not visibly flagged) | **{soak['lost']}** |",
         f"| 5xx answers to valid requests | **{soak['server_errors']}** |",
         f"| left open at the end | {soak['left_open']} |",
-        f"| final states | {', '.join(f'{k} {v:,}' for k, v in sorted(states.items()))} |",
-        f"| intake answers | {', '.join(f'{k}: {v:,}' for k, v in soak['intake_answers'].items())} |",
+        f"| final states | {_figures(dict(sorted(states.items())))} |",
+        f"| intake answers | {_figures(soak['intake_answers'], ': ')} |",
         f"| dispatcher crashes injected | {sum(soak['dispatcher_crashes'].values()):,} |",
-        f"| Ekuaibao pushes answered | "
-        f"{', '.join(f'{k}: {v:,}' for k, v in soak.get('ekuaibao_pushes', {}).items())} |",
+        f"| Ekuaibao pushes answered | {_figures(soak.get('ekuaibao_pushes', {}), ': ')} |",
         f"| recoveries in the applications' history | "
-        f"{', '.join(f'{k} {v:,}' for k, v in sorted(soak.get('history_notes', {}).items()))} |",
+        f"{_figures(dict(sorted(soak.get('history_notes', {}).items())))} |",
         f"| dispatch records per order | {soak['dispatch_records_per_order']} |",
         f"| dispatch DLQ at the end | {soak['dispatch_dlq_depth']} |",
         f"| elapsed, first submit to last final state | {soak['elapsed_seconds']:,.0f} s "
@@ -844,13 +870,12 @@ def soak_section(soak: dict[str, Any] | None) -> str:
         "| channel | final states | sandbox |",
         "|---|---|---|",
         *(
-            f"| {name} | {', '.join(f'{k} {v:,}' for k, v in sorted(by.items()))} | "
-            f"{', '.join(f'{k} {v:,}' for k, v in (soak['sandboxes'].get(name) or {}).items())} |"
+            f"| {name} | {_figures(dict(sorted(by.items())))} | {_figures(soak['sandboxes'].get(name) or {})} |"
             for name, by in soak["final_states"].items()
         ),
         "",
         "Crashes by boundary: "
-        + ", ".join(f"{k} {v:,}" for k, v in sorted(soak["dispatcher_crashes"].items()))
+        + _figures(dict(sorted(soak["dispatcher_crashes"].items())))
         + ". `make test` runs the same at 160 orders (tests/integration/test_soak.py).",
         "",
     ]
@@ -907,8 +932,8 @@ def _load_warning(machine: dict[str, Any], results: dict[str, Any]) -> list[str]
 
 def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     rows: list[tuple[str, str, str, str]] = []
-    r = results.get("requests")
-    if r and "error" not in r:
+    r = _ran(results, "requests")
+    if r:
         for name, flow in r["flows"].items():
             _, floor_total = flow_rows(name, flow)
             ratio = flow["total"] / floor_total
@@ -920,48 +945,48 @@ def _summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     if c:
         for name, flow in c["flows"].items():
             rows.append((f"cost per million invoices, {FLOW_TITLES[name]}", _usd(flow["total"]), "-", "no target"))
-    cold = results.get("coldstart")
-    if cold and "error" not in cold:
+    cold = _ran(results, "coldstart")
+    if cold:
         for name, f in cold["functions"].items():
             figure = f"{_ms(f['handler']['total_s'])} vs {_ms(f['baseline']['total_s'])}: {f['ratio']:.2f}x"
             verdict = "met" if f["ratio"] <= TARGET_COLD else "missed (section 3)"
             rows.append((f"cold start, {name}", figure, f"<= {TARGET_COLD}x", verdict))
-    w = results.get("warm")
-    if w and "error" not in w:
+    w = _ran(results, "warm")
+    if w:
         rows.append(
             ("warm intake request", f"{w['hub_median_ms']:.1f} ms vs {w['bare_median_ms']:.1f} ms: {w['ratio']:.2f}x",
              f"<= {TARGET_WARM}x", "met" if w["ratio"] <= TARGET_WARM else "missed (section 4)")
         )  # fmt: skip
-    p = results.get("polling")
-    if p and "error" not in p:
+    p = _ran(results, "polling")
+    if p:
         sizes = p["sizes"]
-        equal = len({tuple(sorted(s["requests"].items())) for s in sizes}) == 1
+        equal = _same_requests(sizes)
         figure = " vs ".join(f"{s['total_requests']} at {s['size']:,}" for s in sizes)
         rows.append(("poller requests vs table size", figure, "equal", "met" if equal else "missed (section 5)"))
-    rc = results.get("reconciliation")
-    if rc and "error" not in rc:
+    rc = _ran(results, "reconciliation")
+    if rc:
         sizes = rc["sizes"]
         equal = len({s["dynamodb_requests"] for s in sizes}) == 1
         figure = " vs ".join(f"{s['dynamodb_requests']} at {s['size']:,}" for s in sizes)
         rows.append(
             ("reconciliation DynamoDB requests vs table size", figure, "equal", "met" if equal else "missed (5b)")
         )
-    ls = results.get("listing")
-    if ls and "error" not in ls:
+    ls = _ran(results, "listing")
+    if ls:
         figure = " vs ".join(f"{total} at {s['size']:,}" for total, s in zip(ls["per_size"], ls["sizes"], strict=True))
         rows.append(
             ("ops list DynamoDB requests vs table size", figure, "equal", "met" if ls["equal"] else "missed (5c)")
         )
-    b = results.get("batch")
-    if b and "error" not in b:
+    b = _ran(results, "batch")
+    if b:
         rows.append(
             (f"requests per batched order (batch of {b['orders']})",
              f"{b['batch']['per_order']:.2f} vs {b['single']['per_order']:.2f} per single POST: "
              f"{b['ratio']:.2f}x fewer",
              "-", "no target")
         )  # fmt: skip
-    t = results.get("throughput")
-    if t and "error" not in t:
+    t = _ran(results, "throughput")
+    if t:
         rows.append(
             (f"throughput, {t['submitted']:,} orders, {t['clients']} clients",
              f"{t['orders_per_second']:.1f} orders/s; to ISSUED p50 {t['to_issued_p50_s']:.1f} s, "

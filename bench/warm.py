@@ -27,24 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.setup import REGION, ROOT, LambdaContext, load_handler, local_hub_config, moto_environment
+
 TOKEN = "bench-warm-token"  # noqa: S105 - a local test token
-REGION = "us-east-1"
 WARMUP = 20
-
-
-class _Context:
-    function_name = "IntakeFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:IntakeFunction"
-    aws_request_id = "bench"
-    log_group_name = "/aws/lambda/IntakeFunction"
-    log_stream_name = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 20_000
 
 
 def _event(order: dict[str, Any]) -> dict[str, Any]:
@@ -83,36 +69,13 @@ def _event(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load_handler() -> Any:
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("_bench_intake_app", ROOT / "functions" / "intake" / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_bench_intake_app"] = module
-    spec.loader.exec_module(module)
-    return module.lambda_handler
-
-
 def measure(requests: int | None = None) -> dict[str, Any]:
     requests = requests or int(os.environ.get("BENCH_WARM_REQUESTS", "300"))
-    saved = dict(os.environ)
-    try:
+    with moto_environment(quiet=False):
         return _measure(requests)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _measure(requests: int) -> dict[str, Any]:
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-        os.environ.pop(name, None)
-    os.environ.update(  # moto's fake credentials
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",  # noqa: S106
-        AWS_DEFAULT_REGION=REGION, AWS_REGION=REGION,
-        POWERTOOLS_TRACE_DISABLED="true",
-    )  # fmt: skip
     import boto3
     from moto import mock_aws
 
@@ -126,13 +89,14 @@ def _measure(requests: int) -> dict[str, Any]:
     with mock_aws(), serialized_in_process(), tempfile.TemporaryDirectory(prefix="fapiao-warm-") as tmp:
         resources = provision(template, region=REGION)
         twin = provision(template, region=REGION, prefix="bench-bare")
-        config = json.loads((ROOT / "local" / "hub-config.json").read_text(encoding="utf-8"))
+        config = local_hub_config()
         config["business_systems"]["sample-erp"]["token_sha256"] = [token_sha256(TOKEN)]
         config_file = Path(tmp) / "hub-config.json"
         config_file.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
         os.environ.update(resources.function_environment("IntakeFunction", {"HUB_CONFIG_FILE": str(config_file)}))
         runtime.reset()
-        handler = _load_handler()
+        handler = load_handler("intake")
+        context = LambdaContext("IntakeFunction", remaining_ms=20_000)
 
         captured: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -140,7 +104,7 @@ def _measure(requests: int) -> dict[str, Any]:
             body = params.get("body") or b"{}"
             captured.append((model.service_model.service_name, model.name, json.loads(body)))
 
-        runtime._boto_session().events.register("before-call.*.*", capture)
+        runtime.watch_aws_requests(capture, "fapiao-bench-warm")
 
         rename = {
             resources.tables["ApplicationsTable"]: twin.tables["ApplicationsTable"],
@@ -163,7 +127,7 @@ def _measure(requests: int) -> dict[str, Any]:
             event = _event(with_code(copy.deepcopy(base), f"warm-{i:06d}", "VB5"))
             captured.clear()
             started = time.perf_counter()
-            response = handler(event, _Context())
+            response = handler(event, context)
             hub_elapsed = time.perf_counter() - started
             if response.get("statusCode") != 200:
                 raise RuntimeError(f"intake answered {response.get('statusCode')}: {response.get('body')}")

@@ -49,7 +49,7 @@ from typing import Any
 
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from local.provision import FunctionSpec
+from local.template import FunctionSpec
 
 log = logging.getLogger("local.runtime")
 

@@ -4,7 +4,8 @@
 ``getfqdn``, which can hang on a machine without DNS), serves on a daemon thread, and wakes held
 connections on shutdown (``stopping``). :class:`SandboxHandler` sends answers (never raising on a
 client that went away), reads bodies with a size limit, and parses the ``/_sandbox/...`` control
-bodies (a bad one is :class:`BadRequest`, answered 400 ``{"error": ...}``).
+bodies (a bad one is :class:`BadRequest`, answered 400 ``{"error": ...}``). China time (UTC+8):
+:func:`china_now`, :func:`china_today`, :func:`china_midnight_millis`.
 
 :class:`SavedState` is how a simulator's records survive the local run's restart: a state class
 names the attributes it keeps (``saved_fields``) and the dataclasses they hold (``saved_types``);
@@ -27,7 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 HOST = "127.0.0.1"
-#: China Standard Time (no daylight saving time since 1991): "today" for an invoice is China's today.
+#: China Standard Time (UTC+8, no daylight saving time since 1991): "today" for an invoice is China's
+#: today. The sandboxes' one China-time helper: they cannot use the hub's (the hub-tools image that runs
+#: them as containers holds sandbox/ alone, no fapiao_hub).
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
 GATEWAY_PAGE = (
@@ -36,8 +39,22 @@ GATEWAY_PAGE = (
 )
 
 
+def china_now() -> dt.datetime:
+    return dt.datetime.now(CHINA)
+
+
 def china_today() -> dt.date:
-    return dt.datetime.now(CHINA).date()
+    return china_now().date()
+
+
+def china_midnight(day: dt.date) -> dt.datetime:
+    """00:00 of ``day`` in China."""
+    return dt.datetime.combine(day, dt.time(), CHINA)
+
+
+def china_midnight_millis(day: dt.date) -> int:
+    """00:00 of ``day`` in China in milliseconds since the epoch (the vendors' ``invoiceDate``)."""
+    return int(china_midnight(day).timestamp()) * 1000
 
 
 def check_host(host: str) -> None:
@@ -201,6 +218,25 @@ class SandboxServer(ThreadingHTTPServer):
     def base_url(self, url: str) -> None:
         self._advertised = url
 
+    # What the ``/_sandbox/`` control routes (SandboxHandler._control_get / _control_post) act on.
+
+    def config(self) -> dict[str, Any]:
+        """``GET /_sandbox/config``: the simulator's settings and fault rates."""
+        raise NotImplementedError
+
+    def configure(self, given: dict[str, Any]) -> dict[str, Any]:
+        """``POST /_sandbox/config``: validate everything, then apply; the settings now."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """``POST /_sandbox/reset``: forget every record and fault."""
+        raise NotImplementedError
+
+    def fault_switches(self) -> Any:
+        """What ``/_sandbox/faults`` scripts (``script``, ``scripts``): the simulator's
+        :class:`sandbox.faults.FaultInjector`, kept as ``injector``."""
+        return self.injector  # type: ignore[attr-defined]
+
     def saved(self) -> SavedState | None:
         """What of this simulator survives a restart of the local run: itself or its ``state``, when
         that is a :class:`SavedState`; None when it keeps nothing worth keeping."""
@@ -276,6 +312,30 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise BadRequest(f"Content-Length must be in 0..{self.max_body}")
         return self.rfile.read(length) if length else b""
+
+    def _control_get(self, path: str) -> bool:
+        """Answer ``GET /_sandbox/config`` or ``/_sandbox/faults`` (every simulator's); False for another path."""
+        if path == "/_sandbox/config":
+            self._send_json(200, self.server.config())
+        elif path == "/_sandbox/faults":
+            self._send_json(200, self.server.fault_switches().scripts())
+        else:
+            return False
+        return True
+
+    def _control_post(self, path: str, raw: bytes) -> Any:
+        """The answer to ``POST /_sandbox/reset``, ``/config`` or ``/faults`` (every simulator's), None for
+        another path. A bad body raises :class:`BadRequest` or ``sandbox.faults.FaultConfigError``."""
+        server = self.server
+        if path == "/_sandbox/reset":
+            server.reset()
+            return {"reset": True}
+        if path == "/_sandbox/config":
+            return server.configure(self._control_json(raw))
+        if path == "/_sandbox/faults":
+            server.fault_switches().script(self._control_json(raw))
+            return server.fault_switches().scripts()
+        return None
 
     @staticmethod
     def _control_json(raw: bytes, **loads: Any) -> dict[str, Any]:

@@ -48,7 +48,6 @@ request number and the pushes not yet taken by the hub (handed over, not yet ans
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import hashlib
 import re
 import threading
@@ -58,7 +57,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, BadRequest, SandboxHandler, SandboxServer, SavedState, check_host, china_today
+from sandbox.base import (
+    HOST,
+    BadRequest,
+    SandboxHandler,
+    SandboxServer,
+    SavedState,
+    check_host,
+    china_midnight_millis,
+    china_today,
+)
 from sandbox.partner import invoice_pdf
 from sandbox.pusher import BackgroundPusher, Pusher, PushJob, PushRecord, Switches, sample_invoice
 
@@ -128,8 +136,7 @@ def order_invoice(request_number: str, order: Mapping[str, Any], *, position: in
             line["invRowType"] = int(given["invRowType"])
         lines.append(line)
     number, code, check_code = _numbers(request_number if position == 0 else f"{request_number}#{position}")
-    today = china_today()
-    millis = int(dt.datetime(today.year, today.month, today.day, tzinfo=CHINA).timestamp()) * 1000
+    millis = china_midnight_millis(china_today())
     red = str(order.get("invoiceType", 0)) == "1"
     return {
         "invoiceType": 1 if red else 0,
@@ -226,6 +233,13 @@ class EkuaibaoSimulator(SandboxServer, SavedState):
             self._issued.clear()
             self._pending.clear()
         self.injector.reset()
+
+    def config(self) -> dict[str, Any]:
+        return self.injector.snapshot()
+
+    def configure(self, given: dict[str, Any]) -> dict[str, Any]:
+        self.injector.configure(given)
+        return self.injector.snapshot()
 
     def _pusher(self) -> BackgroundPusher:
         with self._lock:
@@ -354,11 +368,7 @@ class _Handler(SandboxHandler):
             self._send_json(200, simulator.summary())
         elif path.startswith("/_sandbox/issued/"):
             self._send_json(200, simulator.for_number(unquote(path.removeprefix("/_sandbox/issued/"))))
-        elif path == "/_sandbox/config":
-            self._send_json(200, simulator.injector.snapshot())
-        elif path == "/_sandbox/faults":
-            self._send_json(200, simulator.injector.scripts())
-        else:
+        elif not self._control_get(path):
             self._send_json(404, {"error": "not found"})
 
     def do_POST(self) -> None:
@@ -377,18 +387,11 @@ class _Handler(SandboxHandler):
                 answer = simulator.submit(
                     str(number), request.get("outcome", "issued"), request.get("switches", ""), order
                 )
-            elif path == "/_sandbox/config":
-                simulator.injector.configure(self._control_json(raw))
-                answer = simulator.injector.snapshot()
-            elif path == "/_sandbox/faults":
-                simulator.injector.script(self._control_json(raw))
-                answer = simulator.injector.scripts()
-            elif path == "/_sandbox/reset":
-                simulator.reset()
-                answer = {"reset": True}
             else:
-                self._send_json(404, {"error": "not found"})
-                return
+                answer = self._control_post(path, raw)
+                if answer is None:
+                    self._send_json(404, {"error": "not found"})
+                    return
         except (BadRequest, faults.FaultConfigError, ValueError, KeyError, TypeError) as error:
             self._send_json(400, {"error": str(error)})
             return

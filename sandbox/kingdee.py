@@ -120,7 +120,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import HOST, MONOTONIC, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
+from sandbox.base import (
+    HOST,
+    MONOTONIC,
+    BadRequest,
+    SandboxServer,
+    SavedState,
+    VendorHandler,
+    check_host,
+    china_midnight,
+    china_now,
+)
 
 API_PATH = "/kapi/app/sim/openApi"
 DEFAULT_ACCESS_TOKEN = "kingdee-sandbox-token"  # noqa: S105 - a local simulator's well-known token
@@ -150,7 +160,6 @@ AMOUNT_TOLERANCE = Decimal("0.01")
 LINE_TAX_TOLERANCE = Decimal("0.06")
 _TEN = Decimal("1E-10")
 _EIGHT = Decimal("1E-8")
-_SHANGHAI = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 _TAX_ID = re.compile(r"[0-9A-Z]{15,20}")
 _MAX_BODY = 8 * 1024 * 1024
 _MAX_SPLIT = 50
@@ -495,8 +504,8 @@ class KingdeeState(SavedState):
                     shares[i].append((line, a, t))
         shares = [s for s in shares if s] or [[]]
         flag = "1" if len(shares) > 1 else "0"
-        now = dt.datetime.now(_SHANGHAI)
-        midnight = dt.datetime.combine(now.date(), dt.time(), _SHANGHAI)
+        now = china_now()
+        midnight = china_midnight(now.date())
         invoices = [self._invoice(bill, share, flag, now, midnight, base_url) for share in shares]
         bill.invoices = invoices
         bill.issued_at = now.isoformat(timespec="seconds")
@@ -531,8 +540,8 @@ class KingdeeState(SavedState):
             lines = [line for line in bill.payload.get("billDetail") or [] if isinstance(line, dict)]
             share = [(line, _decimal(line.get("amount")) or Decimal(0), _decimal(line.get("taxAmount")) or Decimal(0))
                      for line in lines]  # fmt: skip
-            now = dt.datetime.now(_SHANGHAI)
-            midnight = dt.datetime.combine(now.date(), dt.time(), _SHANGHAI)
+            now = china_now()
+            midnight = china_midnight(now.date())
             invoices.append(self._invoice(bill, share, invoices[0]["splitOrMergeFlag"], now, midnight, base_url))
 
     def _invoice(
@@ -692,7 +701,7 @@ def _goods(row: int, line: Mapping[str, Any], amount: Decimal, tax: Decimal, seq
 
 
 def _now_text() -> str:
-    return dt.datetime.now(_SHANGHAI).isoformat(timespec="seconds")
+    return china_now().isoformat(timespec="seconds")
 
 
 # -- HTTP ------------------------------------------------------------------------------------------
@@ -713,16 +722,14 @@ class _Handler(VendorHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         server = self.server
+        if self._control_get(path):
+            return
         if path == "/_sandbox/issued":
             self._send_json(200, server.state.summary())
         elif path.startswith("/_sandbox/bills/"):
             self._send_json(200, server.state.for_bill(unquote(path.removeprefix("/_sandbox/bills/"))))
         elif path.startswith("/_sandbox/files/") and path.endswith(".pdf"):
             self._send(200, _PDF, "application/pdf")
-        elif path == "/_sandbox/config":
-            self._send_json(200, server.config())
-        elif path == "/_sandbox/faults":
-            self._send_json(200, server.injector.scripts())
         elif path == API_PATH:
             self._send_json(405, {"error": "use POST"})
         else:
@@ -744,19 +751,13 @@ class _Handler(VendorHandler):
             return
         server = self.server
         try:
-            if path == "/_sandbox/reset":
-                server.reset()
-                self._send_json(200, {"reset": True})
-            elif path == "/_sandbox/config":
-                self._send_json(200, server.configure(self._control_json(raw)))
-            elif path == "/_sandbox/faults":
-                server.injector.script(self._control_json(raw))
-                self._send_json(200, server.injector.scripts())
-            elif path == "/_sandbox/bills":  # amounts digit for digit: Decimal
+            if path == "/_sandbox/bills":  # amounts digit for digit: Decimal
                 self._send_json(200, {"stored": server.register(self._control_json(raw, list_ok=True, decimals=True))})
             elif path == "/_sandbox/preload":
                 preload = self._control_json(raw, list_ok=True, decimals=True)
                 self._send_json(200, {"preloaded": server.preload(preload)})
+            elif (control := self._control_post(path, raw)) is not None:
+                self._send_json(200, control)
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
         except (faults.FaultConfigError, BadRequest) as exc:

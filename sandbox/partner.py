@@ -138,7 +138,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, MONOTONIC, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
+from sandbox.base import HOST, MONOTONIC, BadRequest, SandboxServer, SavedState, VendorHandler, check_host, china_now
 
 QUERY_PATH = "/partner/queryInvoice"
 FILES_PREFIX = "/partner/files/"
@@ -582,7 +582,7 @@ class PartnerState(SavedState):
     def _new_invoice(self, app: PartnerApplication) -> Invoice:
         sequence = self._next_number
         self._next_number += 1
-        now = dt.datetime.now(CHINA)
+        now = china_now()
         if app.digital:
             number = f"{now.year % 100:02d}31{sequence:016d}"  # 20 digits, no code
             code = number
@@ -795,11 +795,7 @@ class _Handler(VendorHandler):
             self._send_json(200, state.summary())
         elif path.startswith("/_sandbox/applications/"):
             self._send_json(200, state.application(unquote(path.removeprefix("/_sandbox/applications/"))))
-        elif path == "/_sandbox/config":
-            self._send_json(200, self.server.config())
-        elif path == "/_sandbox/faults":
-            self._send_json(200, self.server.faults.scripts())
-        else:
+        elif not self._control_get(path):
             self._send_json(404, {"error": f"no such path: {path}"})
 
     def do_POST(self) -> None:
@@ -809,15 +805,7 @@ class _Handler(VendorHandler):
             return
         try:
             raw = self._read_body()
-            if path == "/_sandbox/reset":
-                self.server.reset()
-                self._send_json(200, {"reset": True})
-            elif path == "/_sandbox/config":
-                self._send_json(200, self.server.configure(self._control_json(raw)))
-            elif path == "/_sandbox/faults":
-                self.server.faults.script(self._control_json(raw))
-                self._send_json(200, self.server.faults.scripts())
-            elif path == "/_sandbox/voids":
+            if path == "/_sandbox/voids":
                 body = self._control_json(raw)
                 request_id = body.get("requestId")
                 if not isinstance(request_id, str) or not request_id:
@@ -838,6 +826,8 @@ class _Handler(VendorHandler):
                 self._send_json(
                     200, state.register(request_id, body.get("script"), body.get("digital"), body.get("order"))
                 )
+            elif (control := self._control_post(path, raw)) is not None:
+                self._send_json(200, control)
             else:
                 self._send_json(404, {"error": f"no such path: {path}"})
         except (faults.FaultConfigError, SandboxError, BadRequest) as exc:
@@ -951,6 +941,9 @@ class PartnerServer(SandboxServer):
     def reset(self) -> None:
         self.state.reset()
         self.faults.reset()
+
+    def fault_switches(self) -> PartnerFaults:
+        return self.faults
 
 
 def run(

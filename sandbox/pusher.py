@@ -65,9 +65,10 @@ from typing import Any
 
 import requests
 
+from sandbox.base import CHINA, china_midnight_millis
+
 OUTCOMES = {"issued": 0, "rejected": 1, "in_progress": 2}
 IDENTIFY_BY = ("serialNo", "orderNo", "none")
-_CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def sample_invoice(request_number: str, issued_on: dt.date, *, order_no: str = "
     number = str(int(digest[:12], 16) % 10**8).zfill(8)
     code = "0" + str(int(digest[12:24], 16) % 10**11).zfill(11)
     check_code = str(int(digest[24:44], 16) % 10**20).zfill(20)
-    millis = int(dt.datetime(issued_on.year, issued_on.month, issued_on.day, tzinfo=_CHINA).timestamp()) * 1000
+    millis = china_midnight_millis(issued_on)
 
     def line(row: int, name: str, cost: str, price: str, vat: str) -> dict[str, Any]:
         return {
@@ -233,7 +234,7 @@ class Pusher:
         order_no = request_number if self.identify_by == "orderNo" else ""
         if result == 0:
             if invoices is None:
-                today = dt.datetime.fromtimestamp(self.clock(), tz=_CHINA).date()
+                today = dt.datetime.fromtimestamp(self.clock(), tz=CHINA).date()
                 invoices = [sample_invoice(request_number, today, order_no=order_no)]
             elif order_no:
                 invoices = [{**invoice, "orderNo": order_no} for invoice in invoices]

@@ -134,7 +134,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import re
@@ -148,7 +147,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from sandbox import faults
-from sandbox.base import CHINA, HOST, BadRequest, SandboxServer, SavedState, VendorHandler, check_host
+from sandbox.base import HOST, BadRequest, SandboxServer, SavedState, VendorHandler, check_host, china_now
 
 ISSUE_PATH = "/sco-invoice-legged-biz/tax/output/openapi/serverIssue"
 
@@ -583,7 +582,7 @@ class XunlianState(SavedState):
             return issued, False
 
     def _new(self, app: Application, fault: str | None) -> Issued:
-        now = dt.datetime.now(CHINA)
+        now = china_now()
         self._sequence += 1
         seller_tax_id, seller_name = app.seller_tax_id, app.seller_name
         if fault == faults.WRONG_SELLER:
@@ -737,15 +736,13 @@ class _Handler(VendorHandler):
 
     def do_GET(self) -> None:
         path = self._path()
-        state, injector = self.server.state, self.server.injector
+        state = self.server.state
+        if self._control_get(path):
+            return
         if path == "/_sandbox/issued":
             self._send_json(200, state.summary())
         elif path.startswith("/_sandbox/issued/"):
             self._send_json(200, state.for_key(unquote(path.removeprefix("/_sandbox/issued/"))))
-        elif path == "/_sandbox/config":
-            self._send_json(200, self.server.config())
-        elif path == "/_sandbox/faults":
-            self._send_json(200, injector.scripts())
         elif path == ISSUE_PATH:
             self._send_json(405, {"error": "use POST"})
         else:
@@ -765,16 +762,11 @@ class _Handler(VendorHandler):
             self._issue(raw)
             return
         try:
-            if path == "/_sandbox/reset":
-                self.server.reset()
-                self._send_json(200, {"reset": True})
-            elif path == "/_sandbox/config":
-                self._send_json(200, self.server.configure(self._control_json(raw)))
-            elif path == "/_sandbox/faults":
-                self.server.injector.script(self._control_json(raw))
-                self._send_json(200, self.server.injector.scripts())
-            else:
+            answer = self._control_post(path, raw)
+            if answer is None:
                 self._send_json(404, {"error": f"no such path: {path}"})
+            else:
+                self._send_json(200, answer)
         except (faults.FaultConfigError, BadRequest) as exc:
             self._send_json(400, {"error": str(exc)})
 

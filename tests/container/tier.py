@@ -316,8 +316,8 @@ class Tier:
     def provision(self) -> None:
         """Tables, queues, bucket, bus and rules from template.yaml; the hub configuration in SSM;
         the env-vars file pointing every function at the containers."""
-        from local.provision import effective_parameters, provision
-        from local.template import load_template
+        from local.provision import provision
+        from local.template import effective_parameters, load_template
 
         self.resources = provision(TEMPLATE, session=self.session(), endpoint_url=self.moto_url, region=REGION)
         parameter = effective_parameters(load_template(TEMPLATE))["HubConfigParameterName"]

@@ -19,10 +19,10 @@ import pytest
 import requests
 from moto import mock_aws
 
+from bench.soak_oracle import scan_all
 from fapiao_hub import runtime
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
-from local.soak import scan_all
 from sandbox.xunlian import run as run_xunlian
 from tests.integration.test_dispatch_faults import _sqs_event, order
 from tests.unit.conftest import REGION, TEMPLATE, FakeContext, event, hub_config_document, load_handler

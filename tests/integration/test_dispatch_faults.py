@@ -18,10 +18,10 @@ import pytest
 import requests
 from moto import mock_aws
 
+from bench.soak_oracle import scan_all
 from fapiao_hub import runtime
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
-from local.soak import scan_all
 from sandbox.xunlian import run as run_xunlian
 from tests.unit.conftest import (
     REGION,

@@ -142,8 +142,8 @@ SCHEMA_CHECKS = [
 @pytest.fixture(scope="class")
 def local_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The whole local run in this process (moto server, functions, sandboxes, HTTP API)."""
+    from bench.soak import join_new_threads
     from local.run import start
-    from local.soak import join_new_threads
 
     runtime.reset()
     threads_before = set(threading.enumerate())

@@ -1,9 +1,9 @@
-"""Load with faults, small: ``make soak``'s run (local.soak) at SOAK_TEST_ORDERS orders (default 160).
+"""Load with faults, small: ``make soak``'s run (bench.soak) at SOAK_TEST_ORDERS orders (default 160).
 
 The whole local run in this process, orders over HTTP to all four sandbox channels, 5% 5xx and 2%
 timeouts after issuing in the sandboxes, duplicate and out-of-order Ekuaibao pushes, dispatcher
 crashes at every step boundary, several dispatchers racing on one queue. Never issued twice, never
-lost, never a 5xx to a valid request (local.soak.SoakReport.problems). ``SOAK_SEED`` picks the
+lost, never a 5xx to a valid request (bench.soak_oracle.SoakReport.problems). ``SOAK_SEED`` picks the
 fault draws (thread timing still varies from run to run).
 """
 
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from local.soak import BOUNDARIES, SoakConfig, run_soak
+from bench.soak import SoakConfig, run_soak
+from bench.soak_crashes import BOUNDARIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("soak")]
 

@@ -26,8 +26,8 @@ import requests
 from moto import mock_aws
 
 from local.gateway import HttpApiGateway, Route, build_event
-from local.provision import FunctionSpec, HttpRoute
 from local.runtime import HTTP_RESOLVER_LOCK, LocalFunction, load_function, unload_functions
+from local.template import FunctionSpec, HttpRoute
 
 REGION = "ap-east-1"
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from local.provision import FunctionSpec
 from local.runtime import (
     FunctionNameFilter,
     ScopedEnviron,
@@ -21,6 +20,7 @@ from local.runtime import (
     load_function,
     unload_functions,
 )
+from local.template import FunctionSpec
 
 ENVIRONMENTS = {
     "fn-a": {"SHARED": "same", "DIFFERS": "a", "ONLY_A": "a-own"},

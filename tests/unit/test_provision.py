@@ -15,8 +15,8 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from local.provision import Resources, TemplateError, provision
-from local.template import loads
+from local.provision import Resources, provision
+from local.template import TemplateError, loads
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

@@ -18,6 +18,8 @@ from fapiao_hub.domain.config import HubConfig, Operator, Settings, load_hub_con
 # Each factory imports what it builds: a function's cold start pays only for the parts it uses
 # (the notifier's requests, the channels, the dispatcher's and callback receiver's workflow).
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from fapiao_hub.channels.base import Channel
     from fapiao_hub.channels.registry import ChannelRegistry
     from fapiao_hub.domain.rules import RulePolicy
@@ -43,6 +45,13 @@ def settings() -> Settings:
 @cache
 def _boto_session() -> boto3.session.Session:
     return boto3.session.Session()
+
+
+def watch_aws_requests(hook: Callable[..., None], name: str) -> None:
+    """Call ``hook`` before every AWS request made by a client built after this call (botocore's
+    ``before-call`` event: ``model``, ``params``, ... as keywords); ``name`` registers it once.
+    The bench counts the hub's requests with it: clients copy the hooks when they are built."""
+    _boto_session().events.register("before-call.*.*", hook, unique_id=name)
 
 
 @cache

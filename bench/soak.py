@@ -1,6 +1,6 @@
 """Load with faults (``make soak``): orders through the whole local run while everything misbehaves.
 
-``python -m local.soak --orders 10000`` (``make soak``; ``SOAK_ORDERS`` / ``SOAK_SEED`` there) runs the
+``python -m bench.soak --orders 10000`` (``make soak``; ``SOAK_ORDERS`` / ``SOAK_SEED`` there) runs the
 local run (:func:`local.run.start`: every function, the four channel sandboxes and the HTTP API in
 this process, moto in a process of its own) and pushes orders through it over HTTP, spread evenly
 over the four sandbox channels (Xunlian synchronous, partner polled, Kingdee pushed then polled,
@@ -16,7 +16,7 @@ applications are open, with:
   ``before-event-publish`` (the outcome is written, its event not yet published). Half of them fail
   only the record (:class:`SimulatedCrash`: the batch reports it, SQS delivers it again), half kill
   the whole invocation (:class:`SimulatedKill`: like a Lambda timeout, the whole batch comes back,
-  records already done included). Crashes are raised in-process by wrapping
+  records already done included). Crashes are raised in-process (bench.soak_crashes) by wrapping
   ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher._publish``, in dispatch
   invocations only; no hub code is changed;
 * several dispatch "containers" taking from the one queue at once (``dispatchers``), as Lambda
@@ -28,7 +28,7 @@ poller (every ``schedule_seconds``) and the channels' de-duplication and queries
 and quiet periods are shortened in the soak's copy of the hub configuration, and so are the
 dispatcher's poll intervals, so a run takes minutes rather than hours.
 
-The oracle (:meth:`SoakReport.problems`), as ``tests/integration/test_dispatch_faults.py``:
+The oracle (bench.soak_oracle, :meth:`SoakReport.problems`), as ``tests/integration/test_dispatch_faults.py``:
 
 * **never twice**: every sandbox issued at most one invoice per request number (Xunlian, partner
   and Kingdee count per number; Ekuaibao is handed each number at most once), and the hub holds at
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import dataclasses
 import gc
 import json
@@ -56,7 +55,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,14 +64,14 @@ from typing import Any
 import boto3
 import requests
 
+from bench.soak_crashes import CrashInjector, killable, not_simulated
+from bench.soak_oracle import CHANNELS, SoakReport, check, open_count, wait_final
+from fapiao_hub_client.demo import with_code
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "docs" / "examples"
-CHANNELS = ("xunlian", "partner", "kingdee", "ekuaibao")
-FINAL = {"ISSUED", "REJECTED", "VOIDED"}
-FLAGGED = {"MANUAL_REVIEW", "STUCK"}
-BOUNDARIES = ("after-claim", "before-outcome-write", "before-event-publish")
 
-log = logging.getLogger("local.soak")
+log = logging.getLogger("bench.soak")
 
 
 @dataclasses.dataclass
@@ -104,252 +103,8 @@ class SoakConfig:
     state_dir: Path | None = None
 
 
-# ------------------------------------------------------------------ crashes
-
-
-class SimulatedCrash(RuntimeError):
-    """A dispatcher died at a step boundary: its record fails and SQS delivers it again."""
-
-
-class SimulatedKill(BaseException):
-    """The whole dispatch invocation died (a Lambda timeout): every record of its batch comes back.
-
-    A BaseException, so Powertools' batch processor does not catch it per record; the wrapper
-    around the handler turns it into the failure of the invocation.
-    """
-
-
-class CrashInjector:
-    """Raises simulated crashes at the dispatcher's step boundaries, in dispatch invocations only."""
-
-    def __init__(self, rate: float, kill_share: float, seed: int, function_names: set[str]) -> None:
-        self.rate = rate
-        self.kill_share = kill_share
-        self.function_names = function_names
-        self._rng = random.Random(seed)  # noqa: S311 - fault draws, not secrets
-        self._lock = threading.Lock()
-        self.tallies: collections.Counter[str] = collections.Counter()
-        # channel -> (request number, application) handed over once each
-        self._submitted: dict[str, list[tuple[str, Any]]] = collections.defaultdict(list)
-        self._seen: set[str] = set()
-
-    def note_submitted(self, channel: str | None, request_number: str | None, application: Any) -> None:
-        with self._lock:
-            if channel and request_number and request_number not in self._seen:
-                self._seen.add(request_number)
-                self._submitted[channel].append((request_number, application))
-
-    def take_submitted(self, channel: str) -> list[tuple[str, Any]]:
-        with self._lock:
-            taken, self._submitted[channel] = self._submitted[channel], []
-            return taken
-
-    def _in_dispatch(self) -> bool:
-        from local.runtime import current_function
-
-        return current_function.get() in self.function_names
-
-    def maybe(self, boundary: str) -> None:
-        if self.rate <= 0 or not self._in_dispatch():
-            return
-        with self._lock:
-            crash = self._rng.random() < self.rate
-            kill = crash and self._rng.random() < self.kill_share
-            if crash:
-                self.tallies[f"{boundary} {'kill' if kill else 'crash'}"] += 1
-        if kill:
-            raise SimulatedKill(boundary)
-        if crash:
-            raise SimulatedCrash(boundary)
-
-    @contextmanager
-    def installed(self, poll_intervals: tuple[int, ...]) -> Iterator[None]:
-        """Wrap the step boundaries (and shorten the dispatcher's poll intervals) while inside."""
-        from fapiao_hub.domain.models import Status
-        from fapiao_hub.infra.store import ApplicationStore
-        from fapiao_hub.usecases.dispatch import Dispatcher
-
-        injector = self
-        transition, apply, publish, init = (
-            ApplicationStore.transition,
-            Dispatcher._apply,
-            Dispatcher._publish,
-            Dispatcher.__init__,
-        )
-
-        def crashing_transition(self: Any, stored: Any, to: Any, *args: Any, **kwargs: Any) -> Any:
-            done = transition(self, stored, to, *args, **kwargs)
-            if to is Status.SUBMITTED:
-                injector.note_submitted(done.channel, done.request_number, done.application)
-            if to is Status.DISPATCHING:
-                injector.maybe("after-claim")
-            return done
-
-        def crashing_apply(self: Any, *args: Any, **kwargs: Any) -> Any:
-            injector.maybe("before-outcome-write")
-            return apply(self, *args, **kwargs)
-
-        def crashing_publish(self: Any, stored: Any) -> Any:
-            if stored.pending_event:
-                injector.maybe("before-event-publish")
-            return publish(self, stored)
-
-        def quick_init(self: Any, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            self._policy = dataclasses.replace(self._policy, poll_intervals=poll_intervals)
-
-        ApplicationStore.transition = crashing_transition  # type: ignore[method-assign]
-        Dispatcher._apply = crashing_apply  # type: ignore[method-assign]
-        Dispatcher._publish = crashing_publish  # type: ignore[method-assign]
-        Dispatcher.__init__ = quick_init  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            ApplicationStore.transition = transition  # type: ignore[method-assign]
-            Dispatcher._apply = apply  # type: ignore[method-assign]
-            Dispatcher._publish = publish  # type: ignore[method-assign]
-            Dispatcher.__init__ = init  # type: ignore[method-assign]
-
-
-def _killable(handler: Callable[[Any, Any], Any], deliveries: collections.Counter[str]) -> Callable[[Any, Any], Any]:
-    """A killed invocation fails as a whole (the SQS pump leaves the batch for redelivery)."""
-
-    def invoke(event: Any, context: Any) -> Any:
-        deliveries["invocations"] += 1
-        deliveries["records"] += len(event.get("Records") or [])
-        try:
-            return handler(event, context)
-        except SimulatedKill as kill:
-            raise RuntimeError(f"simulated kill of the dispatch invocation ({kill})") from None
-
-    return invoke
-
-
-def _not_simulated(record: logging.LogRecord) -> bool:
-    """Drops the SQS pump's report of a simulated kill (expected; tallied instead)."""
-    error = record.exc_info[1] if record.exc_info else None
-    return not (isinstance(error, RuntimeError) and "simulated kill" in str(error))
-
-
-# ------------------------------------------------------------------ the run
-
-
-@dataclasses.dataclass
-class SoakReport:
-    config: SoakConfig
-    elapsed_seconds: float = 0.0
-    submit_seconds: float = 0.0
-    held_back_seconds: float = 0.0  # of submit_seconds, the clients waited for the open work to fall
-    intake_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    read_statuses: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    final_states: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
-    crashes: dict[str, int] = dataclasses.field(default_factory=dict)
-    sandboxes: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
-    pushes: dict[str, int] = dataclasses.field(default_factory=dict)
-    notes: dict[str, int] = dataclasses.field(default_factory=dict)
-    dlq_depth: int = 0
-    deliveries: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
-    issued_twice: list[str] = dataclasses.field(default_factory=list)
-    lost: list[str] = dataclasses.field(default_factory=list)
-    open_left: dict[str, str] = dataclasses.field(default_factory=dict)
-    pending_events: list[str] = dataclasses.field(default_factory=list)
-    server_errors: list[str] = dataclasses.field(default_factory=list)
-    unmatched: int = 0
-
-    def problems(self) -> list[str]:
-        found = []
-        if self.issued_twice:
-            found.append(f"issued twice: {self.issued_twice[:20]}")
-        if self.lost:
-            found.append(f"lost: {self.lost[:20]}")
-        if self.open_left:
-            found.append(f"left open: {dict(list(self.open_left.items())[:20])} ({len(self.open_left)} in all)")
-        if self.pending_events:
-            found.append(f"outcome events never published: {self.pending_events[:20]}")
-        if self.server_errors:
-            found.append(f"5xx or no answer to a valid request: {self.server_errors[:20]}")
-        if self.unmatched:
-            found.append(f"{self.unmatched} results matched no application")
-        return found
-
-    def tallies(self) -> dict[str, Any]:
-        c = self.config
-        issued = sum(s.get("ISSUED", 0) for s in self.final_states.values())
-        return {
-            "orders": c.orders,
-            "seed": c.seed,
-            "faults": {
-                "error_5xx": c.error_5xx,
-                "timeout_after_issue": c.timeout_after_issue,
-                "duplicate_callbacks": c.duplicate_callbacks,
-                "out_of_order_callbacks": c.out_of_order_callbacks,
-                "crash_rate_per_boundary": c.crash_rate,
-            },
-            "elapsed_seconds": round(self.elapsed_seconds, 1),
-            "submit_seconds": round(self.submit_seconds, 1),
-            "clients": c.clients,
-            "dispatchers": c.dispatchers,
-            "max_open": c.max_open,
-            "held_back_seconds": round(self.held_back_seconds, 1),
-            "orders_per_second_to_final": round(c.orders / self.elapsed_seconds, 2) if self.elapsed_seconds else None,
-            "intake_answers": dict(sorted(self.intake_statuses.items())),
-            "read_answers": dict(sorted(self.read_statuses.items())),
-            "final_states": self.final_states,
-            "issued": issued,
-            "dispatcher_crashes": self.crashes,
-            "sandboxes": self.sandboxes,
-            "ekuaibao_pushes": self.pushes,
-            "history_notes": self.notes,
-            "dispatch_dlq_depth": self.dlq_depth,
-            "dispatch_invocations": self.deliveries["invocations"],
-            "dispatch_records": self.deliveries["records"],
-            "dispatch_records_per_order": round(self.deliveries["records"] / c.orders, 2) if c.orders else None,
-            "issued_twice": len(self.issued_twice),
-            "lost": len(self.lost),
-            "left_open": len(self.open_left),
-            "events_unpublished": len(self.pending_events),
-            "server_errors": len(self.server_errors),
-            "unmatched_results": self.unmatched,
-        }
-
-    def render(self) -> str:
-        t = self.tallies()
-        lines = [
-            f"soak: {t['orders']} orders, seed {t['seed']}, {t['elapsed_seconds']} s "
-            f"({t['orders_per_second_to_final']} orders/s submit to last final state; "
-            f"submitting took {t['submit_seconds']} s, {t['held_back_seconds']} s of it held back at "
-            f"{t['max_open']} open applications)",
-            f"  faults        {t['faults']}",
-            f"  intake        {t['intake_answers']}   reads {t['read_answers']}",
-        ]
-        for channel, states in t["final_states"].items():
-            lines.append(f"  {channel:<13} {states}   sandbox {t['sandboxes'].get(channel, {})}")
-        lines += [
-            f"  crashes       {t['dispatcher_crashes']}",
-            f"  ekuaibao      pushes answered {t['ekuaibao_pushes']}",
-            f"  history       {t['history_notes']}",
-            f"  dispatch      {t['dispatch_invocations']} invocations, {t['dispatch_records']} records "
-            f"({t['dispatch_records_per_order']} per order), DLQ {t['dispatch_dlq_depth']} messages",
-            f"  issued twice {t['issued_twice']}, lost {t['lost']}, left open {t['left_open']}, "
-            f"events unpublished {t['events_unpublished']}, 5xx to valid requests {t['server_errors']}, "
-            f"unmatched results {t['unmatched_results']}",
-        ]
-        problems = self.problems()
-        lines.append("  PASS" if not problems else "  FAIL: " + "; ".join(problems))
-        return "\n".join(lines)
-
-
 def order_templates() -> dict[str, dict[str, Any]]:
     return {c: json.loads((EXAMPLES / f"order-{c}.json").read_text(encoding="utf-8")) for c in CHANNELS}
-
-
-def make_order(template: dict[str, Any], code: str) -> dict[str, Any]:
-    order = copy.deepcopy(template)
-    order["invoiceOrder"]["openApplyCode"] = code
-    for line in order["invoiceOrder"].get("invoiceOrderSub") or []:
-        if "openApplyCode" in line:
-            line["openApplyCode"] = code
-    return order
 
 
 def soak_hub_config(config: SoakConfig, target: Path) -> Path:
@@ -462,11 +217,11 @@ def _quiet_logs(quiet: bool) -> Iterator[None]:
     for handler in handlers:
         handler.addFilter(_errors_only)
     pumps = logging.getLogger("local.pumps")
-    pumps.addFilter(_not_simulated)
+    pumps.addFilter(not_simulated)
     try:
         yield
     finally:
-        pumps.removeFilter(_not_simulated)
+        pumps.removeFilter(not_simulated)
         for handler in handlers:
             handler.removeFilter(_errors_only)
 
@@ -498,7 +253,7 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     ekuaibao = sandboxes["ekuaibao"]
     handed_over: collections.Counter[str] = collections.Counter()
     expected_pushes = collections.Counter()
-    push_rng = random.Random(config.seed + 7)  # noqa: S311
+    push_rng = random.Random(config.seed + 7)
     submit = ekuaibao.submit
 
     def submit_with_switches(number: str, outcome: str = "issued", switches: str = "", order: Any = None) -> Any:
@@ -527,7 +282,7 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     # Dispatch containers: the run's own plus config.dispatchers - 1 more, each with its own module.
     dispatch = hub.functions["DispatchFunction"]
     injector.function_names.add(dispatch.name)
-    dispatch.handler = _killable(dispatch.handler, report.deliveries)
+    dispatch.handler = killable(dispatch.handler, report.deliveries)
     spec = hub.resources.functions()["DispatchFunction"]
     [source] = [s for s in spec.sqs_sources if s.enabled]
     for n in range(1, config.dispatchers):
@@ -538,7 +293,7 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
             account_id=hub.resources.account_id,
             overlay=dispatch.overlay,
         )
-        extra.handler = _killable(extra.handler, report.deliveries)
+        extra.handler = killable(extra.handler, report.deliveries)
         pump = SqsPump(
             sqs,
             dispatch_url,
@@ -555,9 +310,9 @@ def _drive(hub: Any, config: SoakConfig, injector: CrashInjector, report: SoakRe
     codes = _submit_all(hub, config, channels, report)
     report.submit_seconds = time.monotonic() - started
     print(f"soak: {len(codes)} orders submitted in {report.submit_seconds:.1f} s; waiting for final states", flush=True)
-    items = _wait_final(hub, config, codes, ekuaibao, expected_pushes)
+    items = wait_final(hub, config, codes, ekuaibao, expected_pushes)
     report.elapsed_seconds = time.monotonic() - started
-    _check(hub, config, codes, items, channels, handed_over, ekuaibao, sqs, dlq_url, report)
+    check(hub, config, codes, items, channels, handed_over, ekuaibao, sqs, dlq_url, report)
     report.crashes = dict(sorted(injector.tallies.items()))
 
 
@@ -577,7 +332,7 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
     templates = order_templates()
     for name, template in templates.items():
         template["invoiceOrder"]["bukrs"] = channels[name]["company_code"]
-    rng = random.Random(config.seed + 3)  # noqa: S311
+    rng = random.Random(config.seed + 3)
     plan = []
     for i in range(config.orders):
         channel = CHANNELS[i % len(CHANNELS)]
@@ -617,7 +372,7 @@ def _submit_all(hub: Any, config: SoakConfig, channels: dict[str, Any], report: 
     def one(entry: tuple[str, str, bool, bool]) -> None:
         code, channel, repeat, read = entry
         gate.wait()
-        body = json.dumps(make_order(templates[channel], code), ensure_ascii=False).encode("utf-8")
+        body = json.dumps(with_code(templates[channel], code), ensure_ascii=False).encode("utf-8")
         post(code, body)
         if repeat:
             post(code, body)
@@ -664,7 +419,7 @@ class _OpenGate:
     def _count(self) -> None:
         ddb = boto3.client("dynamodb", region_name=self._hub.region, endpoint_url=self._hub.aws_endpoint_url)
         while not self._closed.wait(1.0):
-            self.open_now = _open_count(self._hub, ddb)
+            self.open_now = open_count(self._hub, ddb)
             if self.open_now < self._max_open:
                 if self._started_holding is not None:
                     self.held_back_seconds += time.monotonic() - self._started_holding
@@ -684,141 +439,6 @@ class _OpenGate:
             self._thread.join(10)
         if self._started_holding is not None:
             self.held_back_seconds += time.monotonic() - self._started_holding
-
-
-def _applications(hub: Any) -> dict[str, dict[str, Any]]:
-    table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
-        hub.resources.tables["ApplicationsTable"]
-    )
-    return {i["open_apply_code"]: i for i in scan_all(table) if "open_apply_code" in i}  # not replay# or circuit# items
-
-
-def _open_count(hub: Any, ddb: Any = None) -> int:
-    ddb = ddb or boto3.client("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url)
-    total, kwargs = 0, {}
-    while True:
-        page = ddb.query(
-            TableName=hub.resources.tables["ApplicationsTable"],
-            IndexName="due-work",
-            KeyConditionExpression="due_bucket = :open",
-            ExpressionAttributeValues={":open": {"S": "OPEN"}},
-            Select="COUNT",
-            **kwargs,
-        )
-        total += page["Count"]
-        if "LastEvaluatedKey" not in page:
-            return total
-        kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
-
-
-def _wait_final(
-    hub: Any, config: SoakConfig, codes: dict[str, str], ekuaibao: Any, expected_pushes: collections.Counter[str]
-) -> dict[str, dict[str, Any]]:
-    """Until every application is out of the due-work index, its event published, every push made."""
-    deadline = time.monotonic() + config.drain_seconds
-    last_print = 0.0
-    items: dict[str, dict[str, Any]] = {}
-    while time.monotonic() < deadline:
-        open_now = _open_count(hub)
-        pushes_left = sum(expected_pushes.values()) - len(ekuaibao.pushes())
-        if time.monotonic() - last_print > 15:
-            print(f"soak: {open_now} applications open, {pushes_left} Ekuaibao pushes to come", flush=True)
-            last_print = time.monotonic()
-        if open_now == 0 and pushes_left <= 0:
-            items = _applications(hub)
-            waiting = [c for c, i in items.items() if i.get("pending_event") or i["status"] not in FINAL | FLAGGED]
-            if len(items) >= len(codes) and not waiting:
-                time.sleep(config.schedule_seconds)  # a late push or delivery still under way
-                return _applications(hub)
-        time.sleep(2.0 if config.orders > 1000 else 0.5)
-    return items or _applications(hub)
-
-
-def _check(
-    hub: Any,
-    config: SoakConfig,
-    codes: dict[str, str],
-    items: dict[str, dict[str, Any]],
-    channels: dict[str, Any],
-    handed_over: collections.Counter[str],
-    ekuaibao: Any,
-    sqs: Any,
-    dlq_url: str,
-    report: SoakReport,
-) -> None:
-    from fapiao_hub.domain.models import request_number_for
-
-    invoices_table = boto3.resource("dynamodb", region_name=hub.region, endpoint_url=hub.aws_endpoint_url).Table(
-        hub.resources.tables["InvoicesTable"]
-    )
-    invoices = scan_all(invoices_table)
-    by_application = collections.defaultdict(list)
-    for invoice in invoices:
-        if invoice.get("application_key"):
-            by_application[invoice["application_key"]].append(invoice)
-        else:
-            report.unmatched += 1
-
-    counts: dict[str, dict[str, int]] = {}
-    for name in ("xunlian", "partner", "kingdee"):
-        summary = requests.get(f"{channels[name]['base_url']}/_sandbox/issued", timeout=30).json()
-        counts[name] = {k: int(v) for k, v in summary["counts"].items()}
-        report.sandboxes[name] = {"issued": sum(counts[name].values()), "numbers": len(counts[name])}
-        for kind in ("attempts", "pushes"):  # requests per number (Xunlian, partner) / bill pushes (Kingdee)
-            if summary.get(kind):
-                report.sandboxes[name][kind] = sum(int(v) for v in summary[kind].values())
-    counts["ekuaibao"] = dict(handed_over)
-    report.sandboxes["ekuaibao"] = {"issued": sum(handed_over.values()), "numbers": len(handed_over)}
-
-    pushes = ekuaibao.pushes()
-    report.pushes = dict(collections.Counter(f"{p['kind']} {p['status']}" for p in pushes))
-    for push in pushes:
-        if push["status"] is None or push["status"] >= 500:
-            report.server_errors.append(f"ekuaibao push {push['kind']} {push['requestNumber']}: {push['status']}")
-
-    states: dict[str, collections.Counter[str]] = {c: collections.Counter() for c in CHANNELS}
-    notes: collections.Counter[str] = collections.Counter()
-    for code, channel in codes.items():
-        item = items.get(code)
-        if item is None:
-            report.lost.append(f"{code}: never stored")
-            continue
-        status = item["status"]
-        states[channel][status] += 1
-        key = f"sample-erp#{code}"
-        number = item.get("request_number") or request_number_for(key)  # the stored one (drawn at intake)
-        issued_by_channel = counts[channel].get(number, 0)
-        held = by_application.get(key, [])
-        for transition in item.get("history", []):
-            note = str(transition.get("note") or "")
-            for marker in ("dispatch lease expired", "outcome unknown", "duplicate answer", "not sent"):
-                if marker in note:
-                    notes[marker] += 1
-        if issued_by_channel > 1 or len(held) > 1:
-            report.issued_twice.append(f"{code} ({channel}): channel issued {issued_by_channel}, hub holds {len(held)}")
-        if status not in FINAL | FLAGGED:
-            report.open_left[code] = status
-        elif item.get("pending_event"):
-            report.pending_events.append(code)
-        if status == "ISSUED" and (issued_by_channel != 1 or len(held) != 1):
-            report.lost.append(f"{code} ({channel}): ISSUED, channel issued {issued_by_channel}, hub {len(held)}")
-        if status == "REJECTED" and (issued_by_channel or held):
-            report.lost.append(f"{code} ({channel}): REJECTED but the channel issued {issued_by_channel}")
-    report.final_states = {c: dict(sorted(s.items())) for c, s in states.items()}
-    report.notes = dict(notes)
-    attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
-    report.dlq_depth = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
-
-
-def scan_all(table: Any) -> list[dict[str, Any]]:
-    """Every item of a DynamoDB table (resource API), read consistently, page by page."""
-    items, kwargs = [], {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class _WithoutMetricBlobs:
@@ -845,7 +465,7 @@ class _WithoutMetricBlobs:
 
 def main(argv: list[str] | None = None) -> int:
     defaults = SoakConfig()
-    parser = argparse.ArgumentParser(prog="python -m local.soak", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=defaults.orders)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--clients", type=int, default=defaults.clients)
@@ -862,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         sys.stdout = _WithoutMetricBlobs(sys.stdout)
     setup_logging(logging.INFO if args.verbose else logging.ERROR)
-    logging.getLogger("local.soak").setLevel(logging.INFO)
+    logging.getLogger("bench.soak").setLevel(logging.INFO)
     config = SoakConfig(
         orders=args.orders,
         seed=args.seed,
