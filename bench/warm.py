@@ -109,6 +109,7 @@ def _measure(requests: int) -> dict[str, Any]:
         rename = {
             resources.tables["ApplicationsTable"]: twin.tables["ApplicationsTable"],
             resources.tables["InvoicesTable"]: twin.tables["InvoicesTable"],
+            resources.tables["HistoryTable"]: twin.tables["HistoryTable"],
             resources.queues["DispatchQueue"].url: twin.queues["DispatchQueue"].url,
         }
         session = boto3.session.Session()
@@ -116,6 +117,7 @@ def _measure(requests: int) -> dict[str, Any]:
         methods = {
             ("dynamodb", "GetItem"): "get_item", ("dynamodb", "PutItem"): "put_item",
             ("dynamodb", "UpdateItem"): "update_item", ("dynamodb", "Query"): "query",
+            ("dynamodb", "TransactWriteItems"): "transact_write_items",
             ("sqs", "SendMessage"): "send_message",
         }  # fmt: skip
 
@@ -159,8 +161,13 @@ def _measure(requests: int) -> dict[str, Any]:
     }
 
 
-def _renamed(body: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
-    out = dict(body)
+def _renamed(body: Any, rename: dict[str, str]) -> Any:
+    """The request aimed at the twin resources: every TableName/QueueUrl, also inside a transaction's items."""
+    if isinstance(body, list):
+        return [_renamed(item, rename) for item in body]
+    if not isinstance(body, dict):
+        return body
+    out = {key: _renamed(value, rename) for key, value in body.items()}
     for field in ("TableName", "QueueUrl"):
         if out.get(field) in rename:
             out[field] = rename[out[field]]
