@@ -17,7 +17,7 @@ applications are open, with:
   only the record (:class:`SimulatedCrash`: the batch reports it, SQS delivers it again), half kill
   the whole invocation (:class:`SimulatedKill`: like a Lambda timeout, the whole batch comes back,
   records already done included). Crashes are raised in-process by wrapping
-  ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher._publish``, in dispatch
+  ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher.publish``, in dispatch
   invocations only; no hub code is changed;
 * several dispatch "containers" taking from the one queue at once (``dispatchers``), as Lambda
   scales an SQS event source, so duplicate deliveries race.
@@ -173,7 +173,7 @@ class CrashInjector:
         transition, apply, publish, init = (
             ApplicationStore.transition,
             Dispatcher._apply,
-            Dispatcher._publish,
+            Dispatcher.publish,
             Dispatcher.__init__,
         )
 
@@ -200,14 +200,14 @@ class CrashInjector:
 
         ApplicationStore.transition = crashing_transition  # type: ignore[method-assign]
         Dispatcher._apply = crashing_apply  # type: ignore[method-assign]
-        Dispatcher._publish = crashing_publish  # type: ignore[method-assign]
+        Dispatcher.publish = crashing_publish  # type: ignore[method-assign]
         Dispatcher.__init__ = quick_init  # type: ignore[method-assign]
         try:
             yield
         finally:
             ApplicationStore.transition = transition  # type: ignore[method-assign]
             Dispatcher._apply = apply  # type: ignore[method-assign]
-            Dispatcher._publish = publish  # type: ignore[method-assign]
+            Dispatcher.publish = publish  # type: ignore[method-assign]
             Dispatcher.__init__ = init  # type: ignore[method-assign]
 
 

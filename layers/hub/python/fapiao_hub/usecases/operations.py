@@ -46,7 +46,8 @@ from fapiao_hub.infra.store import (
     StaleWrite,
     StoredApplication,
 )
-from fapiao_hub.usecases.dispatch import ChannelDirectory, Dispatcher
+from fapiao_hub.usecases.dispatch import Dispatcher
+from fapiao_hub.usecases.routing import ChannelDirectory
 
 logger = Logger(child=True)
 
@@ -352,7 +353,8 @@ class Operations:
         except InvoiceNumberTaken as taken:
             keys = ", ".join(str(k) for k in taken.args[0])
             raise ActionInvalid(
-                field, f"invoice {keys} is recorded for another application: give the invoice the channel issued "
+                field,
+                f"invoice {keys} is recorded for another application: give the invoice the channel issued "
                 "for this one, or resolve-not-issued if it issued none",
             ) from None
         return result
