@@ -21,27 +21,12 @@ from aws_lambda_powertools import Logger
 from fapiao_hub.channels.base import Channel
 from fapiao_hub.domain import logkeys, verification
 from fapiao_hub.domain.models import Difference, Finding, FindingKind, Status
-from fapiao_hub.domain.results import (
-    Accepted,
-    Issued,
-    IssuedInvoice,
-    NotFound,
-    NotSent,
-    Rejected,
-    Unknown,
-)
+from fapiao_hub.domain.results import Accepted, Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore, LinkedFiles
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import (
-    ApplicationStore,
-    IllegalTransition,
-    StaleWrite,
-    StoredApplication,
-    iso,
-    utc_now,
-)
+from fapiao_hub.infra.store import ApplicationStore, IllegalTransition, StaleWrite, StoredApplication, iso, utc_now
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict
 from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, status_of
@@ -86,7 +71,6 @@ class Dispatcher:
         *,
         policy: DispatchPolicy | None = None,
         clock: Callable[[], float] = time.time,
-        linked_files: LinkedFiles | None = None,
         health: ChannelHealth | None = None,
         channel_order: ChannelOrder | None = None,
     ):
@@ -99,8 +83,8 @@ class Dispatcher:
         self._policy = policy or DispatchPolicy()
         self._clock = clock
         self._router = Router(channels, health, channel_order)
-        # None: the channel's fetch policy from the directory (a test's directory may have none: no host).
-        linked = linked_files or LinkedFiles(getattr(channels, "fetch_policy", None))
+        # Each channel's file hosts are the directory's (a test's directory may name none: no host).
+        linked = LinkedFiles(getattr(channels, "fetch_policy", None))
         self._result_files = ResultFiles(store, files, linked, self.later)
         self._outcomes = Outcomes(store, events, files, self._result_files, self, clock=clock)
         self._voids = VoidSender(store, channels, self)

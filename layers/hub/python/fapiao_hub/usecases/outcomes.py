@@ -94,6 +94,8 @@ class Outcomes:
         source: str = "dispatch",
         raw: bytes | None = None,
     ) -> str:
+        """A channel's report of issued (or voided) invoices, applied to the state the application is in;
+        ``fetch_files``: linked files may be fetched now (not while a pushing channel waits)."""
         application = stored.application
         request_number = stored.sent_request_number
         issued = tuple(verification.as_voided_original(invoice, stored.invoice_keys) for invoice in issued)
