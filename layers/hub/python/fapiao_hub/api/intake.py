@@ -25,7 +25,6 @@ from fapiao_hub.domain.models import Application, Finding
 from fapiao_hub.infra import history as audit
 from fapiao_hub.infra.queues import QueueUnavailable
 from fapiao_hub.infra.store import StoredApplication
-from fapiao_hub.usecases import routing
 from fapiao_hub.usecases.intake import (
     ApplicationConflict,
     Intake,
@@ -214,6 +213,7 @@ def _route(application: Application) -> str | None:
     invoiceOrder.invoiceType (what the company can issue) when the seller has configured channels and
     none can; nothing is stored then."""
     from fapiao_hub.channels.registry import ChannelConfigurationError
+    from fapiao_hub.usecases import routing
 
     try:
         return routing.intake_channel(runtime.channel_registry(), application)

@@ -33,6 +33,8 @@ class Steps(Protocol):
 
 
 class VoidSender:
+    """Sends an application's void request to its channel, or hands the void to a person there."""
+
     def __init__(self, store: ApplicationStore, channels: ChannelDirectory, steps: Steps):
         self._store = store
         self._channels = channels
