@@ -33,7 +33,7 @@ class ChannelDirectory(Protocol):
     def channel(self, name: str) -> Channel | None: ...
 
 
-# The channels an application may go to, in order of preference (failover: health.py).
+# The channels an application may go to, most preferred first (a failover takes the next: Router.admit).
 ChannelOrder = Callable[[Application, str | None], list[str]]
 
 
