@@ -1,8 +1,8 @@
 """Every person state has a way out (issue 19: a desk people can work at).
 
 A catalogue of every (needs-a-person state, reason) the hub produces: each place in dispatch.py,
-outcomes.py, voids.py, operations.py and reconciliation.py that moves an application to MANUAL_REVIEW, STUCK or MISMATCH,
-leaves a void to a person (VOIDING), or holds a settled application with an open finding of each
+outcomes.py, voids.py, operations.py and reconciliation.py that moves an application to MANUAL_REVIEW,
+STUCK or MISMATCH, leaves a void to a person (VOIDING), or holds a settled application with an open finding of each
 FindingKind. Each is PRODUCED through the real code path (a sandbox-like fake channel's answers, the
 clock moved on, the real Dispatcher, Reconciler and store on moto), never by writing the item.
 

@@ -353,8 +353,7 @@ class Operations:
         except InvoiceNumberTaken as taken:
             keys = ", ".join(str(k) for k in taken.args[0])
             raise ActionInvalid(
-                field,
-                f"invoice {keys} is recorded for another application: give the invoice the channel issued "
+                field, f"invoice {keys} is recorded for another application: give the invoice the channel issued "
                 "for this one, or resolve-not-issued if it issued none",
             ) from None
         return result
