@@ -17,7 +17,7 @@ applications are open, with:
   only the record (:class:`SimulatedCrash`: the batch reports it, SQS delivers it again), half kill
   the whole invocation (:class:`SimulatedKill`: like a Lambda timeout, the whole batch comes back,
   records already done included). Crashes are raised in-process (bench.soak_crashes) by wrapping
-  ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher._publish``, in dispatch
+  ``ApplicationStore.transition`` and ``Dispatcher._apply`` / ``Dispatcher.publish``, in dispatch
   invocations only; no hub code is changed;
 * several dispatch "containers" taking from the one queue at once (``dispatchers``), as Lambda
   scales an SQS event source, so duplicate deliveries race.

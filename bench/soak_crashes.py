@@ -1,7 +1,7 @@
 """The soak's dispatcher crashes: raised in-process at the dispatcher's step boundaries.
 
 :class:`CrashInjector` wraps ``ApplicationStore.transition`` and ``Dispatcher._apply`` /
-``Dispatcher._publish`` while installed, in dispatch invocations only (``local.runtime.current_function``);
+``Dispatcher.publish`` while installed, in dispatch invocations only (``local.runtime.current_function``);
 no hub code is changed. Half the crashes fail one record (:class:`SimulatedCrash`: SQS delivers it
 again), half the whole invocation (:class:`SimulatedKill`: like a Lambda timeout). It also notes the
 Ekuaibao applications the dispatcher submitted, for the soak to hand over once each.
@@ -87,7 +87,7 @@ class CrashInjector:
         transition, apply, publish, init = (
             ApplicationStore.transition,
             Dispatcher._apply,
-            Dispatcher._publish,
+            Dispatcher.publish,
             Dispatcher.__init__,
         )
 
@@ -114,14 +114,14 @@ class CrashInjector:
 
         ApplicationStore.transition = crashing_transition  # type: ignore[method-assign]
         Dispatcher._apply = crashing_apply  # type: ignore[method-assign]
-        Dispatcher._publish = crashing_publish  # type: ignore[method-assign]
+        Dispatcher.publish = crashing_publish  # type: ignore[method-assign]
         Dispatcher.__init__ = quick_init  # type: ignore[method-assign]
         try:
             yield
         finally:
             ApplicationStore.transition = transition  # type: ignore[method-assign]
             Dispatcher._apply = apply  # type: ignore[method-assign]
-            Dispatcher._publish = publish  # type: ignore[method-assign]
+            Dispatcher.publish = publish  # type: ignore[method-assign]
             Dispatcher.__init__ = init  # type: ignore[method-assign]
 
 

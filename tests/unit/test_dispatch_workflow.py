@@ -91,9 +91,9 @@ def world(hub):
         clock = Clock()
         directory = Directory(channel)
 
-        def dispatcher(self, publisher=None, policy=None):
+        def dispatcher(self, publisher=None, policy=None, store=None):
             return Dispatcher(
-                runtime.application_store(),
+                store or runtime.application_store(),
                 runtime.dispatch_queue(),
                 publisher or runtime.event_publisher(),
                 self.directory,

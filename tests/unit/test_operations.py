@@ -39,8 +39,7 @@ QUERYABLE = {"can_query": True, "dedupes_request_number": True}
 
 def operations(world, store=None) -> Operations:
     store = store or runtime.application_store()
-    dispatcher = world.dispatcher()
-    dispatcher._store = store
+    dispatcher = world.dispatcher(store=store)
     return Operations(store, dispatcher, world.directory, runtime.event_publisher(), runtime.dispatch_queue(),
                       clock=world.clock)  # fmt: skip
 

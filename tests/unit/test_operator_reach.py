@@ -24,7 +24,7 @@ from fapiao_hub.domain.models import Application, FindingKind, Status, request_n
 from fapiao_hub.domain.results import Issued
 from fapiao_hub.domain.verification import finding_for
 from fapiao_hub.infra.store import Reach
-from fapiao_hub.usecases import dispatch as workflow
+from fapiao_hub.usecases import callbacks
 from fapiao_hub.usecases.operations import ActionInvalid
 from tests.unit import test_ops_api as desk
 from tests.unit.conftest import SELLER
@@ -54,7 +54,7 @@ def test_an_unmatched_ekuaibao_result_keeps_seller_buyer_type_colour_and_blue_re
     (result,) = parse_push(FIXTURE.read_bytes())  # seed 000's example: a red invoice of no known request
     assert isinstance(result.outcome, Issued)
     (invoice,) = result.outcome.invoices
-    kept = workflow._unmatched_item("ekuaibao", result, invoice, "raw/ekuaibao/1")
+    kept = callbacks.unmatched_item("ekuaibao", result, invoice, "raw/ekuaibao/1")
     assert {k: kept.get(k) for k in ("seller_tax_number", "buyer_tax_number", "buyer_name", "invoice_type")} == {
         "seller_tax_number": "91120222300xxx",
         "buyer_tax_number": invoice.buyer_tax_number,
@@ -69,13 +69,13 @@ def test_an_unmatched_ekuaibao_result_keeps_seller_buyer_type_colour_and_blue_re
     body["data"][0]["originalInvoiceCode"] = "011002000111"
     (named,) = parse_push(json.dumps(body, ensure_ascii=False).encode("utf-8"))
     assert isinstance(named.outcome, Issued)
-    kept = workflow._unmatched_item("ekuaibao", named, named.outcome.invoices[0], "raw/ekuaibao/2")
+    kept = callbacks.unmatched_item("ekuaibao", named, named.outcome.invoices[0], "raw/ekuaibao/2")
     assert (kept["original_number"], kept["original_code"]) == ("12345678", "011002000111")
 
 
 # ---------------------------------------------------------------------------- attach-result (operations, moto)
 def _unmatched(result_id: str, application: Application, **changes: Any) -> dict[str, Any]:
-    """An unmatched result as _unmatched_item keeps it, for ``application`` unless ``changes`` say otherwise."""
+    """An unmatched result as unmatched_item keeps it, for ``application`` unless ``changes`` say otherwise."""
     invoice = {
         "pk": result_id,
         "number": result_id,

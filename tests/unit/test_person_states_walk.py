@@ -1,8 +1,8 @@
 """Every person state has a way out (issue 19: a desk people can work at).
 
-A catalogue of every (needs-a-person state, reason) the hub produces: each place in workflow.py,
-operations.py and reconciliation.py that moves an application to MANUAL_REVIEW, STUCK or MISMATCH,
-leaves a void to a person (VOIDING), or holds a settled application with an open finding of each
+A catalogue of every (needs-a-person state, reason) the hub produces: each place in dispatch.py,
+outcomes.py, voids.py, operations.py and reconciliation.py that moves an application to MANUAL_REVIEW,
+STUCK or MISMATCH, leaves a void to a person (VOIDING), or holds a settled application with an open finding of each
 FindingKind. Each is PRODUCED through the real code path (a sandbox-like fake channel's answers, the
 clock moved on, the real Dispatcher, Reconciler and store on moto), never by writing the item.
 
@@ -123,7 +123,7 @@ class _Channels:
 
 
 def unknown_unqueryable(desk: Desk) -> str:
-    """workflow._apply: an unknown outcome at a channel that can neither be asked nor de-duplicates."""
+    """dispatch._apply: an unknown outcome at a channel that can neither be asked nor de-duplicates."""
     desk.channel.can_query = desk.channel.dedupes_request_number = False
     desk.channel.script = [Unknown("read timeout")]
     assert desk.dispatch() == "manual_review"
@@ -131,7 +131,7 @@ def unknown_unqueryable(desk: Desk) -> str:
 
 
 def channel_gone(desk: Desk) -> str:
-    """workflow._resolve_unknown: the outcome is unknown and the channel is no longer configured."""
+    """dispatch._resolve_unknown: the outcome is unknown and the channel is no longer configured."""
     desk.channel.script = [Unknown("read timeout")]
     assert desk.dispatch() == "unknown"
     desk.world.directory = Directory(None)  # removed from the configuration meanwhile
@@ -141,7 +141,7 @@ def channel_gone(desk: Desk) -> str:
 
 
 def refused_on_resend(desk: Desk) -> str:
-    """workflow._apply: a re-send refused after an earlier attempt's outcome was lost."""
+    """dispatch._apply: a re-send refused after an earlier attempt's outcome was lost."""
     desk.channel.can_query = False
     desk.channel.script = [Unknown("read timeout"), Rejected("duplicate request number", "E09")]
     assert desk.dispatch() == "unknown"
@@ -152,7 +152,7 @@ def refused_on_resend(desk: Desk) -> str:
 
 
 def clash_while_polled(desk: Desk) -> str:
-    """workflow._clash: a polled application is reported with an invoice the hub holds for another."""
+    """outcomes._clash: a polled application is reported with an invoice the hub holds for another."""
     desk.issued()
     code = another("clash-1")
     desk.channel.script = [Accepted("ref-2")]
@@ -164,7 +164,7 @@ def clash_while_polled(desk: Desk) -> str:
 
 
 def stuck_never_sent(desk: Desk) -> str:
-    """workflow.dispatch: past the deadline in RETRY_WAIT (no request ever left the hub)."""
+    """dispatch.dispatch: past the deadline in RETRY_WAIT (no request ever left the hub)."""
     desk.channel.can_query = False
     desk.channel.script = [NotSent("connection refused")]
     assert desk.dispatch() == "retry_wait"
@@ -174,7 +174,7 @@ def stuck_never_sent(desk: Desk) -> str:
 
 
 def stuck_submitted_push_only(desk: Desk) -> str:
-    """workflow.dispatch: past the deadline in SUBMITTED at a channel that only pushes results."""
+    """dispatch.dispatch: past the deadline in SUBMITTED at a channel that only pushes results."""
     desk.channel.can_query = False
     desk.channel.script = [Accepted("ref-1")]
     assert desk.dispatch() == "submitted"
@@ -184,7 +184,7 @@ def stuck_submitted_push_only(desk: Desk) -> str:
 
 
 def stuck_submitted_polled(desk: Desk) -> str:
-    """workflow.dispatch: past the deadline in SUBMITTED at a queryable channel that knows nothing yet."""
+    """dispatch.dispatch: past the deadline in SUBMITTED at a queryable channel that knows nothing yet."""
     desk.channel.script = [Accepted("ref-1")]
     assert desk.dispatch() == "submitted"
     desk.later(3601)
@@ -193,7 +193,7 @@ def stuck_submitted_polled(desk: Desk) -> str:
 
 
 def stuck_dispatching(desk: Desk) -> str:
-    """workflow.dispatch: past the deadline with an expired DISPATCHING lease (the request may have left)."""
+    """dispatch.dispatch: past the deadline with an expired DISPATCHING lease (the request may have left)."""
     desk.channel.can_query = False
     desk.channel.script = [Crash()]
     with pytest.raises(Crash):
@@ -206,7 +206,7 @@ def stuck_dispatching(desk: Desk) -> str:
 
 
 def stuck_unknown(desk: Desk) -> str:
-    """workflow.dispatch: past the deadline in UNKNOWN (an outcome lost, the channel cannot be asked)."""
+    """dispatch.dispatch: past the deadline in UNKNOWN (an outcome lost, the channel cannot be asked)."""
     desk.channel.can_query = False
     desk.channel.script = [Unknown("read timeout")]
     assert desk.dispatch() == "unknown"
@@ -216,7 +216,7 @@ def stuck_unknown(desk: Desk) -> str:
 
 
 def stuck_voiding(desk: Desk) -> str:
-    """workflow.dispatch: a void past the deadline (nobody voided it at the channel): STUCK from VOIDING."""
+    """dispatch.dispatch: a void past the deadline (nobody voided it at the channel): STUCK from VOIDING."""
     void_by_person(desk)
     desk.later(3601)
     assert desk.dispatch() == "stuck"
@@ -224,7 +224,7 @@ def stuck_voiding(desk: Desk) -> str:
 
 
 def stuck_unreachable(desk: Desk) -> str:
-    """workflow._apply: the channel could not be reached in max_attempts attempts."""
+    """dispatch._apply: the channel could not be reached in max_attempts attempts."""
     desk.channel.can_query = False
     desk.channel.script = [NotSent("connection refused"), NotSent("connection refused")]
     assert desk.dispatch() == "retry_wait"
@@ -234,7 +234,7 @@ def stuck_unreachable(desk: Desk) -> str:
 
 
 def result_mismatch(desk: Desk) -> str:
-    """workflow._mismatch: the reported invoice differs from the application."""
+    """outcomes._mismatch: the reported invoice differs from the application."""
     reported = replace(INVOICE, seller_tax_number="91110000000000000X")
     desk.channel.truth = Issued((reported,))
     desk.channel.script = [Issued((reported,))]
@@ -243,7 +243,7 @@ def result_mismatch(desk: Desk) -> str:
 
 
 def unreadable_result(desk: Desk) -> str:
-    """workflow._mismatch: a field of the reported invoice could not be read."""
+    """outcomes._mismatch: a field of the reported invoice could not be read."""
     reported = replace(INVOICE, unreadable={"amount": "5327,43"})
     desk.channel.truth = Issued((reported,))
     desk.channel.script = [Issued((reported,))]
@@ -252,7 +252,7 @@ def unreadable_result(desk: Desk) -> str:
 
 
 def _void_requested(desk: Desk) -> None:
-    """An ISSUED application whose void intake accepted (intake/workflow.py's write: ISSUED -> VOIDING)."""
+    """An ISSUED application whose void intake accepted (intake's write: ISSUED -> VOIDING)."""
     desk.issued()
     desk.channel.truth = Issued((INVOICE,))
     stored = desk.stored()
@@ -265,7 +265,7 @@ def _void_requested(desk: Desk) -> None:
 
 
 def void_by_person(desk: Desk) -> str:
-    """workflow._send_void: the channel voids but has no void call: a person voids it at the channel."""
+    """voids.VoidSender.send: the channel voids but has no void call: a person voids it at the channel."""
     desk.channel.capabilities = Capabilities(void=frozenset({desk.stored().application.invoice_type}))
     _void_requested(desk)
     assert desk.dispatch() == "void by person"
@@ -274,7 +274,7 @@ def void_by_person(desk: Desk) -> str:
 
 
 def report_not_applied(desk: Desk) -> str:
-    """workflow._finish: a refusal reported while a void is under way (VOIDING cannot become REJECTED)."""
+    """dispatch.finish: a refusal reported while a void is under way (VOIDING cannot become REJECTED)."""
     desk.channel.void = lambda application, request_number, reason: Accepted("void-ref")  # it has a void call
     _void_requested(desk)
     assert desk.dispatch() == "void sent"
@@ -285,7 +285,7 @@ def report_not_applied(desk: Desk) -> str:
 
 
 def duplicate_after_issued(desk: Desk) -> str:
-    """workflow._after_outcome: another invoice after ISSUED."""
+    """outcomes._after_outcome: another invoice after ISSUED."""
     desk.issued()
     desk.channel.truth = Issued((INVOICE,))
     assert desk.world.dispatcher().apply_result(desk.stored(), Issued((OTHER,)), desk.channel) == "possible duplicate"
@@ -293,7 +293,7 @@ def duplicate_after_issued(desk: Desk) -> str:
 
 
 def invoice_after_rejected(desk: Desk) -> str:
-    """workflow._after_outcome: an invoice after REJECTED."""
+    """outcomes._after_outcome: an invoice after REJECTED."""
     desk.channel.script = [Rejected("buyer tax number unknown", "4001")]
     assert desk.dispatch() == "rejected"
     assert desk.world.dispatcher().apply_result(desk.stored(), Issued((INVOICE,)), desk.channel) == "possible duplicate"
@@ -301,7 +301,7 @@ def invoice_after_rejected(desk: Desk) -> str:
 
 
 def result_after_cancel(desk: Desk) -> str:
-    """workflow._after_outcome: an invoice reported for an application an operator had CANCELLED."""
+    """outcomes._after_outcome: an invoice reported for an application an operator had CANCELLED."""
     operations(desk.world).act(SYSTEM, CODE, "cancel", "the order was withdrawn", "alice", {})
     assert desk.stored().status is Status.CANCELLED
     result = desk.world.dispatcher().apply_result(desk.stored(), Issued((INVOICE,)), desk.channel)
@@ -310,7 +310,7 @@ def result_after_cancel(desk: Desk) -> str:
 
 
 def clash_after_issued(desk: Desk) -> str:
-    """workflow._clash: an ISSUED application is reported with an invoice the hub holds for another."""
+    """outcomes._clash: an ISSUED application is reported with an invoice the hub holds for another."""
     desk.issued()
     code = another("clash-2")
     desk.issued(code, OTHER)

@@ -66,6 +66,14 @@ def post(body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
     return event("intake-post-blue.json", body=body, headers=headers)
 
 
+def dispatcher_for(clock: Clock) -> Dispatcher:
+    """A dispatcher over the runtime's current ports and channel registry."""
+    return Dispatcher(
+        runtime.application_store(), runtime.dispatch_queue(), runtime.event_publisher(),
+        runtime.channel_registry(), runtime.file_store(), policy=DispatchPolicy(), clock=clock,
+    )  # fmt: skip
+
+
 class World:
     def __init__(self, hub: Any, sandboxes: dict[str, Any], dispatcher: Dispatcher, poller: Poller, clock: Clock):
         self.hub, self.sandboxes, self.dispatcher, self.poller, self.clock = hub, sandboxes, dispatcher, poller, clock
@@ -73,7 +81,7 @@ class World:
     def configure(self, document: dict[str, Any]) -> None:
         Path(self.hub.environment["HUB_CONFIG_FILE"]).write_text(json.dumps(document), encoding="utf-8")
         runtime.reset()
-        self.dispatcher._channels = runtime.channel_registry()
+        self.dispatcher = dispatcher_for(self.clock)  # routed by the new configuration
 
     def submit(self, body: dict[str, Any], token: str | None = None) -> tuple[int, dict[str, Any]]:
         status, answer, _ = self.hub.call(post(body, token))
@@ -146,12 +154,8 @@ def world(hub):
         ).raise_for_status()
         clock = Clock()
         runtime.reset()
-        dispatcher = Dispatcher(
-            runtime.application_store(), runtime.dispatch_queue(), runtime.event_publisher(),
-            runtime.channel_registry(), runtime.file_store(), policy=DispatchPolicy(), clock=clock,
-        )  # fmt: skip
         poller = Poller(runtime.application_store(), runtime.dispatch_queue(), clock=clock)
-        built = World(hub, sandboxes, dispatcher, poller, clock)
+        built = World(hub, sandboxes, dispatcher_for(clock), poller, clock)
         built.configure(document_for(sandboxes))
         yield built
     finally:

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from fapiao_hub.infra.queues import DispatchQueue
     from fapiao_hub.infra.revocation import CallerCheck
     from fapiao_hub.infra.store import ApplicationStore, StoredApplication
-    from fapiao_hub.usecases.dispatch import CallbackReceiver, Dispatcher
+    from fapiao_hub.usecases.callbacks import CallbackReceiver
+    from fapiao_hub.usecases.dispatch import Dispatcher
     from fapiao_hub.usecases.intake import Intake
     from fapiao_hub.usecases.notify import Notifier
     from fapiao_hub.usecases.operations import Operations
@@ -165,7 +166,7 @@ def dispatcher() -> Dispatcher:
 
 @cache
 def callback_receiver() -> CallbackReceiver:
-    from fapiao_hub.usecases.dispatch import CallbackReceiver
+    from fapiao_hub.usecases.callbacks import CallbackReceiver
 
     return CallbackReceiver(
         application_store(),

@@ -1,7 +1,7 @@
 """Callback HTTP API: ``POST /v1/callbacks/{channel}``, where channels push results.
 
 Public (no bearer token): each channel authenticates with its own credentials (callback_auth).
-Adapter only; CallbackReceiver in workflow does the work.
+Adapter only; CallbackReceiver (usecases/callbacks.py) does the work.
 """
 
 from __future__ import annotations

@@ -209,24 +209,18 @@ def _misconfigured(error: _Misconfigured) -> Response:
 
 
 def _route(application: Application) -> str | None:
-    """The channel that issues this application: the first of the seller's channels whose capabilities
-    cover its type and colour. A 400 naming invoiceOrder.invoiceType (what the company can issue)
-    when the seller has configured channels and none can; nothing is stored then."""
+    """The channel that issues this application (usecases.routing.intake_channel). A 400 naming
+    invoiceOrder.invoiceType (what the company can issue) when the seller has configured channels and
+    none can; nothing is stored then."""
     from fapiao_hub.channels.registry import ChannelConfigurationError
+    from fapiao_hub.usecases import routing
 
-    registry = runtime.channel_registry()
     try:
-        capable = registry.capable_channels(application)
-        if capable:
-            return capable[0]
-        preferred = registry.preferred_channels(application)
-        configured = [name for name in preferred if registry.configured(name)]
-        if not configured:
-            # Nothing configured to judge by: dispatch reports it (no channel / not configured).
-            return preferred[0] if preferred else None
-        issuable = registry.issuable(application)
+        return routing.intake_channel(runtime.channel_registry(), application)
     except ChannelConfigurationError as error:
         raise _Misconfigured(str(error)) from None
+    except routing.NoCapableChannel as refused:
+        configured, issuable = refused.configured, refused.issuable
     colour = "red" if application.direction.value == "RED" else "blue"
     codes = _intake_codes()
     listed = "; ".join(

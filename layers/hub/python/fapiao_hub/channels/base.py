@@ -42,7 +42,7 @@ class Channel(Protocol):
 class VoidingChannel(Protocol):
     """A channel with a void (作废) call. One whose ``capabilities.void`` allows a void but that has no
     such call (the partner) gets none sent: the hub records the void as one a person does at the
-    channel (workflow.Dispatcher._send_void), never as "sent"."""
+    channel (usecases.voids.VoidSender.send), never as "sent"."""
 
     def void(self, application: Application, request_number: str, reason: str) -> Outcome:
         """Ask for the invoices issued under ``request_number`` to be voided. Accepted: the channel

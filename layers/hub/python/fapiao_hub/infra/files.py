@@ -13,6 +13,8 @@ Invoice files, in the order the workflow meets them:
 - ``FileStore.store_invoice_file``: the one call the workflow makes per ``InvoiceFile``; never raises
   for bad content (a garbage file is recorded as a failed file and the invoice is still recorded).
   S3 errors do raise: they are the hub's trouble, not the file's, and the workflow retries them.
+- ``LinkedFiles.fetch``: a file a channel linked to (a URL), fetched within that channel's policy
+  (file_fetch.py); the use cases ask it, they make no HTTP request of their own.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
+from fapiao_hub.infra.file_fetch import FetchPolicy, fetch_file
 from fapiao_hub.infra.store import DocumentOverflow
 
 if TYPE_CHECKING:
@@ -380,7 +383,7 @@ class FileStore(DocumentOverflow):
         """Decode (or fetch) and store one invoice file; never raises for bad content.
 
         Inline base64 wins when the channel gave both base64 and a URL. A URL is fetched through
-        ``fetch`` (the workflow's HTTP client); without one, the file is recorded as not fetched,
+        ``fetch`` (LinkedFiles.fetch); without one, the file is recorded as not fetched,
         with its URL. Garbage (bad base64, unknown magic bytes, a failed fetch) comes back as a
         FileRecord with ``ok`` False and the reason, so the invoice itself is still recorded.
         S3 errors propagate.
@@ -419,3 +422,19 @@ class FileStore(DocumentOverflow):
         except InvalidFile as error:
             return FileRecord(ok=False, stored=None, error=error.reason, source=source, url=url)
         return FileRecord(ok=True, stored=stored, error=None, source=source, url=url)
+
+
+class LinkedFiles:
+    """Invoice files a channel links to, fetched over HTTP within that channel's policy.
+
+    ``policy_for`` names a channel's policy (ChannelRegistry.fetch_policy); without it, or for an
+    application with no channel, the policy allows no host, so every URL is refused (FetchRefused).
+    """
+
+    def __init__(self, policy_for: Callable[[str], FetchPolicy] | None = None):
+        self._policy_for = policy_for
+
+    def fetch(self, url: str, channel: str | None) -> bytes:
+        """The file's bytes; raises FetchRefused (recorded on the file entry by the file store, never a crash)."""
+        policy = self._policy_for(channel) if self._policy_for is not None and channel else FetchPolicy()
+        return fetch_file(url, policy)

@@ -12,7 +12,7 @@ instance sees the same circuit; every change is a conditional write, so of many 
 exactly one opens it (and announces it), exactly one probes, and a late answer from an earlier
 opening never closes a newer one (``openings`` counts them).
 
-Failover (``failover_after_seconds``) is decided by the workflow: only for an application that
+Failover (``failover_after_seconds``) is decided by routing.Router: only for an application that
 provably never reached its channel (:func:`never_reached`). docs/channels.md "Channel health".
 """
 
@@ -21,8 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from aws_lambda_powertools import Logger
+
 from fapiao_hub.domain.results import NotSent, Unknown
+from fapiao_hub.infra import events
+from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.store import CircuitState
+
+logger = Logger(child=True)
 
 
 @dataclass(frozen=True)
@@ -147,3 +153,29 @@ def never_reached(attempts: int, unsent_attempts: int, uncertain: bool) -> bool:
     answer) leaves ``attempts`` ahead of it for good.
     """
     return not uncertain and attempts == unsent_attempts
+
+
+def hold(gate: Gate, now: int) -> tuple[int, str]:
+    """An application held by an open circuit: when it is due again (the cool-down's end) and why."""
+    until = max(gate.until or now, now + 1)
+    return until, f"waiting for {gate.channel}: its circuit is open (requests kept failing); next try at {until}"
+
+
+def announce_opening(publisher: EventPublisher, verdict: Verdict, outcome: object) -> None:
+    """ChannelCircuitOpened, once per opening (the dispatcher whose write opened it)."""
+    opened = verdict.opened
+    assert opened is not None
+    logger.warning("channel circuit opened", extra={"channel": opened.channel, "open_until": opened.open_until})
+    event = events.channel_event(
+        events.EventType.CHANNEL_CIRCUIT_OPENED,
+        channel=opened.channel,
+        opened_at=opened.opened_at,
+        open_until=opened.open_until,
+        failures=opened.failures,
+        last_failure=getattr(outcome, "reason", type(outcome).__name__),
+    )
+    try:
+        publisher.publish(event)
+    except events.PublishFailed:
+        # The alarm (Dispatch.circuit_opened) does not depend on EventBridge; the outcome was applied.
+        logger.exception("ChannelCircuitOpened not published")

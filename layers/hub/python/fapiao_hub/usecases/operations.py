@@ -6,7 +6,7 @@ and an ``OperatorAction`` event (the audit trail). An action that does not apply
 application moved meanwhile, changes nothing and raises ActionNotApplicable with the status now
 (the ops API answers 409); a bad request raises ActionInvalid naming the field (400).
 
-Results go through the Dispatcher (workflow.py): a query is applied as a poll's answer, an invoice
+Results go through the Dispatcher (dispatch.py): a query is applied as a poll's answer, an invoice
 an operator vouches for is verified and recorded as a channel's, so nothing here duplicates how
 results, invoices and outcome events are recorded.
 """
@@ -46,7 +46,8 @@ from fapiao_hub.infra.store import (
     StaleWrite,
     StoredApplication,
 )
-from fapiao_hub.usecases.dispatch import ChannelDirectory, Dispatcher
+from fapiao_hub.usecases.dispatch import Dispatcher
+from fapiao_hub.usecases.routing import ChannelDirectory
 
 logger = Logger(child=True)
 
