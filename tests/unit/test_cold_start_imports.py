@@ -64,7 +64,8 @@ NOT_LOADED = {
     "ops": [
         "requests", "fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", *CHANNEL_MODULES,
         "fapiao_hub.usecases.callback_auth",
-        "fapiao_hub.usecases.operations", "fapiao_hub.usecases.dispatch", BATCH_UTILITY,
+        "fapiao_hub.usecases.operations", "fapiao_hub.usecases.resolutions", "fapiao_hub.usecases.action_checks",
+        "fapiao_hub.usecases.dispatch", BATCH_UTILITY,
     ],
 }  # fmt: skip
 

@@ -25,7 +25,7 @@ from fapiao_hub.domain import invoice_files
 from fapiao_hub.domain.models import FindingKind, Status
 from fapiao_hub.domain.results import InvoiceFile, Issued, IssuedInvoice
 from fapiao_hub.usecases import notifications
-from fapiao_hub.usecases.operations import ActionInvalid
+from fapiao_hub.usecases.action_checks import ActionInvalid
 from fapiao_hub.usecases.reconciliation import Verdict
 from sandbox import faults
 from sandbox.partner import Invoice as SandboxInvoice
