@@ -203,7 +203,7 @@ def refusal(action: str, stored: StoredApplication) -> str | None:
         if status is not Status.VOIDING:
             return f"{action} applies to VOIDING applications (a void under way), not {status.value}"
         return None
-    return f"unknown action {action!r}"  # pragma: no cover - act() checks the name first
+    return f"unknown action {action!r}"  # pragma: no cover - checked_request checks the name first
 
 
 def stuck_from(stored: StoredApplication) -> Status | None:
