@@ -61,6 +61,7 @@ from fapiao_hub.infra.events import EventType
 from fapiao_hub.infra.store import StoredApplication
 
 _ISSUE_TYPES = frozenset({EventType.INVOICE_ISSUED.value, EventType.INVOICE_VOIDED.value})
+#: Seed 000's ``result`` for each outcome it has a word for; the others are not sent in that format.
 EKUAIBAO_RESULTS = {
     EventType.INVOICE_ISSUED.value: ekuaibao.RESULT_ISSUED,
     EventType.INVOICE_VOIDED.value: ekuaibao.RESULT_ISSUED,
@@ -68,6 +69,7 @@ EKUAIBAO_RESULTS = {
     # Not invoiced, for good: seed 000 has no other word for it (rejectMsg says it was cancelled).
     EventType.APPLICATION_CANCELLED.value: ekuaibao.RESULT_REJECTED,
 }
+#: The events a business system is told of.
 OUTCOME_TYPES = frozenset(
     {
         EventType.INVOICE_ISSUED.value,
