@@ -46,7 +46,7 @@ from moto import mock_aws
 from schemathesis import checks as schema_checks
 
 from fapiao_hub import runtime
-from fapiao_hub.usecases.callback_auth import sign
+from fapiao_hub.infra.signatures import sign
 from local.atomic_moto import serialized_in_process
 from local.provision import provision
 from tests.conftest import REGION

@@ -20,7 +20,7 @@ import pytest
 import requests
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
-from fapiao_hub.usecases.callback_auth import sign
+from fapiao_hub.infra.signatures import sign
 from tests.integration.conftest import LocalRun
 
 pytestmark = pytest.mark.integration

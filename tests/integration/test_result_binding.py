@@ -21,7 +21,8 @@ import requests
 
 from fapiao_hub.domain.config import token_sha256
 from fapiao_hub.domain.models import application_key, request_number_for
-from fapiao_hub.usecases.callback_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from fapiao_hub.infra.signatures import sign
+from fapiao_hub.usecases.callback_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from fapiao_hub_client import demo
 from tests.integration.conftest import ROOT, LocalRun, _finish, start_local_run
 

@@ -8,13 +8,13 @@ import hmac
 import pytest
 
 from fapiao_hub.domain.config import ChannelSettings
+from fapiao_hub.infra.signatures import sign
 from fapiao_hub.usecases import callback_auth
 from fapiao_hub.usecases.callback_auth import (
     REASONS,
     AuthResult,
     authenticate_callback,
     replay_key,
-    sign,
     verify_access_token,
     verify_signature,
 )
@@ -127,7 +127,7 @@ def test_the_signing_string_is_timestamp_dot_body():
 
 def test_one_signature_format_both_ways():
     # What the hub sends its business systems (notifier) is what it takes from a channel.
-    from fapiao_hub.usecases.notify import sign_webhook, verify_webhook
+    from fapiao_hub.infra.signatures import sign_webhook, verify_webhook
 
     outbound = sign_webhook(SECRET, "1750000000", BODY)
     assert outbound == sign(SECRET.encode(), "1750000000", BODY)

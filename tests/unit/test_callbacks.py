@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from fapiao_hub import runtime
-from fapiao_hub.usecases.callback_auth import sign
+from fapiao_hub.infra.signatures import sign
 from tests.conftest import REGION
 from tests.unit.conftest import FakeContext, event, hub_config_document, load_handler
 

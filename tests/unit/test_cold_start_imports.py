@@ -36,16 +36,18 @@ BATCH_UTILITY = "aws_lambda_powertools.utilities.batch"  # builds Powertools' pa
 NOT_LOADED = {
     # No outbound HTTP but AWS: no requests (X-Ray patches the AWS SDK only), no channels at all.
     "intake": [
-        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.channels", "fapiao_hub.usecases.callback_auth",
+        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", "fapiao_hub.channels",
+        "fapiao_hub.usecases.callback_auth",
         BATCH_UTILITY,
     ],
     "poller": [
-        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.channels", "fapiao_hub.usecases.callback_auth",
+        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", "fapiao_hub.channels",
+        "fapiao_hub.usecases.callback_auth",
         "fapiao_hub.infra.files",  # the store's S3 overflow is built on first use: no S3 client
         "aws_lambda_powertools.event_handler", BATCH_UTILITY,
     ],
-    "dispatch": ["fapiao_hub.usecases.notify", *CHANNEL_MODULES],
-    "callback": ["fapiao_hub.usecases.notify", *CHANNEL_MODULES, BATCH_UTILITY],
+    "dispatch": ["fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", *CHANNEL_MODULES],
+    "callback": ["fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", *CHANNEL_MODULES, BATCH_UTILITY],
     "notifier": [
         "fapiao_hub.channels.registry", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth", "fapiao_hub.infra.files",
     ],
@@ -53,14 +55,17 @@ NOT_LOADED = {
     "console": ["fapiao_hub", "boto3", "botocore", "aws_lambda_powertools", "aws_xray_sdk", "requests", "pydantic"],
     # Channels are built when a run first asks one; no workflow, queue or event bus.
     "reconciliation": [
-        "fapiao_hub.usecases.notify", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth",
+        "fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", *CHANNEL_MODULES,
+        "fapiao_hub.usecases.callback_auth",
         "fapiao_hub.usecases.dispatch", "fapiao_hub.infra.events", "fapiao_hub.infra.queues",
         "aws_lambda_powertools.event_handler", BATCH_UTILITY,
     ],
     # Reads and lists: the operations use case (workflow, channels, notifier) only when an operator acts.
     "ops": [
-        "requests", "fapiao_hub.usecases.notify", *CHANNEL_MODULES, "fapiao_hub.usecases.callback_auth",
-        "fapiao_hub.usecases.operations", "fapiao_hub.usecases.dispatch", BATCH_UTILITY,
+        "requests", "fapiao_hub.usecases.notify", "fapiao_hub.usecases.notifications", *CHANNEL_MODULES,
+        "fapiao_hub.usecases.callback_auth",
+        "fapiao_hub.usecases.operations", "fapiao_hub.usecases.resolutions", "fapiao_hub.usecases.action_checks",
+        "fapiao_hub.usecases.dispatch", BATCH_UTILITY,
     ],
 }  # fmt: skip
 

@@ -18,7 +18,7 @@ from fapiao_hub.domain.models import Status
 from fapiao_hub.domain.results import Issued
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.infra.revocation import CallerCheck
-from fapiao_hub.usecases.notify import verify_webhook
+from fapiao_hub.infra.signatures import verify_webhook
 from fapiao_hub_client import cli
 from tests.conftest import REGION
 from tests.unit.conftest import FIXTURE_TOKEN, event, get_event, hub_config_document

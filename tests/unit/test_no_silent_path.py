@@ -16,7 +16,7 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.domain.models import FindingKind, Status
 from fapiao_hub.domain.results import Accepted, Issued
-from fapiao_hub.usecases.operations import ActionInvalid
+from fapiao_hub.usecases.action_checks import ActionInvalid
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.test_dispatch_workflow import CODE, INVOICE
 from tests.unit.test_operations import SYSTEM, another, item, operations

@@ -26,17 +26,12 @@ from fapiao_hub import runtime
 from fapiao_hub.channels.ekuaibao import parse_push
 from fapiao_hub.domain.models import InvoiceType, Status
 from fapiao_hub.domain.results import InvoiceFile, InvoiceState, Issued, IssuedInvoice, Rejected
+from fapiao_hub.infra import signatures
 from fapiao_hub.infra.events import EventPublisher
-from fapiao_hub.usecases import notify as notifier_module
+from fapiao_hub.infra.signatures import sign_webhook, verify_webhook
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
-from fapiao_hub.usecases.notify import (
-    idempotency_key,
-    loggable_url,
-    retry_delay,
-    sign_webhook,
-    verify_webhook,
-    with_query,
-)
+from fapiao_hub.usecases.notifications import idempotency_key
+from fapiao_hub.usecases.notify import loggable_url, retry_delay, with_query
 from tests.unit.conftest import REGION, event, hub_config_document, load_handler
 
 CODE = "zcxs1825830330588741634"
@@ -547,7 +542,7 @@ def test_helpers():
 
 
 def _readme_snippet() -> str:
-    doc = notifier_module.__doc__ or ""
+    doc = signatures.__doc__ or ""
     match = re.search(r"```python\n(.*?)\n```", doc, re.S)
     assert match, "the module docstring holds the README's verification snippet"
     return match.group(1)
@@ -572,8 +567,6 @@ def test_the_readme_verification_snippet_verifies_a_real_signature():
     import re as _re
     import time as _time
     from pathlib import Path as _Path
-
-    from fapiao_hub.usecases.notify import sign_webhook
 
     readme = (_Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     [snippet] = [b for b in _re.findall(r"```python\n(.*?)```", readme, _re.S) if "def verify_webhook" in b]

@@ -18,14 +18,9 @@ from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, Difference, FindingK
 from fapiao_hub.domain.results import Accepted, Issued, NotFound
 from fapiao_hub.domain.verification import finding_for
 from fapiao_hub.infra.store import ApplicationStore, iso, utc_now
+from fapiao_hub.usecases.action_checks import ACTIONS, ActionInvalid, ActionNotApplicable, ApplicationMissing
 from fapiao_hub.usecases.dispatch import DispatchPolicy
-from fapiao_hub.usecases.operations import (
-    ACTIONS,
-    ActionInvalid,
-    ActionNotApplicable,
-    ApplicationMissing,
-    Operations,
-)
+from fapiao_hub.usecases.operations import Operations
 from fapiao_hub.usecases.polling import Poller
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.conftest import SELLER, FakeContext, load_handler

@@ -25,7 +25,7 @@ from fapiao_hub.domain.results import Issued
 from fapiao_hub.domain.verification import finding_for
 from fapiao_hub.infra.store import Reach
 from fapiao_hub.usecases import callbacks
-from fapiao_hub.usecases.operations import ActionInvalid
+from fapiao_hub.usecases.action_checks import ActionInvalid
 from tests.unit import test_ops_api as desk
 from tests.unit.conftest import SELLER
 from tests.unit.test_dispatch_workflow import CODE

@@ -60,7 +60,7 @@ class FakeOperations:
 
     def act(self, source_system, open_apply_code, action, reason, operator, params):
         self.calls.append((source_system, open_apply_code, action, reason, operator, params))
-        errors = sys.modules["fapiao_hub.usecases.operations"]
+        errors = sys.modules["fapiao_hub.usecases.action_checks"]
         if action == "unknown-thing":
             raise errors.ActionInvalid("action", "unknown action 'unknown-thing'")
         if action == "requeue":
@@ -72,9 +72,9 @@ class FakeOperations:
 def operations_module(monkeypatch):
     """The use case's errors: the real module once it exists, else one with the agreed interface."""
     try:
-        import fapiao_hub.usecases.operations  # noqa: F401
+        import fapiao_hub.usecases.action_checks  # noqa: F401
     except ImportError:
-        module = types.ModuleType("fapiao_hub.usecases.operations")
+        module = types.ModuleType("fapiao_hub.usecases.action_checks")
 
         class ActionInvalid(Exception):
             def __init__(self, field: str, message: str) -> None:
@@ -91,8 +91,8 @@ def operations_module(monkeypatch):
 
         module.ActionInvalid, module.ActionNotApplicable = ActionInvalid, ActionNotApplicable
         module.ApplicationMissing = ApplicationMissing
-        monkeypatch.setitem(sys.modules, "fapiao_hub.usecases.operations", module)
-    return sys.modules["fapiao_hub.usecases.operations"]
+        monkeypatch.setitem(sys.modules, "fapiao_hub.usecases.action_checks", module)
+    return sys.modules["fapiao_hub.usecases.action_checks"]
 
 
 class Ops:

@@ -36,8 +36,8 @@ from fapiao_hub.domain.results import (
     Rejected,
     Unknown,
 )
+from fapiao_hub.usecases.action_checks import ActionInvalid, ActionNotApplicable
 from fapiao_hub.usecases.dispatch import DispatchPolicy
-from fapiao_hub.usecases.operations import ActionInvalid, ActionNotApplicable
 from fapiao_hub.usecases.reconciliation import Reconciler, StoreFindings
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.conftest import REGION

@@ -26,7 +26,7 @@ from fapiao_hub import runtime
 from fapiao_hub.domain.models import FindingKind, InvoiceType, Status, request_number_for
 from fapiao_hub.domain.results import Issued, IssuedInvoice, Rejected, Unknown
 from fapiao_hub.infra import events
-from fapiao_hub.usecases.callback_auth import sign
+from fapiao_hub.infra.signatures import sign
 from tests.conftest import REGION
 from tests.unit.conftest import OTHER_TOKEN as OTHER_ERP_TOKEN
 from tests.unit.conftest import event

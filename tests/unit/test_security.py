@@ -335,7 +335,7 @@ def test_callbacks_refuse_bad_credentials(callbacks, hub, case, kwargs):  # noqa
 
 
 def test_callbacks_refuse_a_replay(callbacks):  # noqa: F811 - the reused fixture
-    from fapiao_hub.usecases.callback_auth import sign
+    from fapiao_hub.infra.signatures import sign
     from tests.unit.test_callbacks import SECRET
 
     body, ts = seed_push_text(), str(int(time.time()))

@@ -24,8 +24,8 @@ from fapiao_hub.channels.ekuaibao import hand_over
 from fapiao_hub.domain import invoice_files
 from fapiao_hub.domain.models import FindingKind, Status
 from fapiao_hub.domain.results import InvoiceFile, Issued, IssuedInvoice
-from fapiao_hub.usecases import notify as notifier
-from fapiao_hub.usecases.operations import ActionInvalid
+from fapiao_hub.usecases import notifications
+from fapiao_hub.usecases.action_checks import ActionInvalid
 from fapiao_hub.usecases.reconciliation import Verdict
 from sandbox import faults
 from sandbox.partner import Invoice as SandboxInvoice
@@ -71,8 +71,8 @@ def webhook_invoices(world, detail_type: str = "InvoiceIssued") -> list[dict]:
     """The invoices of the hub-format webhook body the notifier would POST for the outcome event."""
     [detail] = [d for kind, d in world.events() if kind == detail_type]
     stored = world.stored()
-    invoices = notifier._selected_invoices(detail_type, detail, runtime.application_store().invoices(stored))
-    return notifier.hub_body("k", detail_type, detail, None, invoices)["invoices"]
+    invoices = notifications.selected_invoices(detail_type, detail, runtime.application_store().invoices(stored))
+    return notifications.hub_body("k", detail_type, detail, None, invoices)["invoices"]
 
 
 # ---------------------------------------------------------------------------- figures from the file

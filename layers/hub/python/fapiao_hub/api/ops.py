@@ -509,18 +509,18 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     use_case = _use_case()
     if use_case is None:
         return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")
-    from fapiao_hub.usecases import operations  # with the use case: only this route needs its errors
+    from fapiao_hub.usecases import action_checks  # with the use case: only this route needs its errors
 
     params = {k: v for k, v in body.items() if k not in ("action", "reason")}
     try:
         after = use_case.act(businessSystem, openApplyCode, body["action"], body["reason"].strip(), name, params)
-    except operations.ActionInvalid as invalid:
+    except action_checks.ActionInvalid as invalid:
         field, message = _parts(invalid, "field")
         return envelope(HTTPStatus.BAD_REQUEST, f"{field}: {message}", {"field": field})
-    except operations.ActionNotApplicable as refused:
+    except action_checks.ActionNotApplicable as refused:
         status, message = _parts(refused, "status")
         return envelope(HTTPStatus.CONFLICT, message, {"status": _status_text(status)})
-    except operations.ApplicationMissing:
+    except action_checks.ApplicationMissing:
         raise _missing(businessSystem, openApplyCode) from None
     logger.info("operator action", extra={"action": body["action"], "status": after.status.value})
     metrics.add_metric(name="OpsActions", unit=MetricUnit.Count, value=1)

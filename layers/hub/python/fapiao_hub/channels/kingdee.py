@@ -174,6 +174,7 @@ from fapiao_hub.channels.wire import (
     CENT,
     build_post_session,
     eight_places,
+    envelope_or_outcome,
     exchange,
     join_text,
     money_text,
@@ -715,26 +716,15 @@ def _read_answer(
     status_code: int, content: bytes, *, aes_key: bytes | None, issuing: bool
 ) -> _Answer | NotSent | Rejected | Unknown:
     """The envelope of an answer, or the outcome when there is none to read."""
-    if 300 <= status_code < 400:
-        return NotSent(f"HTTP {status_code}: redirects are not followed (check the channel's base_url)")
-    if status_code in (408, 425, 429, 503):
-        return NotSent(f"HTTP {status_code}: the server did not process the request")
-    if status_code >= 500:
-        return Unknown(f"HTTP {status_code}: the request may have been processed", raw=content, channel_failed=True)
-    try:
-        answer = jsonutil.loads(content)
-    except jsonutil.InvalidJson as error:
-        if 200 <= status_code < 300:
-            return Unknown(f"the answer is not valid JSON ({error})", raw=content)
-        answer = None
-    if not (isinstance(answer, dict) and isinstance(answer.get("success"), bool)):
-        if 200 <= status_code < 300:
-            return Unknown("the answer is not Kingdee's envelope (no boolean 'success')", raw=content)
-        if status_code in (400, 413, 414, 422):
-            if issuing:
-                return Rejected(f"HTTP {status_code}: the server refused the request", code=f"HTTP_{status_code}")
-            return Unknown(f"HTTP {status_code}: the server refused the query", raw=content)
-        return NotSent(f"HTTP {status_code}: the server did not process the request")
+    answer = envelope_or_outcome(
+        status_code,
+        content,
+        is_envelope=lambda envelope: isinstance(envelope.get("success"), bool),
+        envelope_name="Kingdee's envelope (no boolean 'success')",
+        issuing=issuing,
+    )
+    if not isinstance(answer, dict):
+        return answer
     data = answer.get("data")
     if data is not None and data != "":
         try:

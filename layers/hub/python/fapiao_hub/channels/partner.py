@@ -124,7 +124,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, text_or_none
+from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, status_outcome, text_or_none
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, InvoiceType
@@ -300,12 +300,15 @@ def interpret_answer(
     scrub: Callable[[str], str] = no_scrub,
 ) -> QueryOutcome:
     """What an HTTP answer to ``queryInvoice`` means (the module docstring's table). Never raises."""
-    if 300 <= status_code < 400:
-        return NotSent(f"HTTP {status_code}: redirects are not followed (check the channel's base_url)")
-    if status_code in (408, 425, 429, 503):
-        return NotSent(f"HTTP {status_code}: the partner did not process the query")
-    if status_code >= 500:
-        return Unknown(f"HTTP {status_code}: the partner could not answer the query", raw=content, channel_failed=True)
+    decided = status_outcome(
+        status_code,
+        content,
+        not_processed="the partner did not process the query",
+        failed="the partner could not answer the query",
+    )
+    if decided is not None:
+        return decided
+    # Nothing is final about a failed query: without the partner's envelope, whatever the status, Unknown.
     try:
         answer = jsonutil.loads(content)
     except jsonutil.InvalidJson as error:

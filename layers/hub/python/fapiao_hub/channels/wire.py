@@ -1,6 +1,7 @@
 """Wire helpers shared by the channel modules: decimal text as vendors want it, lenient reading of
-vendor numbers and text, secret scrubbing for reasons, and the HTTP session policy (retry only
-what never left the machine)."""
+vendor numbers and text, secret scrubbing for reasons, the HTTP session policy (retry only what
+never left the machine), and what a transport failure or an HTTP status means before a vendor's
+own envelope is read (each vendor module keeps only its field names and codes)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application
 from fapiao_hub.domain.number_range import RANGE_TEXT, dynamo_number
-from fapiao_hub.domain.results import NotSent, Unknown
+from fapiao_hub.domain.results import NotSent, Rejected, Unknown
 
 CENT = Decimal("0.01")
 EIGHT_PLACES = Decimal("1E-8")
 MAX_REASON = 500  # characters of a vendor message kept in a reason
+#: Statuses by which a server says it did not process the request: the same may be sent again.
+NOT_PROCESSED_STATUSES = frozenset({408, 425, 429, 503})
+#: Statuses by which a server refuses the request itself: sending it again would be refused again.
+REFUSED_STATUSES = frozenset({400, 413, 414, 422})
 
 
 def quantize(value: Decimal, exponent: Decimal) -> Decimal:
@@ -167,6 +173,63 @@ def exchange(
         return NotSent(f"the request could not be built ({type(error).__name__}); check the base_url")
     except Exception as error:  # ChunkedEncodingError, and anything else once sending began
         return Unknown(f"the answer could not be read ({type(error).__name__})")
+
+
+def status_outcome(
+    status_code: int,
+    content: bytes,
+    *,
+    not_processed: str = "the server did not process the request",
+    failed: str = "the request may have been processed",
+) -> NotSent | Unknown | None:
+    """What an HTTP status decides before any body is read; None: the body must be read.
+
+    A redirect (never followed) and :data:`NOT_PROCESSED_STATUSES` are NotSent; any other 5xx is
+    Unknown with the answer kept. ``not_processed`` / ``failed`` are the vendor's words in the reason.
+    """
+    if 300 <= status_code < 400:
+        return NotSent(f"HTTP {status_code}: redirects are not followed (check the channel's base_url)")
+    if status_code in NOT_PROCESSED_STATUSES:
+        return NotSent(f"HTTP {status_code}: {not_processed}")
+    if status_code >= 500:
+        return Unknown(f"HTTP {status_code}: {failed}", raw=content, channel_failed=True)
+    return None
+
+
+def envelope_or_outcome(
+    status_code: int,
+    content: bytes,
+    *,
+    is_envelope: Callable[[dict[str, Any]], bool],
+    envelope_name: str,
+    issuing: bool = True,
+) -> dict[str, Any] | NotSent | Rejected | Unknown:
+    """The vendor's JSON envelope of an answer to a POST, or the outcome when there is none to read.
+
+    The status first (:func:`status_outcome`). A 2xx answer that is not JSON, or not the envelope
+    (``envelope_name`` says which), is Unknown. Another answer without the envelope:
+    :data:`REFUSED_STATUSES` refuse the request, Rejected ``HTTP_<status>`` when ``issuing`` (nothing
+    was issued) and Unknown for a query; any other status is NotSent.
+    """
+    decided = status_outcome(status_code, content)
+    if decided is not None:
+        return decided
+    success = 200 <= status_code < 300
+    try:
+        answer = jsonutil.loads(content)
+    except jsonutil.InvalidJson as error:
+        if success:
+            return Unknown(f"the answer is not valid JSON ({error})", raw=content)
+        answer = None
+    if isinstance(answer, dict) and is_envelope(answer):
+        return answer
+    if success:
+        return Unknown(f"the answer is not {envelope_name}", raw=content)
+    if status_code in REFUSED_STATUSES:
+        if issuing:
+            return Rejected(f"HTTP {status_code}: the server refused the request", code=f"HTTP_{status_code}")
+        return Unknown(f"HTTP {status_code}: the server refused the query", raw=content)
+    return NotSent(f"HTTP {status_code}: the server did not process the request")
 
 
 def personal_data_scrubber(application: Application, credentials: dict[str, str]) -> Callable[[str], str]:

@@ -94,6 +94,7 @@ import requests
 from fapiao_hub.channels.wire import (
     build_post_session,
     eight_places,
+    envelope_or_outcome,
     exchange,
     join_text,
     money_text,
@@ -655,25 +656,14 @@ def interpret_answer(
     scrub: Callable[[str], str] = no_scrub,
 ) -> Outcome:
     """What an HTTP answer to ``serverIssue`` means (the module docstring's table). Never raises."""
-    if 300 <= status_code < 400:
-        return NotSent(f"HTTP {status_code}: redirects are not followed (check the channel's base_url)")
-    if status_code in (408, 425, 429, 503):
-        return NotSent(f"HTTP {status_code}: the server did not process the request")
-    if status_code >= 500:
-        return Unknown(f"HTTP {status_code}: the request may have been processed", raw=content, channel_failed=True)
-    try:
-        answer = jsonutil.loads(content)
-    except jsonutil.InvalidJson as error:
-        if 200 <= status_code < 300:
-            return Unknown(f"the answer is not valid JSON ({error})", raw=content)
-        answer = None
-    if not (isinstance(answer, dict) and isinstance(answer.get("ok"), bool)):
-        if 200 <= status_code < 300:
-            return Unknown("the answer is not Xunlian's envelope (no boolean 'ok')", raw=content)
-        if status_code in (400, 413, 414, 422):
-            return Rejected(f"HTTP {status_code}: the server refused the request", code=f"HTTP_{status_code}")
-        return NotSent(f"HTTP {status_code}: the server did not process the request")
-
+    answer = envelope_or_outcome(
+        status_code,
+        content,
+        is_envelope=lambda envelope: isinstance(envelope.get("ok"), bool),
+        envelope_name="Xunlian's envelope (no boolean 'ok')",
+    )
+    if not isinstance(answer, dict):
+        return answer
     status = answer.get("status") if isinstance(answer.get("status"), dict) else {}
     code = text_or_none(status.get("returnCode"))
     body = answer.get("body") if isinstance(answer.get("body"), dict) else {}

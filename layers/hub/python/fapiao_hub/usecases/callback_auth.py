@@ -16,7 +16,7 @@ Signature (only when ``credentials["hmac_secret"]`` is set)
     - ``x-fapiao-timestamp``: the signing time, whole seconds since the Unix epoch (digits only).
     - ``x-fapiao-signature``: ``sha256=`` + lower-case hex HMAC-SHA256 (upper case accepted) with
       the secret (UTF-8 bytes) as key over the *signing string*: the format of the hub's own outbound
-      webhooks (``notifier.sign_webhook``), so one format serves both ways. The bare hex, without
+      webhooks (fapiao_hub.infra.signatures), so one format serves both ways. The bare hex, without
       ``sha256=``, is accepted too (what channels signed before); any other prefix is a bad signature.
     - ``x-fapiao-nonce`` (optional): 8 to 128 characters of ``A-Z a-z 0-9 _ -``.
 
@@ -52,10 +52,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from fapiao_hub.infra import signatures
+from fapiao_hub.infra.signatures import SIGNATURE_PREFIX, sign, signing_string
+
 ACCESS_TOKEN_PARAM = "accessToken"  # noqa: S105 (a parameter name)
-TIMESTAMP_HEADER = "x-fapiao-timestamp"
-SIGNATURE_HEADER = "x-fapiao-signature"
-SIGNATURE_PREFIX = "sha256="  # as notifier.SIGNATURE_PREFIX (not imported: the callback function never loads it)
+# API Gateway hands headers over lower-case.
+TIMESTAMP_HEADER = signatures.TIMESTAMP_HEADER.lower()
+SIGNATURE_HEADER = signatures.SIGNATURE_HEADER.lower()
 NONCE_HEADER = "x-fapiao-nonce"
 DEFAULT_WINDOW_SECONDS = 300
 
@@ -99,17 +102,6 @@ def verify_access_token(presented: str | None, expected: str) -> bool:
     if not presented or not expected:
         return False
     return hmac.compare_digest(_sha256(presented.encode("utf-8")), _sha256(expected.encode("utf-8")))
-
-
-def signing_string(timestamp: str, raw_body: bytes, nonce: str | None = None) -> bytes:
-    """What is signed (see the module docstring)."""
-    prefix = f"{timestamp}." if nonce is None else f"{timestamp}.{nonce}."
-    return prefix.encode("ascii") + raw_body
-
-
-def sign(secret: bytes, timestamp: str, raw_body: bytes, nonce: str | None = None) -> str:
-    """The ``x-fapiao-signature`` value for a push: ``sha256=`` + lower-case hex HMAC-SHA256."""
-    return SIGNATURE_PREFIX + hmac.new(secret, signing_string(timestamp, raw_body, nonce), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

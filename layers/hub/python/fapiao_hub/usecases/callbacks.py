@@ -201,7 +201,7 @@ def unmatched_item(channel: str, result: CallbackResult, invoice: IssuedInvoice,
         "lines": [{k: v for k, v in vars(line).items() if v is not None} for line in invoice.lines] or None,
         "details": dict(invoice.details) or None,
         # What the result says it belongs to: an operator may attach it only to an application of this
-        # seller, and it is verified on these like a direct result (operations._attach_result).
+        # seller, and it is verified on these like a direct result (resolutions.Resolutions.attach_result).
         "seller_tax_number": invoice.seller_tax_number,
         "buyer_tax_number": invoice.buyer_tax_number,
         "buyer_name": invoice.buyer_name,

@@ -5,52 +5,13 @@ Every outcome event on the hub's bus (``InvoiceIssued``, ``ApplicationRejected``
 through the outcomes rule (template.yaml); one SQS record is one EventBridge event as a rule delivers it to an SQS
 target (``{"version": "0", "id": ..., "detail-type": ..., "source": "fapiao-hub", "time": ...,
 "detail": {...}}``). :meth:`Notifier.deliver_record` POSTs it to the business system's webhook
-(``business_systems.<id>.webhook`` in the hub configuration) in the system's format.
-
-Formats
--------
-``hub``: the hub's own JSON event, signed::
-
-    {"id": "<idempotency key>", "type": "InvoiceIssued", "schema_version": "1",
-     "occurred_at": "2026-11-21T12:00:00Z",
-     "application": {"openApplyCode": "...", "status": "ISSUED", "reason": null, "channel": "...",
-                     "requestNumber": "FH..."},
-     "invoices": [{"invoiceNumber": "...", "invoiceCode": null, "invoiceDate": "2026-11-21",
-                   "invoiceType": "DIGITAL_SPECIAL", "amount": 5327.43, "tax": 692.57,
-                   "status": "ISSUED", "files": [{"format": "pdf", "size": 1234, "sha256": "..."}]}]}
-
-with the headers ``Content-Type: application/json``, ``X-Fapiao-Event-Id: <idempotency key>``,
-``X-Fapiao-Timestamp: <epoch seconds>`` and ``X-Fapiao-Signature: sha256=<hex HMAC-SHA256 of
-"{timestamp}.{body}" keyed with the webhook's secret>`` (the body: the exact bytes sent). Files are
-described, not sent: the business system downloads them with ``GET /v1/invoice-orders/{code}``.
-``application.requestNumber`` is the request number the channel was sent; ``ApplicationNeedsReview``
-after a mismatch and ``FindingRecorded`` (e.g. a second invoice after the outcome) also carry
-``findings`` (each with ``kind``, ``summary`` and the ``differences``: field, expected, reported).
-
-``ekuaibao``: seed 000's push shape (``channels.ekuaibao.to_push_body``), POSTed to the webhook's URL
-with ``accessToken=<access_token>`` added to its query, so an Ekuaibao tenant receives results as its
-own API documents them: ``serialNo`` is the openApplyCode; ``result`` 0 for ``InvoiceIssued`` and
-``InvoiceVoided`` (voided invoices carry ``invoicingStatus`` 03), 1 for ``ApplicationRejected`` and
-``ApplicationCancelled`` (an operator ended it before it reached a channel; with ``rejectMsg``). Each
-invoice's ``orderNo`` (业务请求流水号) is the request number the channel was sent.
-``ApplicationStuck``, ``ApplicationNeedsReview`` and ``FindingRecorded`` have no equivalent in seed 000:
-they are not sent (the application's history says so). Invoice lines are the ones the channel
-reported, else (one invoice for the application) the application's lines; files are not carried
-(seed 000 carries them as URLs, the hub keeps them private). The signature headers are added in
-this format too when the webhook has a secret.
+(``business_systems.<id>.webhook`` in the hub configuration) in the system's format
+(fapiao_hub.usecases.notifications says what is sent), signed as fapiao_hub.infra.signatures says.
 
 A webhook's ``secret`` and ``access_token`` live in the Secrets Manager secret its
 ``credentials_secret`` names (JSON ``{"secret": ..., "access_token": ...}``, merged over inline
 values, which only a local file may hold), read through fapiao_hub.infra.credentials like a channel's.
 A secret that cannot be read is a retry, like a connection error.
-
-Idempotency
------------
-``X-Fapiao-Event-Id`` (and the hub body's ``id``) is the same for the same outcome, however often it
-is delivered or published: the first 32 hex digits of the SHA-256 of the source system, the
-openApplyCode, the event type, the sorted invoice keys (``code-number``, or the number) and the
-status. EventBridge's own event id is not used: it changes when an outcome is published again.
-Receivers de-duplicate on it.
 
 Delivery
 --------
@@ -71,43 +32,13 @@ Delivery
 
 No webhook configured for the system: nothing is sent ("no webhook"). Never logged: the secret, the
 access token, bodies (buyer data); URLs are logged without their query string.
-
-Verifying a webhook (README)
-----------------------------
-```python
-import hashlib
-import hmac
-import time
-
-
-def verify_webhook(secret, headers, body, now=None, tolerance=300):
-    # secret: the webhook's secret; headers: the request's headers; body: the raw bytes received.
-    headers = {name.lower(): value for name, value in headers.items()}
-    timestamp = headers.get("x-fapiao-timestamp", "")
-    signature = headers.get("x-fapiao-signature", "")
-    if not (timestamp.isascii() and timestamp.isdigit()) or not signature.startswith("sha256="):
-        return False
-    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance:
-        return False  # too old (or from the future): a replay
-    message = timestamp.encode("ascii") + b"." + body
-    expected = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(signature[len("sha256=") :], expected)
-```
-
-Then de-duplicate on ``X-Fapiao-Event-Id`` (the same outcome may arrive more than once) and answer
-2xx quickly; answer 4xx only for a request that can never succeed (it goes to the DLQ at once).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -116,23 +47,26 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from fapiao_hub.channels import ekuaibao
-from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import HubConfig, Webhook
-from fapiao_hub.domain.models import Application, Direction, InvoiceType, application_key, invoice_key
-from fapiao_hub.domain.results import InvoiceLine, InvoiceState, IssuedInvoice
+from fapiao_hub.domain.models import application_key
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
-from fapiao_hub.infra.events import EventType
+from fapiao_hub.infra.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
 from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+from fapiao_hub.usecases.notifications import (
+    EKUAIBAO_RESULTS,
+    OUTCOME_TYPES,
+    ekuaibao_body,
+    event_suffices,
+    hub_body,
+    idempotency_key,
+    selected_invoices,
+)
 
 logger = Logger(child=True)
 metrics = Metrics()  # flushed by the notifier function's handler
 
-SIGNATURE_PREFIX = "sha256="  # callback_auth takes the same format from channels (one format both ways)
 EVENT_ID_HEADER = "X-Fapiao-Event-Id"
-TIMESTAMP_HEADER = "X-Fapiao-Timestamp"
-SIGNATURE_HEADER = "X-Fapiao-Signature"
 USER_AGENT = "fapiao-hub-notifier/1"
 CONNECT_TIMEOUT = 3.05
 FIRST_RETRY_DELAY = 30
@@ -140,26 +74,6 @@ MAX_RETRY_DELAY = 900
 RETRY_STATUSES = frozenset({408, 429})
 # What a run needs after its last POST (history note, answer to SQS).
 TIME_MARGIN_MS = 2000
-
-_ISSUE_TYPES = frozenset({EventType.INVOICE_ISSUED.value, EventType.INVOICE_VOIDED.value})
-_EKUAIBAO_RESULTS = {
-    EventType.INVOICE_ISSUED.value: ekuaibao.RESULT_ISSUED,
-    EventType.INVOICE_VOIDED.value: ekuaibao.RESULT_ISSUED,
-    EventType.APPLICATION_REJECTED.value: ekuaibao.RESULT_REJECTED,
-    # Not invoiced, for good: seed 000 has no other word for it (rejectMsg says it was cancelled).
-    EventType.APPLICATION_CANCELLED.value: ekuaibao.RESULT_REJECTED,
-}
-OUTCOME_TYPES = frozenset(
-    {
-        EventType.INVOICE_ISSUED.value,
-        EventType.APPLICATION_REJECTED.value,
-        EventType.INVOICE_VOIDED.value,
-        EventType.APPLICATION_STUCK.value,
-        EventType.APPLICATION_NEEDS_REVIEW.value,
-        EventType.FINDING_RECORDED.value,
-        EventType.APPLICATION_CANCELLED.value,
-    }
-)
 
 #: Sets how long until SQS delivers a message again: (receipt handle, seconds).
 Visibility = Callable[[str, int], None]
@@ -171,41 +85,7 @@ class NotificationRetry(Exception):
     """The business system did not take the notification this time: SQS delivers it again later."""
 
 
-# --------------------------------------------------------------------------- signing
-
-
-def sign_webhook(secret: str, timestamp: int | str, body: bytes | str) -> str:
-    """``X-Fapiao-Signature``: ``sha256=`` + hex HMAC-SHA256(secret, "{timestamp}.{body}")."""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
-    message = str(timestamp).encode("ascii") + b"." + raw
-    return SIGNATURE_PREFIX + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
-
-
-def verify_webhook(
-    secret: str, headers: Mapping[str, str], body: bytes, now: float | None = None, tolerance: int = 300
-) -> bool:
-    """What a receiver checks (the README snippet, in the module docstring, does the same)."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    timestamp = lowered.get(TIMESTAMP_HEADER.lower(), "")
-    signature = lowered.get(SIGNATURE_HEADER.lower(), "")
-    if not (timestamp.isascii() and timestamp.isdigit()) or not signature.startswith(SIGNATURE_PREFIX):
-        return False
-    if abs((time.time() if now is None else now) - int(timestamp)) > tolerance:
-        return False
-    return hmac.compare_digest(signature, sign_webhook(secret, timestamp, body))
-
-
-# --------------------------------------------------------------------------- pure helpers
-
-
-def idempotency_key(detail_type: str, detail: Mapping[str, Any]) -> str:
-    """The same for the same outcome, whichever delivery or publication carries it."""
-    invoices = sorted(
-        invoice_key(i.get("code"), str(i["number"])) for i in detail.get("invoices") or () if i.get("number")
-    )
-    material = [detail.get("source_system"), detail.get("open_apply_code"), detail_type, invoices, detail.get("status")]
-    canonical = json.dumps(material, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+# --------------------------------------------------------------------------- delivery helpers
 
 
 def retry_delay(receive_count: int, retry_after: int | None = None) -> int:
@@ -235,175 +115,6 @@ def loggable_url(url: str) -> str:
 def _retry_after(response: requests.Response) -> int | None:
     value = response.headers.get("Retry-After", "").strip()
     return int(value) if value.isdigit() else None
-
-
-def _event_suffices(detail_type: str, detail: Mapping[str, Any]) -> bool:
-    """The hub-format body can be built from the event alone: it names every invoice with its files."""
-    named = detail.get("invoices")
-    if named is None:
-        return detail_type not in _ISSUE_TYPES  # an outcome without invoices (rejected, stuck, ...)
-    return isinstance(named, list) and all(isinstance(entry, Mapping) and "files" in entry for entry in named)
-
-
-def _selected_invoices(detail_type: str, detail: Mapping[str, Any], stored_items: list[dict]) -> list[dict]:
-    """The invoices the outcome names, as stored, with the state the outcome announced."""
-    by_key = {str(item["pk"]): item for item in stored_items}
-    named = detail.get("invoices")
-    if not named:
-        return list(stored_items) if detail_type in _ISSUE_TYPES and named is None else []
-    chosen = []
-    for entry in named:
-        item = by_key.get(invoice_key(entry.get("code"), str(entry.get("number"))))
-        merged = {**entry, **(item or {})}
-        if entry.get("status"):
-            merged["status"] = entry["status"]
-        chosen.append(merged)
-    return chosen
-
-
-def _with_order_no(invoice: IssuedInvoice, request_number: str | None) -> IssuedInvoice:
-    """Seed 000's orderNo (业务请求流水号) carries the request number the channel was sent."""
-    if not request_number:
-        return invoice
-    return replace(invoice, details={**invoice.details, "order_no": str(request_number)})
-
-
-def hub_body(
-    key: str, detail_type: str, detail: Mapping[str, Any], occurred_at: str | None, invoices: list[dict]
-) -> dict[str, Any]:
-    """The hub format's event (module docstring)."""
-    return {
-        "id": key,
-        "type": detail_type,
-        "schema_version": detail.get("schema_version"),
-        "occurred_at": occurred_at,
-        "application": {
-            "openApplyCode": detail.get("open_apply_code"),
-            "status": detail.get("status"),
-            "reason": detail.get("reason"),
-            "channel": detail.get("channel"),
-            "requestNumber": detail.get("request_number"),
-        },
-        # What a person must look at (ApplicationNeedsReview after a mismatch, FindingRecorded).
-        **({"findings": list(detail["findings"])} if detail.get("findings") else {}),
-        "invoices": [
-            {
-                "invoiceNumber": item.get("number"),
-                "invoiceCode": item.get("code"),
-                "invoiceDate": item.get("issued_on"),
-                "invoiceType": item.get("invoice_type"),
-                "amount": item.get("amount"),
-                "tax": item.get("tax"),
-                "status": item.get("status"),
-                # What was compared with the channel's statement (its answer or the invoice's file), what
-                # an operator attested, and what the hub holds only from your application.
-                **_provenance(item),
-                "files": [
-                    {"format": f.get("format"), "size": int(f["size"]), "sha256": f.get("sha256")}
-                    for f in item.get("files") or ()
-                    if f.get("key")
-                ],
-            }
-            for item in invoices
-        ],
-    }
-
-
-def _provenance(item: Mapping[str, Any]) -> dict[str, list[str]]:
-    """An invoice's provenance lists (verification.provenance); none for one recorded before them."""
-    if "verified" not in item:
-        return {}
-    return {
-        "verified": list(item.get("verified") or ()),
-        "verifiedFromFile": list(item.get("from_file") or ()),
-        "attestedByOperator": list(item.get("attested_by_operator") or ()),
-        "fromApplication": list(item.get("from_application") or ()),
-    }
-
-
-def _decimal(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _stored_line(line: Mapping[str, Any]) -> InvoiceLine:
-    return InvoiceLine(
-        goods_name=str(line["goods_name"]),
-        amount=Decimal(str(line["amount"])),
-        tax=Decimal(str(line["tax"])),
-        tax_rate=_decimal(line.get("tax_rate")),
-        quantity=_decimal(line.get("quantity")),
-        unit_price=_decimal(line.get("unit_price")),
-        unit=line.get("unit"),
-        specification=line.get("specification"),
-        tax_code=line.get("tax_code"),
-        nature=line.get("nature"),
-    )
-
-
-def _application_lines(application: Application) -> tuple[InvoiceLine, ...]:
-    lines = []
-    for line in application.lines:
-        unit_price = line.unit_price
-        if application.prices_include_tax and line.quantity:  # Ekuaibao's goodsPrice is tax-exclusive
-            unit_price = quantize(line.amount / line.quantity, EIGHT_PLACES)
-        lines.append(
-            InvoiceLine(
-                goods_name=line.goods_name,
-                amount=line.amount,
-                tax=line.tax,
-                tax_rate=line.tax_rate,
-                quantity=line.quantity,
-                unit_price=unit_price,
-                unit=line.unit,
-                specification=line.specification,
-                tax_code=line.tax_code,
-                nature=line.nature.value,
-            )
-        )
-    return tuple(lines)
-
-
-def issued_invoice(item: Mapping[str, Any], application: Application, *, only_invoice: bool) -> IssuedInvoice:
-    """A stored invoice item back as the neutral invoice a channel would report."""
-    try:
-        state = InvoiceState(str(item.get("status") or InvoiceState.ISSUED.value))
-    except ValueError:
-        state = InvoiceState.ISSUED
-    if state is InvoiceState.VOID_REQUESTED:
-        state = InvoiceState.ISSUED  # not voided (yet): Ekuaibao knows 00 and 03 only
-    lines = tuple(_stored_line(line) for line in item.get("lines") or ())
-    if not lines and only_invoice:
-        lines = _application_lines(application)
-    amount, tax = _decimal(item.get("amount")), _decimal(item.get("tax"))
-    details = {str(k): str(v) for k, v in (item.get("details") or {}).items()}
-    known = {
-        "buyer_name": application.buyer.name,
-        "buyer_tax_number": application.buyer.tax_number,
-        "seller_name": application.seller.name,
-        "seller_tax_number": application.seller.tax_number,
-        "total_incl_tax": f"{amount + tax:f}" if amount is not None and tax is not None else None,
-    }
-    for name, value in known.items():
-        if value and not details.get(name):
-            details[name] = value
-    red = application.red
-    if item.get("direction", application.direction.value) == Direction.RED.value:
-        details[ekuaibao.DIRECTION_KEY] = "RED"
-    invoice_type = item.get("invoice_type")
-    return IssuedInvoice(
-        number=str(item["number"]),
-        code=item.get("code") or None,
-        issued_on=date.fromisoformat(str(item["issued_on"])) if item.get("issued_on") else None,
-        amount=amount,
-        tax=tax,
-        check_code=item.get("check_code"),
-        invoice_type=InvoiceType(invoice_type) if invoice_type else application.invoice_type,
-        state=state,
-        lines=lines,
-        original_number=red.blue_invoice_number if red else None,
-        original_code=red.blue_invoice_code if red else None,
-        details=details,
-    )
 
 
 # --------------------------------------------------------------------------- the notifier
@@ -481,7 +192,7 @@ class Notifier:
         except CredentialsUnavailable as error:  # names the secret, never its value
             return self._retry(delivery, str(error), None)
         stored_items: list[dict] = []
-        if webhook.format == "ekuaibao" or not _event_suffices(detail_type, detail):
+        if webhook.format == "ekuaibao" or not event_suffices(detail_type, detail):
             # The Ekuaibao format needs the application's lines; the hub format needs the stored
             # invoices when the event does not carry their files (stored after it was published).
             delivery.stored = self.store.get(system_id, open_apply_code)
@@ -490,28 +201,16 @@ class Notifier:
             stored_items = self.store.invoices(delivery.stored)
         key = idempotency_key(detail_type, detail)
         delivery.log.update(url=loggable_url(webhook.url), format=webhook.format, event_id=key)
-        invoices = _selected_invoices(detail_type, detail, stored_items)
+        invoices = selected_invoices(detail_type, detail, stored_items)
 
         url = webhook.url
         if webhook.format == "ekuaibao":
-            result = _EKUAIBAO_RESULTS.get(detail_type)
-            if result is None:
+            if detail_type not in EKUAIBAO_RESULTS:
                 logger.info("no Ekuaibao equivalent for the event: not sent", extra=delivery.log)
                 self._note(delivery, f"{detail_type} not sent: no Ekuaibao equivalent")
                 return "not sent"
-            application = delivery.stored.application
-            request_number = detail.get("request_number") or delivery.stored.request_number
             try:
-                payload = ekuaibao.to_push_body(
-                    webhook.channel_code,
-                    serial_no=open_apply_code,
-                    result=result,
-                    reject_msg=detail.get("reason") if result == ekuaibao.RESULT_REJECTED else None,
-                    invoices=[
-                        _with_order_no(issued_invoice(i, application, only_invoice=len(invoices) == 1), request_number)
-                        for i in invoices
-                    ],
-                )
+                payload = ekuaibao_body(webhook.channel_code, detail_type, detail, delivery.stored, invoices)
             except ValueError as error:
                 return self._refuse(delivery, f"not expressible in the ekuaibao format: {error}")
             if webhook.access_token:
