@@ -41,7 +41,8 @@ LIMITED_QUERIES: dict[str, dict[str, str]] = {
 
 
 def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None:
-    from fapiao_hub.infra.store import iso, list_partition
+    from fapiao_hub.infra.store.base import iso
+    from fapiao_hub.infra.store.listing import list_partition
 
     batch: list[dict[str, Any]] = []
     for i in range(start, stop):

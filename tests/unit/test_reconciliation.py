@@ -20,7 +20,8 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.domain.models import Difference, FindingKind, Status
 from fapiao_hub.domain.results import InvoiceState, Issued, IssuedInvoice, NotFound, Rejected
-from fapiao_hub.infra.store import CHINA_TIME, ApplicationStore
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import CHINA_TIME
 from fapiao_hub.usecases import reconciliation
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from fapiao_hub.usecases.reconciliation import FINDING_METRIC, Reconciler, StoreFindings, Verdict, Window

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
-from fapiao_hub.infra.store import DocumentOverflow
+from fapiao_hub.infra.store.base import DocumentOverflow
 
 if TYPE_CHECKING:
     from fapiao_hub.domain.results import InvoiceFile

@@ -35,16 +35,10 @@ from fapiao_hub.infra import alarms, events, file_fetch
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore, InvalidFile, decode_base64_strict
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import (
-    ApplicationStore,
-    IllegalTransition,
-    InvoiceNumberTaken,
-    StaleWrite,
-    StoredApplication,
-    finding_item,
-    iso,
-    utc_now,
-)
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
+from fapiao_hub.infra.store.errors import IllegalTransition, InvoiceNumberTaken, StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication, finding_item
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.callback_auth import authenticate_callback
 from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict

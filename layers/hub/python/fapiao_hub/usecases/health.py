@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fapiao_hub.domain.results import NotSent, Unknown
-from fapiao_hub.infra.store import CircuitState
+from fapiao_hub.infra.store.circuits import CircuitState
 
 
 @dataclass(frozen=True)

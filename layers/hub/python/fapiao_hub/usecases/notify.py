@@ -124,7 +124,8 @@ from fapiao_hub.domain.models import Application, Direction, InvoiceType, applic
 from fapiao_hub.domain.results import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.infra.events import EventType
-from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.records import StoredApplication
 
 logger = Logger(child=True)
 metrics = Metrics()  # flushed by the notifier function's handler
