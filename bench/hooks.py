@@ -94,7 +94,7 @@ def _describe(function: str, service: str, operation: str, params: dict[str, Any
             body = {}
         written, suffix = operation, ""
         if operation == "TransactWriteItems" and body.get("TransactItems"):
-            # store.py's change and its history record (the audit trail): described by the change.
+            # the store's change and its history record (the audit trail): described by the change.
             kind, body = next(iter(body["TransactItems"][0].items()))
             written = {"Put": "PutItem", "Update": "UpdateItem"}.get(kind, "ConditionCheckItem")
             suffix = HISTORY_RECORD
@@ -127,7 +127,7 @@ def _describe(function: str, service: str, operation: str, params: dict[str, Any
 
 
 def _dynamodb_label(operation: str, body: dict[str, Any], key: str | None, table: str | None) -> str:
-    """What a DynamoDB request of the hub does, in store.py's words."""
+    """What a DynamoDB request of the hub does, in the store's words (infra/store/)."""
     invoices = bool(table) and "InvoicesTable" in str(table)
     names = body.get("ExpressionAttributeNames") or {}
     values = body.get("ExpressionAttributeValues") or {}

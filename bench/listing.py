@@ -44,7 +44,8 @@ def _fill(client: Any, table: str, start: int, stop: int, now: datetime) -> None
 
 
 def _item(i: int, now: datetime) -> dict[str, Any]:
-    from fapiao_hub.infra.store import iso, list_partition
+    from fapiao_hub.infra.store.base import iso
+    from fapiao_hub.infra.store.listing import list_partition
 
     recent = i < RECENT
     system, status = ("sample-erp", "RECEIVED") if recent else ("bulk-erp", "ISSUED")

@@ -47,7 +47,8 @@ def _application_document() -> bytes:
 
 
 def _fill(client: Any, tables: dict[str, str], start: int, stop: int, now: datetime, document: bytes) -> None:
-    from fapiao_hub.infra.store import iso, settled_partition
+    from fapiao_hub.infra.store.base import iso
+    from fapiao_hub.infra.store.settled import settled_partition
 
     recent, old = now - timedelta(hours=1), now - timedelta(days=40)
     china = timedelta(hours=8)

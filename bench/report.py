@@ -480,7 +480,7 @@ def _cold_fixes(functions: dict[str, Any]) -> str:
             "   functions.",
             "4. **The DynamoDB resource API** (`boto3.resource`) in `application_store` loads the resource",
             "   model on top of the client's (~11 ms in 'init'); a low-level client with",
-            "   `TypeSerializer`/`TypeDeserializer` avoids it (a rewrite of store.py's reads).",
+            "   `TypeSerializer`/`TypeDeserializer` avoids it (a rewrite of the store's reads, infra/store/).",
             "5. **Provisioned concurrency or SnapStart for Python** removes the cold start from the request",
             "   path altogether, at a price per hour; the import figures here are what it would snapshot.",
         ]

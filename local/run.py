@@ -189,7 +189,7 @@ class OutOfBandForwarder(Pump):
     """
 
     idle_wait = 1.0
-    index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.infra.store.Store.due reads it too
+    index = "due-work"  # template.yaml, ApplicationsTable; fapiao_hub.infra.store.polling.DueWork.due reads it too
 
     def __init__(
         self,
@@ -198,7 +198,7 @@ class OutOfBandForwarder(Pump):
         sandboxes: dict[str, Any],
         order_for: Callable[[str, str], dict[str, Any] | None],
     ) -> None:
-        from fapiao_hub.infra.store import DUE_BUCKET
+        from fapiao_hub.infra.store.polling import DUE_BUCKET
 
         super().__init__("out-of-band forwarder")
         self._dynamodb = dynamodb

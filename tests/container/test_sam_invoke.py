@@ -16,7 +16,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from fapiao_hub.domain.models import request_number_for
-from fapiao_hub.infra.store import DUE_BUCKET
+from fapiao_hub.infra.store.polling import DUE_BUCKET
 from tests.container.tier import (
     EVENTS,
     FIXTURE_SYSTEM,

@@ -16,7 +16,8 @@ from boto3.dynamodb.conditions import Key
 
 from fapiao_hub import runtime
 from fapiao_hub.domain.models import Difference, Finding, FindingKind, Status
-from fapiao_hub.infra.store import HISTORY_INLINE_LIMIT, StaleWrite, iso, utc_now
+from fapiao_hub.infra.store.base import HISTORY_INLINE_LIMIT, iso, utc_now
+from fapiao_hub.infra.store.errors import StaleWrite
 from tests.conftest import REGION
 from tests.unit.conftest import Hub, event, get_event
 from tests.unit.test_dispatch_workflow import CODE

@@ -9,7 +9,8 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.domain.models import Difference, FindingKind, Status
 from fapiao_hub.domain.verification import finding_for
-from fapiao_hub.infra.store import ApplicationStore, iso, utc_now
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
 from fapiao_hub.usecases.action_checks import ActionInvalid, ActionNotApplicable
 from tests.unit import test_dispatch_workflow as dispatch_tests
 from tests.unit.test_dispatch_workflow import CODE

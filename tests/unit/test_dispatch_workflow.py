@@ -16,7 +16,7 @@ from fapiao_hub import runtime
 from fapiao_hub.domain.models import Status, request_number_for
 from fapiao_hub.domain.results import Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.infra.events import EventPublisher, PublishFailed
-from fapiao_hub.infra.store import IllegalTransition
+from fapiao_hub.infra.store.errors import IllegalTransition
 from fapiao_hub.usecases.dispatch import Dispatcher, DispatchPolicy
 from tests.unit.conftest import REGION, event
 

@@ -22,7 +22,7 @@ from fapiao_hub.domain.models import Status
 from fapiao_hub.domain.results import Issued, NotFound, Rejected
 from fapiao_hub.domain.rules import validate_application
 from fapiao_hub.infra.signatures import sign
-from fapiao_hub.infra.store import StaleWrite
+from fapiao_hub.infra.store.errors import StaleWrite
 from fapiao_hub.usecases import callback_auth
 from fapiao_hub.usecases.callback_auth import BAD_SIGNATURE, BAD_TOKEN, OK
 from tests.unit import test_callbacks, test_dispatch_workflow, test_poller_and_red

@@ -283,7 +283,7 @@ def test_red_order_is_accepted(hub):
 
 def test_large_application_is_kept_whole(hub, monkeypatch):
     """Applications beyond a DynamoDB item's size go to S3; both read back the same."""
-    from fapiao_hub.infra import store
+    from fapiao_hub.infra.store import base
 
     body = blue_body()
     # 113.00 at 13% splits exactly (100.00 + 13.00): no rounding drift across 1500 lines.
@@ -292,7 +292,7 @@ def test_large_application_is_kept_whole(hub, monkeypatch):
         {**copy.deepcopy(line), "originRowNo": str(i), "vehicleNo": f"VIN{i:014d}"} for i in range(1500)
     ]
     body["invoiceOrder"].update(invoiceAmtInclTax=169_500, invoiceAmt=None, invoiceTax=None)
-    monkeypatch.setattr(store, "INLINE_DOCUMENT_LIMIT", 10_000)
+    monkeypatch.setattr(base, "INLINE_DOCUMENT_LIMIT", 10_000)
     status, answer, _ = hub.call(post(body))
     assert status == 200, answer
     [item] = hub.applications()

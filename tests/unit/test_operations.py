@@ -17,7 +17,8 @@ from fapiao_hub import runtime
 from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, Difference, FindingKind, Status, request_number_for
 from fapiao_hub.domain.results import Accepted, Issued, NotFound
 from fapiao_hub.domain.verification import finding_for
-from fapiao_hub.infra.store import ApplicationStore, iso, utc_now
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
 from fapiao_hub.usecases.action_checks import ACTIONS, ActionInvalid, ActionNotApplicable, ApplicationMissing
 from fapiao_hub.usecases.dispatch import DispatchPolicy
 from fapiao_hub.usecases.operations import Operations

@@ -23,7 +23,7 @@ from fapiao_hub.domain.config import token_sha256
 from fapiao_hub.domain.models import Application, FindingKind, Status, request_number_for
 from fapiao_hub.domain.results import Issued
 from fapiao_hub.domain.verification import finding_for
-from fapiao_hub.infra.store import Reach
+from fapiao_hub.infra.store.listing import Reach
 from fapiao_hub.usecases import callbacks
 from fapiao_hub.usecases.action_checks import ActionInvalid
 from tests.unit import test_ops_api as desk

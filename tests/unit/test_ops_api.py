@@ -24,7 +24,8 @@ import pytest
 from fapiao_hub import runtime
 from fapiao_hub.domain.config import token_sha256
 from fapiao_hub.domain.models import Application, Status
-from fapiao_hub.infra.store import iso, listing_attributes
+from fapiao_hub.infra.store.base import iso
+from fapiao_hub.infra.store.listing import listing_attributes
 from tests.conftest import REGION
 from tests.unit.conftest import FIXTURE_TOKEN, SELLER, FakeContext, Hub, event, hub_config_document, load_handler
 

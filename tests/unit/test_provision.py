@@ -90,7 +90,7 @@ def test_the_applications_table_has_its_due_work_index(resources: Resources) -> 
     assert indexes == {
         "due-work": ["due_bucket", "next_poll_at"],
         "by-request-number": ["request_number"],
-        # The operations desk's lists (store.ListQuery), each sharded, newest received first.
+        # The operations desk's lists (store.listing.ListQuery), each sharded, newest received first.
         "list-all": ["list_all", "created_at"],
         "list-status": ["list_status", "created_at"],
         "list-system": ["list_system", "created_at"],

@@ -15,7 +15,8 @@ from aws_lambda_powertools import Metrics
 from fapiao_hub import runtime
 from fapiao_hub.domain.models import Difference, Finding, FindingKind, InvoiceType, Status
 from fapiao_hub.domain.results import InvoiceLine, Issued, IssuedInvoice
-from fapiao_hub.infra.store import ATTENTION, settled_partition
+from fapiao_hub.infra.store.base import ATTENTION
+from fapiao_hub.infra.store.settled import settled_partition
 from tests.unit.conftest import event
 from tests.unit.test_dispatch_workflow import CODE, world  # noqa: F401 - the fixture
 

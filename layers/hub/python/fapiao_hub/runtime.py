@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from fapiao_hub.infra.files import FileStore
     from fapiao_hub.infra.queues import DispatchQueue
     from fapiao_hub.infra.revocation import CallerCheck
-    from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+    from fapiao_hub.infra.store import ApplicationStore
+    from fapiao_hub.infra.store.records import StoredApplication
     from fapiao_hub.usecases.callbacks import CallbackReceiver
     from fapiao_hub.usecases.dispatch import Dispatcher
     from fapiao_hub.usecases.intake import Intake

@@ -24,7 +24,7 @@ from fapiao_hub.domain import jsonutil, logkeys
 from fapiao_hub.domain.models import Application, Finding
 from fapiao_hub.infra import history as audit
 from fapiao_hub.infra.queues import QueueUnavailable
-from fapiao_hub.infra.store import StoredApplication
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.intake import (
     ApplicationConflict,
     Intake,

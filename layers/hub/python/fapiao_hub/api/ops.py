@@ -30,7 +30,10 @@ from fapiao_hub.domain.config import Operator
 from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
 from fapiao_hub.domain.spreadsheet import csv_safe
 from fapiao_hub.infra import history as audit
-from fapiao_hub.infra.store import InvalidCursor, ListQuery, Reach, StoredApplication, utc_now
+from fapiao_hub.infra.store.base import utc_now
+from fapiao_hub.infra.store.errors import InvalidCursor
+from fapiao_hub.infra.store.listing import ListQuery, Reach
+from fapiao_hub.infra.store.records import StoredApplication
 
 logger = Logger(child=True)
 metrics = Metrics()

@@ -34,7 +34,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from fapiao_hub.infra.file_fetch import FetchPolicy, fetch_file
-from fapiao_hub.infra.store import DocumentOverflow
+from fapiao_hub.infra.store.base import DocumentOverflow
 
 if TYPE_CHECKING:
     from fapiao_hub.domain.results import InvoiceFile

@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 
 from fapiao_hub.domain.models import Status
-from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.records import StoredApplication
 
 ACTIONS = (
     "query",

@@ -23,7 +23,9 @@ from fapiao_hub.domain.results import CallbackResult, Issued, IssuedInvoice
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore
-from fapiao_hub.infra.store import ApplicationStore, StoredApplication, finding_item, iso, utc_now
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
+from fapiao_hub.infra.store.records import StoredApplication, finding_item
 from fapiao_hub.usecases.callback_auth import authenticate_callback
 
 logger = Logger(child=True)

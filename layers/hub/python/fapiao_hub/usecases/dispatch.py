@@ -26,7 +26,10 @@ from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore, LinkedFiles
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import ApplicationStore, IllegalTransition, StaleWrite, StoredApplication, iso, utc_now
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
+from fapiao_hub.infra.store.errors import IllegalTransition, StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict
 from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, status_of

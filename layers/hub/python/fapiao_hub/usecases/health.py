@@ -26,7 +26,7 @@ from aws_lambda_powertools import Logger
 from fapiao_hub.domain.results import NotSent, Unknown
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher
-from fapiao_hub.infra.store import CircuitState
+from fapiao_hub.infra.store.circuits import CircuitState
 
 logger = Logger(child=True)
 

@@ -21,15 +21,15 @@ from fapiao_hub.domain.models import (
     new_request_number,
 )
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import (
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.errors import (
     ApplicationExists,
-    ApplicationStore,
     BlueInvoiceTypeDiffers,
     BlueInvoiceUnknown,
     RedLimitExceeded,
     StaleWrite,
-    StoredApplication,
 )
+from fapiao_hub.infra.store.records import StoredApplication
 
 # How long a RECEIVED application may wait for dispatch before the poller re-queues it (a lost
 # queue message, or a queue failure the caller never retried).

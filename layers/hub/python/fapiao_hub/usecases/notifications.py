@@ -58,7 +58,7 @@ from fapiao_hub.channels.wire import EIGHT_PLACES, quantize
 from fapiao_hub.domain.models import Application, Direction, InvoiceType, invoice_key
 from fapiao_hub.domain.results import InvoiceLine, InvoiceState, IssuedInvoice
 from fapiao_hub.infra.events import EventType
-from fapiao_hub.infra.store import StoredApplication
+from fapiao_hub.infra.store.records import StoredApplication
 
 _ISSUE_TYPES = frozenset({EventType.INVOICE_ISSUED.value, EventType.INVOICE_VOIDED.value})
 #: Seed 000's ``result`` for each outcome it has a word for; the others are not sent in that format.

@@ -52,7 +52,8 @@ from fapiao_hub.domain.config import HubConfig, Webhook
 from fapiao_hub.domain.models import application_key
 from fapiao_hub.infra.credentials import Credentials, CredentialsUnavailable
 from fapiao_hub.infra.signatures import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook
-from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.notifications import (
     EKUAIBAO_RESULTS,
     OUTCOME_TYPES,

@@ -26,7 +26,9 @@ from fapiao_hub.domain.models import Status
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher, PublishFailed
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import ApplicationStore, IllegalTransition, StaleWrite, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.errors import IllegalTransition, StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.action_checks import (
     ACTIONS,
     ActionInvalid,

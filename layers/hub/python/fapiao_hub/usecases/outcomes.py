@@ -26,16 +26,10 @@ from fapiao_hub.domain.results import InvoiceState, IssuedInvoice
 from fapiao_hub.infra import alarms, events
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore
-from fapiao_hub.infra.store import (
-    ApplicationStore,
-    IllegalTransition,
-    InvoiceNumberTaken,
-    StaleWrite,
-    StoredApplication,
-    finding_item,
-    iso,
-    utc_now,
-)
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.base import iso, utc_now
+from fapiao_hub.infra.store.errors import IllegalTransition, InvoiceNumberTaken, StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication, finding_item
 from fapiao_hub.usecases.result_files import ResultFiles
 
 logger = Logger(child=True)

@@ -35,7 +35,8 @@ from fapiao_hub.domain.models import Difference, Direction, Finding, FindingKind
 from fapiao_hub.domain.results import Accepted, InvoiceState, Issued, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.domain.spreadsheet import csv_safe_row
 from fapiao_hub.infra import alarms
-from fapiao_hub.infra.store import IndexedApplication, StoredApplication, iso
+from fapiao_hub.infra.store.base import iso
+from fapiao_hub.infra.store.records import IndexedApplication, StoredApplication
 
 logger = Logger(child=True)
 metrics = alarms.metrics  # flushed by the reconciliation function's handler

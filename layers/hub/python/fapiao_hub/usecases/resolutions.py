@@ -35,13 +35,9 @@ from fapiao_hub.domain.results import (
 )
 from fapiao_hub.infra import events
 from fapiao_hub.infra.queues import DispatchQueue
-from fapiao_hub.infra.store import (
-    ApplicationStore,
-    IllegalTransition,
-    InvoiceNumberTaken,
-    StaleWrite,
-    StoredApplication,
-)
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.errors import IllegalTransition, InvoiceNumberTaken, StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.action_checks import ActionInvalid, ActionNotApplicable, moved
 from fapiao_hub.usecases.dispatch import Dispatcher
 from fapiao_hub.usecases.routing import ChannelDirectory

@@ -14,7 +14,8 @@ from datetime import date
 from fapiao_hub.domain import invoice_files
 from fapiao_hub.domain.results import InvoiceFile, IssuedInvoice
 from fapiao_hub.infra.files import FileStore, InvalidFile, LinkedFiles, decode_base64_strict
-from fapiao_hub.infra.store import ApplicationStore, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.records import StoredApplication
 
 
 class ResultFiles:

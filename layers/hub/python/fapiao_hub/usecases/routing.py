@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from fapiao_hub.channels.base import Channel
 from fapiao_hub.domain.models import Application, InvoiceType, Status
-from fapiao_hub.infra.store import StoredApplication
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.health import ChannelHealth, Gate
 

@@ -10,7 +10,9 @@ from aws_lambda_powertools import Logger
 
 from fapiao_hub.domain.models import Status
 from fapiao_hub.domain.results import NotSent, Rejected, Unknown
-from fapiao_hub.infra.store import ApplicationStore, StaleWrite, StoredApplication
+from fapiao_hub.infra.store import ApplicationStore
+from fapiao_hub.infra.store.errors import StaleWrite
+from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.routing import ChannelDirectory
 
 logger = Logger(child=True)
