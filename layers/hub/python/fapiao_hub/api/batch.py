@@ -127,7 +127,7 @@ def submit(system_id: str, body: Any, answer_order: Callable[[str, Any, Intake],
     )
 
 
-# OpenAPI: documentation only (submit checks the body itself, after authentication).
+# OpenAPI: documentation only (the route authenticates, then submit checks the body itself).
 def route_docs(single: dict[int, Any]) -> dict[str, Any]:
     """The batch route's documentation; ``single``: the single POST's answers, whose 401, 413 and 415 it shares."""
     return {

@@ -20,10 +20,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub.domain import jsonutil
-from fapiao_hub.infra.queues import QueueUnavailable
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the callback function's cold start loads no queue module
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+
+    from fapiao_hub.infra.queues import QueueUnavailable
 
 logger = Logger(child=True)
 metrics = Metrics()

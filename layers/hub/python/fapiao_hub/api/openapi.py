@@ -56,7 +56,7 @@ def version() -> str:
 
 
 def document() -> dict[str, Any]:
-    """The HTTP API's OpenAPI 3.1 document (intake and callback routes), as JSON values.
+    """The HTTP API's OpenAPI 3.1 document (intake, callback and ops routes), as JSON values.
 
     Imports the route modules. In a process that also runs the handlers, load the handlers first:
     a route module imported earlier creates its Powertools child logger without their parent.

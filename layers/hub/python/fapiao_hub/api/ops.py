@@ -97,6 +97,16 @@ def _within_reach(operator: Operator, stored: StoredApplication | None, business
         raise _missing(business_system, code)
 
 
+def _reachable(operator: Operator, business_system: str, code: str) -> StoredApplication:
+    """The application, or the 404 of one that does not exist or is outside the operator's reach."""
+    logkeys.set_application(business_system, code)
+    stored = runtime.intake().get(business_system, code)
+    if stored is None:
+        raise _missing(business_system, code)
+    _within_reach(operator, stored, business_system, code)
+    return stored
+
+
 def reach(operator: Operator) -> Reach:
     return Reach(operator.business_systems, operator.sellers)
 
@@ -360,11 +370,7 @@ def read(
     # The history parameters above document the query; detail() reads them from the event.
     _, operator = _operator()
     _within_reach(operator, None, businessSystem, openApplyCode)
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    stored = _reachable(operator, businessSystem, openApplyCode)
     return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
 
 
@@ -401,11 +407,7 @@ def read_raw(
     wanted = (app.current_event.query_string_parameters or {}).get("key") or ""
     if not wanted:
         raise Refusal(HTTPStatus.BAD_REQUEST, "key: required, one of the application's rawKeys")
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    stored = _reachable(operator, businessSystem, openApplyCode)
     # Only what the application names: a key is never a path into the rest of the bucket.
     if wanted not in _raw_keys(stored, runtime.intake().invoices(stored)):
         return envelope(HTTPStatus.NOT_FOUND, "key: not one of this application's rawKeys")
@@ -471,11 +473,7 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     if not operator.can_act:
         raise Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
     body = _action_body()
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    _reachable(operator, businessSystem, openApplyCode)
     use_case = _use_case()
     if use_case is None:
         return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")
