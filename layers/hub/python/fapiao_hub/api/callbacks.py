@@ -1,8 +1,7 @@
 """Callback HTTP API: ``POST /v1/callbacks/{channel}``, where channels push results.
 
-Public (no bearer token): each channel authenticates with its own credentials (usecases.callback_auth).
-Adapter only; the callback receiver (runtime.callback_receiver) does the work. Its answers are in the
-channels' shape ``{value, message}``, not the envelope of the other routes (``api.http``).
+Public (no bearer token): each channel authenticates with its own credentials (callback_auth).
+Adapter only; CallbackReceiver in workflow does the work.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ app = APIGatewayHttpResolver()
 MAX_CALLBACK_BYTES = 2 * 1024 * 1024
 
 
+# Channels are answered in their own shape {value, message}, not in api.http's envelope.
 def _answer(status: int, body: dict) -> Response:
     metrics.add_metric(name=f"Callback{status}", unit=MetricUnit.Count, value=1)
     return Response(status, "application/json", jsonutil.dumps(body))
