@@ -24,7 +24,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from fapiao_hub import runtime
 from fapiao_hub.api import http, ops_schemas, presenters, schemas
-from fapiao_hub.api.examples import refusal
 from fapiao_hub.api.http import Refusal, envelope
 from fapiao_hub.domain import jsonutil, logkeys
 from fapiao_hub.domain.config import Operator
@@ -50,23 +49,6 @@ _ROW_SOURCES = {
     "channel": "channel", "requestNumber": "request_number", "invoiceType": "invoice_type",
     "direction": "direction", "receivedAt": "created_at", "updatedAt": "updated_at", "reason": "reason",
 }  # fmt: skip
-
-
-# What every ops route may answer besides its own (the OpenAPI document; schemathesis holds the routes to it).
-_UNAUTHORIZED = schemas.answer(
-    "no operator token, an unknown or revoked one, or a business system's token",
-    schemas.Envelope,
-    {"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
-    {"noOperatorToken": refusal("no Authorization header", 401, "missing or invalid operator token")},
-)
-_UNAVAILABLE = schemas.answer(
-    "temporarily unavailable; try again", schemas.Envelope, {"Retry-After": "seconds to wait"}
-)
-_FORBIDDEN = schemas.answer("a viewer acting", schemas.Envelope)
-_MISSING = schemas.answer(
-    "no such application (one outside this operator's business systems or sellers gets the same answer)",
-    schemas.Envelope,
-)
 
 
 http.register_answers(app, http.OPERATOR_REFUSALS)
@@ -137,8 +119,8 @@ def _dead_letter_depths() -> dict[str, int | None]:
     security=[{schemas.BEARER: []}],
     responses={
         200: schemas.answer("the counts", ops_schemas.OpsSummaryAnswer),
-        401: _UNAUTHORIZED,
-        503: _UNAVAILABLE,
+        401: ops_schemas.UNAUTHORIZED,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def summary() -> Response[Any]:
@@ -245,8 +227,8 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
             },
         },
         400: schemas.answer("a parameter out of range, named first in the message", schemas.Envelope),
-        401: _UNAUTHORIZED,
-        503: _UNAVAILABLE,
+        401: ops_schemas.UNAUTHORIZED,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def list_applications(
@@ -355,9 +337,9 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     security=[{schemas.BEARER: []}],
     responses={
         200: schemas.answer("the application", ops_schemas.OpsDetailAnswer),
-        401: _UNAUTHORIZED,
-        404: _MISSING,
-        503: _UNAVAILABLE,
+        401: ops_schemas.UNAUTHORIZED,
+        404: ops_schemas.MISSING,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def read(
@@ -390,11 +372,11 @@ MAX_RAW_BYTES = 1024 * 1024
     responses={
         200: schemas.answer("the document", ops_schemas.OpsRawDocumentAnswer),
         400: schemas.answer("no key given", schemas.Envelope),
-        401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
+        401: ops_schemas.UNAUTHORIZED,
+        403: ops_schemas.FORBIDDEN,
         404: schemas.answer("no such application, or the key is not one of its rawKeys", schemas.Envelope),
         413: schemas.answer("larger than 1 MiB: read it from the bucket", schemas.Envelope),
-        503: _UNAVAILABLE,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def read_raw(
@@ -457,14 +439,14 @@ def _action_body() -> dict[str, Any]:
         400: schemas.answer(
             "the field at fault (an unknown action, no reason, a missing parameter)", ops_schemas.ActionRefusedAnswer
         ),
-        401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
-        404: _MISSING,
+        401: ops_schemas.UNAUTHORIZED,
+        403: ops_schemas.FORBIDDEN,
+        404: ops_schemas.MISSING,
         409: schemas.answer(
             "the action does not apply now, or the application moved meanwhile", schemas.OrderConflictAnswer
         ),
         415: schemas.answer("not application/json", schemas.Envelope),
-        503: _UNAVAILABLE,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:

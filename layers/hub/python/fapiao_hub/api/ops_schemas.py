@@ -1,5 +1,5 @@
 """What the operations desk's routes (``api.ops``) declare in the OpenAPI document: their answer and
-request models. Field names are the JSON names."""
+request models, and the answers every ops route shares. Field names are the JSON names."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fapiao_hub.api.schemas import Envelope, OrderDetail, StatusChange
+from fapiao_hub.api.examples import refusal
+from fapiao_hub.api.schemas import Envelope, OrderDetail, StatusChange, answer
 
 
 class HistoryRecord(StatusChange):
@@ -140,3 +141,18 @@ class OpsRawDocument(BaseModel):
 
 class OpsRawDocumentAnswer(Envelope):
     data: OpsRawDocument  # type: ignore[assignment]
+
+
+# What every ops route may answer besides its own (schemathesis holds the routes to the document).
+UNAUTHORIZED = answer(
+    "no operator token, an unknown or revoked one, or a business system's token",
+    Envelope,
+    {"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
+    {"noOperatorToken": refusal("no Authorization header", 401, "missing or invalid operator token")},
+)
+UNAVAILABLE = answer("temporarily unavailable; try again", Envelope, {"Retry-After": "seconds to wait"})
+FORBIDDEN = answer("a viewer acting", Envelope)
+MISSING = answer(
+    "no such application (one outside this operator's business systems or sellers gets the same answer)",
+    Envelope,
+)
