@@ -22,7 +22,7 @@ BENCH_TOKEN = "bench-business-system-token"  # noqa: S105 (the bench's own busin
 
 
 def _order(code: str) -> dict[str, Any]:
-    from fapiao_hub.api.openapi import EXAMPLE_ORDER
+    from fapiao_hub.api.examples import EXAMPLE_ORDER
 
     return {"invoiceOrder": {**EXAMPLE_ORDER["invoiceOrder"], "openApplyCode": code}}
 

@@ -142,7 +142,7 @@ def test_every_response_example_matches_its_schema_and_the_envelope() -> None:
 @pytest.fixture
 def local_run(local_run_factory: Any) -> LocalRun:
     """The push examples name the example application by the derived request number
-    (openapi.EXAMPLE_PUSH_NUMBER): this run gives new applications that one (local.run)."""
+    (callback_schemas.EXAMPLE_PUSH_NUMBER): this run gives new applications that one (local.run)."""
     return local_run_factory(LOCAL_DERIVED_REQUEST_NUMBERS="1")
 
 

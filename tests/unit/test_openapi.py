@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fapiao_hub.api import openapi
+from fapiao_hub.api import openapi, schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "openapi.json"
@@ -162,12 +162,12 @@ def test_the_operations_desk_is_documented(doc: dict) -> None:
 
 def test_security_schemes_bearer_for_intake_access_token_for_callbacks(doc: dict) -> None:
     schemes = doc["components"]["securitySchemes"]
-    bearer = schemes[openapi.BEARER]
+    bearer = schemes[schemas.BEARER]
     assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
-    callback = schemes[openapi.CALLBACK_TOKEN]
+    callback = schemes[schemas.CALLBACK_TOKEN]
     assert (callback["type"], callback["in"], callback["name"]) == ("apiKey", "query", "accessToken")
-    expected = {operation: openapi.BEARER for operation in OPERATIONS}
-    expected["/v1/callbacks/{channel}", "post"] = openapi.CALLBACK_TOKEN
+    expected = {operation: schemas.BEARER for operation in OPERATIONS}
+    expected["/v1/callbacks/{channel}", "post"] = schemas.CALLBACK_TOKEN
     for (path, method), scheme in expected.items():
         assert doc["paths"][path][method]["security"] == [{scheme: []}], (path, method)
 

@@ -1,43 +1,33 @@
 """POST /v1/invoice-orders/batch: up to 100 invoice orders in one call (docs/intake.md, Batches).
 
-Each item goes through exactly what a single POST /v1/invoice-orders does (``api._submit_order``)
-and gets that call's answer, in order, with its field paths under ``invoiceOrders[i]``. The batch is
-never all or nothing. What a batch saves is the dispatch queue's calls: the items' dispatch
-requests are collected and sent ten per SendMessageBatch once every item is stored; an item whose
-request SQS did not take answers the single POST's 503 (stored, send it again). Each item is still
-its own conditional put: conditional writes cannot share a BatchWriteItem.
+Each item goes through exactly what a single POST /v1/invoice-orders does (``api.intake.answer_order``,
+which the batch route in ``api.intake`` hands to :func:`submit`) and gets that call's answer, in order,
+with its field paths under ``invoiceOrders[i]``. The batch is never all or nothing. What a batch
+saves is the dispatch queue's calls: the items' dispatch requests are collected and sent ten per
+SendMessageBatch once every item is stored; an item whose request SQS did not take answers the single
+POST's 503 (stored, send it again). Each item is still its own conditional put: conditional writes
+cannot share a BatchWriteItem.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import runtime
-from fapiao_hub.api import openapi, seed004
-from fapiao_hub.api.intake import (
-    _SUBMIT_DOCS,
-    _UNAUTHORIZED,
-    Refusal,
-    _aws_down,
-    _caller,
-    _json_body,
-    _Misconfigured,
-    _misconfigured,
-    _queue_down,
-    _refused,
-    _submit_order,
-    app,
-    envelope,
-    metrics,
-)
+from fapiao_hub.api import examples, schemas, seed004
+from fapiao_hub.api.http import BUSINESS_REFUSALS, Refusal, envelope, queue_down, refused
 from fapiao_hub.domain import jsonutil, logkeys
 from fapiao_hub.infra.queues import DeferredDispatchQueue, QueueUnavailable
 from fapiao_hub.usecases.intake import Intake
+
+metrics = Metrics()
 
 BATCH_PATH = "/v1/invoice-orders/batch"
 ITEMS = "invoiceOrders"
@@ -101,22 +91,9 @@ def _repeated_refusal(code: str, codes: list[str | None]) -> Refusal:
     return Refusal(HTTPStatus.BAD_REQUEST, "invalid invoice order: 1 problem", {"errors": [problem.as_dict()]})
 
 
-def _one(system_id: str, item: Any, intake: Intake) -> dict[str, Any]:
-    """What a single POST of the item answers; its failures stay its own."""
-    try:
-        response = _submit_order(system_id, item, intake)
-    except Refusal as refusal:
-        response = _refused(refusal)
-    except _Misconfigured as error:
-        response = _misconfigured(error)
-    except (ClientError, BotoCoreError) as error:
-        response = _aws_down(error)
-    return _answer_of(response)
-
-
-def submit_batch() -> Any:
-    system_id = _caller()
-    items = _items(_json_body())
+def submit(system_id: str, body: Any, answer_order: Callable[[str, Any, Intake], Response[Any]]) -> Response[Any]:
+    """The batch ``body`` of ``system_id``, each item answered by ``answer_order`` (the single POST's answer)."""
+    items = _items(body)
     codes = [_code(item) for item in items]
     repeated = _repeated(codes)
     queue = DeferredDispatchQueue(runtime.dispatch_queue())
@@ -127,16 +104,16 @@ def submit_batch() -> Any:
         before = len(queue.pending)
         if code in repeated:
             # Which of them is meant cannot be known: none is stored (the rest of the batch is).
-            answer = _answer_of(_refused(_repeated_refusal(code, codes)))
+            answer = _answer_of(refused(_repeated_refusal(code, codes), BUSINESS_REFUSALS))
         else:
-            answer = _one(system_id, item, intake)
+            answer = _answer_of(answer_order(system_id, item, intake))
         answers.append(answer)
         requested.append(slice(before, len(queue.pending)))
     logkeys.clear_application()
     pending = list(queue.pending)
     not_queued = queue.send()
     if not_queued:
-        down = _answer_of(_queue_down(QueueUnavailable(f"{len(not_queued)} dispatch requests refused")))
+        down = _answer_of(queue_down(QueueUnavailable(f"{len(not_queued)} dispatch requests refused")))
         for index, made in enumerate(requested):
             if any((r.source_system, r.open_apply_code) in not_queued for r in pending[made]):
                 answers[index] = down
@@ -150,41 +127,38 @@ def submit_batch() -> Any:
     )
 
 
-# OpenAPI: documentation only (submit_batch checks the body itself, after authentication).
-_BATCH_DOCS: dict[str, Any] = {
-    "tags": ["intake"],
-    "description": f"1 to {MAX_ITEMS} invoice orders in one call. Each item is exactly a POST /v1/invoice-orders of "
-    "that item: it is validated, stored once per openApplyCode and queued on its own, and its answer (the same "
-    "success/code/message/data) comes back in data.invoiceOrders in the order sent, with field paths under "
-    "invoiceOrders[i]. The batch is never all or nothing: the answer is 200 whenever the batch itself could be "
-    "read, and data.accepted / data.refused count the items. An openApplyCode that appears twice in one batch is "
-    "a 400 for each of those items. Items answered 503 were stored but not queued (or hit an outage): send them "
-    "again, alone or in a batch; the resend of an accepted item answers 'order already received'.",
-    "security": [{openapi.BEARER: []}],
-    "openapi_extensions": openapi.request_body(
-        f'{{"invoiceOrders": [...]}}: 1 to {MAX_ITEMS} bodies of POST /v1/invoice-orders',
-        openapi.BatchRequest,
-        openapi.BATCH_EXAMPLES,
-    ),
-    "responses": {
-        200: openapi.answer(
-            "every item's answer, in order, with the counts", openapi.BatchAnswer, examples=openapi.BATCH_ANSWERS[200]
+# OpenAPI: documentation only (the route authenticates, then submit checks the body itself).
+def route_docs(single: dict[int, Any]) -> dict[str, Any]:
+    """The batch route's documentation; ``single``: the single POST's answers, whose 401, 413 and 415 it shares."""
+    return {
+        "tags": ["intake"],
+        "description": f"1 to {MAX_ITEMS} invoice orders in one call. Each item is exactly a POST /v1/invoice-orders "
+        "of that item: it is validated, stored once per openApplyCode and queued on its own, and its answer (the same "
+        "success/code/message/data) comes back in data.invoiceOrders in the order sent, with field paths under "
+        "invoiceOrders[i]. The batch is never all or nothing: the answer is 200 whenever the batch itself could be "
+        "read, and data.accepted / data.refused count the items. An openApplyCode that appears twice in one batch "
+        "is a 400 for each of those items. Items answered 503 were stored but not queued (or hit an outage): send "
+        "them again, alone or in a batch; the resend of an accepted item answers 'order already received'.",
+        "security": [{schemas.BEARER: []}],
+        "openapi_extensions": schemas.request_body(
+            f'{{"invoiceOrders": [...]}}: 1 to {MAX_ITEMS} bodies of POST /v1/invoice-orders',
+            schemas.BatchRequest,
+            examples.BATCH_EXAMPLES,
         ),
-        400: openapi.answer(
-            f"the batch itself is unreadable: not an object, no invoiceOrders list, 0 or more than {MAX_ITEMS} items "
-            "(nothing is stored); or an unreadable body (data null)",
-            openapi.OrderRefusedAnswer,
-            examples=openapi.BATCH_ANSWERS[400],
-        ),
-        401: _UNAUTHORIZED,
-        413: _SUBMIT_DOCS["responses"][413],
-        415: _SUBMIT_DOCS["responses"][415],
-    },
-}
-
-app.post(
-    BATCH_PATH,
-    operation_id="submitInvoiceOrderBatch",
-    summary=f"Submit up to {MAX_ITEMS} invoice applications at once",
-    **_BATCH_DOCS,
-)(submit_batch)
+        "responses": {
+            200: schemas.answer(
+                "every item's answer, in order, with the counts",
+                schemas.BatchAnswer,
+                examples=examples.BATCH_ANSWERS[200],
+            ),
+            400: schemas.answer(
+                f"the batch itself is unreadable: not an object, no invoiceOrders list, 0 or more than {MAX_ITEMS} "
+                "items (nothing is stored); or an unreadable body (data null)",
+                schemas.OrderRefusedAnswer,
+                examples=examples.BATCH_ANSWERS[400],
+            ),
+            401: single[401],
+            413: single[413],
+            415: single[415],
+        },
+    }

@@ -6,8 +6,6 @@ Adapter only; CallbackReceiver (usecases/callbacks.py) does the work.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -16,7 +14,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.metrics import MetricUnit
 
 from fapiao_hub import runtime
-from fapiao_hub.api import openapi
+from fapiao_hub.api import callback_schemas, schemas
+from fapiao_hub.api.examples import example
+from fapiao_hub.api.http import raw_body
 from fapiao_hub.domain import jsonutil
 
 logger = Logger(child=True)
@@ -27,6 +27,7 @@ app = APIGatewayHttpResolver()
 MAX_CALLBACK_BYTES = 2 * 1024 * 1024
 
 
+# Channels are answered in their own shape {value, message}, not in api.http's envelope.
 def _answer(status: int, body: dict) -> Response:
     metrics.add_metric(name=f"Callback{status}", unit=MetricUnit.Count, value=1)
     return Response(status, "application/json", jsonutil.dumps(body))
@@ -41,27 +42,31 @@ def _answer(status: int, body: dict) -> Response:
     "where the channel has a secret); the raw body is archived before it is read. serialNo is the request "
     "number the hub sent; an unknown one is kept as an unmatched result and answered 404.",
     tags=["callbacks"],
-    security=[{openapi.CALLBACK_TOKEN: []}],
-    openapi_extensions=openapi.request_body(
-        "the channel's push: Ekuaibao's result push", openapi.EkuaibaoPush, openapi.PUSH_EXAMPLES
+    security=[{schemas.CALLBACK_TOKEN: []}],
+    openapi_extensions=schemas.request_body(
+        "the channel's push: Ekuaibao's result push", callback_schemas.EkuaibaoPush, callback_schemas.PUSH_EXAMPLES
     ),
     responses={
-        200: openapi.answer("taken", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[200]),
-        400: openapi.answer(
+        200: schemas.answer("taken", callback_schemas.CallbackAnswer, examples=callback_schemas.PUSH_ANSWERS[200]),
+        400: schemas.answer(
             "the body could not be decoded or read: the message names the JSON path",
-            openapi.CallbackAnswer,
-            examples=openapi.PUSH_ANSWERS[400],
+            callback_schemas.CallbackAnswer,
+            examples=callback_schemas.PUSH_ANSWERS[400],
         ),
-        401: openapi.answer(
-            "bad or missing credentials; nothing is stored", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[401]
+        401: schemas.answer(
+            "bad or missing credentials; nothing is stored",
+            callback_schemas.CallbackAnswer,
+            examples=callback_schemas.PUSH_ANSWERS[401],
         ),
-        404: openapi.answer(
+        404: schemas.answer(
             "no such channel, or no application for a pushed request number (kept as unmatched)",
-            openapi.CallbackAnswer,
-            examples=openapi.PUSH_ANSWERS[404],
+            callback_schemas.CallbackAnswer,
+            examples=callback_schemas.PUSH_ANSWERS[404],
         ),
-        413: openapi.answer(
-            f"the body is over {MAX_CALLBACK_BYTES} bytes", openapi.CallbackAnswer, examples=openapi.PUSH_ANSWERS[413]
+        413: schemas.answer(
+            f"the body is over {MAX_CALLBACK_BYTES} bytes",
+            callback_schemas.CallbackAnswer,
+            examples=callback_schemas.PUSH_ANSWERS[413],
         ),
     },
 )
@@ -70,18 +75,13 @@ def receive(
         str,
         Path(
             description="the channel's name in the hub configuration",
-            openapi_examples={"ekuaibao": openapi.example("the Ekuaibao channel", "ekuaibao")},
+            openapi_examples={"ekuaibao": example("the Ekuaibao channel", "ekuaibao")},
         ),
     ],
 ) -> Response[Any]:
     event = app.current_event
-    try:
-        raw = (
-            base64.b64decode(event.body or "", validate=True)
-            if event.is_base64_encoded
-            else (event.body or "").encode()
-        )
-    except (binascii.Error, UnicodeEncodeError):
+    raw = raw_body(event)
+    if raw is None:
         return _answer(400, {"value": False, "message": "body could not be decoded"})
     if len(raw) > MAX_CALLBACK_BYTES:
         return _answer(413, {"value": False, "message": f"body over {MAX_CALLBACK_BYTES} bytes"})

@@ -1,14 +1,12 @@
-"""Intake HTTP API: submit invoice applications (seed 004 shape) and read them back.
+"""Intake HTTP API: submit invoice applications (seed 004 shape), one or a batch, and read them back.
 
-Adapter only: authentication, body parsing, the seed 004 envelope ``{success, code, message,
-data}``, and turning the workflow's answers into status codes. Business rules live in
-``rules``/``intake.seed004``; orchestration in ``workflow``.
+Adapter only: authentication, body parsing, and turning the intake use case's answers into status
+codes in seed 004's envelope (``api.http``). Business rules live in ``domain.rules`` and
+``api.seed004``; the use case in ``usecases.intake``; a batch's work in ``api.batch``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -19,12 +17,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import runtime
-from fapiao_hub.api import openapi, seed004
+from fapiao_hub.api import batch, examples, http, presenters, schemas, seed004
+from fapiao_hub.api.http import Refusal, envelope
 from fapiao_hub.domain import jsonutil, logkeys
-from fapiao_hub.domain.models import Application, Finding
+from fapiao_hub.domain.models import Application
 from fapiao_hub.infra import history as audit
 from fapiao_hub.infra.queues import QueueUnavailable
-from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases.intake import (
     ApplicationConflict,
     Intake,
@@ -41,73 +39,23 @@ app = APIGatewayHttpResolver()
 SUBMIT_PATHS = ("/v1/invoice-orders", "/extInvoiceOrder/receiveInvoiceOrder")
 
 
-def envelope(status: int, message: str, data: Any = None, headers: dict[str, str] | None = None) -> Response:
-    """Seed 004's answer shape, for every answer of the intake API."""
-    body = {"success": 200 <= status < 300, "code": status, "message": message, "data": data}
-    return Response(status, "application/json", jsonutil.dumps(body), headers=headers)
-
-
-class Refusal(Exception):
-    """A request refused before the workflow is involved (the ops API's routes refuse the same way)."""
-
-    def __init__(self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.response = envelope(status, message, data, headers)
-
-
-@app.exception_handler(Refusal)
-def _refused(refusal: Refusal) -> Response:
-    metrics.add_metric(name=f"Refused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
-    return refusal.response
-
-
-@app.exception_handler(QueueUnavailable)
-def _queue_down(_: QueueUnavailable) -> Response:
-    logger.warning("dispatch queue unavailable; application stays RECEIVED")
-    return envelope(
-        HTTPStatus.SERVICE_UNAVAILABLE,
-        "the application was stored but could not be queued for dispatch; send the same request again",
-        headers={"Retry-After": "5"},
-    )
-
-
-@app.exception_handler(ClientError)
-@app.exception_handler(BotoCoreError)
-def _aws_down(error: Exception) -> Response:
-    logger.exception("AWS call failed")
-    return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"})
-
-
-@app.not_found
-def _no_route(_: Exception) -> Response:
-    return envelope(HTTPStatus.NOT_FOUND, "no such route")
+http.register_answers(app, http.BUSINESS_REFUSALS)
+app.exception_handler(QueueUnavailable)(http.queue_down)
 
 
 def _caller() -> str:
     """The business system behind the bearer token, or a 401."""
-    header = app.current_event.headers.get("authorization") or ""
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    system = runtime.authenticate_business_system(token) if scheme.lower() == "bearer" and token else None
-    if system is None:
-        raise Refusal(
-            HTTPStatus.UNAUTHORIZED,
-            "missing or invalid bearer token",
-            headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub"'},
-        )
-    return system
+    return http.bearer(
+        app.current_event, runtime.authenticate_business_system, "fapiao-hub", "missing or invalid bearer token"
+    )
 
 
 def _json_body() -> Any:
     event = app.current_event
-    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
-    raw = event.body or ""
-    try:
-        body = base64.b64decode(raw, validate=True) if event.is_base64_encoded else raw.encode("utf-8")
-    except (binascii.Error, UnicodeEncodeError):
-        raise Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded") from None
+    http.require_json(event)
+    body = http.raw_body(event)
+    if body is None:
+        raise Refusal(HTTPStatus.BAD_REQUEST, "body could not be decoded")
     limit = runtime.settings().max_body_bytes
     if len(body) > limit:
         raise Refusal(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
@@ -126,75 +74,6 @@ def _invalid(errors: list[seed004.FieldError]) -> Refusal:
         f"invalid invoice order: {count} problem{'s' if count != 1 else ''}",
         {"errors": [e.as_dict() for e in errors]},
     )
-
-
-def _summary(stored: StoredApplication) -> dict[str, Any]:
-    return {
-        "openApplyCode": stored.application.open_apply_code,
-        "status": stored.status.value,
-        "warnings": list(stored.warnings),
-    }
-
-
-_INVOICE_FIELDS = {
-    "number": "invoiceNumber",
-    "code": "invoiceCode",
-    "issued_on": "invoiceDate",
-    "invoice_type": "invoiceType",
-    "amount": "amount",
-    "tax": "tax",
-    "check_code": "checkCode",
-    "status": "status",
-    "channel": "channel",
-    # A blue invoice: what red invoices may still reverse (docs/rules.md section 4).
-    "red_remaining_amount": "redRemainingAmount",
-    "red_remaining_tax": "redRemainingTax",
-    # What "issued" rests on (verification.provenance): figures compared with the channel's statement
-    # (its answer or, "verifiedFromFile", the invoice's own file), typed by an operator, or held only
-    # from the application (not compared with anything the channel said).
-    "verified": "verified",
-    "from_file": "verifiedFromFile",
-    "attested_by_operator": "attestedByOperator",
-    "from_application": "fromApplication",
-}
-
-
-def _invoice(item: dict[str, Any]) -> dict[str, Any]:
-    shown = {name: item[field] for field, name in _INVOICE_FIELDS.items() if field in item}
-    if item.get("files"):
-        shown["files"] = [_file(f) for f in item["files"]]
-    return shown
-
-
-def _finding(finding: Finding) -> dict[str, Any]:
-    return {
-        "id": finding.id,
-        "kind": finding.kind.value,
-        "at": finding.at,
-        "source": finding.source,
-        "summary": finding.summary,
-        "differences": [d.model_dump(mode="json") for d in finding.differences],
-        "invoiceNumbers": list(finding.invoice_numbers),
-        "open": finding.open,
-        "count": finding.count,
-        "lastSeen": finding.last_seen,
-    }
-
-
-def _file(record: dict[str, Any]) -> dict[str, Any]:
-    """A stored file with a short-lived download URL, or why there is none."""
-    if record.get("key"):
-        return {
-            "format": record["format"],
-            "size": int(record["size"]),
-            "sha256": record["sha256"],
-            "url": runtime.file_store().presigned_url(record["key"], PRESIGNED_URL_SECONDS),
-        }
-    return {"error": record.get("error"), "source": record.get("source")}
-
-
-# Download links in GET answers are good for five minutes.
-PRESIGNED_URL_SECONDS = 300
 
 
 class _Misconfigured(Exception):
@@ -335,18 +214,34 @@ def _submit_order(system_id: str, body: Any, intake: Intake) -> Response[Any]:
     message = "order received" if submitted.created else "order already received"
     if submitted.created and int(submitted.stored.extra.get("submission", 1)) > 1:
         message = "order received again with corrected content"
-    return envelope(HTTPStatus.OK, message, _summary(submitted.stored))
+    return envelope(HTTPStatus.OK, message, presenters.summary(submitted.stored))
+
+
+def answer_order(system_id: str, body: Any, intake: Intake) -> Response[Any]:
+    """What a single POST of ``body`` answers, a refusal or an outage included (a batch item's answer)."""
+    try:
+        return _submit_order(system_id, body, intake)
+    except Refusal as refusal:
+        return http.refused(refusal, http.BUSINESS_REFUSALS)
+    except _Misconfigured as error:
+        return _misconfigured(error)
+    except (ClientError, BotoCoreError) as error:
+        return http.aws_down(error)
+
+
+def submit_batch() -> Response[Any]:
+    return batch.submit(_caller(), _json_body(), answer_order)
 
 
 # OpenAPI (fapiao_hub.api.openapi): what the routes take and answer. Documentation only: the body is
 # checked by submit() itself, after authentication.
-_UNAUTHORIZED = openapi.answer(
+_UNAUTHORIZED = schemas.answer(
     "missing or invalid bearer token",
-    openapi.Envelope,
+    schemas.Envelope,
     {"WWW-Authenticate": 'Bearer realm="fapiao-hub"'},
-    openapi.ORDER_ANSWERS[401],
+    examples.ORDER_ANSWERS[401],
 )
-_ANSWERS = openapi.ORDER_ANSWERS
+_ANSWERS = examples.ORDER_ANSWERS
 _SUBMIT_DOCS: dict[str, Any] = {
     "tags": ["intake"],
     "description": "Validates the order against the shape and the tax rules (every problem is reported by the "
@@ -354,40 +249,40 @@ _SUBMIT_DOCS: dict[str, Any] = {
     "company (bukrs). The same body again answers the same (nothing is stored twice; key order and white space "
     "do not matter); other content under the same openApplyCode is a 409. Follow the application with GET "
     "/v1/invoice-orders/{openApplyCode} or the outcome webhook.",
-    "security": [{openapi.BEARER: []}],
-    "openapi_extensions": openapi.request_body(
+    "security": [{schemas.BEARER: []}],
+    "openapi_extensions": schemas.request_body(
         'the invoice application in the FAW tax platform\'s shape, {"invoiceOrder": {...}}; fields not described '
         "are carried through and returned, and codes may be sent as numbers too",
         seed004.Seed004Request,
-        openapi.ORDER_EXAMPLES,
+        examples.ORDER_EXAMPLES,
     ),
     "responses": {
-        200: openapi.answer(
+        200: schemas.answer(
             "received (message: 'order received' or 'order already received'); data.warnings lists what was "
             "accepted but is worth a look",
-            openapi.OrderAcceptedAnswer,
+            schemas.OrderAcceptedAnswer,
             examples=_ANSWERS[200],
         ),
-        400: openapi.answer(
+        400: schemas.answer(
             "invalid invoice order (data.errors: every problem, by JSON path), or an unreadable body (data null)",
-            openapi.OrderRefusedAnswer,
+            schemas.OrderRefusedAnswer,
             examples=_ANSWERS[400],
         ),
         401: _UNAUTHORIZED,
-        409: openapi.answer(
+        409: schemas.answer(
             "the openApplyCode was already received with different content and may not be replaced now (only a "
             "REJECTED application may be sent again with corrected content): the message says why and what to do "
             "instead, data.status where it stands",
-            openapi.OrderConflictAnswer,
+            schemas.OrderConflictAnswer,
             examples=_ANSWERS[409],
         ),
-        413: openapi.answer(
-            "the body is over the size limit (6 MiB unless configured)", openapi.Envelope, examples=_ANSWERS[413]
+        413: schemas.answer(
+            "the body is over the size limit (6 MiB unless configured)", schemas.Envelope, examples=_ANSWERS[413]
         ),
-        415: openapi.answer("Content-Type is not application/json", openapi.Envelope, examples=_ANSWERS[415]),
-        503: openapi.answer(
+        415: schemas.answer("Content-Type is not application/json", schemas.Envelope, examples=_ANSWERS[415]),
+        503: schemas.answer(
             "stored but not yet queued, or a moment's outage: send the same request again",
-            openapi.Envelope,
+            schemas.Envelope,
             {"Retry-After": "seconds to wait"},
             _ANSWERS[503],
         ),
@@ -405,23 +300,14 @@ for _path in SUBMIT_PATHS:
     _operation_id, _summary_text = _SUBMIT_OPERATIONS[_path]
     app.post(_path, operation_id=_operation_id, summary=_summary_text, **_SUBMIT_DOCS)(submit)
 
-# POST /v1/invoice-orders/batch: each item through _submit_order (its own module; registers on app).
-from fapiao_hub.api import batch as _batch  # noqa: E402, F401
-
-
-def history_page(stored: StoredApplication, shape: Any, params: dict[str, str] | None) -> dict[str, Any]:
-    """A page of the application's history (never cut: the cursor gives the next) as ``shape`` shows an
-    entry, from a GET's ``params``; a bad paging parameter is a 400 naming it. Shared by the ops detail."""
-    try:
-        limit, cursor, newest_first = audit.page_request(params)
-        entries, next_cursor = runtime.application_store().history_page(
-            stored, limit=limit, cursor=cursor, newest_first=newest_first, entries_only=shape is audit.entry
-        )
-    except audit.PageRequestInvalid as error:
-        raise Refusal(HTTPStatus.BAD_REQUEST, str(error)) from None
-    except audit.InvalidHistoryCursor as error:
-        raise Refusal(HTTPStatus.BAD_REQUEST, f"historyCursor: {error}") from None
-    return {"history": [shape(e) for e in entries], "historyNextCursor": next_cursor}
+# POST /v1/invoice-orders/batch: each item answered as its single POST (answer_order); the batch's work
+# and its documentation are api.batch's.
+app.post(
+    batch.BATCH_PATH,
+    operation_id="submitInvoiceOrderBatch",
+    summary=f"Submit up to {batch.MAX_ITEMS} invoice applications at once",
+    **batch.route_docs(_SUBMIT_DOCS["responses"]),
+)(submit_batch)
 
 
 @app.get(
@@ -431,31 +317,31 @@ def history_page(stored: StoredApplication, shape: Any, params: dict[str, str] |
     description="Only your own applications: another business system's is a 404, as is an unknown one. File "
     "links are good for five minutes; read the application again for fresh ones.",
     tags=["intake"],
-    security=[{openapi.BEARER: []}],
+    security=[{schemas.BEARER: []}],
     responses={
-        200: openapi.answer("the application", openapi.OrderDetailAnswer, examples=openapi.READ_ANSWERS[200]),
+        200: schemas.answer("the application", schemas.OrderDetailAnswer, examples=examples.READ_ANSWERS[200]),
         401: _UNAUTHORIZED,
-        404: openapi.answer(
-            "no such application for this business system", openapi.Envelope, examples=openapi.READ_ANSWERS[404]
+        404: schemas.answer(
+            "no such application for this business system", schemas.Envelope, examples=examples.READ_ANSWERS[404]
         ),
-        503: openapi.answer(
+        503: schemas.answer(
             "temporarily unavailable; try again",
-            openapi.Envelope,
+            schemas.Envelope,
             {"Retry-After": "seconds to wait"},
-            openapi.READ_ANSWERS[503],
+            examples.READ_ANSWERS[503],
         ),
     },
 )
 def read(
     openApplyCode: Annotated[
         str,
-        Path(description="the openApplyCode it was submitted with", openapi_examples=openapi.READ_EXAMPLES),
+        Path(description="the openApplyCode it was submitted with", openapi_examples=examples.READ_EXAMPLES),
     ],
-    historyLimit: Annotated[str | None, Query(description=openapi.HISTORY_LIMIT_DOC)] = None,
-    historyCursor: Annotated[str | None, Query(description=openapi.HISTORY_CURSOR_DOC)] = None,
-    historyOrder: Annotated[str | None, Query(description=openapi.HISTORY_ORDER_DOC)] = None,
+    historyLimit: Annotated[str | None, Query(description=schemas.HISTORY_LIMIT_DOC)] = None,
+    historyCursor: Annotated[str | None, Query(description=schemas.HISTORY_CURSOR_DOC)] = None,
+    historyOrder: Annotated[str | None, Query(description=schemas.HISTORY_ORDER_DOC)] = None,
 ) -> Response[Any]:
-    # The history parameters above document the query; history_page reads them from the event.
+    # The history parameters above document the query; presenters.history_page reads them from the event.
     system_id = _caller()
     open_apply_code = openApplyCode
     logkeys.set_application(system_id, open_apply_code)
@@ -465,18 +351,6 @@ def read(
         return envelope(HTTPStatus.NOT_FOUND, f"no invoice order {open_apply_code!r}")
     logkeys.name_request(stored.sent_request_number)
     metrics.add_metric(name="OrdersRead", unit=MetricUnit.Count, value=1)
-    data = {
-        **_summary(stored),
-        "version": stored.version,
-        "channel": stored.channel,
-        # The number every channel portal keys on (sent on every attempt).
-        "requestNumber": stored.sent_request_number,
-        "createdAt": stored.created_at,
-        "updatedAt": stored.updated_at,
-        "reason": stored.reason,
-        **history_page(stored, audit.entry, app.current_event.query_string_parameters),
-        "invoices": [_invoice(i) for i in runtime.intake().invoices(stored)],
-        "findings": [_finding(f) for f in stored.findings],
-        "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
-    }
-    return envelope(HTTPStatus.OK, "ok", data)
+    history = presenters.history_page(stored, audit.entry, app.current_event.query_string_parameters)
+    invoices = runtime.intake().invoices(stored)
+    return envelope(HTTPStatus.OK, "ok", {**presenters.summary(stored), **presenters.record(stored, history, invoices)})

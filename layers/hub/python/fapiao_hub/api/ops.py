@@ -1,8 +1,9 @@
 """The operations desk's HTTP API: find, understand and act on applications (operator tokens only).
 
-Adapter only, like intake/api.py: who is asking (an operator of the hub configuration, its role and
-reach), the query parameters, the intake's envelope ``{success, code, message, data}``. Lists and
-counts come from the store's indexes; actions from the operations use case (operations.py).
+Adapter only, like api/intake.py: who is asking (an operator of the hub configuration, its role and
+reach), the query parameters, the intake's envelope ``{success, code, message, data}`` (``api.http``).
+Lists and counts come from the store's indexes; actions from the operations use case
+(usecases/operations.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 
 from fapiao_hub import runtime
-from fapiao_hub.api import openapi, seed004
-from fapiao_hub.api.intake import Refusal, _finding, _invoice, envelope, history_page
+from fapiao_hub.api import http, ops_schemas, presenters, schemas
+from fapiao_hub.api.http import Refusal, envelope
 from fapiao_hub.domain import jsonutil, logkeys
 from fapiao_hub.domain.config import Operator
 from fapiao_hub.domain.models import NEEDS_PERSON_STATUSES, OPEN_STATUSES, Status, request_number_for
@@ -54,53 +54,14 @@ _ROW_SOURCES = {
 }  # fmt: skip
 
 
-# What every ops route may answer besides its own (the OpenAPI document; schemathesis holds the routes to it).
-_UNAUTHORIZED = openapi.answer(
-    "no operator token, an unknown or revoked one, or a business system's token",
-    openapi.Envelope,
-    {"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
-    {"noOperatorToken": openapi.refusal("no Authorization header", 401, "missing or invalid operator token")},
-)
-_UNAVAILABLE = openapi.answer(
-    "temporarily unavailable; try again", openapi.Envelope, {"Retry-After": "seconds to wait"}
-)
-_FORBIDDEN = openapi.answer("a viewer acting", openapi.Envelope)
-_MISSING = openapi.answer(
-    "no such application (one outside this operator's business systems or sellers gets the same answer)",
-    openapi.Envelope,
-)
-
-
-@app.exception_handler(Refusal)
-def _refused(refusal: Refusal) -> Response:
-    metrics.add_metric(name=f"OpsRefused{refusal.response.status_code}", unit=MetricUnit.Count, value=1)
-    return refusal.response
-
-
-@app.exception_handler(ClientError)
-@app.exception_handler(BotoCoreError)
-def _aws_down(error: Exception) -> Response:
-    logger.exception("AWS call failed")
-    return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "temporarily unavailable; try again", headers={"Retry-After": "5"})
-
-
-@app.not_found
-def _no_route(_: Exception) -> Response:
-    return envelope(HTTPStatus.NOT_FOUND, "no such route")
+http.register_answers(app, http.OPERATOR_REFUSALS)
 
 
 def _operator() -> tuple[str, Operator]:
     """The operator behind the bearer token, or a 401 (a business system's token is not one)."""
-    header = app.current_event.headers.get("authorization") or ""
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    found = runtime.authenticate_operator(token) if scheme.lower() == "bearer" and token else None
-    if found is None:
-        raise Refusal(
-            HTTPStatus.UNAUTHORIZED,
-            "missing or invalid operator token",
-            headers={"WWW-Authenticate": 'Bearer realm="fapiao-hub-ops"'},
-        )
+    found = http.bearer(
+        app.current_event, runtime.authenticate_operator, "fapiao-hub-ops", "missing or invalid operator token"
+    )
     logger.append_keys(operator=found[0])
     return found
 
@@ -119,6 +80,16 @@ def _within_reach(operator: Operator, stored: StoredApplication | None, business
         return
     if not operator.may_see(business_system, stored.application.seller.tax_number):
         raise _missing(business_system, code)
+
+
+def _reachable(operator: Operator, business_system: str, code: str) -> StoredApplication:
+    """The application, or the 404 of one that does not exist or is outside the operator's reach."""
+    logkeys.set_application(business_system, code)
+    stored = runtime.intake().get(business_system, code)
+    if stored is None:
+        raise _missing(business_system, code)
+    _within_reach(operator, stored, business_system, code)
+    return stored
 
 
 def reach(operator: Operator) -> Reach:
@@ -148,11 +119,11 @@ def _dead_letter_depths() -> dict[str, int | None]:
     "An operator limited to some business systems or sellers gets the counts of those only (dead-letter queue "
     "depths are the hub's).",
     tags=["operations"],
-    security=[{openapi.BEARER: []}],
+    security=[{schemas.BEARER: []}],
     responses={
-        200: openapi.answer("the counts", openapi.OpsSummaryAnswer),
-        401: _UNAUTHORIZED,
-        503: _UNAVAILABLE,
+        200: schemas.answer("the counts", ops_schemas.OpsSummaryAnswer),
+        401: ops_schemas.UNAUTHORIZED,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def summary() -> Response[Any]:
@@ -245,22 +216,22 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     "systems or sellers lists only those. With Accept: text/csv the same page comes as CSV and the next cursor in "
     "the X-Next-Cursor header.",
     tags=["operations"],
-    security=[{openapi.BEARER: []}],
+    security=[{schemas.BEARER: []}],
     responses={
         200: {
             "description": "one page (JSON; with Accept: text/csv the same rows as CSV, the next cursor in "
             "X-Next-Cursor)",
             "content": {
-                "application/json": {"model": openapi.OpsPageAnswer},
+                "application/json": {"model": ops_schemas.OpsPageAnswer},
                 "text/csv": {"schema": {"type": "string", "description": "a header row, then one row each"}},
             },
             "headers": {
                 "X-Next-Cursor": {"description": "CSV only: the next page's cursor", "schema": {"type": "string"}}
             },
         },
-        400: openapi.answer("a parameter out of range, named first in the message", openapi.Envelope),
-        401: _UNAUTHORIZED,
-        503: _UNAVAILABLE,
+        400: schemas.answer("a parameter out of range, named first in the message", schemas.Envelope),
+        401: ops_schemas.UNAUTHORIZED,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def list_applications(
@@ -331,17 +302,10 @@ def detail(stored: StoredApplication, operator: Operator | None = None) -> dict[
         "status": stored.status.value,
         "needsPerson": stored.needs_person,
         "warnings": list(stored.warnings),
-        "version": stored.version,
-        "channel": stored.channel,
-        "requestNumber": stored.sent_request_number,
-        "createdAt": stored.created_at,
-        "updatedAt": stored.updated_at,
-        "reason": stored.reason,
         # Every record, paged (historyLimit, historyCursor, historyOrder): who, why, before and after.
-        **history_page(stored, audit.full, app.current_event.query_string_parameters),
-        "invoices": [_invoice(i) for i in invoices],
-        "findings": [_finding(f) for f in stored.findings],
-        "invoiceOrder": seed004.from_application(stored.application)[seed004.ROOT],
+        **presenters.record(
+            stored, presenters.history_page(stored, audit.full, app.current_event.query_string_parameters), invoices
+        ),
         "attempts": stored.attempts,
         "leaseUntil": stored.lease_until,
         "nextPollAt": stored.next_poll_at,
@@ -373,29 +337,25 @@ _CODE = Annotated[str, Path(description="its openApplyCode")]
     operation_id="opsReadApplication",
     summary="One application: what its business system sees, plus channel, attempts, lease, raw keys, actions",
     tags=["operations"],
-    security=[{openapi.BEARER: []}],
+    security=[{schemas.BEARER: []}],
     responses={
-        200: openapi.answer("the application", openapi.OpsDetailAnswer),
-        401: _UNAUTHORIZED,
-        404: _MISSING,
-        503: _UNAVAILABLE,
+        200: schemas.answer("the application", ops_schemas.OpsDetailAnswer),
+        401: ops_schemas.UNAUTHORIZED,
+        404: ops_schemas.MISSING,
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def read(
     businessSystem: _SYSTEM,
     openApplyCode: _CODE,
-    historyLimit: Annotated[str | None, Query(description=openapi.HISTORY_LIMIT_DOC)] = None,
-    historyCursor: Annotated[str | None, Query(description=openapi.HISTORY_CURSOR_DOC)] = None,
-    historyOrder: Annotated[str | None, Query(description=openapi.HISTORY_ORDER_DOC)] = None,
+    historyLimit: Annotated[str | None, Query(description=schemas.HISTORY_LIMIT_DOC)] = None,
+    historyCursor: Annotated[str | None, Query(description=schemas.HISTORY_CURSOR_DOC)] = None,
+    historyOrder: Annotated[str | None, Query(description=schemas.HISTORY_ORDER_DOC)] = None,
 ) -> Response[Any]:
     # The history parameters above document the query; detail() reads them from the event.
     _, operator = _operator()
     _within_reach(operator, None, businessSystem, openApplyCode)
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    stored = _reachable(operator, businessSystem, openApplyCode)
     return envelope(HTTPStatus.OK, "ok", detail(stored, operator))
 
 
@@ -411,15 +371,15 @@ MAX_RAW_BYTES = 1024 * 1024
     description="The bytes as the channel sent them: as text when they are UTF-8, else base64. Only keys the "
     "application owns (its detail's rawKeys) are read; any other key is a 404.",
     tags=["operations"],
-    security=[{openapi.BEARER: []}],
+    security=[{schemas.BEARER: []}],
     responses={
-        200: openapi.answer("the document", openapi.OpsRawDocumentAnswer),
-        400: openapi.answer("no key given", openapi.Envelope),
-        401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
-        404: openapi.answer("no such application, or the key is not one of its rawKeys", openapi.Envelope),
-        413: openapi.answer("larger than 1 MiB: read it from the bucket", openapi.Envelope),
-        503: _UNAVAILABLE,
+        200: schemas.answer("the document", ops_schemas.OpsRawDocumentAnswer),
+        400: schemas.answer("no key given", schemas.Envelope),
+        401: ops_schemas.UNAUTHORIZED,
+        403: ops_schemas.FORBIDDEN,
+        404: schemas.answer("no such application, or the key is not one of its rawKeys", schemas.Envelope),
+        413: schemas.answer("larger than 1 MiB: read it from the bucket", schemas.Envelope),
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def read_raw(
@@ -432,11 +392,7 @@ def read_raw(
     wanted = (app.current_event.query_string_parameters or {}).get("key") or ""
     if not wanted:
         raise Refusal(HTTPStatus.BAD_REQUEST, "key: required, one of the application's rawKeys")
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    stored = _reachable(operator, businessSystem, openApplyCode)
     # Only what the application names: a key is never a path into the rest of the bucket.
     if wanted not in _raw_keys(stored, runtime.intake().invoices(stored)):
         return envelope(HTTPStatus.NOT_FOUND, "key: not one of this application's rawKeys")
@@ -455,9 +411,7 @@ def read_raw(
 # ------------------------------------------------------------------ POST .../actions
 def _action_body() -> dict[str, Any]:
     event = app.current_event
-    content_type = (event.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise Refusal(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json")
+    http.require_json(event)
     try:
         body = jsonutil.loads((event.decoded_body or "").encode("utf-8"))
     except jsonutil.InvalidJson as error:
@@ -481,21 +435,21 @@ def _action_body() -> dict[str, Any]:
     "with the application after the action; 400 naming the field; 409 with data.status when the action does not "
     "apply now or the application moved.",
     tags=["operations"],
-    security=[{openapi.BEARER: []}],
-    openapi_extensions=openapi.request_body("the action and why", openapi.OperatorActionRequest),
+    security=[{schemas.BEARER: []}],
+    openapi_extensions=schemas.request_body("the action and why", ops_schemas.OperatorActionRequest),
     responses={
-        200: openapi.answer("done: the application after the action", openapi.OpsDetailAnswer),
-        400: openapi.answer(
-            "the field at fault (an unknown action, no reason, a missing parameter)", openapi.ActionRefusedAnswer
+        200: schemas.answer("done: the application after the action", ops_schemas.OpsDetailAnswer),
+        400: schemas.answer(
+            "the field at fault (an unknown action, no reason, a missing parameter)", ops_schemas.ActionRefusedAnswer
         ),
-        401: _UNAUTHORIZED,
-        403: _FORBIDDEN,
-        404: _MISSING,
-        409: openapi.answer(
-            "the action does not apply now, or the application moved meanwhile", openapi.OrderConflictAnswer
+        401: ops_schemas.UNAUTHORIZED,
+        403: ops_schemas.FORBIDDEN,
+        404: ops_schemas.MISSING,
+        409: schemas.answer(
+            "the action does not apply now, or the application moved meanwhile", schemas.OrderConflictAnswer
         ),
-        415: openapi.answer("not application/json", openapi.Envelope),
-        503: _UNAVAILABLE,
+        415: schemas.answer("not application/json", schemas.Envelope),
+        503: ops_schemas.UNAVAILABLE,
     },
 )
 def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
@@ -504,11 +458,7 @@ def act(businessSystem: _SYSTEM, openApplyCode: _CODE) -> Response[Any]:
     if not operator.can_act:
         raise Refusal(HTTPStatus.FORBIDDEN, f"operator {name!r} is a viewer: viewers do not act")
     body = _action_body()
-    logkeys.set_application(businessSystem, openApplyCode)
-    stored = runtime.intake().get(businessSystem, openApplyCode)
-    if stored is None:
-        raise _missing(businessSystem, openApplyCode)
-    _within_reach(operator, stored, businessSystem, openApplyCode)
+    _reachable(operator, businessSystem, openApplyCode)
     use_case = _use_case()
     if use_case is None:
         return envelope(HTTPStatus.SERVICE_UNAVAILABLE, "actions are not available in this build")

@@ -3,7 +3,7 @@
 Each status change, note, finding and operator action is its own record in the history table
 (template.yaml HistoryTable: pk = application key, sk = time + "#" + a unique suffix), written in the
 same transaction as the change it describes (store.ApplicationStore) and never rewritten or cut.
-This module only shapes records and cursors; store.py is what reads and writes them.
+This module only shapes records and cursors; infra/store/ is what reads and writes them.
 """
 
 from __future__ import annotations
