@@ -17,7 +17,7 @@ import boto3
 import requests
 
 if TYPE_CHECKING:
-    from bench.soak import SoakConfig
+    from bench.soak_config import SoakConfig
 
 CHANNELS = ("xunlian", "partner", "kingdee", "ekuaibao")
 FINAL = {"ISSUED", "REJECTED", "VOIDED"}

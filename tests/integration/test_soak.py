@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import SoakConfig, run_soak
+from bench.soak import run_soak
+from bench.soak_config import SoakConfig
 from bench.soak_crashes import BOUNDARIES
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("soak")]
