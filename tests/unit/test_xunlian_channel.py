@@ -21,7 +21,6 @@ from fapiao_hub.channels.xunlian import (
     TEXT_NOT_GBK,
     UNSUPPORTED_INVOICE_TYPE,
     XunlianChannel,
-    XunlianRequestError,
     check_request,
     from_request,
     interpret_answer,
@@ -396,7 +395,7 @@ def test_invoice_type_codes_both_ways(invoice_type: InvoiceType, code: str) -> N
 @pytest.mark.parametrize("invoice_type", [InvoiceType.DIGITAL_SPECIAL, InvoiceType.DIGITAL_NORMAL])
 def test_digital_invoices_are_rejected_before_sending(invoice_type: InvoiceType) -> None:
     app = make_app(invoice_type=invoice_type)
-    with pytest.raises(XunlianRequestError):
+    with pytest.raises(wire.NotExpressible):
         to_request(app, "R-1", OPTIONS)
     outcome = XunlianChannel("xunlian", settings(), NoNetwork()).issue(app, "R-1")
     assert isinstance(outcome, Rejected)

@@ -208,13 +208,22 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
-    """A text field: strings as given (stripped); integers as their digits; blank -> None."""
+def _field(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> tuple[Any, str]:
+    """A field's value (None when blank) and where it sits (``path.key``, or ``key`` at the top);
+    a blank required field is refused."""
     value = obj.get(key)
     where = f"{path}.{key}" if path else key
     if _blank(value):
         if required:
             raise _fail(where, "required")
+        return None, where
+    return value, where
+
+
+def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
+    """A text field: strings as given (stripped); integers as their digits; blank -> None."""
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _fail(where, "not a string")
@@ -222,11 +231,8 @@ def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False
 
 
 def _decimal(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> Decimal | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if _blank(value):
-        if required:
-            raise _fail(where, "required")
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return None
     if isinstance(value, bool):
         raise _fail(where, "not a number")
@@ -257,11 +263,8 @@ def _code(
 ) -> str | None:
     """A small code (``result``, ``invoiceType``, ``invRowType``, ``invoicingStatus``): a JSON integer
     or a string; integers are compared by value (0 matches "00"); blank -> ``default``."""
-    value = obj.get(key)
-    where = f"{path}.{key}" if path else key
-    if _blank(value):
-        if required:
-            raise _fail(where, "required")
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return default
     if isinstance(value, str) and value.strip() in allowed:
         return value.strip()
@@ -277,9 +280,8 @@ def _code(
 
 
 def _date(obj: Mapping[str, Any], key: str, path: str) -> dt.date | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if _blank(value):
+    value, where = _field(obj, key, path)
+    if value is None:
         return None
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         millis = int(value.strip())

@@ -172,6 +172,7 @@ import requests
 
 from fapiao_hub.channels.wire import (
     CENT,
+    NotExpressible,
     build_post_session,
     eight_places,
     envelope_or_outcome,
@@ -279,15 +280,6 @@ class KingdeeConfigError(ValueError):
 
 class KingdeeEnvelopeError(ValueError):
     """A ``data`` field that is not strict base64 of (possibly encrypted) JSON."""
-
-
-class KingdeeRequestError(ValueError):
-    """An application this channel cannot express (the channel answers ``Rejected``)."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
 
 
 # --------------------------------------------------------------------------- options
@@ -424,27 +416,27 @@ def _number(value: Decimal) -> Decimal:
 def to_bill(application: Application, request_number: str, options: Mapping[str, str]) -> dict[str, Any]:
     """The ``BILL.PUSH`` data for ``application`` under ``request_number`` (module docstring).
 
-    Raises :class:`KingdeeRequestError` for what cannot be sent. Absent values are left out.
+    Raises :class:`NotExpressible` for what cannot be sent. Absent values are left out.
     """
     seller, buyer = application.seller, application.buyer
     seller_tax = text_or_none(seller.tax_number)
     if seller_tax is None:
-        raise KingdeeRequestError("seller.tax_number is required (Kingdee sellerTaxpayerId)", MISSING_SELLER_TAX_NUMBER)
+        raise NotExpressible("seller.tax_number is required (Kingdee sellerTaxpayerId)", MISSING_SELLER_TAX_NUMBER)
     if len(seller_tax) > SELLER_TAX_ID_LIMIT:
-        raise KingdeeRequestError(
+        raise NotExpressible(
             f"seller.tax_number (Kingdee sellerTaxpayerId) is {len(seller_tax)} characters, "
             f"{len(seller_tax) - SELLER_TAX_ID_LIMIT} over the limit of {SELLER_TAX_ID_LIMIT}",
             FIELD_TOO_LONG,
         )
     type_code = INVOICE_TYPE_CODES.get(application.invoice_type)
     if type_code is None:  # every canonical type has a code today; kept for new types
-        raise KingdeeRequestError(
+        raise NotExpressible(
             f"invoice type {application.invoice_type.value} has no Kingdee code", UNSUPPORTED_INVOICE_TYPE
         )
     try:
         fold_discounts(application.lines)  # the sequence check only: lines travel unfolded
     except ValueError as error:
-        raise KingdeeRequestError(str(error), INVALID_DISCOUNT_LINES) from None
+        raise NotExpressible(str(error), INVALID_DISCOUNT_LINES) from None
 
     bill: dict[str, Any] = {
         "billNo": request_number,
@@ -472,7 +464,7 @@ def to_bill(application: Application, request_number: str, options: Mapping[str,
     if application.direction == Direction.RED:
         red = application.red
         if red is None or text_or_none(red.blue_invoice_number) is None:
-            raise KingdeeRequestError(
+            raise NotExpressible(
                 "a red bill needs the blue invoice's number (red.blue_invoice_number)", MISSING_BLUE_INVOICE
             )
         bill["originalInvoiceNumber"] = red.blue_invoice_number
@@ -879,7 +871,7 @@ class KingdeeChannel:
             return Accepted(channel_ref=request_number)  # the bill reaches Kingdee out of band
         try:
             bill = to_bill(application, request_number, self.settings.options)
-        except KingdeeRequestError as error:
+        except NotExpressible as error:
             return Rejected(error.reason, code=error.code)
         sent = self._post(BILL_PUSH, bill)
         if isinstance(sent, NotSent | Unknown):

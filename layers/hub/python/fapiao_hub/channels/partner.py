@@ -120,11 +120,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, status_outcome, text_or_none
+from fapiao_hub.channels.wire import (
+    exchange,
+    mounted_session,
+    no_scrub,
+    personal_data_scrubber,
+    status_outcome,
+    text_or_none,
+)
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, InvoiceType
@@ -403,11 +409,7 @@ def build_post_session(settings: ChannelSettings) -> requests.Session:
         backoff_factor=0.1,
         backoff_max=2.0,
     )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return mounted_session(retry)
 
 
 #: What this channel can do (docs/channels.md): the partner issues every type, blue and red, from

@@ -1,7 +1,8 @@
 """Wire helpers shared by the channel modules: decimal text as vendors want it, lenient reading of
 vendor numbers and text, secret scrubbing for reasons, the HTTP session policy (retry only what
 never left the machine), and what a transport failure or an HTTP status means before a vendor's
-own envelope is read (each vendor module keeps only its field names and codes)."""
+own envelope is read (each vendor module keeps only its field names and codes); and the error by
+which a vendor module says an application cannot be put into its request."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ MAX_REASON = 500  # characters of a vendor message kept in a reason
 NOT_PROCESSED_STATUSES = frozenset({408, 425, 429, 503})
 #: Statuses by which a server refuses the request itself: sending it again would be refused again.
 REFUSED_STATUSES = frozenset({400, 413, 414, 422})
+
+
+class NotExpressible(ValueError):
+    """An application a vendor's request cannot express: the channel answers ``Rejected(reason, code)``
+    without sending anything."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
 
 
 def quantize(value: Decimal, exponent: Decimal) -> Decimal:
@@ -124,6 +135,11 @@ def build_post_session(settings: ChannelSettings) -> requests.Session:
         raise_on_status=False,
         backoff_factor=0.1,
     )
+    return mounted_session(retry)
+
+
+def mounted_session(retry: Retry) -> requests.Session:
+    """A session whose http and https adapters follow ``retry`` (a small pool: one vendor host)."""
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
     session.mount("http://", adapter)

@@ -92,6 +92,7 @@ from typing import Any
 import requests
 
 from fapiao_hub.channels.wire import (
+    NotExpressible,
     build_post_session,
     eight_places,
     envelope_or_outcome,
@@ -223,15 +224,6 @@ LINE_DECIMAL_LIMITS: dict[str, tuple[int, int, str]] = {
 }
 
 
-class XunlianRequestError(ValueError):
-    """An application this channel cannot express (the channel answers ``Rejected``)."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
 # --------------------------------------------------------------------------- formatting
 
 
@@ -241,13 +233,13 @@ class XunlianRequestError(ValueError):
 def to_request(application: Application, request_number: str, options: Mapping[str, str]) -> dict[str, Any]:
     """The ``serverIssue`` body for ``application`` under ``request_number``.
 
-    Raises :class:`XunlianRequestError` for what Xunlian cannot issue (a 数电 type, a discount
+    Raises :class:`NotExpressible` for what Xunlian cannot issue (a 数电 type, a discount
     sequence ``fold_discounts`` refuses, a red application without the blue invoice's number and
     code). Limits are checked separately (:func:`check_request`). Absent values are left out.
     """
     type_code = INVOICE_TYPE_CODES.get(application.invoice_type)
     if type_code is None:
-        raise XunlianRequestError(
+        raise NotExpressible(
             f"invoice type {application.invoice_type.value} is not issuable by Xunlian "
             "(seed 001 issues 01 special, 04 normal, 10 electronic normal, 08 electronic special)",
             UNSUPPORTED_INVOICE_TYPE,
@@ -255,7 +247,7 @@ def to_request(application: Application, request_number: str, options: Mapping[s
     try:
         folded = fold_discounts(application.lines)
     except ValueError as error:
-        raise XunlianRequestError(str(error), INVALID_DISCOUNT_LINES) from None
+        raise NotExpressible(str(error), INVALID_DISCOUNT_LINES) from None
 
     buyer, seller = application.buyer, application.seller
     payload: dict[str, Any] = {
@@ -287,7 +279,7 @@ def to_request(application: Application, request_number: str, options: Mapping[s
     if application.direction == Direction.RED:
         red = application.red
         if red is None or text_or_none(red.blue_invoice_number) is None or text_or_none(red.blue_invoice_code) is None:
-            raise XunlianRequestError(
+            raise NotExpressible(
                 "a red invoice on Xunlian needs the blue invoice's number and code "
                 "(red.blue_invoice_number, red.blue_invoice_code)",
                 MISSING_BLUE_INVOICE,
@@ -732,7 +724,7 @@ class XunlianChannel:
     def issue(self, application: Application, request_number: str) -> Outcome:
         try:
             payload = to_request(application, request_number, self.settings.options)
-        except XunlianRequestError as error:
+        except NotExpressible as error:
             return Rejected(error.reason, code=error.code)
         violations = check_request(payload)
         if violations:
