@@ -173,7 +173,9 @@ import requests
 from fapiao_hub.channels.wire import (
     CENT,
     NotExpressible,
+    blank,
     build_post_session,
+    comma_list,
     eight_places,
     envelope_or_outcome,
     exchange,
@@ -184,6 +186,7 @@ from fapiao_hub.channels.wire import (
     personal_data_scrubber,
     quantize,
     rate_text,
+    raw_text,
     text_or_none,
 )
 from fapiao_hub.domain import jsonutil
@@ -286,7 +289,7 @@ class KingdeeEnvelopeError(ValueError):
 
 
 def _codes(value: str | None) -> frozenset[str]:
-    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+    return frozenset(comma_list(value))
 
 
 @dataclass(frozen=True)
@@ -552,22 +555,17 @@ def _issued_on(value: Any) -> dt.date | None:
 
 
 def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
+    # A number read as Decimal is kept in plain notation here (wire.raw_text would write JSON).
     if isinstance(value, Decimal):
         return f"{value:f}"
-    return value if isinstance(value, str) else jsonutil.dumps(value)
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return raw_text(value)
 
 
 def _read_money(raw: Mapping[str, Any], field: str, name: str, unreadable: dict[str, str]) -> Decimal | None:
     """An amount, or None; a value that is there but not a number is recorded as ``name``."""
     value = raw.get(field)
     number = _money_or_none(value)
-    if number is None and not _blank(value):
+    if number is None and not blank(value):
         unreadable[name] = _raw_text(value)
     return number
 
@@ -576,7 +574,7 @@ def _read_number(raw: Mapping[str, Any], field: str, name: str, unreadable: dict
     """A rate, quantity or price, or None; a value that is there but unusable is recorded as ``name``."""
     value = raw.get(field)
     number = _number_or_none(value)
-    if number is None and not _blank(value):
+    if number is None and not blank(value):
         unreadable[name] = _raw_text(value)
     return number
 
@@ -652,10 +650,10 @@ def invoice_from_answer(
             unreadable[f"{goods_field}[{i}]"] = _raw_text(item)
             lines.append(None)
     invoice_type = INVOICE_TYPES_BY_CODE.get(type_code) if type_code is not None else None
-    if invoice_type is None and not _blank(raw.get("invoiceType")):
+    if invoice_type is None and not blank(raw.get("invoiceType")):
         unreadable["invoiceType"] = _raw_text(raw.get("invoiceType"))
     issued_on = _issued_on(raw.get("invoiceDate"))
-    if issued_on is None and not _blank(raw.get("invoiceDate")):
+    if issued_on is None and not blank(raw.get("invoiceDate")):
         unreadable["invoiceDate"] = _raw_text(raw.get("invoiceDate"))
     details: dict[str, str] = {}
     for field in DETAIL_FIELDS:

@@ -124,10 +124,12 @@ from urllib3.util.retry import Retry
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
 from fapiao_hub.channels.wire import (
+    comma_list,
     exchange,
     mounted_session,
     no_scrub,
     personal_data_scrubber,
+    raw_text,
     status_outcome,
     text_or_none,
 )
@@ -219,7 +221,7 @@ def not_found_codes(options: Mapping[str, str]) -> frozenset[str]:
     given = options.get("not_found_codes")
     if given is None:
         return DEFAULT_NOT_FOUND_CODES
-    return frozenset(code.strip() for code in given.split(",") if code.strip())
+    return frozenset(comma_list(given))
 
 
 def _code(value: Any) -> int | None:
@@ -237,12 +239,6 @@ class _BadItem(ValueError):
     pass
 
 
-def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else jsonutil.dumps(value)
-
-
 def _item_invoice(
     position: int, item: Mapping[str, Any], status: int, file_format: str, extra: Mapping[str, str]
 ) -> IssuedInvoice:
@@ -258,7 +254,7 @@ def _item_invoice(
     unreadable: dict[str, str] = {}
     if number is None and status in (ISSUED, MAILED):
         # Issued, the number unreadable: kept as reported (number "") for a person, never dropped.
-        unreadable["invoiceNumber"] = _raw_text(item.get("invoiceNumber"))
+        unreadable["invoiceNumber"] = raw_text(item.get("invoiceNumber"))
         number = ""
     if number is None:
         known = f" (invoiceId {invoice_id})" if invoice_id else ""
@@ -273,12 +269,12 @@ def _item_invoice(
     files: list[InvoiceFile] = []
     content = item.get("invoiceFile")
     if content is not None and not isinstance(content, str):
-        unreadable["invoiceFile"] = _raw_text(content)
+        unreadable["invoiceFile"] = raw_text(content)
     elif content and content.strip():
         files.append(InvoiceFile(content_base64=content, format_hint=file_format))
     xml = item.get("invoiceXml")
     if xml is not None and not isinstance(xml, str):
-        unreadable["invoiceXml"] = _raw_text(xml)
+        unreadable["invoiceXml"] = raw_text(xml)
     elif xml and xml.strip().lower().startswith(("http://", "https://")):
         files.append(InvoiceFile(url=xml.strip(), format_hint="xml"))
     details = {name: text for name in _DETAIL_FIELDS if (text := text_or_none(item.get(name))) is not None}

@@ -71,6 +71,23 @@ def text_or_none(value: Any) -> str | None:
     return text
 
 
+def blank(value: Any) -> bool:
+    """Absent: None, or text of nothing but whitespace."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def raw_text(value: Any) -> str:
+    """A vendor value as it came, for ``IssuedInvoice.unreadable``: None -> "", text as is, else JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """The entries of a comma-separated option (``"a, b,,c"`` -> ``("a", "b", "c")``), in order."""
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
+
+
 def join_text(first: str | None, second: str | None) -> str | None:
     parts = [p for p in (first, second) if p is not None and p.strip()]
     return " ".join(parts) if parts else None

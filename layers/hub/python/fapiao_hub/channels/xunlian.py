@@ -94,6 +94,7 @@ import requests
 from fapiao_hub.channels.wire import (
     NotExpressible,
     build_post_session,
+    comma_list,
     eight_places,
     envelope_or_outcome,
     exchange,
@@ -103,9 +104,9 @@ from fapiao_hub.channels.wire import (
     parse_decimal,
     personal_data_scrubber,
     rate_text,
+    raw_text,
     text_or_none,
 )
-from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.discounts import fold_discounts, unfold_inline_discount
 from fapiao_hub.domain.models import (
@@ -586,18 +587,11 @@ def _line_from_request(position: int, raw: Mapping[str, Any], prices_include_tax
 
 def duplicate_codes(options: Mapping[str, str]) -> frozenset[str]:
     """:data:`DUPLICATE_CODES` plus the comma-separated option ``duplicate_codes``."""
-    extra = (options.get("duplicate_codes") or "").split(",")
-    return DUPLICATE_CODES | {code.strip() for code in extra if code.strip()}
+    return DUPLICATE_CODES | frozenset(comma_list(options.get("duplicate_codes")))
 
 
 #: Fields of an answer's body that describe an invoice (the echoed request numbers do not).
 _INVOICE_FIELDS = ("invoiceNumber", "invoiceCode", "invoiceDate", "invoiceParityCode", "amount", "invoiceUuid")
-
-
-def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else jsonutil.dumps(value)
 
 
 def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> IssuedInvoice | None:
@@ -608,7 +602,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
     unreadable: dict[str, str] = {}
     number = text_or_none(body.get("invoiceNumber"))
     if number is None:
-        unreadable["invoiceNumber"] = _raw_text(body.get("invoiceNumber"))
+        unreadable["invoiceNumber"] = raw_text(body.get("invoiceNumber"))
     issued_on = None
     raw_date = text_or_none(body.get("invoiceDate"))
     if raw_date is not None:
@@ -617,7 +611,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
         except ValueError:
             unreadable["invoiceDate"] = raw_date
     elif body.get("invoiceDate") not in (None, ""):
-        unreadable["invoiceDate"] = _raw_text(body.get("invoiceDate"))
+        unreadable["invoiceDate"] = raw_text(body.get("invoiceDate"))
     amount = None
     if body.get("amount") not in (None, ""):
         try:
@@ -625,7 +619,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
         except ValueError:
             amount = None
         if amount is None:  # not a number (true/false read as absent by parse_decimal)
-            unreadable["amount"] = _raw_text(body.get("amount"))
+            unreadable["amount"] = raw_text(body.get("amount"))
     return IssuedInvoice(
         number=(number or "").strip(),
         code=text_or_none(body.get("invoiceCode")),
