@@ -172,6 +172,10 @@ import requests
 
 from fapiao_hub.channels.wire import (
     CENT,
+    FIELD_TOO_LONG,
+    INVALID_DISCOUNT_LINES,
+    MISSING_BLUE_INVOICE,
+    UNSUPPORTED_INVOICE_TYPE,
     NotExpressible,
     blank,
     build_post_session,
@@ -263,12 +267,8 @@ DETAIL_FIELDS: tuple[str, ...] = (
     "downloadFlag",
 )
 
-# Outcome codes of the checks made before sending.
-UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
-INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
-MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
+# Outcome code of a check made before sending (the shared ones are in wire).
 MISSING_SELLER_TAX_NUMBER = "MISSING_SELLER_TAX_NUMBER"
-FIELD_TOO_LONG = "FIELD_TOO_LONG"
 
 SELLER_TAX_ID_LIMIT = 20  # seed 002: sellerTaxpayerId <= 20 characters
 

@@ -30,6 +30,13 @@ NOT_PROCESSED_STATUSES = frozenset({408, 425, 429, 503})
 REFUSED_STATUSES = frozenset({400, 413, 414, 422})
 
 
+# Codes of the Rejected outcomes vendor modules answer before sending anything (NotExpressible.code).
+UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
+INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
+MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
+FIELD_TOO_LONG = "FIELD_TOO_LONG"
+
+
 class NotExpressible(ValueError):
     """An application a vendor's request cannot express: the channel answers ``Rejected(reason, code)``
     without sending anything."""

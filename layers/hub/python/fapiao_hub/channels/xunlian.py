@@ -92,6 +92,10 @@ from typing import Any
 import requests
 
 from fapiao_hub.channels.wire import (
+    FIELD_TOO_LONG,
+    INVALID_DISCOUNT_LINES,
+    MISSING_BLUE_INVOICE,
+    UNSUPPORTED_INVOICE_TYPE,
     NotExpressible,
     build_post_session,
     comma_list,
@@ -148,11 +152,7 @@ INVOICE_TYPE_CODES: dict[InvoiceType, str] = {
 }
 INVOICE_TYPES_BY_CODE: dict[str, InvoiceType] = {code: t for t, code in INVOICE_TYPE_CODES.items()}
 
-# Outcome codes of the checks made before sending.
-UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
-INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
-MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
-FIELD_TOO_LONG = "FIELD_TOO_LONG"
+# Outcome code of a check made before sending (the shared ones are in wire).
 TEXT_NOT_GBK = "TEXT_NOT_GBK"
 
 # Seed 001's String fields: Xunlian name -> (limit in GBK bytes, the hub's name or None when the
