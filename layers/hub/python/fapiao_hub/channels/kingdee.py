@@ -166,6 +166,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import requests
@@ -187,10 +188,10 @@ from fapiao_hub.channels.wire import (
     money_text,
     no_scrub,
     parse_decimal,
-    personal_data_scrubber,
     quantize,
     rate_text,
     raw_text,
+    read_answer,
     text_or_none,
 )
 from fapiao_hub.domain import jsonutil
@@ -871,19 +872,18 @@ class KingdeeChannel:
             bill = to_bill(application, request_number, self.settings.options)
         except NotExpressible as error:
             return Rejected(error.reason, code=error.code)
-        sent = self._post(BILL_PUSH, bill)
-        if isinstance(sent, NotSent | Unknown):
-            outcome: Outcome = sent
-        else:
-            outcome = interpret_push_answer(
-                sent.status_code,
-                sent.content,
+        outcome = read_answer(
+            self._post(BILL_PUSH, bill),
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_push_answer,
                 request_number=request_number,
                 aes_key=self.options.aes_key,
                 duplicates=self.options.duplicate_codes,
                 auth_codes=self.options.auth_codes,
-                scrub=self._scrub(application),
-            )
+            ),
+        )
         self._log(BILL_PUSH, request_number, outcome)
         return outcome
 
@@ -891,20 +891,19 @@ class KingdeeChannel:
         seller_tax = text_or_none(application.seller.tax_number)
         if seller_tax is None:
             return Unknown("cannot query Kingdee without the seller's tax number (sellerTaxpayerId)")
-        sent = self._post(BILL_INVOICE_QUERY, {"sellerTaxpayerId": seller_tax, "serialNo": request_number})
-        if isinstance(sent, NotSent | Unknown):
-            outcome: QueryOutcome = sent
-        else:
-            outcome = interpret_query_answer(
-                sent.status_code,
-                sent.content,
+        outcome = read_answer(
+            self._post(BILL_INVOICE_QUERY, {"sellerTaxpayerId": seller_tax, "serialNo": request_number}),
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_query_answer,
                 request_number=request_number,
                 aes_key=self.options.aes_key,
                 not_found_codes=self.options.not_found_codes,
                 auth_codes=self.options.auth_codes,
                 states=self.options.states,
-                scrub=self._scrub(application),
-            )
+            ),
+        )
         self._log(BILL_INVOICE_QUERY, request_number, outcome)
         return outcome
 
@@ -923,9 +922,6 @@ class KingdeeChannel:
             self.session, "POST", self.url, vendor="Kingdee", timeout=self.timeout, params=self.params,
             data=payload, headers=headers,
         )  # fmt: skip
-
-    def _scrub(self, application: Application) -> Callable[[str], str]:
-        return personal_data_scrubber(application, self.settings.credentials)
 
     def _log(self, interface_code: str, request_number: str, outcome: QueryOutcome) -> None:
         logger.info(

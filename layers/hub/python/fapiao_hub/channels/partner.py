@@ -117,6 +117,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import requests
@@ -128,8 +129,8 @@ from fapiao_hub.channels.wire import (
     exchange,
     mounted_session,
     no_scrub,
-    personal_data_scrubber,
     raw_text,
+    read_answer,
     status_outcome,
     text_or_none,
 )
@@ -144,7 +145,6 @@ from fapiao_hub.domain.results import (
     Issued,
     IssuedInvoice,
     NotFound,
-    NotSent,
     Outcome,
     QueryOutcome,
     Rejected,
@@ -480,14 +480,11 @@ class PartnerChannel:
             self.session, "GET", self.url, vendor="the partner", timeout=self.timeout, params=params,
             headers={"Accept": "application/json"},
         )  # fmt: skip
-        if isinstance(response, NotSent | Unknown):
-            return response
-        scrub = personal_data_scrubber(application, self.settings.credentials)
-        return interpret_answer(
-            response.status_code,
-            response.content,
-            request_number=request_number,
-            not_found=self.not_found,
-            file_format=self.file_format,
-            scrub=scrub,
+        return read_answer(
+            response,
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_answer, request_number=request_number, not_found=self.not_found, file_format=self.file_format
+            ),
         )

@@ -278,3 +278,16 @@ def personal_data_scrubber(application: Application, credentials: dict[str, str]
     return scrubber(
         [buyer.email, buyer.mobile, buyer.phone, buyer.tax_number, buyer.bank_account, *credentials.values()]
     )
+
+
+def read_answer[T](
+    sent: requests.Response | NotSent | Unknown,
+    application: Application,
+    credentials: dict[str, str],
+    interpret: Callable[..., T],
+) -> T | NotSent | Unknown:
+    """What an :func:`exchange` came to: its transport failure as it is, else the vendor's reading
+    ``interpret(status_code, content, scrub=...)`` with the application's personal data scrubbed."""
+    if isinstance(sent, NotSent | Unknown):
+        return sent
+    return interpret(sent.status_code, sent.content, scrub=personal_data_scrubber(application, credentials))

@@ -87,6 +87,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import requests
@@ -106,9 +107,9 @@ from fapiao_hub.channels.wire import (
     money_text,
     no_scrub,
     parse_decimal,
-    personal_data_scrubber,
     rate_text,
     raw_text,
+    read_answer,
     text_or_none,
 )
 from fapiao_hub.domain.config import ChannelSettings
@@ -127,7 +128,6 @@ from fapiao_hub.domain.results import (
     Capabilities,
     Issued,
     IssuedInvoice,
-    NotSent,
     Outcome,
     QueryOutcome,
     Rejected,
@@ -739,14 +739,14 @@ class XunlianChannel:
         headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
         response = exchange(self.session, "POST", self.url, vendor="Xunlian", timeout=self.timeout, data=data,
                             headers=headers)  # fmt: skip
-        if isinstance(response, NotSent | Unknown):
-            return response
-        scrub = personal_data_scrubber(application, self.settings.credentials)
-        return interpret_answer(
-            response.status_code,
-            response.content,
-            request_number=request_number,
-            invoice_type=application.invoice_type,
-            duplicates=self.duplicates,
-            scrub=scrub,
+        return read_answer(
+            response,
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_answer,
+                request_number=request_number,
+                invoice_type=application.invoice_type,
+                duplicates=self.duplicates,
+            ),
         )
