@@ -1,8 +1,9 @@
 """Wire helpers shared by the channel modules: decimal text as vendors want it, lenient reading of
-vendor numbers and text, secret scrubbing for reasons, the HTTP session policy (retry only what
-never left the machine), and what a transport failure or an HTTP status means before a vendor's
-own envelope is read (each vendor module keeps only its field names and codes); and the error by
-which a vendor module says an application cannot be put into its request."""
+vendor numbers, text and comma-separated options, secret scrubbing for reasons, the HTTP session
+policy (retry only what never left the machine), what a transport failure or an HTTP status means
+before a vendor's own envelope is read, and reading an answer with personal data scrubbed; plus
+:class:`NotExpressible` and the shared codes of what is refused before sending (each vendor module
+keeps only its field names and codes)."""
 
 from __future__ import annotations
 
