@@ -17,7 +17,7 @@ import pytest
 import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from fapiao_hub.channels import kingdee
+from fapiao_hub.channels import kingdee, wire
 from fapiao_hub.channels.kingdee import (
     KingdeeChannel,
     KingdeeConfigError,
@@ -578,9 +578,9 @@ def test_red_bill() -> None:
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
-        ({"direction": Direction.RED}, kingdee.MISSING_BLUE_INVOICE),
+        ({"direction": Direction.RED}, wire.MISSING_BLUE_INVOICE),
         ({"seller": Party(name="卖方")}, kingdee.MISSING_SELLER_TAX_NUMBER),
-        ({"seller": Party(name="卖方", tax_number="9" * 21)}, kingdee.FIELD_TOO_LONG),
+        ({"seller": Party(name="卖方", tax_number="9" * 21)}, wire.FIELD_TOO_LONG),
     ],
 )
 def test_refused_before_sending(overrides: dict[str, Any], code: str) -> None:
@@ -592,7 +592,7 @@ def test_a_discount_line_without_its_discounted_line_is_refused() -> None:
     _, discount = unfold_inline_discount(make_line(), discount_amount=Decimal("1.00"), discount_tax=Decimal("0.13"))
     app = make_app(make_line(0), discount)
     outcome = KingdeeChannel("kd", settings(), NoNetwork()).issue(app, "R-1")
-    assert isinstance(outcome, Rejected) and outcome.code == kingdee.INVALID_DISCOUNT_LINES
+    assert isinstance(outcome, Rejected) and outcome.code == wire.INVALID_DISCOUNT_LINES
     assert discount.nature == LineNature.DISCOUNT
 
 

@@ -17,11 +17,8 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from fapiao_hub.channels import wire, xunlian
 from fapiao_hub.channels.xunlian import (
-    FIELD_TOO_LONG,
     TEXT_NOT_GBK,
-    UNSUPPORTED_INVOICE_TYPE,
     XunlianChannel,
-    XunlianRequestError,
     check_request,
     from_request,
     interpret_answer,
@@ -396,11 +393,11 @@ def test_invoice_type_codes_both_ways(invoice_type: InvoiceType, code: str) -> N
 @pytest.mark.parametrize("invoice_type", [InvoiceType.DIGITAL_SPECIAL, InvoiceType.DIGITAL_NORMAL])
 def test_digital_invoices_are_rejected_before_sending(invoice_type: InvoiceType) -> None:
     app = make_app(invoice_type=invoice_type)
-    with pytest.raises(XunlianRequestError):
+    with pytest.raises(wire.NotExpressible):
         to_request(app, "R-1", OPTIONS)
     outcome = XunlianChannel("xunlian", settings(), NoNetwork()).issue(app, "R-1")
     assert isinstance(outcome, Rejected)
-    assert outcome.code == UNSUPPORTED_INVOICE_TYPE
+    assert outcome.code == wire.UNSUPPORTED_INVOICE_TYPE
     assert invoice_type.value in outcome.reason
 
 
@@ -452,7 +449,7 @@ def test_every_violation_is_listed_together_and_nothing_is_sent() -> None:
     )
     outcome = XunlianChannel("xunlian", settings(), NoNetwork()).issue(app, "R-1")
     assert isinstance(outcome, Rejected)
-    assert outcome.code == FIELD_TOO_LONG
+    assert outcome.code == wire.FIELD_TOO_LONG
     assert outcome.reason.split("; ") == [
         "buyer.name (Xunlian buyerName) is 102 bytes in GBK, 2 over the limit of 100",
         "remark (Xunlian note) is 214 bytes in GBK, 2 over the limit of 212",
@@ -560,7 +557,7 @@ def test_a_discount_line_without_its_discounted_line_is_rejected() -> None:
     _, discount = discounted_pair()
     outcome = XunlianChannel("xunlian", settings(), NoNetwork()).issue(make_app(make_line(0), discount), "R-1")
     assert isinstance(outcome, Rejected)
-    assert outcome.code == xunlian.INVALID_DISCOUNT_LINES
+    assert outcome.code == wire.INVALID_DISCOUNT_LINES
 
 
 def test_red_application_carries_the_blue_invoice() -> None:
@@ -579,7 +576,7 @@ def test_red_application_carries_the_blue_invoice() -> None:
 
     without_code = app.model_copy(update={"red": RedReference(blue_invoice_number="12221761")})
     outcome = XunlianChannel("xunlian", settings(), NoNetwork()).issue(without_code, "R-1")
-    assert isinstance(outcome, Rejected) and outcome.code == xunlian.MISSING_BLUE_INVOICE
+    assert isinstance(outcome, Rejected) and outcome.code == wire.MISSING_BLUE_INVOICE
 
 
 def test_options_and_policy_fields() -> None:

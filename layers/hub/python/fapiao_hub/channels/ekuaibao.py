@@ -112,6 +112,7 @@ from decimal import Decimal
 from typing import Any
 
 from fapiao_hub.channels.base import CallbackRejected
+from fapiao_hub.channels.wire import blank, comma_list
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.china_time import CHINA_TIME
 from fapiao_hub.domain.config import ChannelSettings
@@ -204,17 +205,22 @@ def _normalized(obj: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+def _field(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> tuple[Any, str]:
+    """A field's value (None when blank) and where it sits (``path.key``, or ``key`` at the top);
+    a blank required field is refused."""
+    value = obj.get(key)
+    where = f"{path}.{key}" if path else key
+    if blank(value):
+        if required:
+            raise _fail(where, "required")
+        return None, where
+    return value, where
 
 
 def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
     """A text field: strings as given (stripped); integers as their digits; blank -> None."""
-    value = obj.get(key)
-    where = f"{path}.{key}" if path else key
-    if _blank(value):
-        if required:
-            raise _fail(where, "required")
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _fail(where, "not a string")
@@ -222,11 +228,8 @@ def _text(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False
 
 
 def _decimal(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> Decimal | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if _blank(value):
-        if required:
-            raise _fail(where, "required")
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return None
     if isinstance(value, bool):
         raise _fail(where, "not a number")
@@ -257,11 +260,8 @@ def _code(
 ) -> str | None:
     """A small code (``result``, ``invoiceType``, ``invRowType``, ``invoicingStatus``): a JSON integer
     or a string; integers are compared by value (0 matches "00"); blank -> ``default``."""
-    value = obj.get(key)
-    where = f"{path}.{key}" if path else key
-    if _blank(value):
-        if required:
-            raise _fail(where, "required")
+    value, where = _field(obj, key, path, required=required)
+    if value is None:
         return default
     if isinstance(value, str) and value.strip() in allowed:
         return value.strip()
@@ -277,9 +277,8 @@ def _code(
 
 
 def _date(obj: Mapping[str, Any], key: str, path: str) -> dt.date | None:
-    value = obj.get(key)
-    where = f"{path}.{key}"
-    if _blank(value):
+    value, where = _field(obj, key, path)
+    if value is None:
         return None
     if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         millis = int(value.strip())
@@ -301,7 +300,7 @@ def _list(value: Any, path: str) -> list[Any]:
 def _data(body: Mapping[str, Any]) -> list[Any]:
     """``data``: a list, or a JSON string holding the list (the table types it String)."""
     value = body.get("data")
-    if _blank(value):
+    if blank(value):
         return []
     if isinstance(value, str):
         try:
@@ -331,6 +330,7 @@ def _format_hint(url: str) -> str | None:
 
 
 def _raw_text(value: Any) -> str:
+    # A JSON null stays "null" here (wire.raw_text gives ""): the text kept as unreadable is stored.
     return value if isinstance(value, str) else jsonutil.dumps(value)
 
 
@@ -407,7 +407,7 @@ def _invoice(raw: Any, path: str) -> IssuedInvoice:
     issued_on = unreadable.date(inv, "invoiceDate", path)
     invoicing_date = unreadable.date(inv, "invoicingDate", path)
 
-    if _blank(inv.get("details")):
+    if blank(inv.get("details")):
         raise _fail(f"{path}.details", "required")
     raw_lines = _list(inv["details"], f"{path}.details")
     if not raw_lines:
@@ -435,7 +435,7 @@ def _invoice(raw: Any, path: str) -> IssuedInvoice:
     if invoicing_date is not None:
         details[INVOICING_DATE_KEY] = invoicing_date.isoformat()
     ext = inv.get("ext")
-    if not _blank(ext):
+    if not blank(ext):
         if not isinstance(ext, dict):
             raise _fail(f"{path}.ext", "not a JSON object")
         if ext:
@@ -666,7 +666,7 @@ class EkuaibaoChannel:
     def __init__(self, name: str, settings: ChannelSettings) -> None:
         self.name = name
         self.settings = settings
-        self.channel_codes = tuple(c.strip() for c in settings.options.get("channel_codes", "").split(",") if c.strip())
+        self.channel_codes = comma_list(settings.options.get("channel_codes"))
 
     def issue(self, application: Application, request_number: str) -> Outcome:
         """Nothing is sent: seed 000 documents no submission (applications reach the channel out of

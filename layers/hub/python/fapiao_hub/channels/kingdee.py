@@ -166,13 +166,21 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import requests
 
 from fapiao_hub.channels.wire import (
     CENT,
+    FIELD_TOO_LONG,
+    INVALID_DISCOUNT_LINES,
+    MISSING_BLUE_INVOICE,
+    UNSUPPORTED_INVOICE_TYPE,
+    NotExpressible,
+    blank,
     build_post_session,
+    comma_list,
     eight_places,
     envelope_or_outcome,
     exchange,
@@ -180,9 +188,10 @@ from fapiao_hub.channels.wire import (
     money_text,
     no_scrub,
     parse_decimal,
-    personal_data_scrubber,
     quantize,
     rate_text,
+    raw_text,
+    read_answer,
     text_or_none,
 )
 from fapiao_hub.domain import jsonutil
@@ -259,12 +268,8 @@ DETAIL_FIELDS: tuple[str, ...] = (
     "downloadFlag",
 )
 
-# Outcome codes of the checks made before sending.
-UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
-INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
-MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
+# Outcome code of a check made before sending (the shared ones are in wire).
 MISSING_SELLER_TAX_NUMBER = "MISSING_SELLER_TAX_NUMBER"
-FIELD_TOO_LONG = "FIELD_TOO_LONG"
 
 SELLER_TAX_ID_LIMIT = 20  # seed 002: sellerTaxpayerId <= 20 characters
 
@@ -281,20 +286,11 @@ class KingdeeEnvelopeError(ValueError):
     """A ``data`` field that is not strict base64 of (possibly encrypted) JSON."""
 
 
-class KingdeeRequestError(ValueError):
-    """An application this channel cannot express (the channel answers ``Rejected``)."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
 # --------------------------------------------------------------------------- options
 
 
 def _codes(value: str | None) -> frozenset[str]:
-    return frozenset(part.strip() for part in (value or "").split(",") if part.strip())
+    return frozenset(comma_list(value))
 
 
 @dataclass(frozen=True)
@@ -424,27 +420,27 @@ def _number(value: Decimal) -> Decimal:
 def to_bill(application: Application, request_number: str, options: Mapping[str, str]) -> dict[str, Any]:
     """The ``BILL.PUSH`` data for ``application`` under ``request_number`` (module docstring).
 
-    Raises :class:`KingdeeRequestError` for what cannot be sent. Absent values are left out.
+    Raises :class:`NotExpressible` for what cannot be sent. Absent values are left out.
     """
     seller, buyer = application.seller, application.buyer
     seller_tax = text_or_none(seller.tax_number)
     if seller_tax is None:
-        raise KingdeeRequestError("seller.tax_number is required (Kingdee sellerTaxpayerId)", MISSING_SELLER_TAX_NUMBER)
+        raise NotExpressible("seller.tax_number is required (Kingdee sellerTaxpayerId)", MISSING_SELLER_TAX_NUMBER)
     if len(seller_tax) > SELLER_TAX_ID_LIMIT:
-        raise KingdeeRequestError(
+        raise NotExpressible(
             f"seller.tax_number (Kingdee sellerTaxpayerId) is {len(seller_tax)} characters, "
             f"{len(seller_tax) - SELLER_TAX_ID_LIMIT} over the limit of {SELLER_TAX_ID_LIMIT}",
             FIELD_TOO_LONG,
         )
     type_code = INVOICE_TYPE_CODES.get(application.invoice_type)
     if type_code is None:  # every canonical type has a code today; kept for new types
-        raise KingdeeRequestError(
+        raise NotExpressible(
             f"invoice type {application.invoice_type.value} has no Kingdee code", UNSUPPORTED_INVOICE_TYPE
         )
     try:
         fold_discounts(application.lines)  # the sequence check only: lines travel unfolded
     except ValueError as error:
-        raise KingdeeRequestError(str(error), INVALID_DISCOUNT_LINES) from None
+        raise NotExpressible(str(error), INVALID_DISCOUNT_LINES) from None
 
     bill: dict[str, Any] = {
         "billNo": request_number,
@@ -472,7 +468,7 @@ def to_bill(application: Application, request_number: str, options: Mapping[str,
     if application.direction == Direction.RED:
         red = application.red
         if red is None or text_or_none(red.blue_invoice_number) is None:
-            raise KingdeeRequestError(
+            raise NotExpressible(
                 "a red bill needs the blue invoice's number (red.blue_invoice_number)", MISSING_BLUE_INVOICE
             )
         bill["originalInvoiceNumber"] = red.blue_invoice_number
@@ -560,22 +556,17 @@ def _issued_on(value: Any) -> dt.date | None:
 
 
 def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
+    # A number read as Decimal is kept in plain notation here (wire.raw_text would write JSON).
     if isinstance(value, Decimal):
         return f"{value:f}"
-    return value if isinstance(value, str) else jsonutil.dumps(value)
-
-
-def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return raw_text(value)
 
 
 def _read_money(raw: Mapping[str, Any], field: str, name: str, unreadable: dict[str, str]) -> Decimal | None:
     """An amount, or None; a value that is there but not a number is recorded as ``name``."""
     value = raw.get(field)
     number = _money_or_none(value)
-    if number is None and not _blank(value):
+    if number is None and not blank(value):
         unreadable[name] = _raw_text(value)
     return number
 
@@ -584,7 +575,7 @@ def _read_number(raw: Mapping[str, Any], field: str, name: str, unreadable: dict
     """A rate, quantity or price, or None; a value that is there but unusable is recorded as ``name``."""
     value = raw.get(field)
     number = _number_or_none(value)
-    if number is None and not _blank(value):
+    if number is None and not blank(value):
         unreadable[name] = _raw_text(value)
     return number
 
@@ -660,10 +651,10 @@ def invoice_from_answer(
             unreadable[f"{goods_field}[{i}]"] = _raw_text(item)
             lines.append(None)
     invoice_type = INVOICE_TYPES_BY_CODE.get(type_code) if type_code is not None else None
-    if invoice_type is None and not _blank(raw.get("invoiceType")):
+    if invoice_type is None and not blank(raw.get("invoiceType")):
         unreadable["invoiceType"] = _raw_text(raw.get("invoiceType"))
     issued_on = _issued_on(raw.get("invoiceDate"))
-    if issued_on is None and not _blank(raw.get("invoiceDate")):
+    if issued_on is None and not blank(raw.get("invoiceDate")):
         unreadable["invoiceDate"] = _raw_text(raw.get("invoiceDate"))
     details: dict[str, str] = {}
     for field in DETAIL_FIELDS:
@@ -879,21 +870,20 @@ class KingdeeChannel:
             return Accepted(channel_ref=request_number)  # the bill reaches Kingdee out of band
         try:
             bill = to_bill(application, request_number, self.settings.options)
-        except KingdeeRequestError as error:
+        except NotExpressible as error:
             return Rejected(error.reason, code=error.code)
-        sent = self._post(BILL_PUSH, bill)
-        if isinstance(sent, NotSent | Unknown):
-            outcome: Outcome = sent
-        else:
-            outcome = interpret_push_answer(
-                sent.status_code,
-                sent.content,
+        outcome = read_answer(
+            self._post(BILL_PUSH, bill),
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_push_answer,
                 request_number=request_number,
                 aes_key=self.options.aes_key,
                 duplicates=self.options.duplicate_codes,
                 auth_codes=self.options.auth_codes,
-                scrub=self._scrub(application),
-            )
+            ),
+        )
         self._log(BILL_PUSH, request_number, outcome)
         return outcome
 
@@ -901,20 +891,19 @@ class KingdeeChannel:
         seller_tax = text_or_none(application.seller.tax_number)
         if seller_tax is None:
             return Unknown("cannot query Kingdee without the seller's tax number (sellerTaxpayerId)")
-        sent = self._post(BILL_INVOICE_QUERY, {"sellerTaxpayerId": seller_tax, "serialNo": request_number})
-        if isinstance(sent, NotSent | Unknown):
-            outcome: QueryOutcome = sent
-        else:
-            outcome = interpret_query_answer(
-                sent.status_code,
-                sent.content,
+        outcome = read_answer(
+            self._post(BILL_INVOICE_QUERY, {"sellerTaxpayerId": seller_tax, "serialNo": request_number}),
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_query_answer,
                 request_number=request_number,
                 aes_key=self.options.aes_key,
                 not_found_codes=self.options.not_found_codes,
                 auth_codes=self.options.auth_codes,
                 states=self.options.states,
-                scrub=self._scrub(application),
-            )
+            ),
+        )
         self._log(BILL_INVOICE_QUERY, request_number, outcome)
         return outcome
 
@@ -933,9 +922,6 @@ class KingdeeChannel:
             self.session, "POST", self.url, vendor="Kingdee", timeout=self.timeout, params=self.params,
             data=payload, headers=headers,
         )  # fmt: skip
-
-    def _scrub(self, application: Application) -> Callable[[str], str]:
-        return personal_data_scrubber(application, self.settings.credentials)
 
     def _log(self, interface_code: str, request_number: str, outcome: QueryOutcome) -> None:
         logger.info(

@@ -117,14 +117,23 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 # Generic helpers of the sibling channel: transport classification, text fields, scrubbing.
-from fapiao_hub.channels.wire import exchange, no_scrub, personal_data_scrubber, status_outcome, text_or_none
+from fapiao_hub.channels.wire import (
+    comma_list,
+    exchange,
+    mounted_session,
+    no_scrub,
+    raw_text,
+    read_answer,
+    status_outcome,
+    text_or_none,
+)
 from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.models import Application, InvoiceType
@@ -136,7 +145,6 @@ from fapiao_hub.domain.results import (
     Issued,
     IssuedInvoice,
     NotFound,
-    NotSent,
     Outcome,
     QueryOutcome,
     Rejected,
@@ -213,7 +221,7 @@ def not_found_codes(options: Mapping[str, str]) -> frozenset[str]:
     given = options.get("not_found_codes")
     if given is None:
         return DEFAULT_NOT_FOUND_CODES
-    return frozenset(code.strip() for code in given.split(",") if code.strip())
+    return frozenset(comma_list(given))
 
 
 def _code(value: Any) -> int | None:
@@ -231,12 +239,6 @@ class _BadItem(ValueError):
     pass
 
 
-def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else jsonutil.dumps(value)
-
-
 def _item_invoice(
     position: int, item: Mapping[str, Any], status: int, file_format: str, extra: Mapping[str, str]
 ) -> IssuedInvoice:
@@ -252,7 +254,7 @@ def _item_invoice(
     unreadable: dict[str, str] = {}
     if number is None and status in (ISSUED, MAILED):
         # Issued, the number unreadable: kept as reported (number "") for a person, never dropped.
-        unreadable["invoiceNumber"] = _raw_text(item.get("invoiceNumber"))
+        unreadable["invoiceNumber"] = raw_text(item.get("invoiceNumber"))
         number = ""
     if number is None:
         known = f" (invoiceId {invoice_id})" if invoice_id else ""
@@ -267,12 +269,12 @@ def _item_invoice(
     files: list[InvoiceFile] = []
     content = item.get("invoiceFile")
     if content is not None and not isinstance(content, str):
-        unreadable["invoiceFile"] = _raw_text(content)
+        unreadable["invoiceFile"] = raw_text(content)
     elif content and content.strip():
         files.append(InvoiceFile(content_base64=content, format_hint=file_format))
     xml = item.get("invoiceXml")
     if xml is not None and not isinstance(xml, str):
-        unreadable["invoiceXml"] = _raw_text(xml)
+        unreadable["invoiceXml"] = raw_text(xml)
     elif xml and xml.strip().lower().startswith(("http://", "https://")):
         files.append(InvoiceFile(url=xml.strip(), format_hint="xml"))
     details = {name: text for name in _DETAIL_FIELDS if (text := text_or_none(item.get(name))) is not None}
@@ -403,11 +405,7 @@ def build_post_session(settings: ChannelSettings) -> requests.Session:
         backoff_factor=0.1,
         backoff_max=2.0,
     )
-    session = requests.Session()
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return mounted_session(retry)
 
 
 #: What this channel can do (docs/channels.md): the partner issues every type, blue and red, from
@@ -482,14 +480,11 @@ class PartnerChannel:
             self.session, "GET", self.url, vendor="the partner", timeout=self.timeout, params=params,
             headers={"Accept": "application/json"},
         )  # fmt: skip
-        if isinstance(response, NotSent | Unknown):
-            return response
-        scrub = personal_data_scrubber(application, self.settings.credentials)
-        return interpret_answer(
-            response.status_code,
-            response.content,
-            request_number=request_number,
-            not_found=self.not_found,
-            file_format=self.file_format,
-            scrub=scrub,
+        return read_answer(
+            response,
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_answer, request_number=request_number, not_found=self.not_found, file_format=self.file_format
+            ),
         )

@@ -1,7 +1,9 @@
 """Wire helpers shared by the channel modules: decimal text as vendors want it, lenient reading of
-vendor numbers and text, secret scrubbing for reasons, the HTTP session policy (retry only what
-never left the machine), and what a transport failure or an HTTP status means before a vendor's
-own envelope is read (each vendor module keeps only its field names and codes)."""
+vendor numbers, text and comma-separated options, secret scrubbing for reasons, the HTTP session
+policy (retry only what never left the machine), what a transport failure or an HTTP status means
+before a vendor's own envelope is read, and reading an answer with personal data scrubbed; plus
+:class:`NotExpressible` and the shared codes of what is refused before sending (each vendor module
+keeps only its field names and codes)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,23 @@ MAX_REASON = 500  # characters of a vendor message kept in a reason
 NOT_PROCESSED_STATUSES = frozenset({408, 425, 429, 503})
 #: Statuses by which a server refuses the request itself: sending it again would be refused again.
 REFUSED_STATUSES = frozenset({400, 413, 414, 422})
+
+
+# Codes of the Rejected outcomes vendor modules answer before sending anything (NotExpressible.code).
+UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
+INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
+MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
+FIELD_TOO_LONG = "FIELD_TOO_LONG"
+
+
+class NotExpressible(ValueError):
+    """An application a vendor's request cannot express: the channel answers ``Rejected(reason, code)``
+    without sending anything."""
+
+    def __init__(self, reason: str, code: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
 
 
 def quantize(value: Decimal, exponent: Decimal) -> Decimal:
@@ -58,6 +77,23 @@ def text_or_none(value: Any) -> str | None:
     if text is None or not text.strip():
         return None
     return text
+
+
+def blank(value: Any) -> bool:
+    """Absent: None, or text of nothing but whitespace."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def raw_text(value: Any) -> str:
+    """A vendor value as it came, for ``IssuedInvoice.unreadable``: None -> "", text as is, else JSON."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else jsonutil.dumps(value)
+
+
+def comma_list(text: str | None) -> tuple[str, ...]:
+    """The entries of a comma-separated option (``"a, b,,c"`` -> ``("a", "b", "c")``), in order."""
+    return tuple(part.strip() for part in (text or "").split(",") if part.strip())
 
 
 def join_text(first: str | None, second: str | None) -> str | None:
@@ -124,6 +160,11 @@ def build_post_session(settings: ChannelSettings) -> requests.Session:
         raise_on_status=False,
         backoff_factor=0.1,
     )
+    return mounted_session(retry)
+
+
+def mounted_session(retry: Retry) -> requests.Session:
+    """A session whose http and https adapters follow ``retry`` (a small pool: one vendor host)."""
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=4)
     session.mount("http://", adapter)
@@ -238,3 +279,16 @@ def personal_data_scrubber(application: Application, credentials: dict[str, str]
     return scrubber(
         [buyer.email, buyer.mobile, buyer.phone, buyer.tax_number, buyer.bank_account, *credentials.values()]
     )
+
+
+def read_answer[T](
+    sent: requests.Response | NotSent | Unknown,
+    application: Application,
+    credentials: dict[str, str],
+    interpret: Callable[..., T],
+) -> T | NotSent | Unknown:
+    """What an :func:`exchange` came to: its transport failure as it is, else the vendor's reading
+    ``interpret(status_code, content, scrub=...)`` with the application's personal data scrubbed."""
+    if isinstance(sent, NotSent | Unknown):
+        return sent
+    return interpret(sent.status_code, sent.content, scrub=personal_data_scrubber(application, credentials))

@@ -87,12 +87,19 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import requests
 
 from fapiao_hub.channels.wire import (
+    FIELD_TOO_LONG,
+    INVALID_DISCOUNT_LINES,
+    MISSING_BLUE_INVOICE,
+    UNSUPPORTED_INVOICE_TYPE,
+    NotExpressible,
     build_post_session,
+    comma_list,
     eight_places,
     envelope_or_outcome,
     exchange,
@@ -100,11 +107,11 @@ from fapiao_hub.channels.wire import (
     money_text,
     no_scrub,
     parse_decimal,
-    personal_data_scrubber,
     rate_text,
+    raw_text,
+    read_answer,
     text_or_none,
 )
-from fapiao_hub.domain import jsonutil
 from fapiao_hub.domain.config import ChannelSettings
 from fapiao_hub.domain.discounts import fold_discounts, unfold_inline_discount
 from fapiao_hub.domain.models import (
@@ -121,7 +128,6 @@ from fapiao_hub.domain.results import (
     Capabilities,
     Issued,
     IssuedInvoice,
-    NotSent,
     Outcome,
     QueryOutcome,
     Rejected,
@@ -146,11 +152,7 @@ INVOICE_TYPE_CODES: dict[InvoiceType, str] = {
 }
 INVOICE_TYPES_BY_CODE: dict[str, InvoiceType] = {code: t for t, code in INVOICE_TYPE_CODES.items()}
 
-# Outcome codes of the checks made before sending.
-UNSUPPORTED_INVOICE_TYPE = "UNSUPPORTED_INVOICE_TYPE"
-INVALID_DISCOUNT_LINES = "INVALID_DISCOUNT_LINES"
-MISSING_BLUE_INVOICE = "MISSING_BLUE_INVOICE"
-FIELD_TOO_LONG = "FIELD_TOO_LONG"
+# Outcome code of a check made before sending (the shared ones are in wire).
 TEXT_NOT_GBK = "TEXT_NOT_GBK"
 
 # Seed 001's String fields: Xunlian name -> (limit in GBK bytes, the hub's name or None when the
@@ -223,15 +225,6 @@ LINE_DECIMAL_LIMITS: dict[str, tuple[int, int, str]] = {
 }
 
 
-class XunlianRequestError(ValueError):
-    """An application this channel cannot express (the channel answers ``Rejected``)."""
-
-    def __init__(self, reason: str, code: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-
-
 # --------------------------------------------------------------------------- formatting
 
 
@@ -241,13 +234,13 @@ class XunlianRequestError(ValueError):
 def to_request(application: Application, request_number: str, options: Mapping[str, str]) -> dict[str, Any]:
     """The ``serverIssue`` body for ``application`` under ``request_number``.
 
-    Raises :class:`XunlianRequestError` for what Xunlian cannot issue (a 数电 type, a discount
+    Raises :class:`NotExpressible` for what Xunlian cannot issue (a 数电 type, a discount
     sequence ``fold_discounts`` refuses, a red application without the blue invoice's number and
     code). Limits are checked separately (:func:`check_request`). Absent values are left out.
     """
     type_code = INVOICE_TYPE_CODES.get(application.invoice_type)
     if type_code is None:
-        raise XunlianRequestError(
+        raise NotExpressible(
             f"invoice type {application.invoice_type.value} is not issuable by Xunlian "
             "(seed 001 issues 01 special, 04 normal, 10 electronic normal, 08 electronic special)",
             UNSUPPORTED_INVOICE_TYPE,
@@ -255,7 +248,7 @@ def to_request(application: Application, request_number: str, options: Mapping[s
     try:
         folded = fold_discounts(application.lines)
     except ValueError as error:
-        raise XunlianRequestError(str(error), INVALID_DISCOUNT_LINES) from None
+        raise NotExpressible(str(error), INVALID_DISCOUNT_LINES) from None
 
     buyer, seller = application.buyer, application.seller
     payload: dict[str, Any] = {
@@ -287,7 +280,7 @@ def to_request(application: Application, request_number: str, options: Mapping[s
     if application.direction == Direction.RED:
         red = application.red
         if red is None or text_or_none(red.blue_invoice_number) is None or text_or_none(red.blue_invoice_code) is None:
-            raise XunlianRequestError(
+            raise NotExpressible(
                 "a red invoice on Xunlian needs the blue invoice's number and code "
                 "(red.blue_invoice_number, red.blue_invoice_code)",
                 MISSING_BLUE_INVOICE,
@@ -594,18 +587,11 @@ def _line_from_request(position: int, raw: Mapping[str, Any], prices_include_tax
 
 def duplicate_codes(options: Mapping[str, str]) -> frozenset[str]:
     """:data:`DUPLICATE_CODES` plus the comma-separated option ``duplicate_codes``."""
-    extra = (options.get("duplicate_codes") or "").split(",")
-    return DUPLICATE_CODES | {code.strip() for code in extra if code.strip()}
+    return DUPLICATE_CODES | frozenset(comma_list(options.get("duplicate_codes")))
 
 
 #: Fields of an answer's body that describe an invoice (the echoed request numbers do not).
 _INVOICE_FIELDS = ("invoiceNumber", "invoiceCode", "invoiceDate", "invoiceParityCode", "amount", "invoiceUuid")
-
-
-def _raw_text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else jsonutil.dumps(value)
 
 
 def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> IssuedInvoice | None:
@@ -616,7 +602,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
     unreadable: dict[str, str] = {}
     number = text_or_none(body.get("invoiceNumber"))
     if number is None:
-        unreadable["invoiceNumber"] = _raw_text(body.get("invoiceNumber"))
+        unreadable["invoiceNumber"] = raw_text(body.get("invoiceNumber"))
     issued_on = None
     raw_date = text_or_none(body.get("invoiceDate"))
     if raw_date is not None:
@@ -625,7 +611,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
         except ValueError:
             unreadable["invoiceDate"] = raw_date
     elif body.get("invoiceDate") not in (None, ""):
-        unreadable["invoiceDate"] = _raw_text(body.get("invoiceDate"))
+        unreadable["invoiceDate"] = raw_text(body.get("invoiceDate"))
     amount = None
     if body.get("amount") not in (None, ""):
         try:
@@ -633,7 +619,7 @@ def _invoice(body: Mapping[str, Any], invoice_type: InvoiceType | None) -> Issue
         except ValueError:
             amount = None
         if amount is None:  # not a number (true/false read as absent by parse_decimal)
-            unreadable["amount"] = _raw_text(body.get("amount"))
+            unreadable["amount"] = raw_text(body.get("amount"))
     return IssuedInvoice(
         number=(number or "").strip(),
         code=text_or_none(body.get("invoiceCode")),
@@ -732,7 +718,7 @@ class XunlianChannel:
     def issue(self, application: Application, request_number: str) -> Outcome:
         try:
             payload = to_request(application, request_number, self.settings.options)
-        except XunlianRequestError as error:
+        except NotExpressible as error:
             return Rejected(error.reason, code=error.code)
         violations = check_request(payload)
         if violations:
@@ -753,14 +739,14 @@ class XunlianChannel:
         headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
         response = exchange(self.session, "POST", self.url, vendor="Xunlian", timeout=self.timeout, data=data,
                             headers=headers)  # fmt: skip
-        if isinstance(response, NotSent | Unknown):
-            return response
-        scrub = personal_data_scrubber(application, self.settings.credentials)
-        return interpret_answer(
-            response.status_code,
-            response.content,
-            request_number=request_number,
-            invoice_type=application.invoice_type,
-            duplicates=self.duplicates,
-            scrub=scrub,
+        return read_answer(
+            response,
+            application,
+            self.settings.credentials,
+            partial(
+                interpret_answer,
+                request_number=request_number,
+                invoice_type=application.invoice_type,
+                duplicates=self.duplicates,
+            ),
         )
