@@ -32,7 +32,7 @@ from fapiao_hub.infra.store.errors import IllegalTransition, StaleWrite
 from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict
-from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, status_of
+from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, application_event, status_of
 from fapiao_hub.usecases.result_files import ResultFiles
 from fapiao_hub.usecases.routing import ChannelDirectory, ChannelOrder, Held, Router
 from fapiao_hub.usecases.voids import VoidSender
@@ -441,15 +441,7 @@ class Dispatcher:
         IllegalTransition (operations.py answers them 409). ``note``: the history entry, if not the reason."""
         logger.warning("application %s", to.value, extra={"reason": reason[:300]})  # why it was refused, or stopped
         application = stored.application
-        event = events.outcome_event(
-            event_type,
-            source_system=application.source_system,
-            open_apply_code=application.open_apply_code,
-            status=to.value,
-            channel=stored.channel,
-            request_number=stored.sent_request_number,
-            reason=reason,
-        )
+        event = application_event(stored, event_type, to, reason=reason)
         done = self._store.transition(
             stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
             next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None, findings=findings,
