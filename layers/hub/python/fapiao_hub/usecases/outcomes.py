@@ -208,6 +208,16 @@ class Outcomes:
             alarms.finding_recorded(finding)
         return new
 
+    def not_applied(self, stored: StoredApplication, to: Status, reason: str) -> None:
+        """A report the state it found cannot take (e.g. a refusal after a void began): the state
+        stands, but never silently: a finding says what was reported and what is stored."""
+        logger.info("a report that would move %s to %s is not applied", stored.status.value, to.value)
+        self.record_finding(stored, verification.finding_for(
+            FindingKind.REPORT_NOT_APPLIED, stored.key, source="dispatch",
+            summary=f"not applied in {stored.status.value}: {reason}", at=iso(utc_now()),
+            differences=[Difference(field="status", expected=stored.status.value, reported=to.value)],
+        ))  # fmt: skip
+
     def _clash(self, stored: StoredApplication, taken: InvoiceNumberTaken, note: str, source: str) -> str:
         """The channel reports, for this application, an invoice the hub holds for another one: never
         silent. The invoice stays where it was recorded; this application gets a finding naming the
