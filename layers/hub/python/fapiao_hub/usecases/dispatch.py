@@ -164,7 +164,7 @@ class Dispatcher:
         believed only as a query's answer is: the channel is asked (UNKNOWN, then _resolve_unknown's
         query decides); a channel that cannot be asked leaves it to a person (MANUAL_REVIEW)."""
         name = stored.channel or channel.name
-        text = f"{name} pushed a rejection: {rejected.reason}" + (f" ({rejected.code})" if rejected.code else "")
+        text = f"{name} pushed a rejection: {rejected.described}"
         doubt = "an earlier attempt's outcome is unknown, so an invoice may exist"
         answerable = (Status.SUBMITTED, Status.DISPATCHING, Status.UNKNOWN)
         if stored.status in answerable and channel.can_query:
@@ -339,8 +339,8 @@ class Dispatcher:
                 )  # fmt: skip
             case NotFound() | NotSent() | Unknown() if waiting:
                 return self._reschedule(stored, now)  # keep asking until the deadline
-            case Rejected(reason=reason, code=code):
-                text = f"{name} rejected it: {reason}" + (f" ({code})" if code else "")
+            case Rejected() as rejected:
+                text = f"{name} rejected it: {rejected.described}"
                 if stored.uncertain and not queried:
                     # A re-send was refused, but the attempt whose answer was lost may have issued
                     # the invoice: not proof of anything. Ask again; a person decides in the end.

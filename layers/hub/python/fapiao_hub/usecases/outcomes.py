@@ -47,14 +47,9 @@ class Steps(Protocol):
     """The state machine's steps an outcome takes (dispatch.Dispatcher)."""
 
     def finish(
-        self,
-        stored: StoredApplication,
-        to: Status,
-        reason: str,
-        event_type: events.EventType,
-        changes: dict[str, object] | None = None,
-        findings: list[Finding] | None = None,
-    ) -> str: ...
+        self, stored: StoredApplication, to: Status, reason: str, event_type: events.EventType, *,
+        findings: list[Finding],
+    ) -> str: ...  # fmt: skip
 
     def publish(self, stored: StoredApplication) -> None: ...
 
