@@ -176,6 +176,11 @@ class Rejected:
     reason: str
     code: str | None = None
 
+    @property
+    def described(self) -> str:
+        """The reason, with the channel's code when it gave one (as histories and findings say it)."""
+        return f"{self.reason} ({self.code})" if self.code else self.reason
+
 
 @dataclass(frozen=True)
 class Unknown:

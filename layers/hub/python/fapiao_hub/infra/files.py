@@ -209,16 +209,15 @@ class FileStore(DocumentOverflow):
         self._s3 = s3_client
         self._bucket = bucket
 
-    def put_document(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes, content_type: str, **more: str) -> str:
+        """One object written (server-side encrypted, as every object of the bucket); its ``s3://`` ref."""
         self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=data,
-            ContentType="application/json",
-            ContentEncoding="gzip",
-            ServerSideEncryption="AES256",
+            Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, **more, ServerSideEncryption="AES256"
         )
         return f"s3://{self._bucket}/{key}"
+
+    def put_document(self, key: str, data: bytes) -> str:
+        return self._put(key, data, "application/json", ContentEncoding="gzip")
 
     def get_document(self, ref: str) -> bytes:
         bucket, _, key = ref.removeprefix("s3://").partition("/")
@@ -228,26 +227,11 @@ class FileStore(DocumentOverflow):
         """Archive a pushed body as it came, before anything reads it (no result may be lost)."""
         digest = hashlib.sha256(data).hexdigest()[:16]
         key = f"raw/callbacks/{channel}/{at:%Y/%m/%d}/{at:%H%M%S%f}-{digest}.body"
-        self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=data,
-            ContentType="application/octet-stream",
-            ServerSideEncryption="AES256",
-        )
-        return f"s3://{self._bucket}/{key}"
+        return self._put(key, data, "application/octet-stream")
 
     def put_raw_answer(self, channel: str, request_number: str, at: str, data: bytes) -> str:
         """Keep a channel's answer the hub could not read, for a person to look at."""
-        key = f"raw/{channel}/{request_number}/{at}.bin"
-        self._s3.put_object(
-            Bucket=self._bucket,
-            Key=key,
-            Body=data,
-            ContentType="application/octet-stream",
-            ServerSideEncryption="AES256",
-        )
-        return f"s3://{self._bucket}/{key}"
+        return self._put(f"raw/{channel}/{request_number}/{at}.bin", data, "application/octet-stream")
 
     def raw_answer_refs(self, channel: str, request_number: str, limit: int = 100) -> list[str]:
         """Every kept answer of a request number at a channel (put_raw_answer), oldest first: one per attempt."""
@@ -265,9 +249,7 @@ class FileStore(DocumentOverflow):
         keys = []
         for suffix, (data, content_type) in files.items():
             key = f"{REPORT_PREFIX}{day.isoformat()}{suffix}"
-            self._s3.put_object(
-                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, ServerSideEncryption="AES256"
-            )
+            self._put(key, data, content_type)
             keys.append(key)
         return keys
 

@@ -19,20 +19,19 @@ from dataclasses import dataclass, replace
 from aws_lambda_powertools import Logger
 
 from fapiao_hub.channels.base import Channel
-from fapiao_hub.domain import logkeys, verification
-from fapiao_hub.domain.models import Difference, Finding, FindingKind, Status
-from fapiao_hub.domain.results import Accepted, Issued, IssuedInvoice, NotFound, NotSent, Rejected, Unknown
+from fapiao_hub.domain import logkeys
+from fapiao_hub.domain.models import Finding, Status
+from fapiao_hub.domain.results import Accepted, Issued, NotFound, NotSent, Rejected, Unknown
 from fapiao_hub.infra import events
 from fapiao_hub.infra.events import EventPublisher
 from fapiao_hub.infra.files import FileStore, LinkedFiles
 from fapiao_hub.infra.queues import DispatchQueue
 from fapiao_hub.infra.store import ApplicationStore
-from fapiao_hub.infra.store.base import iso, utc_now
 from fapiao_hub.infra.store.errors import IllegalTransition, StaleWrite
 from fapiao_hub.infra.store.records import StoredApplication
 from fapiao_hub.usecases import health
 from fapiao_hub.usecases.health import ChannelHealth, Gate, Verdict
-from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, status_of
+from fapiao_hub.usecases.outcomes import AFTER_OUTCOME, REVIEW, Outcomes, application_event, status_of
 from fapiao_hub.usecases.result_files import ResultFiles
 from fapiao_hub.usecases.routing import ChannelDirectory, ChannelOrder, Held, Router
 from fapiao_hub.usecases.voids import VoidSender
@@ -89,7 +88,8 @@ class Dispatcher:
         # Each channel's file hosts are the directory's (a test's directory may name none: no host).
         linked = LinkedFiles(getattr(channels, "fetch_policy", None))
         self._result_files = ResultFiles(store, files, linked, self.later)
-        self._outcomes = Outcomes(store, events, files, self._result_files, self, clock=clock)
+        # Also the operator's: a result vouched for, reported invoices accepted (resolutions.py).
+        self.outcomes = Outcomes(store, events, files, self._result_files, self, clock=clock)
         self._voids = VoidSender(store, channels, self)
 
     # ------------------------------------------------------------------ entry point
@@ -164,7 +164,7 @@ class Dispatcher:
         believed only as a query's answer is: the channel is asked (UNKNOWN, then _resolve_unknown's
         query decides); a channel that cannot be asked leaves it to a person (MANUAL_REVIEW)."""
         name = stored.channel or channel.name
-        text = f"{name} pushed a rejection: {rejected.reason}" + (f" ({rejected.code})" if rejected.code else "")
+        text = f"{name} pushed a rejection: {rejected.described}"
         doubt = "an earlier attempt's outcome is unknown, so an invoice may exist"
         answerable = (Status.SUBMITTED, Status.DISPATCHING, Status.UNKNOWN)
         if stored.status in answerable and channel.can_query:
@@ -201,6 +201,10 @@ class Dispatcher:
         _, channel = self._router.current(stored)
         if channel is None or not channel.can_query:
             return self._reschedule(stored, now)
+        return self._poll(stored, channel)
+
+    def _poll(self, stored: StoredApplication, channel: Channel) -> str:
+        """Ask the channel about the application and apply its answer."""
         outcome = channel.query(stored.application, stored.sent_request_number)
         return self._apply(stored, outcome, channel, queried=True, source="poll")
 
@@ -285,16 +289,17 @@ class Dispatcher:
         if (stored.next_poll_at or 0) > now:
             return self.later(stored, stored.next_poll_at - now)
         if channel.can_query:
-            outcome = channel.query(stored.application, stored.sent_request_number)
-            return self._apply(stored, outcome, channel, queried=True, source="poll")
+            return self._poll(stored, channel)
         if channel.dedupes_request_number:
             return self._attempt(stored)
-        return self.finish(
-            stored,
-            Status.MANUAL_REVIEW,
-            f"outcome unknown ({stored.reason}); {name} cannot be queried and does not de-duplicate",
-            REVIEW,
-        )
+        return self._unanswerable(stored, name, stored.reason)
+
+    def _unanswerable(
+        self, stored: StoredApplication, name: str, reason: str | None, changes: dict[str, object] | None = None
+    ) -> str:
+        """An outcome unknown at a channel that can neither be asked nor sent the same number again: a person's."""
+        text = f"outcome unknown ({reason}); {name} cannot be queried and does not de-duplicate"
+        return self.finish(stored, Status.MANUAL_REVIEW, text, REVIEW, changes)
 
     def _apply(
         self,
@@ -321,7 +326,7 @@ class Dispatcher:
                 return self._reschedule(stored, now)  # the void is not reported yet: keep asking
             case Issued(invoices=invoices, duplicate=duplicate, raw=raw):
                 note = f"issued by {name}" + (" (duplicate answer: the first result)" if duplicate else "")
-                return self._outcomes.issued(stored, invoices, note, fetch_files=fetch_files, source=source, raw=raw)
+                return self.outcomes.issued(stored, invoices, note, fetch_files=fetch_files, source=source, raw=raw)
             case _ if settled and stored.status is not Status.VOIDING:
                 return "already issued"  # an older state never overwrites a newer one
             case Accepted(channel_ref=ref):
@@ -334,8 +339,8 @@ class Dispatcher:
                 )  # fmt: skip
             case NotFound() | NotSent() | Unknown() if waiting:
                 return self._reschedule(stored, now)  # keep asking until the deadline
-            case Rejected(reason=reason, code=code):
-                text = f"{name} rejected it: {reason}" + (f" ({code})" if code else "")
+            case Rejected() as rejected:
+                text = f"{name} rejected it: {rejected.described}"
                 if stored.uncertain and not queried:
                     # A re-send was refused, but the attempt whose answer was lost may have issued
                     # the invoice: not proof of anything. Ask again; a person decides in the end.
@@ -344,12 +349,10 @@ class Dispatcher:
                             stored, Status.MANUAL_REVIEW, f"{text}, but an earlier attempt's outcome is unknown",
                             REVIEW,
                         )  # fmt: skip
-                    quiet = self._channels.quiet_period(name)
-                    moved = self.move(
+                    return self._move_and_wait(
                         stored, Status.UNKNOWN, f"{text} on a re-send; an earlier outcome is unknown, asking again",
-                        {"reason": text}, now + quiet,
+                        {"reason": text}, now, self._channels.quiet_period(name),
                     )  # fmt: skip
-                    return moved if moved == "lost race" else self.later(stored, quiet, moved)
                 return self.finish(stored, Status.REJECTED, text, events.EventType.APPLICATION_REJECTED)
             case NotFound() if queried:
                 # The channel never received it; after the quiet period the same number may go again.
@@ -364,38 +367,31 @@ class Dispatcher:
                 if circuit_open_until is not None:
                     # The channel is down, not this application: wait for the circuit, never STUCK for it.
                     delay = max(circuit_open_until - now, 1)
-                    moved = self.move(
+                    return self._move_and_wait(
                         stored, Status.RETRY_WAIT,
-                        f"not sent ({reason}); {name}'s circuit is open, next try in {delay}s", unsent, now + delay,
+                        f"not sent ({reason}); {name}'s circuit is open, next try in {delay}s", unsent, now, delay,
                     )  # fmt: skip
-                    return moved if moved == "lost race" else self.later(stored, delay, moved)
                 if stored.attempts >= self._policy.max_attempts:
                     return self.finish(
                         stored, Status.STUCK, f"{name} unreachable after {stored.attempts} attempts: {reason}",
                         events.EventType.APPLICATION_STUCK,
                     )  # fmt: skip
                 delay = self._policy.retry_delays[min(stored.attempts, len(self._policy.retry_delays)) - 1]
-                moved = self.move(
-                    stored, Status.RETRY_WAIT, f"not sent ({reason}); retry in {delay}s", unsent, now + delay
+                return self._move_and_wait(
+                    stored, Status.RETRY_WAIT, f"not sent ({reason}); retry in {delay}s", unsent, now, delay
                 )
-                return moved if moved == "lost race" else self.later(stored, delay, moved)
             case Unknown(reason=reason, raw=raw):
                 changes: dict[str, object] = {"reason": reason, "uncertain": True}
                 if raw is not None:
                     changes["raw_answer"] = self._files.put_raw_answer(name, stored.sent_request_number, str(now), raw)
                 if not (channel.can_query or channel.dedupes_request_number):
-                    return self.finish(
-                        stored, Status.MANUAL_REVIEW,
-                        f"outcome unknown ({reason}); {name} cannot be queried and does not de-duplicate",
-                        REVIEW, changes,
-                    )  # fmt: skip
+                    return self._unanswerable(stored, name, reason, changes)
                 quiet = self._channels.quiet_period(name)
                 if stored.status is Status.UNKNOWN:
                     return self.later(stored, quiet)
-                moved = self.move(
-                    stored, Status.UNKNOWN, f"outcome unknown: {reason}; asking again in {quiet}s", changes, now + quiet
+                return self._move_and_wait(
+                    stored, Status.UNKNOWN, f"outcome unknown: {reason}; asking again in {quiet}s", changes, now, quiet
                 )
-                return moved if moved == "lost race" else self.later(stored, quiet, moved)
         raise TypeError(f"not a channel outcome: {outcome!r}")
 
     # ------------------------------------------------------------------ closing and moving
@@ -415,14 +411,7 @@ class Dispatcher:
         except IllegalTransition:
             if to is stored.status:
                 return "ignored"  # already there, for this very reason or another: nothing new
-            # The state it found cannot take this report (e.g. a refusal after a void began). The
-            # state stands, but never silently: a finding says what was reported and what is stored.
-            logger.info("a report that would move %s to %s is not applied", stored.status.value, to.value)
-            self._outcomes.record_finding(stored, verification.finding_for(
-                FindingKind.REPORT_NOT_APPLIED, stored.key, source="dispatch",
-                summary=f"not applied in {stored.status.value}: {reason}", at=iso(utc_now()),
-                differences=[Difference(field="status", expected=stored.status.value, reported=to.value)],
-            ))  # fmt: skip
+            self.outcomes.not_applied(stored, to, reason)
             return "not applied"
         return to.value.lower()
 
@@ -441,15 +430,7 @@ class Dispatcher:
         IllegalTransition (operations.py answers them 409). ``note``: the history entry, if not the reason."""
         logger.warning("application %s", to.value, extra={"reason": reason[:300]})  # why it was refused, or stopped
         application = stored.application
-        event = events.outcome_event(
-            event_type,
-            source_system=application.source_system,
-            open_apply_code=application.open_apply_code,
-            status=to.value,
-            channel=stored.channel,
-            request_number=stored.sent_request_number,
-            reason=reason,
-        )
+        event = application_event(stored, event_type, to, reason=reason)
         done = self._store.transition(
             stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
             next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None, findings=findings,
@@ -478,14 +459,6 @@ class Dispatcher:
         """A channel's answer to an operator's query, applied as a poll's."""
         return self._apply(stored, outcome, channel, queried=True, source="operator")
 
-    def record_result(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str) -> str:
-        """A result an operator vouches for (Outcomes.record_result). Raises StaleWrite, InvoiceNumberTaken."""
-        return self._outcomes.record_result(stored, issued, note)
-
-    def accept_reported(self, stored: StoredApplication, items: list[dict], note: str) -> StoredApplication:
-        """MISMATCH -> ISSUED: a person accepted the reported invoices (Outcomes.accept_reported)."""
-        return self._outcomes.accept_reported(stored, items, note)
-
     # ------------------------------------------------------------------ the steps' shared moves
     @property
     def first_poll_seconds(self) -> int:
@@ -507,6 +480,13 @@ class Dispatcher:
             logger.info("ignored a report that would move %s back to %s", stored.status.value, to.value)
             return "ignored"
         return to.value.lower()
+
+    def _move_and_wait(
+        self, stored: StoredApplication, to: Status, note: str, changes: dict[str, object], now: int, delay: int
+    ) -> str:
+        """Move, due again after ``delay``, and come back then (unless another dispatcher moved it first)."""
+        moved = self.move(stored, to, note, changes, now + delay)
+        return moved if moved == "lost race" else self.later(stored, delay, moved)
 
     def later(self, stored: StoredApplication, delay: int, result: str = "waiting") -> str:
         """Come back to this application after ``delay`` seconds (longer waits: the poller's).

@@ -47,14 +47,9 @@ class Steps(Protocol):
     """The state machine's steps an outcome takes (dispatch.Dispatcher)."""
 
     def finish(
-        self,
-        stored: StoredApplication,
-        to: Status,
-        reason: str,
-        event_type: events.EventType,
-        changes: dict[str, object] | None = None,
-        findings: list[Finding] | None = None,
-    ) -> str: ...
+        self, stored: StoredApplication, to: Status, reason: str, event_type: events.EventType, *,
+        findings: list[Finding],
+    ) -> str: ...  # fmt: skip
 
     def publish(self, stored: StoredApplication) -> None: ...
 
@@ -194,27 +189,29 @@ class Outcomes:
     def record_finding(self, stored: StoredApplication, finding: Finding) -> bool:
         """A finding on an application without a status change: announced, recorded once (seen again:
         counted), alarmed the first time. True when it is new."""
-        application = stored.application
         announced = finding_item(finding)
         announced.pop("related", None)  # other applications (maybe another tenant's): the desk's only
         # The event first: if it fails, the queue (or the channel) brings the result back and all of
         # this runs again (the finding once; a repeated event is de-duplicated by its receivers).
         self._events.publish(
-            events.outcome_event(
-                events.EventType.FINDING_RECORDED,
-                source_system=application.source_system,
-                open_apply_code=application.open_apply_code,
-                status=stored.status.value,
-                channel=stored.channel,
-                request_number=stored.sent_request_number,
-                reason=finding.summary,
-                findings=[announced],
+            application_event(
+                stored, events.EventType.FINDING_RECORDED, stored.status, reason=finding.summary, findings=[announced]
             )
         )
         new = self._store.add_finding(stored, finding, note=finding.summary)
         if new:
             alarms.finding_recorded(finding)
         return new
+
+    def not_applied(self, stored: StoredApplication, to: Status, reason: str) -> None:
+        """A report the state it found cannot take (e.g. a refusal after a void began): the state
+        stands, but never silently: a finding says what was reported and what is stored."""
+        logger.info("a report that would move %s to %s is not applied", stored.status.value, to.value)
+        self.record_finding(stored, verification.finding_for(
+            FindingKind.REPORT_NOT_APPLIED, stored.key, source="dispatch",
+            summary=f"not applied in {stored.status.value}: {reason}", at=iso(utc_now()),
+            differences=[Difference(field="status", expected=stored.status.value, reported=to.value)],
+        ))  # fmt: skip
 
     def _clash(self, stored: StoredApplication, taken: InvoiceNumberTaken, note: str, source: str) -> str:
         """The channel reports, for this application, an invoice the hub holds for another one: never
@@ -264,15 +261,7 @@ class Outcomes:
         }.get(target)
         event = None
         if event_type is not None:
-            event = events.outcome_event(
-                event_type,
-                source_system=application.source_system,
-                open_apply_code=application.open_apply_code,
-                status=target.value,
-                channel=stored.channel,
-                request_number=stored.sent_request_number,
-                invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
-            )
+            event = application_event(stored, event_type, target, invoices=_event_invoices(issued, items))
         if stored.status is Status.ISSUED or stored.status is Status.VOIDING:
             self._update_invoice_states(issued, stored)
         done = self._store.transition(
@@ -283,7 +272,8 @@ class Outcomes:
         return target.value.lower()
 
     def _kept_answer(self, stored: StoredApplication, raw: bytes | None) -> dict[str, object]:
-        """A verified answer is archived too: the raw answer of every attempt is readable from the detail."""
+        """The answer as the channel sent it, verified or not: the raw answer of every attempt is readable
+        from the detail (a callback's is archived already: ``raw`` None)."""
         if raw is None:
             return {}
         request_number = stored.sent_request_number
@@ -302,8 +292,6 @@ class Outcomes:
         raw: bytes | None,
     ) -> str:
         """The result differs from the application: recorded in full, MISMATCH with a finding, review."""
-        application = stored.application
-        request_number = stored.sent_request_number
         unreadable = verification.only_unreadable(differences)
         kind = FindingKind.UNREADABLE_RESULT if unreadable else FindingKind.RESULT_MISMATCH
         what = "could not be read in full" if unreadable else "differs from the application"
@@ -312,25 +300,13 @@ class Outcomes:
             kind, stored.key, source=source, summary=summary, at=iso(utc_now()), differences=differences,
             invoice_numbers=[str(i["number"]) for i in items],
         )  # fmt: skip
-        changes: dict[str, object] = {"reason": summary}
-        if raw is not None:
-            # The answer as the channel sent it, for the person who looks (a callback's is archived already).
-            changes["raw_answer"] = self._files.put_raw_answer(
-                stored.channel or "channel", request_number, str(int(self._clock())), raw
-            )
-        event = events.outcome_event(
-            events.EventType.APPLICATION_NEEDS_REVIEW,
-            source_system=application.source_system,
-            open_apply_code=application.open_apply_code,
-            status=Status.MISMATCH.value,
-            channel=stored.channel,
-            request_number=request_number,
-            reason=summary,
-            invoices=[_event_invoice(invoice, item) for invoice, item in zip(issued, items, strict=True)],
+        event = application_event(
+            stored, REVIEW, Status.MISMATCH, reason=summary, invoices=_event_invoices(issued, items),
             findings=[finding_item(finding)],
-        )
+        )  # fmt: skip
         done = self._store.transition(
-            stored, Status.MISMATCH, note=summary, changes=changes, invoices=new_items, pending_event=event,
+            stored, Status.MISMATCH, note=summary, changes={"reason": summary, **self._kept_answer(stored, raw)},
+            invoices=new_items, pending_event=event,
             findings=[finding],
         )  # fmt: skip
         alarms.finding_recorded(finding)
@@ -444,17 +420,11 @@ class Outcomes:
     def accept_reported(self, stored: StoredApplication, items: list[dict], note: str) -> StoredApplication:
         """MISMATCH -> ISSUED: a person accepted the invoices the channel reported (already recorded);
         the business system is told as for any issued invoice (InvoiceIssued). Raises StaleWrite."""
-        application = stored.application
-        event = events.outcome_event(
-            events.EventType.INVOICE_ISSUED,
-            source_system=application.source_system,
-            open_apply_code=application.open_apply_code,
-            status=Status.ISSUED.value,
-            channel=stored.channel,
-            request_number=stored.sent_request_number,
+        event = application_event(
+            stored, events.EventType.INVOICE_ISSUED, Status.ISSUED,
             # No "files": the notifier reads the recorded invoices and their files.
             invoices=[{k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item} for item in items],
-        )
+        )  # fmt: skip
         done = self._store.transition(stored, Status.ISSUED, note=note, changes={"reason": None}, pending_event=event)
         self._steps.publish(done)
         return done
@@ -482,11 +452,26 @@ _EVENT_INVOICE_FIELDS = (
 )  # fmt: skip
 
 
-def _event_invoice(invoice: IssuedInvoice, item: dict) -> dict:
-    """An invoice as its outcome event names it (from the item to be stored)."""
-    named = {k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item}
-    if not invoice.files:
-        # No files to store: the event is complete and the notifier need not read the invoice
-        # (files are stored after the event is published).
-        named["files"] = []
+def _event_invoices(issued: tuple[IssuedInvoice, ...], items: list[dict[str, object]]) -> list[dict]:
+    """The invoices as their outcome event names them (from the items to be stored)."""
+    named = []
+    for invoice, item in zip(issued, items, strict=True):
+        one = {k: item[k] for k in _EVENT_INVOICE_FIELDS if k in item}
+        if not invoice.files:
+            # No files to store: the event is complete and the notifier need not read the invoice
+            # (files are stored after the event is published).
+            one["files"] = []
+        named.append(one)
     return named
+
+
+def application_event(
+    stored: StoredApplication, event_type: events.EventType, status: Status, **detail: object
+) -> dict:
+    """An event about a stored application (pending until published): its keys, the status it
+    announces, its channel and request number, then ``detail``."""
+    application = stored.application
+    return events.outcome_event(
+        event_type, source_system=application.source_system, open_apply_code=application.open_apply_code,
+        status=status.value, channel=stored.channel, request_number=stored.sent_request_number, **detail,
+    )  # fmt: skip

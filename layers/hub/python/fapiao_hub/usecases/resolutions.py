@@ -108,7 +108,7 @@ class Resolutions:
             wanted = invoice_key(code, number)
             raise ActionInvalid("invoice.number", f"the channel reported {reported} for this application, not {wanted}")
         try:
-            done = self._dispatcher.accept_reported(stored, items, f"{note} (the reported invoice accepted)")
+            done = self._dispatcher.outcomes.accept_reported(stored, items, f"{note} (the reported invoice accepted)")
         except (StaleWrite, IllegalTransition):
             raise moved(self._store, stored, "resolve-issued") from None
         self._answered(done, _ANSWERED_BY_ACCEPTING, operator, reason)
@@ -130,7 +130,7 @@ class Resolutions:
 
     def _record(self, stored: StoredApplication, issued: tuple[IssuedInvoice, ...], note: str, field: str) -> str:
         try:
-            result = self._dispatcher.record_result(stored, issued, note)
+            result = self._dispatcher.outcomes.record_result(stored, issued, note)
         except (StaleWrite, IllegalTransition):
             raise moved(self._store, stored, "the result is not recorded;") from None
         except InvoiceNumberTaken as taken:

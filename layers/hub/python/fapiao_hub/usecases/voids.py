@@ -72,8 +72,8 @@ class VoidSender:
             logger.exception("channel raised on void")
             outcome = Unknown(f"channel {name} raised {type(error).__name__}")
         match outcome:
-            case Rejected(reason=why, code=code):
-                text = f"{name} refused the void: {why}" + (f" ({code})" if code else "")
+            case Rejected() as rejected:
+                text = f"{name} refused the void: {rejected.described}"
                 return self._steps.move(stored, Status.ISSUED, text, {"void_refused": text}, 0)
             case NotSent():
                 return self._steps.later(stored, self._steps.first_retry_seconds)
