@@ -212,7 +212,7 @@ def _submit_order(system_id: str, body: Any, intake: Intake) -> Response[Any]:
     logger.info("invoice order accepted", extra={"new": submitted.created, "status": submitted.stored.status.value})
     metrics.add_metric(name="OrdersAccepted" if submitted.created else "OrdersRepeated", unit=MetricUnit.Count, value=1)
     message = "order received" if submitted.created else "order already received"
-    if submitted.created and int(submitted.stored.extra.get("submission", 1)) > 1:
+    if submitted.created and submitted.stored.submission > 1:
         message = "order received again with corrected content"
     return envelope(HTTPStatus.OK, message, presenters.summary(submitted.stored))
 

@@ -322,8 +322,8 @@ def _raw_keys(stored: StoredApplication, invoices: list[dict[str, Any]]) -> list
     if stored.channel:
         request_number = stored.sent_request_number
         raw_keys += runtime.file_store().raw_answer_refs(stored.channel, request_number)
-    if stored.extra.get("raw_answer") and stored.extra["raw_answer"] not in raw_keys:
-        raw_keys.append(stored.extra["raw_answer"])
+    if stored.raw_answer and stored.raw_answer not in raw_keys:
+        raw_keys.append(stored.raw_answer)
     raw_keys += [i["raw"] for i in invoices if i.get("raw") and i["raw"] not in raw_keys]
     return raw_keys
 

@@ -210,8 +210,8 @@ def refusal(action: str, stored: StoredApplication) -> str | None:
 def stuck_from(stored: StoredApplication) -> Status | None:
     """The state a STUCK application was stuck in: recorded with the move (store.transition), else the
     previous status of its last move to STUCK in the history."""
-    if stored.extra.get("stuck_from"):
-        return Status(stored.extra["stuck_from"])
+    if stored.stuck_from is not None:
+        return stored.stuck_from
     for entry in reversed(stored.history):
         if not entry.is_note and entry.status == Status.STUCK.value:
             return Status(entry.previous) if entry.previous else None

@@ -142,11 +142,11 @@ class Dispatcher:
             return self._attempt(stored)
         if status is Status.UNKNOWN:
             return self._resolve_unknown(stored, now)
-        if status is Status.VOIDING and stored.extra.get("void_request") and not stored.extra.get("void_sent"):
+        if status is Status.VOIDING and stored.void is not None and not stored.void.sent:
             return self._voids.send(stored)
         if status in (Status.SUBMITTED, Status.VOIDING, Status.STUCK):
             return self._ask(stored, now)  # STUCK: only while it is in due work (a queryable channel)
-        if status is Status.ISSUED and stored.extra.get("files_pending"):
+        if status is Status.ISSUED and stored.files_pending:
             return self._result_files.fetch_pending(stored)
         return "nothing to do"  # outcomes
 
@@ -188,10 +188,10 @@ class Dispatcher:
 
     def _past_deadline(self, stored: StoredApplication, now: int) -> bool:
         # An operator's requeue (operations.py) starts the deadline again; a void's counts from its request.
-        began = max(stored.created_epoch or 0, int(stored.extra.get("requeued_epoch") or 0))
-        if stored.status is Status.VOIDING and stored.extra.get("void_requested_epoch") is not None:
+        began = max(stored.created_epoch or 0, stored.requeued_epoch or 0)
+        if stored.status is Status.VOIDING and stored.void is not None and stored.void.requested_epoch is not None:
             # A requeue of a stuck void starts its deadline again too.
-            began = max(int(stored.extra["void_requested_epoch"]), int(stored.extra.get("requeued_epoch") or 0))
+            began = max(stored.void.requested_epoch, stored.requeued_epoch or 0)
         return began > 0 and now >= began + self._policy.deadline_seconds
 
     def _ask(self, stored: StoredApplication, now: int) -> str:
@@ -259,7 +259,7 @@ class Dispatcher:
                 self._health.abandon(gate)
             return "lost race"  # another dispatcher claimed it: that one sends, this one does not
         if failed_over_from:
-            claimed = replace(claimed, extra={**claimed.extra, "failed_over_from": failed_over_from})
+            claimed = claimed.failing_over_from(failed_over_from)
         try:
             outcome = channel.issue(application, request_number)
         except Exception as error:  # a channel bug after the request may have left: not a failure
@@ -320,7 +320,7 @@ class Dispatcher:
         match outcome:
             case Issued(invoices=invoices) if (
                 stored.status in (Status.VOIDING, Status.STUCK)  # STUCK: a void past its deadline
-                and stored.extra.get("void_request")
+                and stored.void is not None
                 and status_of(invoices) is Status.ISSUED
             ):
                 return self._reschedule(stored, now)  # the void is not reported yet: keep asking
@@ -363,7 +363,7 @@ class Dispatcher:
                 if stored.status is not Status.DISPATCHING:
                     return self.later(stored, self._policy.retry_delays[0])  # a query that did not leave
                 # Counted: the proof that this application never reached a channel (failover, health.py).
-                unsent = {"unsent_attempts": int(stored.extra.get("unsent_attempts", 0)) + 1}
+                unsent = {"unsent_attempts": stored.unsent_attempts + 1}
                 if circuit_open_until is not None:
                     # The channel is down, not this application: wait for the circuit, never STUCK for it.
                     delay = max(circuit_open_until - now, 1)
@@ -435,7 +435,7 @@ class Dispatcher:
             stored, to, note=note or reason, changes={"reason": reason, **(changes or {})}, pending_event=event,
             next_poll_at=self._stuck_poll_at(stored) if to is Status.STUCK else None, findings=findings,
         )  # fmt: skip
-        reserved_on = stored.extra.get("red_reserved_on")
+        reserved_on = stored.red_reserved_on
         if to in (Status.REJECTED, Status.CANCELLED) and reserved_on:
             # Nothing was reversed: what it held of the blue invoice is free again.
             self._store.release_red(str(reserved_on), -application.amount, -application.tax)

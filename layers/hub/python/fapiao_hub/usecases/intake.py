@@ -226,7 +226,7 @@ class Intake:
 
         A red one reserves from its blue invoice again (the rejection released what it held); if the
         replacing write loses (another resubmission, any change), the reservation is given back."""
-        submission = int(rejected.extra.get("submission", 1)) + 1
+        submission = rejected.submission + 1
         reserved_on = self._reserve_red(application, warnings, reverses_outside_invoices)
         try:
             stored = self._store.resubmit(
@@ -284,7 +284,7 @@ class Intake:
         stored = self._store.get(request.source_system, str(invoice["open_apply_code"]))
         if stored is None:
             raise unknown
-        if stored.extra.get("void_request") == request.open_apply_code and stored.status in (
+        if stored.void is not None and stored.void.request == request.open_apply_code and stored.status in (
             Status.VOIDING, Status.VOIDED
         ):  # fmt: skip
             return Submitted(stored, created=False)

@@ -321,7 +321,7 @@ class Outcomes:
             if not (invoice.number or "").strip():
                 continue
             changes: dict[str, object] = {"status": invoice.state.value}
-            if invoice.state is InvoiceState.VOIDED and stored is not None and stored.extra.get("void_request"):
+            if invoice.state is InvoiceState.VOIDED and stored is not None and stored.void is not None:
                 changes.update(red_remaining_amount=0, red_remaining_tax=0)  # nothing left to reverse in red
             self._store.update_invoice(invoice_key(invoice.code, invoice.number), changes)
 

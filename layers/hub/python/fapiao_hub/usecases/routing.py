@@ -90,7 +90,7 @@ class Router:
 
     def current(self, stored: StoredApplication) -> tuple[str | None, Channel | None]:
         """The application's channel: routed, or, once it failed over, the one it went to for good."""
-        if stored.extra.get("failed_over_from") and stored.channel:
+        if stored.failed_over_from and stored.channel:
             return stored.channel, self._channels.channel(stored.channel)
         return self._channels.channel_for(stored.application, stored.channel)
 
@@ -111,7 +111,7 @@ class Router:
         assert self._health is not None
         if self._channel_order is None or not self._health.may_fail_over(gate, now):
             return None
-        unsent = int(stored.extra.get("unsent_attempts", 0))
+        unsent = stored.unsent_attempts
         if stored.status not in (Status.RECEIVED, Status.RETRY_WAIT) or not health.never_reached(
             stored.attempts, unsent, stored.uncertain
         ):

@@ -45,7 +45,7 @@ class VoidSender:
     def send(self, stored: StoredApplication) -> str:
         """Send the void to the channel that issued the invoice; says what happened (for logs and tests)."""
         name, channel = self._channels.channel_for(stored.application, stored.channel)
-        reason = str(stored.extra.get("void_reason") or "")
+        reason = stored.void.reason if stored.void is not None else ""
         void = getattr(channel, "void", None)
         if void is None and channel is not None and channel.capabilities.voids(stored.application.invoice_type):
             # The channel voids but has no call for it (the partner: seed 003): nothing is sent, and

@@ -291,7 +291,7 @@ class Applications(Invoices):
         now = utc_now()
         epoch = int(self._clock())
         earlier = {
-            "submission": int(rejected.extra.get("submission", 1)),
+            "submission": rejected.submission,
             "request_number": rejected.request_number,
             "channel": rejected.channel,
             "status": rejected.status.value,
@@ -315,7 +315,7 @@ class Applications(Invoices):
             "created_epoch": epoch,  # the open deadline counts from this submission
             "request_number": request_number,
             "submission": submission,
-            "submissions": [*rejected.extra.get("submissions", []), {k: v for k, v in earlier.items() if v}],
+            "submissions": [*rejected.earlier_submissions, {k: v for k, v in earlier.items() if v}],
             "warnings": list(warnings),
             "due_bucket": DUE_BUCKET,
             "next_poll_at": epoch + requeue_after_seconds,
@@ -381,7 +381,7 @@ class Applications(Invoices):
         entry = Transition(at=iso(now), status=stored.status.value, note=note, is_note=True).to_item()
         record = audit.record(
             stored.key, now, entry["at"], audit.Kind.NOTE, by=self._actor, status=stored.status.value, note=note,
-            before={"void_sent": bool(stored.extra.get("void_sent"))},
+            before={"void_sent": stored.void is not None and stored.void.sent},
             after={"void_sent": True, **({"void_by_person": True} if by_person else {})},
         )  # fmt: skip
         values: dict[str, Any] = {":t": True, ":status": stored.status.value, ":version": stored.version}

@@ -6,7 +6,7 @@ Plain values, no DynamoDB: the use cases read these; base.StoreBase builds them 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from fapiao_hub.domain.models import Application, Finding, Status, application_key, request_number_for
@@ -46,6 +46,18 @@ class Transition:
             note=item.get("note"),
             is_note=item.get("kind") == "note",
         )
+
+
+@dataclass(frozen=True)
+class VoidState:
+    """A void (作废) asked of an issued application: by which request, why, since when, whether it was
+    sent to the channel, and whether the channel has no void call so a person does it there."""
+
+    request: str
+    reason: str
+    requested_epoch: int | None
+    sent: bool
+    by_person: bool
 
 
 @dataclass(frozen=True)
@@ -91,10 +103,78 @@ class StoredApplication:
     def open_findings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.open)
 
+    # Typed views of the attributes a step writes beside the lifecycle (kept in ``extra`` as stored,
+    # so a history record's "before" and the item stay as they are): read them here, never by name.
+    @property
+    def void(self) -> VoidState | None:
+        """The void asked of it, if one was (intake.request_void writes it, voids.py sends it)."""
+        request = self.extra.get("void_request")
+        if not request:
+            return None
+        epoch = self.extra.get("void_requested_epoch")
+        return VoidState(
+            request=str(request),
+            reason=str(self.extra.get("void_reason") or ""),
+            requested_epoch=int(epoch) if epoch is not None else None,
+            sent=bool(self.extra.get("void_sent")),
+            by_person=bool(self.extra.get("void_by_person")),
+        )
+
     @property
     def void_by_person(self) -> bool:
         """A void the channel has no call for, waiting to be done at the channel by a person."""
         return self.status is Status.VOIDING and bool(self.extra.get("void_by_person"))
+
+    @property
+    def submission(self) -> int:
+        """Which submission of its open-apply code this is (1, then one more per resubmission)."""
+        return int(self.extra.get("submission", 1))
+
+    @property
+    def earlier_submissions(self) -> list[dict[str, Any]]:
+        """What each earlier (rejected) submission was, as resubmission kept it."""
+        return list(self.extra.get("submissions", []))
+
+    @property
+    def failed_over_from(self) -> str | None:
+        """The channel it was moved away from (health.py's failover), if it was."""
+        return self.extra.get("failed_over_from")
+
+    @property
+    def unsent_attempts(self) -> int:
+        """Attempts that provably never reached the channel (NotSent), counted for failover."""
+        return int(self.extra.get("unsent_attempts", 0))
+
+    @property
+    def requeued_epoch(self) -> int | None:
+        """When an operator last put it back to work (its deadlines count from then)."""
+        value = self.extra.get("requeued_epoch")
+        return int(value) if value else None
+
+    @property
+    def red_reserved_on(self) -> str | None:
+        """The blue invoice whose red ledger this red application reserved an amount on."""
+        return self.extra.get("red_reserved_on")
+
+    @property
+    def files_pending(self) -> bool:
+        """Issued, but some of its invoice files are still to be fetched."""
+        return bool(self.extra.get("files_pending"))
+
+    @property
+    def raw_answer(self) -> str | None:
+        """Where the channel's last raw answer is kept (s3://...)."""
+        return self.extra.get("raw_answer")
+
+    @property
+    def stuck_from(self) -> Status | None:
+        """The status it was in when it went STUCK."""
+        value = self.extra.get("stuck_from")
+        return Status(value) if value else None
+
+    def failing_over_from(self, channel: str) -> StoredApplication:
+        """This application, known (in memory) to be moving away from ``channel``."""
+        return replace(self, extra={**self.extra, "failed_over_from": channel})
 
     @property
     def needs_person(self) -> bool:
