@@ -161,7 +161,10 @@ def test_a_short_history_costs_the_get_no_request_of_its_own(hub: Hub) -> None:
     store.note(KEY, "delivered", status="RECEIVED")
     calls: list[str] = []
     runtime.reset()
-    runtime._boto_session().events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
+    runtime.watch_aws_requests(
+        lambda model, **_: calls.append(model.name) if model.service_model.service_name == "dynamodb" else None,
+        "test-history-reads",
+    )
     status, data = _get(hub, {})
     assert status == 200 and [e["note"] for e in data["history"]] == ["received", "delivered"]
     assert data["historyNextCursor"] is None and "Query" not in calls  # the item's own copy holds it whole

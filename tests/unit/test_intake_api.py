@@ -326,8 +326,8 @@ def test_a_new_blue_order_costs_one_put_and_one_send(hub):
 
     calls: list[str] = []
     runtime.reset()
-    runtime._boto_session().events.register(
-        "before-call.*.*", lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}")
+    runtime.watch_aws_requests(
+        lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}"), "test-intake-requests"
     )
     assert hub.call(event("intake-post-blue.json"))[0] == 200
     # One request: the conditional put and its history record in one transaction (the audit trail).

@@ -41,8 +41,8 @@ def aws_calls(hub) -> list[str]:
 
     calls: list[str] = []
     runtime.reset()
-    runtime._boto_session().events.register(
-        "before-call.*.*", lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}")
+    runtime.watch_aws_requests(
+        lambda model, **_: calls.append(f"{model.service_model.service_name}:{model.name}"), "test-batch-requests"
     )
     return calls
 
